@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build or refresh the project's virtual environment (.venv by default).
+#
+# - installs the package in editable mode with its test extras, using the
+#   versions in constraints.txt (torch 2.14.1 comes from local disk here);
+# - makes sure FiftyOne's embedded MongoDB has a `mongod` (see README,
+#   "The embedded database");
+# - does nothing when pyproject.toml and constraints.txt have not changed
+#   since the last successful run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${SAMRS_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[bootstrap] creating $VENV"
+    "$PY" -m venv "$VENV"
+fi
+
+stamp="$VENV/.samrs-stamp"
+want="$(cat pyproject.toml constraints.txt scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    exit 0
+fi
+
+echo "[bootstrap] installing fiftyone-samrs and its dependencies into $VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test]"
+"$VENV/bin/python" -m fiftyone_samrs.db ensure-mongod
+echo "$want" > "$stamp"
+echo "[bootstrap] ready"
