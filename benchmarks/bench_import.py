@@ -1,0 +1,156 @@
+"""Import benchmark (issue 2): the DOTA importer against FiftyOne's ``add_samples``.
+
+Generates a DOTA v1.0 tree (default 2,000 images x 100 objects) and reports,
+in the same run, labels per second for:
+
+1. the importer end to end, parsing included (``fiftyone_samrs.load_dota``);
+2. FiftyOne's ``dataset.add_samples(samples, dynamic=True)`` on equivalent
+   prebuilt :class:`fiftyone.core.sample.Sample` objects (building them is
+   timed separately and excluded).
+
+"Labels" = FiftyOne label objects written: one ``hbb`` Detection and one
+``obb`` Polyline per object. The target is (1) >= 2x (2).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_import.py                  # full size
+    .venv/bin/python benchmarks/bench_import.py --images 200     # smoke test
+    .venv/bin/python benchmarks/bench_import.py --tree /data/DOTA/val   # a real tree
+
+The results are printed as a table and written to
+``benchmarks/out/bench_import.json``. Uses its own FiftyOne database name
+(``samrs-bench-<random>``) unless ``FIFTYONE_DATABASE_NAME`` is set, and
+deletes the datasets and the generated tree (unless ``--keep``) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+_OWN_DB = "FIFTYONE_DATABASE_NAME" not in os.environ
+os.environ.setdefault("FIFTYONE_DATABASE_NAME", "samrs-bench-%s" % uuid.uuid4().hex[:8])
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _rate(n: float, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--objects", type=int, default=100, help="objects per image")
+    parser.add_argument("--size", type=int, default=1024, help="image side in pixels")
+    parser.add_argument("--tree", default=None, help="use this DOTA tree instead of generating")
+    parser.add_argument("--workers", type=int, default=2, help="threads for the generator")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--skip-add-samples", action="store_true",
+                        help="only time the importer")
+    parser.add_argument("--keep", action="store_true", help="keep the generated tree")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out",
+                                                      "bench_import.json"))
+    args = parser.parse_args(argv)
+
+    import fiftyone as fo
+
+    from fiftyone_samrs import synthetic
+    from fiftyone_samrs.formats import dota
+    from fiftyone_samrs.importers import load_dota, record_to_sample
+    from fiftyone_samrs.records import ImportReport
+
+    fo.config.show_progress_bars = False
+    tmp = None
+    results = {"images": None, "objects": None, "labels": None}
+    datasets = []
+    try:
+        if args.tree:
+            root = args.tree
+            gen_s = 0.0
+        else:
+            tmp = tempfile.mkdtemp(prefix="samrs-bench-import-")
+            root = os.path.join(tmp, "DOTA")
+            t = time.perf_counter()
+            synthetic.make_dota_tree(root, n_images=args.images, n_objects=args.objects,
+                                     size=(args.size, args.size), gt_masks=False,
+                                     workers=args.workers)
+            gen_s = time.perf_counter() - t
+        results["generate_s"] = gen_s
+
+        # parse only (what the parser costs on its own)
+        t = time.perf_counter()
+        records = list(dota.scan(root, report=ImportReport()))
+        parse_s = time.perf_counter() - t
+        n_images = len(records)
+        n_objects = sum(len(r.objects) for r in records)
+        n_labels = n_objects + sum(1 for r in records for o in r.objects if o.quad is not None)
+        results.update(images=n_images, objects=n_objects, labels=n_labels, parse_s=parse_s)
+
+        # (1) the importer, end to end (parse + insert)
+        name = "samrs-bench-importer-" + uuid.uuid4().hex[:6]
+        t = time.perf_counter()
+        ds = load_dota(root, name=name, persistent=False, progress=False,
+                       batch_size=args.batch_size)
+        imp_s = time.perf_counter() - t
+        datasets.append(ds)
+        assert len(ds) == n_images, (len(ds), n_images)
+        results["importer_s"] = imp_s
+        results["importer_labels_per_s"] = _rate(n_labels, imp_s)
+
+        # (2) add_samples on prebuilt samples
+        if not args.skip_add_samples:
+            t = time.perf_counter()
+            samples = [record_to_sample(r) for r in records]
+            build_s = time.perf_counter() - t
+            ref = fo.Dataset("samrs-bench-add-samples-" + uuid.uuid4().hex[:6])
+            datasets.append(ref)
+            t = time.perf_counter()
+            ref.add_samples(samples, dynamic=True, progress=False)
+            add_s = time.perf_counter() - t
+            results.update(build_samples_s=build_s, add_samples_s=add_s,
+                           add_samples_labels_per_s=_rate(n_labels, add_s),
+                           build_plus_add_labels_per_s=_rate(n_labels, build_s + add_s))
+            results["speedup_vs_add_samples"] = (results["importer_labels_per_s"]
+                                                 / results["add_samples_labels_per_s"])
+    finally:
+        for d in datasets:
+            if not d.deleted:
+                d.delete()
+        if tmp and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if _OWN_DB:
+            import fiftyone.core.odm as foo
+
+            foo.get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+
+    print("DOTA import benchmark: %d images, %d objects, %d labels (hbb + obb)"
+          % (results["images"], results["objects"], results["labels"]))
+    if not args.tree:
+        print("  tree generation            %8.2f s" % results["generate_s"])
+    print("  parse only (formats.dota)  %8.2f s" % results["parse_s"])
+    print("  importer end to end        %8.2f s  %10.0f labels/s"
+          % (results["importer_s"], results["importer_labels_per_s"]))
+    if "add_samples_s" in results:
+        print("  build fo.Sample objects    %8.2f s  (excluded below)" % results["build_samples_s"])
+        print("  add_samples(dynamic=True)  %8.2f s  %10.0f labels/s"
+              % (results["add_samples_s"], results["add_samples_labels_per_s"]))
+        print("  importer / add_samples     %8.2fx  (target >= 2x)"
+              % results["speedup_vs_add_samples"])
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print("written %s" % args.out)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""``samrs segment DATASET``: box-prompted SAM over a dataset (see :func:`fiftyone_samrs.pipeline.segment`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Tuple
+
+from fiftyone_samrs.cli import add_kwargs_argument, parse_kwargs
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``"0/2"`` -> ``(0, 2)``."""
+    try:
+        i, n = (int(v) for v in text.replace(",", "/").split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("--shard expects I/N, e.g. 0/2, got %r" % text) from None
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError("--shard I/N needs 0 <= I < N, got %r" % text)
+    return i, n
+
+
+def parse_classes(text: Optional[str]):
+    """A subset name (``SOTA``) or a comma-separated class list."""
+    if text is None:
+        return None
+    if "," in text:
+        return [c.strip() for c in text.split(",") if c.strip()]
+    return text
+
+
+def execute(args: argparse.Namespace) -> int:
+    import fiftyone as fo
+
+    from fiftyone_samrs.pipeline import segment
+    from fiftyone_samrs.records import FormatError
+
+    if not fo.dataset_exists(args.dataset):
+        print("error: no FiftyOne dataset named %r (fiftyone datasets list)" % args.dataset,
+              file=sys.stderr)
+        return 1
+    dataset = fo.load_dataset(args.dataset)
+    view = dataset.match_tags(args.view_tag) if args.view_tag else dataset
+    kwargs = dict(
+        prompt=args.prompt,
+        backend=args.backend,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        label_field=args.label_field,
+        seg_field=args.seg_field or None,
+        box_field=args.box_field,
+        obb_field=args.obb_field or None,
+        classes=parse_classes(args.classes),
+        seg_dir=args.seg_dir,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        shard=args.shard,
+        clip_to_rbox=args.clip_to_rbox,
+        paint_order=args.paint_order,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    kwargs.update(parse_kwargs(args.kwargs))
+    if args.view_tag:
+        print("view: %d samples tagged %s" % (len(view), ", ".join(args.view_tag)))
+    try:
+        result = segment(view, **kwargs)
+    except (ValueError, FormatError, FileNotFoundError, OSError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment every box of a dataset with SAM and write SAMRS semantic PNGs",
+        description="Runs box-prompted Segment Anything (or the grabcut/boxfill baselines) "
+        "over a dataset: one instance mask per box in LABEL_FIELD and a SAMRS semantic PNG "
+        "per image in SEG_FIELD. Finished samples are skipped (resumable); --shard I/N "
+        "splits the work between processes.",
+    )
+    parser.add_argument("dataset", help="the FiftyOne dataset name")
+    parser.add_argument("--prompt", default="auto",
+                        help="hbox, rhbox, cp, hbox_m, rbox_m, rhbox_m, a '+' combination, or "
+                        "auto (hbox where the source has horizontal boxes, else rhbox)")
+    parser.add_argument("--backend", default="sam", choices=("sam", "grabcut", "boxfill"))
+    parser.add_argument("--model", default=None,
+                        help="vit_b, vit_l, vit_h or a FiftyOne zoo name (default: inferred "
+                        "from the checkpoint)")
+    parser.add_argument("--checkpoint", default=None, help="a local SAM checkpoint (.pth)")
+    parser.add_argument("--label-field", default="sam", help="Detections field to write")
+    parser.add_argument("--seg-field", default="sam_seg",
+                        help="Segmentation field to write ('' for no PNGs)")
+    parser.add_argument("--seg-dir", default=None, help="folder of the semantic PNGs")
+    parser.add_argument("--box-field", default="hbb", help="the prompt boxes (Detections)")
+    parser.add_argument("--obb-field", default="obb",
+                        help="the rotated boxes (Polylines; '' for none)")
+    parser.add_argument("--classes", default=None,
+                        help="class list of the PNGs: SOTA, SIOR, FAST, HRSC or a,b,c "
+                        "(default: the dataset's subset)")
+    parser.add_argument("--paint-order", default="annotation",
+                        choices=("annotation", "small_last"))
+    parser.add_argument("--batch-size", type=int, default=4, help="images per model call")
+    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: auto)")
+    parser.add_argument("--dtype", default=None, help="encoder dtype on CUDA: bf16, fp16, fp32")
+    parser.add_argument("--overwrite", action="store_true", help="redo finished samples")
+    parser.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                        help="process shard I of N (e.g. one per GPU)")
+    parser.add_argument("--clip-to-rbox", action="store_true",
+                        help="clip each mask to its rotated box (grown by 2 px)")
+    parser.add_argument("--view-tag", action="append", default=None, metavar="TAG",
+                        help="only samples with this tag (repeatable: any of them)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_kwargs_argument(parser)
+    parser.set_defaults(func=execute)

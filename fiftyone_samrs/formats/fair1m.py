@@ -1,0 +1,226 @@
+"""FAIR1M 1.0 / 2.0: ``.tif`` images and ``labelXml`` polygons.
+
+Layout::
+
+    train/part1/{images,labelXml}   train/part2/...   (or train/{images,labelXml})
+    validation/{images,labelXml}                       (or val/)
+    test/images                                        (no labels)
+    {images,labelXml}                                  (a single flat folder)
+
+Stems collide between train and validation, so every record gets
+``attributes["uid"]``: ``train_<stem>`` / ``valid_<stem>`` (SAMRS's prefixes).
+
+No FiftyOne import here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from fiftyone_samrs.classes import normalize_fair1m
+from fiftyone_samrs.formats._common import clip_objects, integer, read_xml, text
+from fiftyone_samrs.formats.images import image_size, index_files, index_images
+from fiftyone_samrs.geometry import quad_area, quad_to_hbox
+from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, ObjectRecord
+
+#: split folder name -> (split, uid prefix)
+SPLIT_FOLDERS = {
+    "train": ("train", "train_"),
+    "validation": ("val", "valid_"),
+    "val": ("val", "valid_"),
+    "test": ("test", "test_"),
+}
+
+
+def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
+    """Parses one FAIR1M ``labelXml`` file.
+
+    Each object's ``<points>`` has 5 points (the 5th repeating the 1st) or 4;
+    with 5 distinct points the 5th is dropped. Coordinates may be fractional,
+    negative or beyond the image: they are kept as written here (:func:`scan`
+    clips them). ``hbox`` is the RH-Box of the quad (``hbox_is_rh=True``).
+
+    Returns:
+        ``(header, objects)``; header has ``filename``, ``version`` (e.g.
+        ``"1.0"`` or None), ``width``, ``height``, ``origin``
+
+    Raises:
+        FormatError: broken XML, an unknown class name, or bad points, naming
+            the file and the object (1-based)
+    """
+    path = os.fspath(path)
+    root = read_xml(path)
+    name = os.path.basename(path)
+    size = root.find("size")
+    source = root.find("source")
+    header = {
+        "filename": text(source, "filename"),
+        "origin": text(source, "origin"),
+        "version": text(root.find("research"), "version"),
+        "width": integer(size, "width", path, "<size>"),
+        "height": integer(size, "height", path, "<size>"),
+    }
+    objs_elem = root.find("objects")
+    objects: List[ObjectRecord] = []
+    for k, obj in enumerate(objs_elem.findall("object") if objs_elem is not None else [], 1):
+        what = "object %d" % k
+        result = obj.find("possibleresult")
+        raw = text(result, "name")
+        if raw is None:
+            raise FormatError(path, "%s: no <possibleresult><name>" % what)
+        label = normalize_fair1m(raw)
+        if label is None:
+            raise FormatError(path, "%s: unknown class %r (not a FAIR1M class)" % (what, raw))
+        pts = []
+        points = obj.find("points")
+        for p in points.findall("point") if points is not None else []:
+            try:
+                x, y = (float(v) for v in (p.text or "").split(","))
+            except ValueError:
+                raise FormatError(path, "%s: bad point %r (expected 'x,y')" % (what, p.text)) from None
+            pts.append((x, y))
+        if len(pts) == 5:
+            pts = pts[:4]
+        if len(pts) != 4:
+            raise FormatError(path, "%s: expected 4 or 5 points, got %d" % (what, len(pts)))
+        quad = np.asarray(pts, dtype=np.float64)
+        if not np.isfinite(quad).all():
+            raise FormatError(path, "%s: non-finite point" % what)
+        attrs = {}
+        prob = text(result, "probability")
+        if prob is not None:
+            try:
+                attrs["probability"] = float(prob)
+            except ValueError:
+                pass
+        if raw.strip() != label:
+            attrs["raw_label"] = raw.strip()
+        objects.append(
+            ObjectRecord(
+                label=label,
+                hbox=quad_to_hbox(quad),
+                quad=quad,
+                source_id="%s#%d" % (name, k),
+                degenerate=quad_area(quad) <= 0,
+                hbox_is_rh=True,
+                attributes=attrs,
+            )
+        )
+    return header, objects
+
+
+def _is_leaf(d: str) -> bool:
+    return os.path.isdir(os.path.join(d, "images")) or os.path.isdir(os.path.join(d, "labelXml"))
+
+
+def _leaves(root: str) -> List[Tuple[str, Optional[str], str]]:
+    """``(folder, split, uid prefix)`` of every images/labelXml pair under the root."""
+    out = []
+    if _is_leaf(root):
+        out.append((root, None, ""))
+    for e in sorted(os.listdir(root)):
+        d = os.path.join(root, e)
+        if e.lower() not in SPLIT_FOLDERS or not os.path.isdir(d):
+            continue
+        split, prefix = SPLIT_FOLDERS[e.lower()]
+        if _is_leaf(d):
+            out.append((d, split, prefix))
+        for part in sorted(os.listdir(d)):
+            pd = os.path.join(d, part)
+            if os.path.isdir(pd) and part.lower() not in ("images", "labelxml") and _is_leaf(pd):
+                out.append((pd, split, prefix))
+    return out
+
+
+def scan(
+    dataset_dir,
+    report: Optional[ImportReport] = None,
+    split: Optional[str] = None,
+    unlabeled: str = "skip",
+) -> Iterator[ImageRecord]:
+    """Yields one :class:`ImageRecord` per annotated FAIR1M image.
+
+    Args:
+        dataset_dir: the FAIR1M root (``train/``, ``validation/``...) or a
+            single folder with ``images/`` and ``labelXml/``
+        report: filled with counts, skips and warnings (one is made if None)
+        split: ``"train"``, ``"val"`` or ``"test"`` to keep only that split
+        unlabeled: ``"skip"`` (counted) or ``"keep"`` images without labels
+
+    Yields:
+        records sorted by folder then stem, with ``split`` (``"train"``,
+        ``"val"``, or None for a flat folder) and ``attributes["uid"]``;
+        quads reaching outside the image are clamped into it (counted
+        ``"object outside image"`` warnings, ``truncated=True``)
+
+    Raises:
+        FormatError: on a missing folder, broken XML or an unknown class
+    """
+    if report is None:
+        report = ImportReport()
+    if unlabeled not in ("skip", "keep"):
+        raise ValueError("unlabeled must be 'skip' or 'keep', not %r" % unlabeled)
+    root = os.path.abspath(os.fspath(dataset_dir))
+    if not os.path.isdir(root):
+        raise FormatError(root, "FAIR1M folder not found")
+    leaves = _leaves(root)
+    if not leaves:
+        raise FormatError(
+            root, "not a FAIR1M folder: expected train/, validation/ or images/ + labelXml/"
+        )
+    if split is not None:
+        leaves = [leaf for leaf in leaves if leaf[1] == split]
+        if not leaves:
+            raise FormatError(root, "no %r split folder" % split)
+    seen_uids: Dict[str, str] = {}
+    for folder, sp, prefix in leaves:
+        images = index_images(os.path.join(folder, "images"), report=report)
+        labels = index_files(os.path.join(folder, "labelXml"), ".xml")
+        for stem in sorted(set(images) | set(labels), key=_stem_key):
+            img, lab = images.get(stem), labels.get(stem)
+            if img is None:
+                report.skip("label without image", "%s: no image %s.* in %s"
+                            % (lab, stem, os.path.join(folder, "images")))
+                continue
+            if lab is None and unlabeled == "skip":
+                report.skip("image without labels", "%s: no label file %s.xml" % (img, stem))
+                continue
+            header: dict = {}
+            objects: List[ObjectRecord] = []
+            if lab is not None:
+                header, objects = parse_xml(lab)
+            try:
+                width, height = image_size(img)
+            except FormatError as e:
+                report.skip("unreadable image", str(e))
+                continue
+            clip_objects(objects, width, height, lab or img, report, clip_quads=True)
+            uid = prefix + stem
+            if uid in seen_uids:
+                part = os.path.basename(folder)
+                new_uid = "%s%s_%s" % (prefix, part, stem)
+                report.warn("duplicate stem", "%s: uid %r already used by %s; using %r"
+                            % (img, uid, seen_uids[uid], new_uid))
+                uid = new_uid
+            seen_uids[uid] = img
+            version = header.get("version")
+            report.images += 1
+            report.objects += len(objects)
+            yield ImageRecord(
+                filepath=img,
+                width=width,
+                height=height,
+                objects=objects,
+                source="FAIR1M-%s" % version if version in ("1.0", "2.0") else "FAIR1M",
+                split=sp,
+                label_path=lab,
+                attributes={"uid": uid},
+            )
+
+
+def _stem_key(stem: str):
+    """Numeric stems in numeric order (``2`` before ``10``), then the others."""
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)

@@ -1,0 +1,197 @@
+"""iSAID ground-truth instance masks for DOTA v1.0 images.
+
+iSAID gives, per DOTA image, ``<id>_instance_id_RGB.png`` (each instance
+painted in its own RGB colour, black = none) and
+``<id>_instance_color_RGB.png`` (each pixel painted in its class colour).
+Its instances do not map one-to-one to the DOTA boxes, so
+:func:`match_to_objects` pairs them by overlap.
+
+No FiftyOne import here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from fiftyone_samrs.records import FormatError, InstanceMask, ObjectRecord
+
+#: iSAID class colours in ``*_instance_color_RGB.png`` (RGB order, as PIL reads
+#: them; OpenCV gives BGR) -> DOTA v1.0 class name. From the iSAID devkit
+#: palette (also mmdetection's ``iSAIDDataset``).
+ISAID_COLORS: Dict[Tuple[int, int, int], str] = {
+    (0, 0, 63): "ship",
+    (0, 63, 63): "storage-tank",
+    (0, 63, 0): "baseball-diamond",
+    (0, 63, 127): "tennis-court",
+    (0, 63, 191): "basketball-court",
+    (0, 63, 255): "ground-track-field",
+    (0, 127, 63): "bridge",
+    (0, 127, 127): "large-vehicle",
+    (0, 0, 127): "small-vehicle",
+    (0, 0, 191): "helicopter",
+    (0, 0, 255): "swimming-pool",
+    (0, 191, 127): "roundabout",
+    (0, 127, 191): "soccer-ball-field",
+    (0, 127, 255): "plane",
+    (0, 100, 155): "harbor",
+}
+
+_UNKNOWN = "unknown"
+
+
+def _read_rgb(path) -> np.ndarray:
+    import cv2
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FormatError(path, "iSAID mask file not found")
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise FormatError(path, "unreadable iSAID mask PNG")
+    return img[..., ::-1]  # BGR -> RGB
+
+
+def _rgb_key(img: np.ndarray) -> np.ndarray:
+    img = img.astype(np.int32)
+    return (img[..., 0] << 16) | (img[..., 1] << 8) | img[..., 2]
+
+
+def read_instances(instance_id_png, color_png) -> List[Tuple[InstanceMask, str]]:
+    """Reads the iSAID instances of one image.
+
+    Args:
+        instance_id_png: the ``*_instance_id_RGB.png`` file
+        color_png: the ``*_instance_color_RGB.png`` file
+
+    Returns:
+        ``[(mask, class name), ...]`` ordered by instance colour; the class is
+        the most frequent class colour under the instance (``"unknown"``
+        when it is not in :data:`ISAID_COLORS`)
+
+    Raises:
+        FormatError: if a file is missing or unreadable, or their sizes differ
+    """
+    inst = _read_rgb(instance_id_png)
+    col = _read_rgb(color_png)
+    if inst.shape != col.shape:
+        raise FormatError(
+            instance_id_png,
+            "size %dx%d differs from %s (%dx%d)"
+            % (inst.shape[1], inst.shape[0], color_png, col.shape[1], col.shape[0]),
+        )
+    width = inst.shape[1]
+    keys = _rgb_key(inst).reshape(-1)
+    idx = np.flatnonzero(keys)
+    if idx.size == 0:
+        return []
+    inst_keys = keys[idx]
+    order = np.argsort(inst_keys, kind="stable")
+    idx, inst_keys = idx[order], inst_keys[order]
+    class_keys = _rgb_key(col).reshape(-1)[idx]
+    bounds = np.flatnonzero(np.diff(inst_keys)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [idx.size]])
+    color_names = {(r << 16) | (g << 8) | b: name for (r, g, b), name in ISAID_COLORS.items()}
+    out = []
+    for s, e in zip(starts, ends):
+        pix = idx[s:e]
+        ys, xs = np.divmod(pix, width)
+        x0, y0 = int(xs.min()), int(ys.min())
+        mask = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), dtype=bool)
+        mask[ys - y0, xs - x0] = True
+        vals, counts = np.unique(class_keys[s:e], return_counts=True)
+        name = color_names.get(int(vals[np.argmax(counts)]), _UNKNOWN)
+        out.append((InstanceMask(mask, x0, y0), name))
+    return out
+
+
+def region_mask(obj: ObjectRecord) -> InstanceMask:
+    """Rasterises an object's quad (or its H-Box when it has none).
+
+    Pixel ``(i, j)`` is inside when its centre ``(i + 0.5, j + 0.5)`` is
+    inside the polygon (up to OpenCV's rasterisation).
+    """
+    import cv2
+
+    if obj.quad is not None:
+        poly = np.asarray(obj.quad, dtype=np.float64).reshape(-1, 2)
+    else:
+        x0, y0, x1, y1 = obj.hbox
+        poly = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+    ox = int(np.floor(poly[:, 0].min()))
+    oy = int(np.floor(poly[:, 1].min()))
+    w = int(np.ceil(poly[:, 0].max())) - ox + 1
+    h = int(np.ceil(poly[:, 1].max())) - oy + 1
+    canvas = np.zeros((max(h, 1), max(w, 1)), dtype=np.uint8)
+    pts = np.round((poly - [ox + 0.5, oy + 0.5]) * 16).astype(np.int32)
+    cv2.fillPoly(canvas, [pts], 1, lineType=cv2.LINE_8, shift=4)
+    return InstanceMask(canvas.astype(bool), ox, oy)
+
+
+def mask_iou(a: InstanceMask, b: InstanceMask) -> float:
+    """IoU of two cropped masks, computed on the overlap of their crops."""
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
+    inter = 0
+    if x1 > x0 and y1 > y0:
+        inter = int(
+            np.count_nonzero(
+                a.mask[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
+                & b.mask[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+            )
+        )
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_to_objects(
+    instances: Sequence[Tuple[InstanceMask, str]],
+    objects: Sequence[ObjectRecord],
+    min_iou: float = 0.3,
+) -> List[Optional[InstanceMask]]:
+    """Pairs iSAID instances with DOTA objects, one-to-one, by mask IoU.
+
+    The IoU is between the instance mask and the object's rasterised quad (or
+    H-Box). Pairs are taken greedily: same-class pairs first, then by
+    decreasing IoU; pairs below ``min_iou`` are never taken.
+
+    Args:
+        instances: from :func:`read_instances`
+        objects: the image's objects
+        min_iou: the smallest IoU accepted
+
+    Returns:
+        per object, its matched instance mask or None
+    """
+    regions = [region_mask(o) for o in objects]
+    pairs = []
+    for j, (m, name) in enumerate(instances):
+        mx0, my0, mx1, my1 = m.box
+        for i, (o, r) in enumerate(zip(objects, regions)):
+            rx0, ry0, rx1, ry1 = r.box
+            if rx0 >= mx1 or mx0 >= rx1 or ry0 >= my1 or my0 >= ry1:
+                continue
+            iou = mask_iou(m, r)
+            if iou >= min_iou and iou > 0:
+                pairs.append((name == o.label, iou, -i, -j, i, j))
+    pairs.sort(reverse=True)
+    out: List[Optional[InstanceMask]] = [None] * len(objects)
+    used = set()
+    for _, _, _, _, i, j in pairs:
+        if out[i] is None and j not in used:
+            out[i] = instances[j][0]
+            used.add(j)
+    return out
+
+
+def find_isaid_files(isaid_dir, stem: str) -> Optional[Tuple[str, str]]:
+    """The ``(instance_id, color)`` PNG paths of an image in a folder, or None."""
+    inst = os.path.join(os.fspath(isaid_dir), stem + "_instance_id_RGB.png")
+    col = os.path.join(os.fspath(isaid_dir), stem + "_instance_color_RGB.png")
+    if os.path.isfile(inst) and os.path.isfile(col):
+        return inst, col
+    return None

@@ -1,0 +1,142 @@
+"""Region-only post-processing of SAM's low-resolution mask logits.
+
+SAM's reference post-processing (``Sam.postprocess_masks``) upsamples each
+256x256 low-res logit map bilinearly to 1024x1024, crops the resized image's
+extent, and resizes bilinearly again to the original image size: O(H x W)
+per box. Both resizes are separable linear maps (PyTorch ``bilinear``,
+``align_corners=False``), so the logits of any output window are
+
+    A_y[y0:y1] @ L @ A_x[x0:x1].T
+
+with ``A_y`` (H x 256) and ``A_x`` (W x 256) the composed interpolation
+matrices. Only a narrow band of ``L`` feeds a window, so each box costs
+O(window) instead of O(H x W). The result equals the reference up to float
+rounding.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Tuple
+
+import numpy as np
+import torch
+
+
+def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """``(out, in)`` matrix of PyTorch's 1-D bilinear resize, ``align_corners=False``.
+
+    Follows ``upsample_bilinear2d``: ``src = (dst + 0.5) * in / out - 0.5``,
+    clamped at 0; the two taps are ``floor(src)`` and the next one (clamped
+    to the last input index).
+    """
+    scale = in_size / out_size
+    dst = np.arange(out_size, dtype=np.float64)
+    src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    lam1 = src - i0
+    lam0 = 1.0 - lam1
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    rows = np.arange(out_size)
+    np.add.at(m, (rows, i0), lam0)
+    np.add.at(m, (rows, i1), lam1)
+    return m
+
+
+@lru_cache(maxsize=128)
+def composed_matrix(orig: int, inp: int, img_size: int = 1024, low: int = 256) -> np.ndarray:
+    """``(orig, low)``: low-res -> img_size, crop to ``inp``, -> ``orig`` (one axis)."""
+    stage1 = bilinear_matrix(low, img_size)[:inp]  # (inp, low)
+    stage2 = bilinear_matrix(inp, orig)  # (orig, inp)
+    m = stage2 @ stage1
+    m.setflags(write=False)
+    return m
+
+
+class RegionUpsampler:
+    """Upsamples low-res logits to original-image windows, for one image size.
+
+    Args:
+        input_size: ``(h, w)`` of the resized encoder input (longest side 1024)
+        original_size: ``(H, W)`` of the original image
+        img_size: SAM's encoder input side
+        low: the low-res mask side (256)
+        device: where the matrices live
+    """
+
+    def __init__(
+        self,
+        input_size: Tuple[int, int],
+        original_size: Tuple[int, int],
+        img_size: int = 1024,
+        low: int = 256,
+        device=None,
+    ):
+        self.input_size = tuple(int(v) for v in input_size)
+        self.original_size = tuple(int(v) for v in original_size)
+        self.low = low
+        ay = composed_matrix(self.original_size[0], self.input_size[0], img_size, low)
+        ax = composed_matrix(self.original_size[1], self.input_size[1], img_size, low)
+        nz_y, nz_x = ay != 0, ax != 0
+        # first / last+1 low-res index feeding each output row / column
+        self._y_lo = nz_y.argmax(axis=1)
+        self._y_hi = low - nz_y[:, ::-1].argmax(axis=1)
+        self._x_lo = nz_x.argmax(axis=1)
+        self._x_hi = low - nz_x[:, ::-1].argmax(axis=1)
+        dev = torch.device("cpu") if device is None else torch.device(device)
+        self.ay = torch.from_numpy(np.ascontiguousarray(ay, dtype=np.float32)).to(dev)
+        self.ax = torch.from_numpy(np.ascontiguousarray(ax, dtype=np.float32)).to(dev)
+
+    def lowres_window(self, region: Tuple[int, int, int, int]) -> Tuple[int, int, int, int]:
+        """The low-res rows/cols ``(r0, r1, c0, c1)`` feeding an output region.
+
+        Args:
+            region: integer ``(x0, y0, x1, y1)`` of the original image, non-empty
+        """
+        x0, y0, x1, y1 = region
+        return (
+            int(self._y_lo[y0:y1].min()),
+            int(self._y_hi[y0:y1].max()),
+            int(self._x_lo[x0:x1].min()),
+            int(self._x_hi[x0:x1].max()),
+        )
+
+    def apply(
+        self,
+        logits: torch.Tensor,
+        offset: Tuple[int, int],
+        region: Tuple[int, int, int, int],
+    ) -> torch.Tensor:
+        """Logits of an original-image region from a low-res window.
+
+        Args:
+            logits: ``(h, w)`` low-res logits whose ``[0, 0]`` is low-res
+                ``(row, col) = offset``; must cover :meth:`lowres_window` of
+                ``region``
+            offset: low-res ``(row, col)`` of ``logits[0, 0]``
+            region: integer ``(x0, y0, x1, y1)``
+
+        Returns:
+            ``(y1 - y0, x1 - x0)`` float logits
+        """
+        x0, y0, x1, y1 = region
+        r0, r1, c0, c1 = self.lowres_window(region)
+        orow, ocol = offset
+        win = logits[r0 - orow : r1 - orow, c0 - ocol : c1 - ocol].float()
+        ay = self.ay[y0:y1, r0:r1]
+        ax = self.ax[x0:x1, c0:c1]
+        if (y1 - y0) * (c1 - c0) <= (r1 - r0) * (x1 - x0):
+            return (ay @ win) @ ax.T
+        return ay @ (win @ ax.T)
+
+
+def stability_score(logits: torch.Tensor, threshold: float = 0.0, offset: float = 1.0) -> float:
+    """SAM's stability score (``amg.calculate_stability_score``) of one logit map.
+
+    IoU of the masks thresholded at ``threshold + offset`` and
+    ``threshold - offset``; 0.0 when the looser mask is empty.
+    """
+    inter = int((logits > (threshold + offset)).sum())
+    union = int((logits > (threshold - offset)).sum())
+    return inter / union if union > 0 else 0.0

@@ -1,0 +1,31 @@
+"""@samrs/samrs: FiftyOne App operators and a QA panel over :mod:`fiftyone_samrs`.
+
+FiftyOne imports this file as the plugin's ``py_entry`` (see ``fiftyone.yml``
+at the repository root) and calls :func:`register`. The operators hold no
+logic of their own: each turns its form into one SDK call.
+
+=================  =========================================================
+operator           SDK call
+=================  =========================================================
+import_dataset     ``fsr.load_dota`` / ``load_dior`` / ``load_fair1m`` / ``load_hrsc``
+run_sam            ``fsr.segment`` (delegated by default)
+evaluate_masks     ``fsr.evaluate`` + ``qa.save_qa_views``; opens ``low_iou``
+prompt_study       ``fsr.prompt_study``; shows the table
+export_dataset     ``fsr.export_samrs`` / ``fsr.export_coco``
+samrs_qa (panel)   per-class mIoU, IoU histogram, QA view buttons
+=================  =========================================================
+"""
+
+from .evaluating import EvaluateMasks, PromptStudy
+from .exporting import ExportDataset
+from .importing import ImportDataset
+from .qa_panel import QAPanel
+from .segmenting import RunSam
+
+OPERATORS = [ImportDataset, RunSam, EvaluateMasks, PromptStudy, ExportDataset, QAPanel]
+
+
+def register(p):
+    """Registers every operator and the panel on the plugin context ``p``."""
+    for cls in OPERATORS:
+        p.register(cls)

@@ -1,0 +1,241 @@
+"""Shared pieces of the @samrs/samrs operators: form helpers, progress, execution mode.
+
+Nothing here knows about SAM: the operators call :mod:`fiftyone_samrs` and
+this module only turns App parameters into arguments and SDK progress into
+App progress.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional
+
+import fiftyone as fo
+import fiftyone.operators.types as types
+
+#: a view with at most this many samples may run immediately (in the App's
+#: request); larger views are always delegated
+SMALL_VIEW = 50
+
+#: how much of the progress bar loading a model takes in run_sam
+Report = Callable[[Optional[float], Optional[str]], None]
+
+
+# --------------------------------------------------------------------------
+# parameters
+
+
+def param_path(ctx, name: str) -> Optional[str]:
+    """A path parameter: a ``types.File`` dict from the file explorer
+    (``{"absolute_path": ...}``) or a plain string (programmatic calls)."""
+    value = ctx.params.get(name)
+    if isinstance(value, dict):
+        value = value.get("absolute_path") or value.get("path")
+    if not value:
+        return None
+    return os.path.abspath(os.path.expanduser(str(value).strip()))
+
+
+def param_str(ctx, name: str, default: Optional[str] = None) -> Optional[str]:
+    """A string parameter, stripped; empty -> ``default``."""
+    value = ctx.params.get(name)
+    if value is None:
+        return default
+    value = str(value).strip()
+    return value or default
+
+
+def param_list(ctx, name: str) -> Optional[List[str]]:
+    """A list parameter given as a list or as a comma-separated string; empty -> None."""
+    value = ctx.params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    items = [str(v).strip() for v in value if str(v).strip()]
+    return items or None
+
+
+# --------------------------------------------------------------------------
+# form helpers
+
+
+def label_fields(sample_collection, *doc_types) -> List[str]:
+    """Names of the label fields of ``sample_collection`` holding one of ``doc_types``."""
+    if sample_collection is None:
+        return []
+    names: List[str] = []
+    for doc_type in doc_types:
+        schema = sample_collection.get_field_schema(embedded_doc_type=doc_type)
+        names.extend(n for n in schema if n not in names)
+    return sorted(names)
+
+
+def field_choice(inputs, name: str, choices: List[str], default: Optional[str], label: str,
+                 description: str, required: bool = True, none_label: Optional[str] = None,
+                 ctx=None):
+    """A dropdown over ``choices``; ``none_label`` adds an empty choice ("" = none).
+
+    When a required field has no choice at all, the property is shown invalid
+    with a message instead of an empty dropdown.
+    """
+    dropdown = types.DropdownView()
+    values = list(choices)
+    if none_label is not None:
+        dropdown.add_choice("", label=none_label)
+        values = [""] + values
+    for c in choices:
+        dropdown.add_choice(c, label=c)
+    if default not in values:
+        default = values[0] if values and (required or none_label is None) else (
+            "" if none_label is not None else None)
+    # not "required" for the schema: the App fills the default, programmatic
+    # callers may omit it (execute() falls back to the same default)
+    prop = inputs.enum(name, values or [""], default=default, required=False, label=label,
+                       description=description, view=dropdown)
+    if required and not choices:
+        prop.invalid = True
+        prop.error_message = "this dataset has no suitable field: %s" % description
+    return prop
+
+
+def add_execution_mode(ctx, inputs, default_delegate: bool = True,
+                       small_view: int = SMALL_VIEW, target=None) -> bool:
+    """Adds the "run in the background" toggle; returns whether delegation is chosen.
+
+    Long runs are delegated (queued for ``fiftyone delegated launch``); a view
+    of at most ``small_view`` samples may run immediately in the App. Larger
+    views are always delegated and the toggle is replaced by a notice.
+    """
+    n = None
+    if target is not None:
+        try:
+            n = target.count()
+        except Exception:  # noqa: BLE001 - a view that cannot count is handled at execution
+            n = None
+    if n is not None and n > small_view:
+        inputs.view("delegate_notice", types.Notice(
+            label="%d samples: this runs in the background (delegated). Start a worker with "
+                  "`fiftyone delegated launch` to process it." % n))
+        return True
+    delegate = bool(ctx.params.get("delegate", default_delegate))
+    inputs.bool(
+        "delegate", default=default_delegate, label="Run in the background (delegated)",
+        description=("Queued for a delegated-operation worker (`fiftyone delegated launch`). "
+                     "Uncheck to run now in the App (views of at most %d samples)." % small_view),
+        view=types.CheckboxView(),
+    )
+    return delegate
+
+
+def resolve_delegation(ctx, default_delegate: bool = True, small_view: int = SMALL_VIEW,
+                       target_fn: Optional[Callable[[], Any]] = None) -> bool:
+    """The operator's delegation decision matching :func:`add_execution_mode`."""
+    if target_fn is not None:
+        try:
+            if target_fn().count() > small_view:
+                return True
+        except Exception:  # noqa: BLE001
+            pass
+    return bool(ctx.params.get("delegate", default_delegate))
+
+
+# --------------------------------------------------------------------------
+# progress
+
+
+def progress_message(ctx, fraction: Optional[float], label: Optional[str]):
+    """Reports progress: recorded on the delegated run, or returned as an App
+    message that a generator operator must ``yield`` (None when delegated)."""
+    if fraction is not None:
+        fraction = float(min(max(fraction, 0.0), 1.0))
+    if ctx.delegated:
+        ctx.set_progress(progress=fraction, label=label)
+        return None
+    return ctx.ops.set_progress(label=label, progress=fraction)
+
+
+class TaskError(RuntimeError):
+    """An SDK call of an operator failed; the message is shown in the App."""
+
+
+def run_with_progress(ctx, fn: Callable[[Report], Any], poll: float = 0.5) -> Generator:
+    """Runs ``fn(report)`` in a worker thread and relays its progress.
+
+    ``fn`` calls ``report(fraction, label)`` as it goes (from any thread).
+    Use as ``result = yield from run_with_progress(ctx, fn)`` inside a
+    generator ``execute``: progress reaches the App while the work runs
+    (immediate execution) or is recorded on the delegated operation.
+
+    Returns:
+        what ``fn`` returned
+
+    Raises:
+        the exception ``fn`` raised
+    """
+    events: "queue.Queue" = queue.Queue()
+    outcome: Dict[str, Any] = {}
+
+    def report(fraction: Optional[float] = None, label: Optional[str] = None) -> None:
+        events.put((fraction, label))
+
+    def work():
+        try:
+            outcome["result"] = fn(report)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            outcome["error"] = e
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=work, name="samrs-operator", daemon=True)
+    thread.start()
+    while True:
+        try:
+            event = events.get(timeout=poll)
+        except queue.Empty:
+            if not thread.is_alive() and events.empty():
+                break
+            continue
+        if event is None:
+            break
+        message = progress_message(ctx, *event)
+        if message is not None:
+            yield message
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
+
+
+def fiftyone_progress(report: Report, start: float = 0.0, end: float = 1.0,
+                      label: str = "") -> Callable:
+    """A FiftyOne ``progress=`` callback (``fo.report_progress``) mapping a
+    :class:`fiftyone.core.utils.ProgressBar` onto ``[start, end]`` of ``report``."""
+
+    def callback(pb):
+        total = getattr(pb, "total", None)
+        done = getattr(pb, "iteration", None)
+        if total:
+            frac = start + (end - start) * min(done / float(total), 1.0)
+            report(frac, "%s %d/%d" % (label, done, total) if label else None)
+
+    return fo.report_progress(callback, dt=1.0)
+
+
+def markdown_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    """A Markdown table; floats get 4 decimals, None/NaN a dash."""
+    import math
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        if isinstance(v, float):
+            return "%.4f" % v
+        return str(v)
+
+    header = list(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""``evaluate_masks`` (``fsr.evaluate`` + QA views) and ``prompt_study`` (``fsr.prompt_study``)."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, List, Optional
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import common
+from .segmenting import add_model_inputs, model_kwargs, prompt_names
+
+LOW_IOU_VIEW = "low_iou"  # fiftyone_samrs.qa.LOW_IOU_VIEW
+SUSPICIOUS_VIEW = "suspicious_masks"  # fiftyone_samrs.qa.SUSPICIOUS_VIEW
+
+
+def _mask_fields(view) -> List[str]:
+    return common.label_fields(view, fo.Detections)
+
+
+def results_markdown(results) -> str:
+    """Dataset mIoU_I / mIoU_P and the per-class table of a
+    :class:`fiftyone_samrs.evaluation.SamrsEvaluationResults`, as Markdown."""
+    cfg = results.config
+    lines = ["**%s**: %s vs %s%s, %d samples, %d instances: **mIoU_I %s, mIoU_P %s**" % (
+        results.key, cfg.pred_field, cfg.gt_field, " (paper protocol)" if cfg.protocol else "",
+        results.n_samples, results.n_instances, _pct(results.miou_i), _pct(results.miou_p))]
+    rows = [[name, r["n"], _pct(r["miou_i"]), _pct(r["miou_p"]), r["missed"], r["unmatched"]]
+            for name, r in sorted(results.per_class.items())]
+    rows.append(["**all**", results.n_instances, _pct(results.miou_i), _pct(results.miou_p),
+                 results.n_missed, results.n_unmatched])
+    lines += ["", common.markdown_table(
+        ["class", "instances", "mIoU_I", "mIoU_P", "missed GT", "unmatched pred"], rows)]
+    return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return "%.2f%%" % (100.0 * value)
+
+
+class EvaluateMasks(foo.Operator):
+    """Scores predicted masks against GT masks, flags suspicious masks and
+    opens the worst samples."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="evaluate_masks",
+            label="SAMRS: Evaluate masks",
+            description="mIoU of predicted instance masks against GT masks; saves the "
+                        "low_iou and suspicious_masks views",
+            icon="fact_check",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Evaluate")
+        target = ctx.target_view()
+        fields = _mask_fields(target)
+        common.field_choice(inputs, "pred_field", fields, "sam", "Predicted masks",
+                            "Detections with predicted instance masks (e.g. sam)")
+        common.field_choice(inputs, "gt_field", fields, "gt_masks", "Ground-truth masks",
+                            "Detections with GT instance masks (HRSC2016, iSAID)")
+        inputs.str("eval_key", default="eval", required=False, label="Evaluation key",
+                   description="stores <key>_iou per instance and <key>_iou_i / "
+                               "<key>_iou_p per sample")
+        inputs.bool("protocol", default=False, label="Paper protocol",
+                    description="only HRSC test images whose every ship has a mask")
+        inputs.float("low_iou", default=0.5, min=0.0, max=1.0, label="Low-IoU threshold",
+                     description="samples below it go to the low_iou view")
+        inputs.bool("quality", default=True, label="Mask-quality signals",
+                    description="also flag suspicious masks (confidence, stability, area "
+                                "and box agreement) for the suspicious_masks view")
+        common.add_execution_mode(ctx, inputs, default_delegate=False, target=target)
+        return types.Property(inputs, view=types.View(label="Evaluate masks"))
+
+    def resolve_delegation(self, ctx):
+        return common.resolve_delegation(ctx, default_delegate=False,
+                                         target_fn=lambda: ctx.target_view())
+
+    def resolve_run_name(self, ctx):
+        return "evaluate_masks(%s)" % common.param_str(ctx, "eval_key", "eval")
+
+    def execute(self, ctx):
+        from fiftyone_samrs import evaluation, qa, quality
+
+        view = ctx.target_view()
+        pred_field = common.param_str(ctx, "pred_field", "sam")
+        gt_field = common.param_str(ctx, "gt_field", "gt_masks")
+        eval_key = common.param_str(ctx, "eval_key", "eval")
+        low_iou = float(ctx.params.get("low_iou", 0.5) or 0.5)
+        with_quality = bool(ctx.params.get("quality", True))
+        schema = view.get_field_schema()
+        for field in (pred_field, gt_field):
+            if field not in schema:
+                raise ValueError("the view has no field %r" % field)
+
+        def work(report):
+            end = 0.7 if with_quality else 0.9
+            results = evaluation.evaluate(
+                view, pred_field=pred_field, gt_field=gt_field, eval_key=eval_key,
+                protocol=bool(ctx.params.get("protocol", False)),
+                progress=common.fiftyone_progress(report, 0.0, end, "evaluated"))
+            if with_quality:
+                quality.compute_quality(
+                    view, pred_field=pred_field,
+                    progress=common.fiftyone_progress(report, end, 0.9, "quality"))
+            report(0.95, "saving the QA views")
+            saved = qa.save_qa_views(view, eval_key=eval_key, low_iou=low_iou)
+            return results, saved
+
+        results, saved = yield from common.run_with_progress(ctx, work)
+        summary = results_markdown(results)
+        if saved:
+            summary += "\n\nSaved views: " + ", ".join(
+                "`%s` (%d samples)" % kv for kv in saved.items())
+        if not ctx.delegated:
+            yield ctx.ops.reload_dataset()
+            if saved.get(LOW_IOU_VIEW) is not None:
+                yield ctx.ops.set_view(name=LOW_IOU_VIEW)
+            yield ctx.ops.show_output(_md_output("Evaluation"), {"summary": summary})
+        yield common.progress_message(
+            ctx, 1.0, "mIoU_I %s, mIoU_P %s" % (_pct(results.miou_i), _pct(results.miou_p)))
+
+    def resolve_output(self, ctx):
+        return _md_output("Evaluation")
+
+
+def _md_output(label: str):
+    outputs = types.Object()
+    outputs.str("summary", label=label, view=types.MarkdownView())
+    return types.Property(outputs)
+
+
+def study_markdown(result) -> str:
+    """The study table as Markdown (the SDK's own rendering when it has one)."""
+    for name in ("to_markdown", "markdown"):
+        fn = getattr(result, name, None)
+        if callable(fn):
+            return fn()
+    rows = getattr(result, "rows", None) or []
+    table = []
+    for row in rows:
+        if isinstance(row, (list, tuple)):
+            table.append(list(row))
+        else:
+            table.append([_get(row, "config", "name"), _get(row, "n", "instances"),
+                          _get(row, "miou_i", "mIoU_I"), _get(row, "miou_p", "mIoU_P")])
+    return common.markdown_table(["config", "instances", "mIoU_I", "mIoU_P"], table)
+
+
+class PromptStudy(foo.Operator):
+    """Compares prompt configurations (the paper's Table 1) on a view with GT masks."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="prompt_study",
+            label="SAMRS: Prompt study",
+            description="mIoU of every prompt configuration (SAMRS Table 1) against GT "
+                        "masks; each image is encoded once",
+            icon="table_chart",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Study")
+        target = ctx.target_view()
+        fields = _mask_fields(target)
+        common.field_choice(inputs, "gt_field", fields, "gt_masks", "Ground-truth masks",
+                            "Detections with GT instance masks")
+        common.field_choice(inputs, "box_field", fields, "hbb", "Box field",
+                            "Detections whose boxes prompt SAM")
+        common.field_choice(inputs, "obb_field", common.label_fields(target, fo.Polylines),
+                            "obb", "Rotated box field", "Polylines with rotated boxes",
+                            required=False, none_label="(none)")
+        configs = [n for n in prompt_names() if n != "auto"]
+        inputs.list("configs", types.String(), default=None, required=False,
+                    label="Prompt configurations (optional)",
+                    description="empty = every row of Table 1 plus the baselines; or pick "
+                                "some of: " + ", ".join(configs),
+                    view=types.AutocompleteView(choices=[types.Choice(c) for c in configs]))
+        add_model_inputs(ctx, inputs, with_backend=False)
+        inputs.bool("protocol", default=False, label="Paper protocol",
+                    description="only HRSC test images whose every ship has a mask")
+        inputs.str("out_dir", required=False, label="Output folder (optional)",
+                   description="writes study.md, study.csv and study.png there")
+        common.add_execution_mode(ctx, inputs, default_delegate=False, target=target)
+        return types.Property(inputs, view=types.View(label="Prompt study"))
+
+    def resolve_delegation(self, ctx):
+        return common.resolve_delegation(ctx, default_delegate=False,
+                                         target_fn=lambda: ctx.target_view())
+
+    def execute(self, ctx):
+        import fiftyone_samrs as fsr
+
+        view = ctx.target_view()
+        model = model_kwargs(ctx)
+        kwargs: Dict[str, Any] = dict(
+            gt_field=common.param_str(ctx, "gt_field", "gt_masks"),
+            box_field=common.param_str(ctx, "box_field", "hbb"),
+            obb_field=common.param_str(ctx, "obb_field"),
+            configs=common.param_list(ctx, "configs"),
+            protocol=bool(ctx.params.get("protocol", False)),
+            out_dir=common.param_path(ctx, "out_dir"),
+        )
+        if kwargs["gt_field"] not in view.get_field_schema():
+            raise ValueError("the view has no ground-truth field %r" % kwargs["gt_field"])
+
+        def work(report):
+            from fiftyone_samrs.segment.engine import make_backend
+
+            report(0.0, "loading SAM")
+            engine = make_backend("sam", model=model.get("model"),
+                                  checkpoint=model.get("checkpoint"), device=model.get("device"))
+            report(0.05, "running the prompt study on %d samples" % len(view))
+            return fsr.prompt_study(view, engine=engine, checkpoint=model.get("checkpoint"),
+                                    model=model.get("model"), **kwargs)
+
+        result = yield from common.run_with_progress(ctx, work)
+        table = study_markdown(result)
+        if kwargs["out_dir"]:
+            table += "\n\nFiles: %s" % os.path.join(kwargs["out_dir"], "study.md")
+        if not ctx.delegated:
+            yield ctx.ops.show_output(_md_output("Prompt study"), {"summary": table})
+        yield common.progress_message(ctx, 1.0, "prompt study done")
+
+    def resolve_output(self, ctx):
+        return _md_output("Prompt study")

@@ -1,0 +1,168 @@
+"""``export_dataset``: the SAMRS PNG tree or a COCO instance JSON (``fsr.export_samrs`` / ``export_coco``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Union
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import common
+
+EXPORT_FORMATS = [("samrs", "SAMRS (gray/color PNGs + COCO JSON + images)"),
+                  ("coco", "COCO instance JSON (RLE masks)")]
+MEDIA = [("copy", "copy the images"), ("symlink", "symlink the images"),
+         ("false", "labels only")]
+CUSTOM = "custom"
+
+
+def _subsets() -> List[str]:
+    from fiftyone_samrs.classes import SUBSETS
+
+    return list(SUBSETS)
+
+
+def resolve_class_choice(ctx, view) -> Union[str, List[str], None]:
+    """The class list chosen: a subset name, a custom list, or None (the dataset's)."""
+    choice = common.param_str(ctx, "classes", "")
+    if choice == CUSTOM:
+        names = common.param_list(ctx, "class_list")
+        if not names:
+            raise ValueError("choose a class subset or type a comma-separated class list")
+        return names
+    return choice or None
+
+
+def _default_subset(view) -> str:
+    info = (view._root_dataset.info or {}).get("samrs", {}) if view is not None else {}
+    return info.get("subset") or ""
+
+
+class ExportDataset(foo.Operator):
+    """Writes the segmentation of a view to disk."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="export_dataset",
+            label="SAMRS: Export",
+            description="Export the masks as a SAMRS tree or a COCO instance JSON",
+            icon="save_alt",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Export")
+        target = ctx.target_view()
+        radio = types.RadioGroup()
+        for key, label in EXPORT_FORMATS:
+            radio.add_choice(key, label=label)
+        inputs.enum("format", [f for f, _ in EXPORT_FORMATS], default="samrs", required=True,
+                    label="Format", view=radio)
+        fmt = ctx.params.get("format") or "samrs"
+        inputs.file("export_dir", required=True, label="Export folder",
+                    description="a new or empty folder on the server",
+                    view=types.FileExplorerView(choose_dir=True,
+                                                button_label="Choose a folder..."))
+        common.field_choice(inputs, "label_field", common.label_fields(target, fo.Detections),
+                            "sam", "Instance mask field", "Detections with masks (e.g. sam)")
+        if fmt == "samrs":
+            common.field_choice(inputs, "seg_field",
+                                common.label_fields(target, fo.Segmentation), "sam_seg",
+                                "Semantic mask field", "Segmentation with the SAMRS PNGs",
+                                required=False, none_label="(re-paint from the instances)")
+        subsets = _subsets()
+        dropdown = types.DropdownView()
+        dropdown.add_choice("", label="the dataset's classes")
+        for s in subsets:
+            dropdown.add_choice(s, label=s)
+        dropdown.add_choice(CUSTOM, label="a custom list")
+        inputs.enum("classes", [""] + subsets + [CUSTOM], default=_default_subset(target),
+                    label="Class list", description="pixel value = position in this list",
+                    view=dropdown)
+        if ctx.params.get("classes") == CUSTOM:
+            inputs.str("class_list", required=True, label="Classes",
+                       description="comma-separated, in pixel-value order")
+        if fmt == "samrs":
+            inputs.float("split_ratio", default=0.0, min=0.0, max=1.0,
+                         label="Train fraction (optional)",
+                         description="> 0 writes train.txt / val.txt with this fraction "
+                                     "in train; 0 = no split files")
+            inputs.int("seed", default=0, label="Split seed")
+        dropdown = types.DropdownView()
+        for key, label in MEDIA:
+            dropdown.add_choice(key, label=label)
+        inputs.enum("export_media", [m for m, _ in MEDIA], default="copy", label="Images",
+                    view=dropdown)
+        inputs.bool("overwrite", default=False, label="Overwrite",
+                    description="allow writing into a non-empty folder")
+        common.add_execution_mode(ctx, inputs, default_delegate=False, target=target)
+        return types.Property(inputs, view=types.View(label="Export segmentation"))
+
+    def resolve_delegation(self, ctx):
+        return common.resolve_delegation(ctx, default_delegate=False,
+                                         target_fn=lambda: ctx.target_view())
+
+    def execute(self, ctx):
+        import fiftyone_samrs as fsr
+
+        view = ctx.target_view()
+        fmt = common.param_str(ctx, "format", "samrs")
+        export_dir = common.param_path(ctx, "export_dir")
+        if not export_dir:
+            raise ValueError("choose an export folder")
+        media = common.param_str(ctx, "export_media", "copy")
+        export_media: Union[str, bool] = False if media == "false" else media
+        label_field = common.param_str(ctx, "label_field", "sam")
+        if label_field not in view.get_field_schema():
+            raise ValueError("the view has no field %r" % label_field)
+        classes = resolve_class_choice(ctx, view)
+        overwrite = bool(ctx.params.get("overwrite", False))
+
+        def work(report):
+            report(0.0, "exporting %d samples to %s" % (len(view), export_dir))
+            if fmt == "coco":
+                os.makedirs(export_dir, exist_ok=True)
+                kwargs: Dict[str, Any] = dict(label_field=label_field,
+                                              export_media=export_media,
+                                              overwrite=overwrite, progress=False)
+                if classes is not None:
+                    kwargs["classes"] = classes
+                return fsr.export_coco(view, os.path.join(export_dir, "annotations.json"),
+                                       **kwargs)
+            split_ratio = float(ctx.params.get("split_ratio") or 0.0)
+            return fsr.export_samrs(
+                view, export_dir, subset=classes,
+                label_field=label_field,
+                seg_field=common.param_str(ctx, "seg_field"),
+                export_media=export_media,
+                split_ratio=split_ratio if 0.0 < split_ratio < 1.0 else None,
+                seed=int(ctx.params.get("seed") or 0),
+                overwrite=overwrite, progress=False)
+
+        result = yield from common.run_with_progress(ctx, work)
+        summary = _summary(result, fmt, export_dir)
+        if not ctx.delegated:
+            yield ctx.ops.show_output(_output_schema(), {"summary": summary})
+        yield common.progress_message(ctx, 1.0, summary.splitlines()[0])
+
+    def resolve_output(self, ctx):
+        return _output_schema()
+
+
+def _summary(result, fmt: str, export_dir: str) -> str:
+    summary = getattr(result, "summary", None)
+    text = summary() if callable(summary) else (summary or str(result))
+    return "Exported (%s) to %s\n\n%s" % (fmt, export_dir, text)
+
+
+def _output_schema():
+    outputs = types.Object()
+    outputs.str("summary", label="Export", view=types.MarkdownView())
+    return types.Property(outputs)

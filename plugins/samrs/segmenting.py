@@ -1,0 +1,216 @@
+"""``run_sam``: Segment Anything over a view, prompted by its detections (``fsr.segment``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import common
+
+BACKENDS = [
+    ("sam", "Segment Anything"),
+    ("grabcut", "GrabCut (no model, baseline)"),
+    ("boxfill", "Filled boxes (no model, baseline)"),
+]
+MODELS = [
+    ("vit_h", "ViT-H (sam_vit_h_4b8939.pth)"),
+    ("vit_l", "ViT-L (sam_vit_l_0b3195.pth)"),
+    ("vit_b", "ViT-B (sam_vit_b_01ec64.pth)"),
+]
+DEVICES = ["auto", "cuda", "cpu", "mps"]
+DEFAULT_PROMPTS = ["auto", "hbox", "rhbox", "cp", "hbox+cp", "hbox_m", "rbox_m",
+                   "rhbox+rbox_m"]
+
+
+def prompt_names() -> List[str]:
+    """``auto`` first, then the paper's Table 1 configurations (the engine's list)."""
+    try:
+        from fiftyone_samrs.prompts import TABLE1
+
+        names = ["auto"] + [n for n in TABLE1 if n != "auto"]
+    except Exception:  # noqa: BLE001 - the engine is optional for the form
+        names = list(DEFAULT_PROMPTS)
+    return names
+
+
+def add_model_inputs(ctx, inputs, with_backend: bool = True) -> None:
+    """Backend, model, checkpoint and device inputs (shared with prompt_study)."""
+    backend = "sam"
+    if with_backend:
+        dropdown = types.DropdownView()
+        for value, label in BACKENDS:
+            dropdown.add_choice(value, label=label)
+        inputs.enum("backend", [b for b, _ in BACKENDS], default="sam", label="Backend",
+                    description="Segment Anything, or a model-free baseline", view=dropdown)
+        backend = ctx.params.get("backend", "sam") or "sam"
+    if backend != "sam":
+        return
+    dropdown = types.DropdownView()
+    for value, label in MODELS:
+        dropdown.add_choice(value, label=label)
+    inputs.enum("model", [m for m, _ in MODELS], default="vit_h", label="Model",
+                description="SAM architecture; its FiftyOne zoo checkpoint is used when no "
+                            "checkpoint file is given", view=dropdown)
+    inputs.str("checkpoint", label="Checkpoint file (optional)",
+               description="Path of a SAM .pth checkpoint on the server (the model type is "
+                           "read from the file); empty = the zoo checkpoint of the model above",
+               required=False)
+    inputs.enum("device", DEVICES, default="auto", label="Device",
+                description="auto = CUDA when available, else MPS, else CPU",
+                view=types.DropdownView())
+
+
+def model_kwargs(ctx) -> Dict[str, Any]:
+    """``backend``, ``model``, ``checkpoint``, ``device`` from the form."""
+    backend = common.param_str(ctx, "backend", "sam")
+    checkpoint = common.param_path(ctx, "checkpoint")
+    kwargs: Dict[str, Any] = {"backend": backend}
+    if backend == "sam":
+        kwargs["checkpoint"] = checkpoint
+        kwargs["model"] = None if checkpoint else common.param_str(ctx, "model", "vit_h")
+        device = common.param_str(ctx, "device", "auto")
+        kwargs["device"] = None if device == "auto" else device
+    return kwargs
+
+
+class RunSam(foo.Operator):
+    """Prompts SAM with each object's box and stores instance + semantic masks."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="run_sam",
+            label="SAMRS: Run SAM",
+            description="Segment every detection of the view with Segment Anything",
+            icon="auto_fix_high",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Segment")
+        target = ctx.target_view()
+
+        box_fields = common.label_fields(target, fo.Detections)
+        obb_fields = common.label_fields(target, fo.Polylines)
+        common.field_choice(inputs, "box_field", box_fields, "hbb", "Box field",
+                            "Detections whose boxes prompt SAM (H-Box or RH-Box)")
+        common.field_choice(inputs, "obb_field", obb_fields, "obb", "Rotated box field",
+                            "Polylines with the rotated boxes (needed by rhbox / rbox "
+                            "prompts)", required=False, none_label="(none)")
+
+        names = prompt_names()
+        inputs.enum("prompt", names, default="auto", label="Prompt",
+                    description="auto = H-Box where the source has horizontal boxes, else "
+                                "RH-Box; combinations join names with '+'",
+                    view=types.DropdownView())
+        add_model_inputs(ctx, inputs)
+        inputs.int("batch_size", default=4, min=1, label="Batch size",
+                   description="images per encoder batch")
+        inputs.str("label_field", default="sam", label="Instance mask field",
+                   description="Detections with SAM's masks", required=False)
+        inputs.str("seg_field", default="sam_seg", label="Semantic mask field",
+                   description="Segmentation pointing at the SAMRS PNG; empty = none",
+                   required=False)
+        inputs.bool("overwrite", default=False, label="Overwrite",
+                    description="Redo samples that already have masks (otherwise a run "
+                                "resumes: finished samples are skipped)")
+        common.add_execution_mode(ctx, inputs, default_delegate=True, target=target)
+        return types.Property(inputs, view=types.View(label="Run SAM"))
+
+    def resolve_delegation(self, ctx):
+        return common.resolve_delegation(ctx, default_delegate=True,
+                                         target_fn=lambda: ctx.target_view())
+
+    def resolve_run_name(self, ctx):
+        return "run_sam(%s)" % common.param_str(ctx, "label_field", "sam")
+
+    def execute(self, ctx):
+        view = ctx.target_view()
+        label_field = common.param_str(ctx, "label_field", "sam")
+        seg_field = common.param_str(ctx, "seg_field")
+        box_field = common.param_str(ctx, "box_field", "hbb")
+        obb_field = common.param_str(ctx, "obb_field")
+        kwargs = dict(
+            prompt=common.param_str(ctx, "prompt", "auto"),
+            label_field=label_field,
+            seg_field=seg_field,
+            box_field=box_field,
+            obb_field=obb_field,
+            batch_size=int(ctx.params.get("batch_size") or 4),
+            overwrite=bool(ctx.params.get("overwrite", False)),
+        )
+        model = model_kwargs(ctx)
+        if box_field not in view.get_field_schema():
+            raise ValueError("the view has no box field %r" % box_field)
+
+        def work(report):
+            return segment_in_chunks(view, model, kwargs, report)
+
+        result = yield from common.run_with_progress(ctx, work)
+        if not ctx.delegated:
+            yield ctx.ops.reload_dataset()
+        outputs = {"summary": result["summary"], "samples": result["samples"],
+                   "label_field": label_field, "seg_field": seg_field or ""}
+        if not ctx.delegated:
+            yield ctx.ops.show_output(_output_schema(), outputs)
+        yield common.progress_message(ctx, 1.0, result["summary"].splitlines()[0])
+
+    def resolve_output(self, ctx):
+        return _output_schema()
+
+
+def _output_schema():
+    outputs = types.Object()
+    outputs.str("summary", label="Summary", view=types.MarkdownView())
+    return types.Property(outputs)
+
+
+def segment_in_chunks(view, model: Dict[str, Any], kwargs: Dict[str, Any], report,
+                      n_chunks: int = 20) -> Dict[str, Any]:
+    """Runs ``fsr.segment`` chunk by chunk over ``view`` with one loaded engine.
+
+    The model is loaded once (``make_backend``); chunks of at least four
+    encoder batches keep the pipeline busy while giving ~``n_chunks`` progress
+    updates. Resume and overwrite semantics are the SDK's, per sample.
+    """
+    from fiftyone_samrs.pipeline import segment
+    from fiftyone_samrs.segment.engine import make_backend
+
+    ids = view.values("id")
+    if not ids:
+        raise ValueError("the target view has no samples")
+    report(0.0, "loading the %s backend" % model["backend"])
+    extra = {"encoder_batch": kwargs["batch_size"]} if model["backend"] == "sam" else {}
+    engine = make_backend(model["backend"], model=model.get("model"),
+                          checkpoint=model.get("checkpoint"), device=model.get("device"),
+                          **extra)
+    size = max(kwargs["batch_size"] * 4, int(math.ceil(len(ids) / float(n_chunks))))
+    totals = {"processed": 0, "skipped": 0, "boxes": 0, "empty": 0, "unknown": 0}
+    last = None
+    for start in range(0, len(ids), size):
+        chunk = view.select(ids[start:start + size], ordered=True)
+        # model/checkpoint are passed for the run record; the engine is reused
+        last = segment(chunk, engine=engine, progress=False, **model, **kwargs)
+        for key, attr in (("processed", "samples_processed"), ("skipped", "samples_skipped"),
+                          ("boxes", "boxes"), ("empty", "empty_masks"),
+                          ("unknown", "unknown_labels")):
+            value = getattr(last, attr, 0) or 0
+            totals[key] += value if isinstance(value, (int, float)) else len(value)
+        done = min(start + size, len(ids))
+        report(done / float(len(ids)), "segmented %d/%d samples (%d boxes)"
+               % (done, len(ids), totals["boxes"]))
+    summary = ("SAM (%s): %d samples segmented, %d skipped (already done), %d boxes, "
+               "%d empty masks" % (model["backend"], totals["processed"], totals["skipped"],
+                                   totals["boxes"], totals["empty"]))
+    if totals["unknown"]:
+        summary += ", %d labels not in the class list (255 in the PNG)" % totals["unknown"]
+    return {"summary": summary, "samples": len(ids), "totals": totals}

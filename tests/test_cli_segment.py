@@ -1,0 +1,80 @@
+"""``samrs segment``: the CLI verb over the SDK call."""
+
+import numpy as np
+import pytest
+
+from fiftyone_samrs.cli import build_parser, main
+from fiftyone_samrs.commands.segmenting import parse_classes, parse_shard
+from fiftyone_samrs.painting import read_label_png
+
+from test_pipeline import OBJECTS, H, W, make_dataset  # noqa: E402
+
+
+def test_parse_helpers():
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x", "1/0", "-1/2"):
+        with pytest.raises(Exception, match="shard"):
+            parse_shard(bad)
+    assert parse_classes("SOTA") == "SOTA"
+    assert parse_classes("ship, plane") == ["ship", "plane"]
+    args = build_parser().parse_args(["segment", "ds", "--shard", "0/2", "--clip-to-rbox",
+                                      "--view-tag", "a", "--view-tag", "b", "-k", "margin=0.2"])
+    assert args.shard == (0, 2) and args.clip_to_rbox and args.view_tag == ["a", "b"]
+
+
+def test_cli_segment_boxfill(fo_dataset, tmp_path, capsys):
+    from fiftyone_samrs.classes import SOTA
+
+    ds = make_dataset(fo_dataset, tmp_path)
+    ds.take(2, seed=1).tag_samples("pick")
+    picked = set(ds.match_tags("pick").values("id"))
+    seg_dir = tmp_path / "cli_seg"
+    rc = main(["segment", ds.name, "--backend", "boxfill", "--seg-dir", str(seg_dir),
+               "--view-tag", "pick", "--no-progress", "--batch-size", "1",
+               "-k", "num_workers=1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "view: 2 samples tagged pick" in out
+    assert "backend boxfill" in out and "2 samples segmented" in out
+    assert set(ds.exists("sam").values("id")) == picked
+    for s in ds.match_tags("pick"):
+        n = len(s.hbb.detections)
+        assert len(s.sam.detections) == n
+        assert all(d.prompt == "hbox" for d in s.sam.detections)
+        label = read_label_png(s.sam_seg.mask_path)
+        assert label.shape == (H, W)
+        assert str(seg_dir) in s.sam_seg.mask_path
+        painted = {SOTA[v] for v in np.unique(label) if v != 255}
+        assert painted <= {d.label for d in s.hbb.detections}
+    # a second call resumes: nothing left in the view
+    rc = main(["segment", ds.name, "--backend", "boxfill", "--seg-dir", str(seg_dir),
+               "--view-tag", "pick", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "0 samples segmented, 2 already done" in out
+
+
+def test_cli_shard_and_overwrite(fo_dataset, tmp_path, capsys):
+    ds = make_dataset(fo_dataset, tmp_path)
+    base = ["segment", ds.name, "--backend", "boxfill", "--seg-dir", str(tmp_path / "s"),
+            "--no-progress", "--classes", "plane,ship,storage-tank,harbor"]
+    assert main(base + ["--shard", "0/2"]) == 0
+    assert main(base + ["--shard", "1/2"]) == 0
+    out = capsys.readouterr().out
+    assert "shard 0/2" in out and "shard 1/2" in out
+    assert len(ds.exists("sam")) == len(OBJECTS)
+    assert "small-vehicle: 1" in out and "lake: 1" in out
+    assert main(base + ["--overwrite"]) == 0
+    assert "%d samples segmented, 0 already done" % len(OBJECTS) in capsys.readouterr().out
+    assert ds.mask_targets["sam_seg"] == {0: "plane", 1: "ship", 2: "storage-tank", 3: "harbor"}
+
+
+def test_cli_errors(fo_dataset, tmp_path, capsys):
+    assert main(["segment", "no-such-dataset-xyz", "--backend", "boxfill"]) == 1
+    assert "no FiftyOne dataset named 'no-such-dataset-xyz'" in capsys.readouterr().err
+    ds = make_dataset(fo_dataset, tmp_path, with_obb=False)
+    assert main(["segment", ds.name, "--backend", "boxfill", "--prompt", "rhbox",
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "needs rotated boxes" in err
+    with pytest.raises(SystemExit):
+        main(["segment", ds.name, "--shard", "2/2"])
