@@ -107,6 +107,33 @@ def ensure_metadata(sample_collection) -> None:
         missing.compute_metadata(overwrite=True)
 
 
+def declare_fields(sample_collection, fields: Dict[str, type]) -> None:
+    """Declares fields (sample fields or ``field.detections.attr`` paths) that
+    are not in the schema yet, so values that are all None can still be set.
+
+    Args:
+        fields: ``{path: fiftyone field class}``, e.g. ``{"eval_iou_i": fo.FloatField}``
+    """
+    dataset = sample_collection._dataset
+    schema = dataset.get_field_schema(flat=True)
+    for path, ftype in fields.items():
+        if path not in schema:
+            dataset.add_sample_field(path, ftype)
+
+
+def image_size(vals: dict, j: int) -> Tuple[int, int]:
+    """``(width, height)`` of row ``j`` of an :func:`iter_batches` batch.
+
+    Raises:
+        ValueError: naming the image when its size is unknown
+    """
+    width, height = vals["metadata.width"][j], vals["metadata.height"][j]
+    if not width or not height:
+        raise ValueError("%s: image size unknown (metadata could not be computed: is the file "
+                         "there?)" % vals["filepath"][j])
+    return int(width), int(height)
+
+
 def iter_batches(sample_collection, fields: Sequence[str], batch_size: int = 256):
     """Yields ``(ids, {field: values})`` over the collection in batches.
 
@@ -333,6 +360,11 @@ class SamrsEvaluationResults(foe.EvaluationResults):
             return np.where(u > 0, i / np.maximum(u, 1), np.nan)
 
     @property
+    def num_instances(self) -> int:
+        """Alias of :attr:`n_instances`."""
+        return self.n_instances
+
+    @property
     def instance_labels(self) -> List[str]:
         """Class name per ground-truth instance."""
         return [self.classes[i] for i in self.labels]
@@ -483,6 +515,12 @@ def evaluate(
     ensure_metadata(view)
 
     k = eval_key
+    declare_fields(view, dict(
+        [("%s_iou_i" % k, fo.FloatField), ("%s_iou_p" % k, fo.FloatField),
+         ("%s_missed" % k, fo.IntField), ("%s_unmatched" % k, fo.IntField)]
+        + [("%s.detections.%s_iou" % (f, k), fo.FloatField) for f in (pred_field, gt_field)]
+        + [("%s.detections.%s_id" % (f, k), fo.StringField) for f in (pred_field, gt_field)]
+    ))
     inters: List[int] = []
     unions: List[int] = []
     gt_areas: List[int] = []
@@ -492,7 +530,8 @@ def evaluate(
     missed_by_class: Counter = Counter()
     skipped: Counter = Counter()
     n_samples = 0
-    fields = ["metadata.width", "metadata.height", pred_field + ".detections", gt_field + ".detections"]
+    fields = ["filepath", "metadata.width", "metadata.height", pred_field + ".detections",
+              gt_field + ".detections"]
     total = len(view)
     with fou.ProgressBar(total=total, progress=progress) as pb:
         for ids, vals in iter_batches(view, fields, batch_size=batch_size):
@@ -500,7 +539,7 @@ def evaluate(
             pred_vals = {s: {} for s in LABEL_SUFFIXES}
             gt_vals = {s: {} for s in LABEL_SUFFIXES}
             for j, sid in enumerate(ids):
-                width, height = vals["metadata.width"][j], vals["metadata.height"][j]
+                width, height = image_size(vals, j)
                 pdets = vals[pred_field + ".detections"][j] or []
                 gdets = vals[gt_field + ".detections"][j] or []
                 preds = [detection_to_instance(d, width, height) for d in pdets]

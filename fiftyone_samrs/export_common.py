@@ -329,7 +329,9 @@ def _to_px(rel, width, height) -> Optional[Box]:
     if rel is None:
         return None
     x, y, w, h = (float(v) for v in rel)
-    return (x * width, y * height, (x + w) * width, (y + h) * height)
+    x0, y0 = x * width, y * height
+    # rounded to 1e-6 px: drops the float noise of the relative round trip
+    return (round(x0, 6), round(y0, 6), round(x0 + w * width, 6), round(y0 + h * height, 6))
 
 
 def class_indices(

@@ -45,9 +45,22 @@ def _build_palette() -> np.ndarray:
 PALETTE: np.ndarray = _build_palette()
 
 
+#: the palette as an OpenCV look-up table, BGR: ``(1, 256, 3)``
+_BGR_LUT = np.ascontiguousarray(PALETTE[:, ::-1]).reshape(1, 256, 3)
+
+
 def colorize(label: np.ndarray) -> np.ndarray:
     """RGB ``(H, W, 3)`` uint8 image of a class-index label."""
     return PALETTE[np.asarray(label, dtype=np.uint8)]
+
+
+def colorize_bgr(label: np.ndarray) -> np.ndarray:
+    """BGR ``(H, W, 3)`` uint8 image of a class-index label, for ``cv2.imwrite``
+    (``cv2.LUT``: about 10x faster than indexing)."""
+    import cv2
+
+    label = np.ascontiguousarray(label, dtype=np.uint8)
+    return cv2.LUT(cv2.merge([label, label, label]), _BGR_LUT)
 
 
 def palette_for(classes: Sequence[str]) -> List[dict]:

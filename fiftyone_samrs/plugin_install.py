@@ -27,7 +27,7 @@ import site
 import sys
 import sysconfig
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple, Union
 
 #: the plugin's name in ``fiftyone.yml``
 PLUGIN_NAME = "@samrs/samrs"
@@ -69,6 +69,14 @@ def _candidate_dirs() -> List[Path]:
     return candidates
 
 
+def find_plugin_dir(candidates: Iterable[Union[str, Path]]) -> Optional[str]:
+    """The first of ``candidates`` that holds the plugin (its manifest and entry), or None."""
+    for directory in candidates:
+        if _is_plugin_dir(Path(directory)):
+            return str(Path(directory))
+    return None
+
+
 def plugin_dir() -> str:
     """The directory of the plugin that belongs to this installation.
 
@@ -80,9 +88,9 @@ def plugin_dir() -> str:
             directory holds the plugin
     """
     candidates = _candidate_dirs()
-    for directory in candidates:
-        if _is_plugin_dir(directory):
-            return str(directory)
+    found = find_plugin_dir(candidates)
+    if found:
+        return found
     raise FileNotFoundError(
         "the %s plugin files (%s + %s) were not found in any of: %s. Reinstall "
         "fiftyone-samrs, or download the plugin with `fiftyone plugins download "
@@ -104,7 +112,8 @@ def install_target(plugins_dir: Optional[str] = None) -> str:
     return os.path.join(_plugins_dir(plugins_dir), *PLUGIN_NAME.split("/"))
 
 
-def _copy_plugin(src: str, dst: str) -> None:
+def copy_plugin(src: str, dst: str) -> None:
+    """Copies the plugin files (manifest + ``plugins/samrs``) of ``src`` into a new ``dst``."""
     os.makedirs(dst)
     shutil.copy2(os.path.join(src, MANIFEST), os.path.join(dst, MANIFEST))
     shutil.copytree(
@@ -161,7 +170,7 @@ def install_plugin(link: bool = True, plugins_dir: Optional[str] = None,
         os.symlink(src, target, target_is_directory=True)
         say("[samrs] linked %s -> %s" % (target, src))
     else:
-        _copy_plugin(src, target)
+        copy_plugin(src, target)
         say("[samrs] copied %s to %s" % (PLUGIN_NAME, target))
 
     if not os.environ.get("FIFTYONE_PLUGINS_DIR") and not plugins_dir:
@@ -202,8 +211,11 @@ def uninstall_plugin(plugins_dir: Optional[str] = None, quiet: bool = False) -> 
     return True
 
 
-def plugin_status() -> Tuple[bool, str, str]:
+def plugin_status(plugins_dir: Optional[str] = None) -> Tuple[bool, str, str]:
     """Whether FiftyOne discovers ``@samrs/samrs`` and can load its operators.
+
+    Args:
+        plugins_dir: check this plugins dir instead of ``fo.config.plugins_dir``
 
     Returns:
         ``(ok, found, fix)``: ``found`` says where the plugin is and what it
@@ -211,11 +223,22 @@ def plugin_status() -> Tuple[bool, str, str]:
     """
     try:
         import fiftyone as fo
-        import fiftyone.plugins as fop
     except Exception as e:  # noqa: BLE001 - report any import failure
         return False, "fiftyone is not importable: %s" % e, "pip install fiftyone-samrs"
 
-    plugins_dir = fo.config.plugins_dir
+    if plugins_dir is None:
+        return _plugin_status(fo.config.plugins_dir)
+    previous = fo.config.plugins_dir
+    fo.config.plugins_dir = os.path.abspath(os.path.expanduser(plugins_dir))
+    try:
+        return _plugin_status(fo.config.plugins_dir)
+    finally:
+        fo.config.plugins_dir = previous
+
+
+def _plugin_status(plugins_dir: str) -> Tuple[bool, str, str]:
+    import fiftyone.plugins as fop
+
     install_fix = ("run `samrs plugin install` (links the plugin into %s), or set "
                    "FIFTYONE_PLUGINS_DIR to a folder that holds it" % plugins_dir)
     found = [p for p in fop.list_plugins(enabled="all") if p.name == PLUGIN_NAME]

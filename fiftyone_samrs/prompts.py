@@ -79,6 +79,9 @@ class PromptSet:
             (the prompt box grown by the margin, clipped to the image)
         names: the prompt name per row (e.g. ``"hbox"``)
         image_size: ``(height, width)`` of the image, or None
+        base_boxes: ``(N, 4)`` xyxy: the box each region was grown from (the
+            prompt's own extent: its box and/or mask-prompt box), or None
+        quads: ``(N, 4, 2)`` the rotated boxes given (NaN rows where none), or None
     """
 
     boxes: Optional[np.ndarray]
@@ -88,6 +91,8 @@ class PromptSet:
     regions: np.ndarray
     names: List[str]
     image_size: Optional[Tuple[int, int]] = field(default=None, compare=False)
+    base_boxes: Optional[np.ndarray] = field(default=None, compare=False)
+    quads: Optional[np.ndarray] = field(default=None, compare=False)
 
     def __len__(self) -> int:
         return int(len(self.regions))
@@ -107,6 +112,8 @@ class PromptSet:
             regions=self.regions[index],
             names=[self.names[int(i)] for i in np.atleast_1d(idx)],
             image_size=self.image_size,
+            base_boxes=take(self.base_boxes),
+            quads=take(self.quads),
         )
 
 
@@ -217,6 +224,7 @@ def build_prompts(
     labels = np.ones((n, 1), dtype=np.int64) if use_cp else None
     masks = np.zeros((n, 1, SAM_MASK_SIZE, SAM_MASK_SIZE), dtype=np.float32) if mask_part else None
     regions = np.zeros((n, 4), dtype=np.float64)
+    bases = np.zeros((n, 4), dtype=np.float64)
     names: List[str] = []
 
     for i in range(n):
@@ -250,6 +258,7 @@ def build_prompts(
             extent.append(hb[i] if quad is None or has_hbox else _quad_box(quad))
         e = np.array(extent)
         base = (e[:, 0].min(), e[:, 1].min(), e[:, 2].max(), e[:, 3].max())
+        bases[i] = base
         regions[i] = region_for_box(base, (height, width), margin, min_margin)
 
     return PromptSet(
@@ -260,6 +269,8 @@ def build_prompts(
         regions=regions,
         names=names,
         image_size=(height, width),
+        base_boxes=bases,
+        quads=None if q is None else q.copy(),
     )
 
 

@@ -282,11 +282,13 @@ def compute_quality(
     Returns:
         a :class:`QualityReport`
     """
+    import fiftyone as fo
     import fiftyone.core.runs as fors
     import fiftyone.core.utils as fou
 
     from fiftyone_samrs.evaluation import (
-        _check_label_field, detection_to_instance, ensure_metadata, iter_batches,
+        _check_label_field, declare_fields, detection_to_instance, ensure_metadata, image_size,
+        iter_batches,
     )
 
     t = QualityThresholds.from_any(thresholds)
@@ -294,7 +296,15 @@ def compute_quality(
     has_box = sample_collection.has_sample_field(box_field) if box_field else False
     has_obb = bool(obb_field) and sample_collection.has_sample_field(obb_field)
     ensure_metadata(sample_collection)
-    fields = ["metadata.width", "metadata.height", pred_field + ".detections"]
+    float_, int_ = fo.FloatField, fo.IntField
+    declare_fields(sample_collection, dict(
+        [(f, int_ if f in ("q_suspicious", "q_empty") else float_) for f in SAMPLE_FIELDS]
+        + [("%s.detections.%s" % (pred_field, f), t) for f, t in (
+            ("q_area", int_), ("q_area_ratio", float_), ("q_box_iou", float_),
+            ("q_in_rbox", float_), ("suspicious", fo.BooleanField),
+            ("q_reasons", fo.StringField))]
+    ))
+    fields = ["filepath", "metadata.width", "metadata.height", pred_field + ".detections"]
     if has_box:
         fields.append(box_field + ".detections")
     if has_obb:
@@ -305,7 +315,7 @@ def compute_quality(
             inst_vals = {f: {} for f in INSTANCE_FIELDS}
             samp_vals = {f: {} for f in SAMPLE_FIELDS}
             for j, sid in enumerate(ids):
-                width, height = vals["metadata.width"][j], vals["metadata.height"][j]
+                width, height = image_size(vals, j)
                 preds = vals[pred_field + ".detections"][j] or []
                 boxes = vals[box_field + ".detections"][j] or [] if has_box else []
                 polys = vals[obb_field + ".polylines"][j] or [] if has_obb else []

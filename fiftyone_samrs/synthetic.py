@@ -157,12 +157,41 @@ def _to_image(polys: List[np.ndarray], cx: float, cy: float, angle: float) -> Li
     return [p @ rot + np.array([cx, cy]) for p in polys]
 
 
-def _fill(img: np.ndarray, polys: List[np.ndarray], color) -> None:
-    """Fills polygons given in continuous pixel coordinates (pixel i spans [i, i+1))."""
-    import cv2
+def _shape_mask(o: Dict[str, Any], width: int, height: int) -> Optional[InstanceMask]:
+    """Pixels whose centre is strictly inside the object's shape (tight crop).
 
-    pts = [np.round((p - 0.5) * 16).astype(np.int32) for p in polys]
-    cv2.fillPoly(img, pts, color, lineType=cv2.LINE_8, shift=4)
+    Convex polygons are tested edge by edge (half-planes), ellipses
+    analytically: exact, and much faster than a general point-in-polygon test.
+    """
+    pts = np.concatenate(o["polys"])
+    x0, y0 = max(int(np.floor(pts[:, 0].min())), 0), max(int(np.floor(pts[:, 1].min())), 0)
+    x1 = min(int(np.ceil(pts[:, 0].max())), width)
+    y1 = min(int(np.ceil(pts[:, 1].max())), height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    gx = (np.arange(x0, x1, dtype=np.float64) + 0.5)[None, :]
+    gy = (np.arange(y0, y1, dtype=np.float64) + 0.5)[:, None]
+    if o["shape"] == "ellipse":
+        c, s = math.cos(o["angle"]), math.sin(o["angle"])
+        dx, dy = gx - o["cx"], gy - o["cy"]
+        u, v = dx * c + dy * s, -dx * s + dy * c
+        inside = (u / (o["length"] / 2)) ** 2 + (v / (o["width"] / 2)) ** 2 < 1.0
+    else:
+        inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        for poly in o["polys"]:
+            n = len(poly)
+            area2 = float(np.dot(poly[:, 0], np.roll(poly[:, 1], -1))
+                          - np.dot(poly[:, 1], np.roll(poly[:, 0], -1)))
+            sign = 1.0 if area2 > 0 else -1.0
+            part = np.ones_like(inside)
+            for i in range(n):
+                (ax, ay), (bx, by) = poly[i], poly[(i + 1) % n]
+                part &= sign * ((bx - ax) * (gy - ay) - (by - ay) * (gx - ax)) > 0
+            inside |= part
+    if not inside.any():
+        return None
+    t = InstanceMask.from_full(inside)
+    return InstanceMask(t.mask, t.x0 + x0, t.y0 + y0)
 
 
 # ----------------------------------------------------------------------------
@@ -230,32 +259,38 @@ def _place(rng, n: int, width: int, height: int, labels: Sequence[str],
 
 
 def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: bool):
-    """Draws the objects; returns (RGB image, instance id map, per-object masks)."""
+    """Draws the objects; returns (RGB image, instance id map, per-object masks).
+
+    A pixel belongs to an object when its centre is inside the object's
+    polygons (see :func:`fiftyone_samrs.formats._common.rasterize`).
+    """
+    import cv2
+
     img = _background(rng, width, height)
     ids = np.zeros((height, width), dtype=np.uint16)
+    masks: List[Optional[InstanceMask]] = []
     for k, o in enumerate(objs, start=1):
         if "polys" not in o:
             local = _local_polygons(o["shape"], o["length"], o["width"])
             o["polys"] = _to_image(local, o["cx"], o["cy"], o["angle"])
         color = o.get("color") or _object_color(rng)
         o["color"] = color
-        _fill(img, o["polys"], color)
-        _fill(ids, o["polys"], k)
-        # inner detail of another shade (inside the shape, so the mask is unchanged)
-        inner = _local_polygons("rect" if o["shape"] != "ellipse" else "ellipse",
-                                o["length"] * 0.45, o["width"] * 0.35)
-        shade = tuple(int(v * 0.6) for v in color)
-        _fill(img, _to_image(inner, o["cx"], o["cy"], o["angle"]), shade)
-    masks: List[Optional[InstanceMask]] = []
-    if gt_masks:
-        for k, o in enumerate(objs, start=1):
-            x0, y0, x1, y1 = quad_to_hbox(np.concatenate(o["polys"]))
-            ix0, iy0 = max(int(x0) - 1, 0), max(int(y0) - 1, 0)
-            ix1, iy1 = min(int(math.ceil(x1)) + 1, width), min(int(math.ceil(y1)) + 1, height)
-            m = InstanceMask.from_full(ids[iy0:iy1, ix0:ix1] == k)
-            masks.append(InstanceMask(m.mask, m.x0 + ix0, m.y0 + iy0) if m.mask.size else None)
-    else:
-        masks = [None] * len(objs)
+        m = _shape_mask(o, width, height)
+        if m is not None:
+            x0, y0, x1, y1 = m.box
+            img[y0:y1, x0:x1][m.mask] = color
+            ids[y0:y1, x0:x1][m.mask] = k
+        masks.append(m if gt_masks else None)
+        if m is not None:
+            # inner detail of another shade, kept inside the shape's mask
+            inner = _local_polygons("rect" if o["shape"] != "ellipse" else "ellipse",
+                                    o["length"] * 0.45, o["width"] * 0.35)
+            inner = _to_image(inner, o["cx"], o["cy"], o["angle"])
+            canvas = np.zeros(m.mask.shape, dtype=np.uint8)
+            pts = [np.round((p - [x0 + 0.5, y0 + 0.5]) * 16).astype(np.int32) for p in inner]
+            cv2.fillPoly(canvas, pts, 1, lineType=cv2.LINE_8, shift=4)
+            shade = tuple(int(v * 0.6) for v in color)
+            img[y0:y1, x0:x1][(canvas > 0) & m.mask] = shade
     return img, ids, masks
 
 

@@ -62,7 +62,7 @@ def build(dataset, tmp_path):
     b["sam"] = fo.Detections(detections=[det("plane", 10, 10, 20, 10, 50, 50, obj_index=3)])
     c = fo.Sample(filepath=write_image(tmp_path / "c.png", 20, 20), split="test", all_masked=False)
     c["gt_masks"] = fo.Detections(detections=[det("ship", 1, 1, 5, 5, 20, 20, mask=None, obj_index=0)])
-    c["sam"] = fo.Detections(detections=[])
+    # no "sam" at all on c: the field is None
     dataset.add_samples([a, b, c])
     return dataset
 
@@ -181,3 +181,13 @@ def test_errors_name_the_problem(fo_dataset, tmp_path):
     ds.delete_sample_field("all_masked")
     with pytest.raises(ValueError, match="all_masked"):
         evaluate(ds, protocol=True, progress=False)
+
+
+def test_missing_image_names_the_file(fo_dataset, tmp_path):
+    missing = str(tmp_path / "gone.png")
+    s = fo.Sample(filepath=missing)
+    s["gt_masks"] = fo.Detections(detections=[det("ship", 0, 0, 2, 2, 10, 10)])
+    s["sam"] = fo.Detections(detections=[det("ship", 0, 0, 2, 2, 10, 10)])
+    fo_dataset.add_sample(s)
+    with pytest.raises(ValueError, match="gone.png: image size unknown"):
+        evaluate(fo_dataset, progress=False)

@@ -440,3 +440,88 @@ def test_summary_mentions_counts(fo_dataset, tmp_path):
     text = _run(ds, tmp_path, shard=(0, 1)).summary()
     assert "backend fake" in text and "5 samples segmented" in text
     assert "8 boxes, 1 empty masks" in text and "boxes/s" in text
+
+
+def test_raw_documents_match_fiftyone_serialization(fo_dataset, tmp_path):
+    import fiftyone as fo
+
+    from fiftyone_samrs.pipeline import detection_doc
+
+    mask = np.zeros((5, 7), bool)
+    mask[1:4, 2:6] = True
+    kw = dict(label="ship", bounding_box=[0.1, 0.2, 0.3, 0.4], mask=mask, confidence=0.75,
+              source_id="abc", obj_index=3, prompt="hbox", empty=False, stability=0.5)
+    ours = detection_doc(**kw)
+    theirs = fo.EmbeddedDocumentField(fo.Detection).to_mongo(fo.Detection(**kw))
+    ours.pop("_id"), theirs.pop("_id")
+    assert dict(theirs) == ours
+    # and the schema declares the attributes, so the App can filter on them
+    ds = make_dataset(fo_dataset, tmp_path)
+    _run(ds, tmp_path)
+    schema = ds.get_field_schema(flat=True)
+    for name, ftype in [("source_id", fo.StringField), ("obj_index", fo.IntField),
+                        ("empty", fo.BooleanField), ("stability", fo.FloatField)]:
+        assert isinstance(schema["sam.detections." + name], ftype)
+    assert len(ds.filter_labels("sam", fo.ViewField("empty") == True)) == 1  # noqa: E712
+    assert ds.count("sam.detections") == 8
+
+
+def test_tiny_sam_through_the_pipeline(fo_dataset, tmp_path):
+    """The real SAM engine (tiny random weights): the pipeline's Detections are the
+    engine's own masks, cut to their tight boxes, and the run goes through a checkpoint."""
+    import torch
+
+    from fiftyone_samrs.pipeline import read_image
+    from fiftyone_samrs.prompts import build_prompts
+    from fiftyone_samrs.segment.engine import SamEngine
+    from fiftyone_samrs.segment.tiny import build_tiny_sam, save_tiny_checkpoint
+
+    torch.set_num_threads(1)
+    objs = [OBJECTS[0], OBJECTS[3]]
+    ds = make_dataset(fo_dataset, tmp_path, objects=objs)
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pth", seed=0)
+    res = _run(ds, tmp_path, engine=None, backend="sam", checkpoint=ckpt, device="cpu",
+               batch_size=2)
+    assert res.backend == "sam" and res.boxes == 5
+    engine = SamEngine(build_tiny_sam(0), device="cpu")
+    n_nonempty = 0
+    for s, o in zip(ds.sort_by("filepath"), objs):
+        boxes = np.array([b for _, b in o], dtype=float)
+        ref = engine.predict_batch([read_image(s.filepath)],
+                                   [build_prompts(boxes, None, "hbox", (H, W))])[0]
+        label = read_label_png(s.sam_seg.mask_path)
+        expected = np.full((H, W), 255, np.uint8)
+        for d, r, (lab, _) in zip(s.sam.detections, ref, o):
+            assert d.confidence == pytest.approx(r.score, abs=1e-5)
+            assert d.empty == r.empty
+            want = r.mask.to_full(H, W)
+            if not r.empty:
+                n_nonempty += 1
+                np.testing.assert_array_equal(geometry_full(d), want)
+                from fiftyone_samrs.classes import SOTA
+                expected[want] = SOTA.index(lab)
+        np.testing.assert_array_equal(label, expected)
+    assert n_nonempty >= 3  # the tiny model's masks are not trivial
+    assert ds.get_run_info("sam").config.checkpoint == ckpt
+
+
+def test_rotated_boxes_link_by_obj_index(fo_dataset, tmp_path):
+    import fiftyone as fo
+
+    path = _write_image(tmp_path / "images" / "R.png", 0)
+    hb = [(10, 10, 50, 50), (60, 20, 110, 80), (5, 60, 30, 85)]
+    quads = [np.array([[30, 12], [48, 30], [30, 48], [12, 30]], float),   # inside hb[0]
+             np.array([[70, 30], [100, 30], [100, 70], [70, 70]], float)]  # inside hb[1]
+    dets = [_det("plane", b, i) for i, b in enumerate(hb)]
+    # polylines stored in reverse order; object 2 has none
+    polys = [_poly("ship", quads[1], 1), _poly("plane", quads[0], 0)]
+    fo_dataset.add_sample(fo.Sample(filepath=path, metadata=fo.ImageMetadata(width=W, height=H),
+                                    hbb=fo.Detections(detections=dets),
+                                    obb=fo.Polylines(polylines=polys)))
+    _run(fo_dataset, tmp_path, prompt="rhbox")
+    out = fo_dataset.first().sam.detections
+    assert [d.prompt for d in out] == ["rhbox", "rhbox", "hbox"]
+    got = [geometry.relative_to_box(d.bounding_box, W, H) for d in out]
+    assert got[0] == pytest.approx((12, 12, 48, 48))
+    assert got[1] == pytest.approx((70, 30, 100, 70))
+    assert got[2] == pytest.approx(hb[2])

@@ -32,10 +32,6 @@ def _common_tiling_args(parser: argparse.ArgumentParser) -> None:
                              "(default: DOTA 0.7, FAIR1M 0.5)")
 
 
-def _print_report(report, max_messages: int) -> None:
-    print(report.summary(max_messages=max_messages))
-
-
 def execute_import(args: argparse.Namespace) -> int:
     from fiftyone_samrs.cli import parse_kwargs
     from fiftyone_samrs.importers import LOADERS, import_report
@@ -60,9 +56,15 @@ def execute_import(args: argparse.Namespace) -> int:
         print("error: %s" % e, file=sys.stderr)
         return 1
     report = import_report(dataset)
+    info = dataset.info["samrs"]["import_report"]
     print("Imported %s from %s into dataset %r" % (args.format.upper(), args.dataset_dir,
                                                    dataset.name))
-    _print_report(report, args.max_messages)
+    lines = report.summary(max_messages=args.max_messages).split("\n")
+    lines[0] = info["summary"].split("\n")[0]  # keeps the tiles' source counts
+    if info["num_messages"] > len(info["messages"]):
+        lines.append("  (%d messages in all; the first %d are in dataset.info['samrs'])"
+                     % (info["num_messages"], len(info["messages"])))
+    print("\n".join(lines))
     return 0
 
 

@@ -15,11 +15,7 @@ def _install(args: argparse.Namespace) -> int:
     except (FileExistsError, FileNotFoundError, OSError) as e:
         print("[samrs] error: %s" % e, file=sys.stderr)
         return 1
-    if args.plugins_dir:
-        import fiftyone as fo
-
-        fo.config.plugins_dir = args.plugins_dir
-    ok, found, fix = plugin_status()
+    ok, found, fix = plugin_status(args.plugins_dir)
     print("[samrs] %s %s" % ("ok:" if ok else "FAIL:", found))
     if not ok:
         print("[samrs] fix: %s" % fix, file=sys.stderr)
@@ -29,7 +25,7 @@ def _install(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from fiftyone_samrs.plugin_install import plugin_status
 
-    ok, found, fix = plugin_status()
+    ok, found, fix = plugin_status(args.plugins_dir)
     print("%s %s" % ("ok  " if ok else "FAIL", found))
     if not ok:
         print("     fix: %s" % fix)
@@ -74,6 +70,8 @@ def register(subparsers) -> None:
     install.set_defaults(func=_install)
 
     status = verbs.add_parser("status", help="whether FiftyOne finds and loads the plugin")
+    status.add_argument("--plugins-dir", metavar="DIR",
+                        help="check DIR instead of fo.config.plugins_dir")
     status.set_defaults(func=_status)
 
     path = verbs.add_parser("path", help="print the plugin directory of this installation")

@@ -108,3 +108,49 @@ def clip_objects(
             "%s (%s, %s): box (%.1f, %.1f, %.1f, %.1f) extends outside the %dx%d image; %s"
             % (where, o.source_id, o.label, x0, y0, x1, y1, width, height, what),
         )
+
+
+def rasterize(polygons, width: Optional[int] = None, height: Optional[int] = None):
+    """Pixels whose centre lies inside any of the polygons, as an InstanceMask.
+
+    Pixel ``(i, j)`` (column, row) covers ``[i, i + 1) x [j, j + 1)``; it is
+    inside when its centre ``(i + 0.5, j + 0.5)`` is strictly inside a
+    polygon (shapely), so a box ``(10, 20, 30, 25)`` gives exactly 20 x 5
+    pixels. With ``width``/``height`` the result is cut to the image.
+
+    Args:
+        polygons: ``(N, 2)`` arrays of vertices in pixel coordinates
+
+    Returns:
+        an :class:`~fiftyone_samrs.records.InstanceMask` cropped to the
+        polygons' pixel region (``(0, 0)`` mask when empty)
+    """
+    import numpy as np
+    import shapely
+    from shapely.geometry import Polygon
+
+    from fiftyone_samrs.records import InstanceMask
+
+    polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
+    pts = np.concatenate(polys)
+    x0, y0 = int(np.floor(pts[:, 0].min())), int(np.floor(pts[:, 1].min()))
+    x1, y1 = int(np.ceil(pts[:, 0].max())), int(np.ceil(pts[:, 1].max()))
+    if width is not None:
+        x0, x1 = max(x0, 0), min(x1, width)
+    if height is not None:
+        y0, y1 = max(y0, 0), min(y1, height)
+    if x1 <= x0 or y1 <= y0:
+        return InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
+    xs = np.arange(x0, x1, dtype=np.float64) + 0.5
+    ys = np.arange(y0, y1, dtype=np.float64) + 0.5
+    gx, gy = np.meshgrid(xs, ys)
+    inside = np.zeros(gx.shape, dtype=bool)
+    for p in polys:
+        poly = Polygon(p)
+        if not poly.is_valid:
+            poly = poly.convex_hull
+        if poly.area <= 0:
+            continue
+        shapely.prepare(poly)
+        inside |= shapely.contains_xy(poly, gx, gy)
+    return InstanceMask(inside, x0, y0)

@@ -17,8 +17,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.classes import DOTA_CLASSES, normalize_dota
-from fiftyone_samrs.formats.images import image_size, index_files, index_images
 from fiftyone_samrs.formats._common import clip_objects
+from fiftyone_samrs.formats.images import image_size, index_files, index_images
 from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
 #: split folder names looked for under a DOTA root, in scan order
@@ -101,7 +101,7 @@ def parse_header_and_objects(
         except ValueError:
             bad = next(t for t in tokens[:8] if not _is_float(t))
             raise FormatError(path, "bad coordinate %r" % bad, line=lineno) from None
-        if not all(math.isfinite(v) for v in c):
+        if not math.isfinite(sum(c)):  # nan and inf propagate through the sum
             raise FormatError(path, "non-finite coordinate in %r" % line[:80], line=lineno)
         label = normalize_dota(tokens[8])
         if known is not None and label not in known:

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fiftyone_samrs.formats._common import rasterize
 from fiftyone_samrs.records import FormatError, InstanceMask, ObjectRecord
 
 #: iSAID class colours in ``*_instance_color_RGB.png`` (RGB order, as PIL reads
@@ -112,23 +113,14 @@ def region_mask(obj: ObjectRecord) -> InstanceMask:
     """Rasterises an object's quad (or its H-Box when it has none).
 
     Pixel ``(i, j)`` is inside when its centre ``(i + 0.5, j + 0.5)`` is
-    inside the polygon (up to OpenCV's rasterisation).
+    inside the polygon.
     """
-    import cv2
-
     if obj.quad is not None:
         poly = np.asarray(obj.quad, dtype=np.float64).reshape(-1, 2)
     else:
         x0, y0, x1, y1 = obj.hbox
         poly = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-    ox = int(np.floor(poly[:, 0].min()))
-    oy = int(np.floor(poly[:, 1].min()))
-    w = int(np.ceil(poly[:, 0].max())) - ox + 1
-    h = int(np.ceil(poly[:, 1].max())) - oy + 1
-    canvas = np.zeros((max(h, 1), max(w, 1)), dtype=np.uint8)
-    pts = np.round((poly - [ox + 0.5, oy + 0.5]) * 16).astype(np.int32)
-    cv2.fillPoly(canvas, [pts], 1, lineType=cv2.LINE_8, shift=4)
-    return InstanceMask(canvas.astype(bool), ox, oy)
+    return rasterize([poly])
 
 
 def mask_iou(a: InstanceMask, b: InstanceMask) -> float:

@@ -19,12 +19,31 @@ import fiftyone.operators.types as types
 #: request); larger views are always delegated
 SMALL_VIEW = 50
 
-#: how much of the progress bar loading a model takes in run_sam
+#: ``report(fraction, label)``: how SDK work hands progress to the operator
 Report = Callable[[Optional[float], Optional[str]], None]
 
 
 # --------------------------------------------------------------------------
 # parameters
+
+
+def fill_defaults(operator, ctx, rounds: int = 3) -> None:
+    """Gives absent parameters the defaults of the operator's form, as the App does.
+
+    Programmatic callers (``execute_operator``, delegated runs) then get the
+    same behaviour as the form for whatever they leave out. Dynamic forms are
+    resolved again until no new default appears.
+    """
+    for _ in range(rounds):
+        prop = operator.resolve_input(ctx)
+        properties = getattr(getattr(prop, "type", None), "properties", None) or {}
+        added = False
+        for name, p in properties.items():
+            if name not in ctx.params and getattr(p, "default", None) is not None:
+                ctx.params[name] = p.default
+                added = True
+        if not added:
+            return
 
 
 def param_path(ctx, name: str) -> Optional[str]:
@@ -101,14 +120,29 @@ def field_choice(inputs, name: str, choices: List[str], default: Optional[str], 
     return prop
 
 
+def folder_input(ctx, inputs, name: str, label: str, description: str,
+                 required: bool = True):
+    """A folder chosen with the App's file explorer (a ``types.File`` value).
+
+    Programmatic callers may pass a plain path string instead; the property is
+    then a string so that FiftyOne's validation accepts it.
+    """
+    if isinstance(ctx.params.get(name), str):
+        return inputs.str(name, required=required, label=label, description=description)
+    return inputs.file(name, required=required, label=label, description=description,
+                       view=types.FileExplorerView(choose_dir=True,
+                                                   button_label="Choose a folder..."))
+
+
 def add_execution_mode(ctx, inputs, default_delegate: bool = True,
-                       small_view: int = SMALL_VIEW, target=None) -> bool:
+                       small_view: Optional[int] = None, target=None) -> bool:
     """Adds the "run in the background" toggle; returns whether delegation is chosen.
 
     Long runs are delegated (queued for ``fiftyone delegated launch``); a view
     of at most ``small_view`` samples may run immediately in the App. Larger
     views are always delegated and the toggle is replaced by a notice.
     """
+    small_view = SMALL_VIEW if small_view is None else small_view
     n = None
     if target is not None:
         try:
@@ -130,9 +164,10 @@ def add_execution_mode(ctx, inputs, default_delegate: bool = True,
     return delegate
 
 
-def resolve_delegation(ctx, default_delegate: bool = True, small_view: int = SMALL_VIEW,
+def resolve_delegation(ctx, default_delegate: bool = True, small_view: Optional[int] = None,
                        target_fn: Optional[Callable[[], Any]] = None) -> bool:
     """The operator's delegation decision matching :func:`add_execution_mode`."""
+    small_view = SMALL_VIEW if small_view is None else small_view
     if target_fn is not None:
         try:
             if target_fn().count() > small_view:
@@ -222,6 +257,29 @@ def fiftyone_progress(report: Report, start: float = 0.0, end: float = 1.0,
             report(frac, "%s %d/%d" % (label, done, total) if label else None)
 
     return fo.report_progress(callback, dt=1.0)
+
+
+def markdown_output(title: str):
+    """The output schema of the operators: one Markdown summary."""
+    outputs = types.Object()
+    outputs.str("summary", label=title, view=types.MarkdownView())
+    return types.Property(outputs)
+
+
+def finish(ctx, title: str, summary: str, label: str, triggers=()) -> Generator:
+    """The last messages of an operator: progress 1.0 with ``label``, then (in
+    the App) the ``triggers`` (reload, set view...) and the Markdown ``summary``.
+
+    Use as ``yield from finish(...)`` at the end of a generator ``execute``.
+    """
+    message = progress_message(ctx, 1.0, label)
+    if message is not None:
+        yield message
+    if ctx.delegated:
+        return
+    for trigger in triggers:
+        yield trigger
+    yield ctx.ops.show_output(markdown_output(title).to_json(), {"summary": summary})
 
 
 def markdown_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:

@@ -91,6 +91,7 @@ class EvaluateMasks(foo.Operator):
         return "evaluate_masks(%s)" % common.param_str(ctx, "eval_key", "eval")
 
     def execute(self, ctx):
+        common.fill_defaults(self, ctx)
         from fiftyone_samrs import evaluation, qa, quality
 
         view = ctx.target_view()
@@ -123,39 +124,25 @@ class EvaluateMasks(foo.Operator):
         if saved:
             summary += "\n\nSaved views: " + ", ".join(
                 "`%s` (%d samples)" % kv for kv in saved.items())
+        triggers = []
         if not ctx.delegated:
-            yield ctx.ops.reload_dataset()
+            triggers.append(ctx.ops.reload_dataset())
             if saved.get(LOW_IOU_VIEW) is not None:
-                yield ctx.ops.set_view(name=LOW_IOU_VIEW)
-            yield ctx.ops.show_output(_md_output("Evaluation"), {"summary": summary})
-        yield common.progress_message(
-            ctx, 1.0, "mIoU_I %s, mIoU_P %s" % (_pct(results.miou_i), _pct(results.miou_p)))
+                triggers.append(ctx.ops.set_view(name=LOW_IOU_VIEW))
+        yield from common.finish(
+            ctx, "Evaluation", summary,
+            "mIoU_I %s, mIoU_P %s" % (_pct(results.miou_i), _pct(results.miou_p)), triggers)
 
     def resolve_output(self, ctx):
-        return _md_output("Evaluation")
-
-
-def _md_output(label: str):
-    outputs = types.Object()
-    outputs.str("summary", label=label, view=types.MarkdownView())
-    return types.Property(outputs)
+        return common.markdown_output("Evaluation")
 
 
 def study_markdown(result) -> str:
-    """The study table as Markdown (the SDK's own rendering when it has one)."""
-    for name in ("to_markdown", "markdown"):
-        fn = getattr(result, name, None)
-        if callable(fn):
-            return fn()
-    rows = getattr(result, "rows", None) or []
-    table = []
-    for row in rows:
-        if isinstance(row, (list, tuple)):
-            table.append(list(row))
-        else:
-            table.append([_get(row, "config", "name"), _get(row, "n", "instances"),
-                          _get(row, "miou_i", "mIoU_I"), _get(row, "miou_p", "mIoU_P")])
-    return common.markdown_table(["config", "instances", "mIoU_I", "mIoU_P"], table)
+    """The study table (:meth:`StudyResult.to_markdown`) and the files written."""
+    text = result.to_markdown()
+    if result.files:
+        text += "\nFiles: " + ", ".join("`%s`" % f for f in result.files)
+    return text
 
 
 class PromptStudy(foo.Operator):
@@ -206,6 +193,7 @@ class PromptStudy(foo.Operator):
                                          target_fn=lambda: ctx.target_view())
 
     def execute(self, ctx):
+        common.fill_defaults(self, ctx)
         import fiftyone_samrs as fsr
 
         view = ctx.target_view()
@@ -222,22 +210,15 @@ class PromptStudy(foo.Operator):
             raise ValueError("the view has no ground-truth field %r" % kwargs["gt_field"])
 
         def work(report):
-            from fiftyone_samrs.segment.engine import make_backend
-
-            report(0.0, "loading SAM")
-            engine = make_backend("sam", model=model.get("model"),
-                                  checkpoint=model.get("checkpoint"), device=model.get("device"))
-            report(0.05, "running the prompt study on %d samples" % len(view))
-            return fsr.prompt_study(view, engine=engine, checkpoint=model.get("checkpoint"),
-                                    model=model.get("model"), **kwargs)
+            report(0.0, "prompt study on %d samples: loading the model" % len(view))
+            return fsr.prompt_study(
+                view, backend="sam", model=model.get("model"),
+                checkpoint=model.get("checkpoint"), device=model.get("device"),
+                progress=common.fiftyone_progress(report, 0.0, 1.0, "studied"), **kwargs)
 
         result = yield from common.run_with_progress(ctx, work)
         table = study_markdown(result)
-        if kwargs["out_dir"]:
-            table += "\n\nFiles: %s" % os.path.join(kwargs["out_dir"], "study.md")
-        if not ctx.delegated:
-            yield ctx.ops.show_output(_md_output("Prompt study"), {"summary": table})
-        yield common.progress_message(ctx, 1.0, "prompt study done")
+        yield from common.finish(ctx, "Prompt study", table, "prompt study done")
 
     def resolve_output(self, ctx):
-        return _md_output("Prompt study")
+        return common.markdown_output("Prompt study")

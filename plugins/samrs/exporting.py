@@ -16,6 +16,8 @@ EXPORT_FORMATS = [("samrs", "SAMRS (gray/color PNGs + COCO JSON + images)"),
 MEDIA = [("copy", "copy the images"), ("symlink", "symlink the images"),
          ("false", "labels only")]
 CUSTOM = "custom"
+#: the COCO file written inside the export folder
+COCO_LABELS = "annotations.json"
 
 
 def _subsets() -> List[str]:
@@ -66,10 +68,8 @@ class ExportDataset(foo.Operator):
         inputs.enum("format", [f for f, _ in EXPORT_FORMATS], default="samrs", required=True,
                     label="Format", view=radio)
         fmt = ctx.params.get("format") or "samrs"
-        inputs.file("export_dir", required=True, label="Export folder",
-                    description="a new or empty folder on the server",
-                    view=types.FileExplorerView(choose_dir=True,
-                                                button_label="Choose a folder..."))
+        common.folder_input(ctx, inputs, "export_dir", label="Export folder",
+                            description="a new or empty folder on the server")
         common.field_choice(inputs, "label_field", common.label_fields(target, fo.Detections),
                             "sam", "Instance mask field", "Detections with masks (e.g. sam)")
         if fmt == "samrs":
@@ -110,6 +110,7 @@ class ExportDataset(foo.Operator):
                                          target_fn=lambda: ctx.target_view())
 
     def execute(self, ctx):
+        common.fill_defaults(self, ctx)
         import fiftyone_samrs as fsr
 
         view = ctx.target_view()
@@ -127,42 +128,30 @@ class ExportDataset(foo.Operator):
 
         def work(report):
             report(0.0, "exporting %d samples to %s" % (len(view), export_dir))
+            progress = common.fiftyone_progress(report, 0.0, 1.0, "exported")
             if fmt == "coco":
                 os.makedirs(export_dir, exist_ok=True)
-                kwargs: Dict[str, Any] = dict(label_field=label_field,
-                                              export_media=export_media,
-                                              overwrite=overwrite, progress=False)
-                if classes is not None:
-                    kwargs["classes"] = classes
-                return fsr.export_coco(view, os.path.join(export_dir, "annotations.json"),
-                                       **kwargs)
+                return fsr.export_coco(
+                    view, os.path.join(export_dir, COCO_LABELS), label_field=label_field,
+                    classes=classes, export_media=export_media,
+                    images_dir=os.path.join(export_dir, "images") if export_media else None,
+                    overwrite=overwrite, progress=progress)
             split_ratio = float(ctx.params.get("split_ratio") or 0.0)
             return fsr.export_samrs(
-                view, export_dir, subset=classes,
-                label_field=label_field,
-                seg_field=common.param_str(ctx, "seg_field"),
-                export_media=export_media,
+                view, export_dir, subset=classes, label_field=label_field,
+                seg_field=common.param_str(ctx, "seg_field"), export_media=export_media,
                 split_ratio=split_ratio if 0.0 < split_ratio < 1.0 else None,
-                seed=int(ctx.params.get("seed") or 0),
-                overwrite=overwrite, progress=False)
+                seed=int(ctx.params.get("seed") or 0), overwrite=overwrite, progress=progress)
 
         result = yield from common.run_with_progress(ctx, work)
         summary = _summary(result, fmt, export_dir)
-        if not ctx.delegated:
-            yield ctx.ops.show_output(_output_schema(), {"summary": summary})
-        yield common.progress_message(ctx, 1.0, summary.splitlines()[0])
+        yield from common.finish(ctx, "Export", summary, summary.splitlines()[0])
 
     def resolve_output(self, ctx):
-        return _output_schema()
+        return common.markdown_output("Export")
 
 
 def _summary(result, fmt: str, export_dir: str) -> str:
     summary = getattr(result, "summary", None)
     text = summary() if callable(summary) else (summary or str(result))
     return "Exported (%s) to %s\n\n%s" % (fmt, export_dir, text)
-
-
-def _output_schema():
-    outputs = types.Object()
-    outputs.str("summary", label="Export", view=types.MarkdownView())
-    return types.Property(outputs)

@@ -76,11 +76,10 @@ class ImportDataset(foo.Operator):
                     view=dropdown)
         fmt = ctx.params.get("format") or "dota"
 
-        inputs.file(
-            "dataset_dir", required=True, label="Dataset folder",
-            description="the dataset root (e.g. DOTA: the folder with images/ and labelTxt/)",
-            view=types.FileExplorerView(choose_dir=True, button_label="Choose a folder..."),
-        )
+        common.folder_input(
+            ctx, inputs, "dataset_dir", label="Dataset folder",
+            description="the dataset root on the server (e.g. DOTA: the folder with images/ "
+                        "and labelTxt/)")
         folder = common.param_path(ctx, "dataset_dir")
         if folder and not os.path.isdir(folder):
             inputs.view("dir_error", types.Error(label="Not a folder on the server",
@@ -123,6 +122,7 @@ class ImportDataset(foo.Operator):
         return common.resolve_delegation(ctx, default_delegate=False)
 
     def execute(self, ctx):
+        common.fill_defaults(self, ctx)
         import fiftyone_samrs as fsr
 
         fmt = common.param_str(ctx, "format", "dota")
@@ -149,20 +149,12 @@ class ImportDataset(foo.Operator):
         report_dict = info.get("import_report") or {}
         summary = "Imported %d samples into **%s**" % (len(dataset), dataset.name)
         details = _report_markdown(report_dict)
-        if not ctx.delegated:
-            yield ctx.ops.open_dataset(dataset.name)
-            yield ctx.ops.show_output(_output_schema(),
-                                      {"summary": summary + "\n\n" + details})
-        yield common.progress_message(ctx, 1.0, summary.replace("**", ""))
+        triggers = [ctx.ops.open_dataset(dataset.name)] if not ctx.delegated else []
+        yield from common.finish(ctx, "Import", summary + "\n\n" + details,
+                                 summary.replace("**", ""), triggers)
 
     def resolve_output(self, ctx):
-        return _output_schema()
-
-
-def _output_schema():
-    outputs = types.Object()
-    outputs.str("summary", label="Import", view=types.MarkdownView())
-    return types.Property(outputs)
+        return common.markdown_output("Import")
 
 
 def _report_markdown(report: Dict[str, Any]) -> str:

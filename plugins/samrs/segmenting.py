@@ -134,6 +134,7 @@ class RunSam(foo.Operator):
         return "run_sam(%s)" % common.param_str(ctx, "label_field", "sam")
 
     def execute(self, ctx):
+        common.fill_defaults(self, ctx)
         view = ctx.target_view()
         label_field = common.param_str(ctx, "label_field", "sam")
         seg_field = common.param_str(ctx, "seg_field")
@@ -156,31 +157,23 @@ class RunSam(foo.Operator):
             return segment_in_chunks(view, model, kwargs, report)
 
         result = yield from common.run_with_progress(ctx, work)
-        if not ctx.delegated:
-            yield ctx.ops.reload_dataset()
-        outputs = {"summary": result["summary"], "samples": result["samples"],
-                   "label_field": label_field, "seg_field": seg_field or ""}
-        if not ctx.delegated:
-            yield ctx.ops.show_output(_output_schema(), outputs)
-        yield common.progress_message(ctx, 1.0, result["summary"].splitlines()[0])
+        triggers = [ctx.ops.reload_dataset()] if not ctx.delegated else []
+        yield from common.finish(ctx, "Run SAM", result["summary"],
+                                 result["summary"].splitlines()[0], triggers)
 
     def resolve_output(self, ctx):
-        return _output_schema()
-
-
-def _output_schema():
-    outputs = types.Object()
-    outputs.str("summary", label="Summary", view=types.MarkdownView())
-    return types.Property(outputs)
+        return common.markdown_output("Run SAM")
 
 
 def segment_in_chunks(view, model: Dict[str, Any], kwargs: Dict[str, Any], report,
                       n_chunks: int = 20) -> Dict[str, Any]:
     """Runs ``fsr.segment`` chunk by chunk over ``view`` with one loaded engine.
 
-    The model is loaded once (``make_backend``); chunks of at least four
-    encoder batches keep the pipeline busy while giving ~``n_chunks`` progress
-    updates. Resume and overwrite semantics are the SDK's, per sample.
+    The model is loaded once (``make_backend``) and ``segment`` runs on at
+    most ``n_chunks`` chunks (at least one batch each), giving that many
+    progress updates; a large view makes large chunks, so the pipeline's
+    prefetching stays busy. Resume and overwrite semantics are the SDK's, per
+    sample.
     """
     from fiftyone_samrs.pipeline import segment
     from fiftyone_samrs.segment.engine import make_backend
@@ -193,7 +186,7 @@ def segment_in_chunks(view, model: Dict[str, Any], kwargs: Dict[str, Any], repor
     engine = make_backend(model["backend"], model=model.get("model"),
                           checkpoint=model.get("checkpoint"), device=model.get("device"),
                           **extra)
-    size = max(kwargs["batch_size"] * 4, int(math.ceil(len(ids) / float(n_chunks))))
+    size = max(kwargs["batch_size"], int(math.ceil(len(ids) / float(n_chunks))))
     totals = {"processed": 0, "skipped": 0, "boxes": 0, "empty": 0, "unknown": 0}
     last = None
     for start in range(0, len(ids), size):

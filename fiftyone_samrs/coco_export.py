@@ -170,7 +170,7 @@ class COCOJSONWriter:
                 ann["score"] = inst.score
             if inst.prompt_box is not None:
                 x0, y0, x1, y1 = inst.prompt_box
-                ann["prompt_bbox"] = [x0, y0, x1 - x0, y1 - y0]
+                ann["prompt_bbox"] = [x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)]
             lines.append(json.dumps(ann, **_JSON))
             out.append((inst, idx, rle, area))
         self._append(1, lines)
@@ -439,7 +439,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
 def run_export(exporter, sample_collection, label_field: str, prompt_field: Optional[str],
                seg_field: Optional[str], progress) -> ExportResult:
     """Drives an exporter over the raw documents of a collection (the fast
-    route of :func:`export_coco` and :func:`~fiftyone_samrs.export_samrs.export_samrs`)."""
+    route of :func:`export_coco` and :func:`~fiftyone_samrs.samrs_export.export_samrs`)."""
     prompt_field = existing_field(sample_collection, prompt_field)
     ok = False
     exporter.setup()

@@ -1,0 +1,222 @@
+"""Export benchmark (issue 5): ``export_coco`` (RLE) against FiftyOne's COCO export.
+
+Generates a FiftyOne dataset of N images (default 2,000, 1024 x 1024, tiny PNG
+files) with M predicted instances each (default 100 small masks in ``sam``,
+with their prompt boxes in ``hbb``), then times in the same run, reporting
+instances per second:
+
+1. ``fiftyone_samrs.export_coco`` (streams the database documents, writes
+   RLE masks computed from the crops);
+2. FiftyOne's ``dataset.export(dataset_type=fo.types.COCODetectionDataset,
+   label_field="sam")`` (writes polygons);
+3. the same exporter through FiftyOne (``dataset.export(dataset_type=
+   fsr.types.COCOInstanceDataset)``), i.e. with FiftyOne's ``Sample``
+   iteration: shows what the raw-document route gains;
+4. with ``--samrs``: ``export_samrs`` (gray + colour PNGs + JSON).
+
+Media are not exported (``export_media=False``) so the figures are about
+labels. Building the dataset is done once, before and outside the timing.
+Target: (1) at least as fast as (2).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_export.py                  # full size
+    .venv/bin/python benchmarks/bench_export.py --images 50      # smoke test
+    .venv/bin/python benchmarks/bench_export.py --baseline-images 200   # time
+        # FiftyOne's exporter on the first 200 images only (it is slow)
+
+Results are printed and written to ``benchmarks/out/bench_export.json``. Uses
+its own FiftyOne database (``samrs-bench-<random>``) unless
+``FIFTYONE_DATABASE_NAME`` is set; deletes its datasets and files at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+_OWN_DB = "FIFTYONE_DATABASE_NAME" not in os.environ
+os.environ.setdefault("FIFTYONE_DATABASE_NAME", "samrs-bench-%s" % uuid.uuid4().hex[:8])
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _rate(n: float, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def _blob(rng, h, w):
+    import numpy as np
+
+    yy, xx = np.mgrid[0:h, 0:w]
+    m = ((yy - (h - 1) / 2) / (h / 2)) ** 2 + ((xx - (w - 1) / 2) / (w / 2)) ** 2 <= 1.0
+    m[h // 2, :] = True
+    m[:, w // 2] = True
+    return m
+
+
+def build_dataset(root: str, n_images: int, n_instances: int, size: int, seed: int = 0,
+                  batch: int = 100):
+    """The dataset: ``hbb`` prompt boxes and ``sam`` masks, added in batches."""
+    import cv2
+    import numpy as np
+
+    import fiftyone as fo
+
+    from fiftyone_samrs.classes import SOTA
+    from fiftyone_samrs.geometry import box_to_relative
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    blank = os.path.join(root, "blank.png")
+    cv2.imwrite(blank, np.zeros((size, size, 3), np.uint8))
+    data = open(blank, "rb").read()
+    ds = fo.Dataset("samrs-bench-export-" + uuid.uuid4().hex[:6])
+    samples = []
+    for i in range(n_images):
+        path = os.path.join(root, "P%05d.png" % i)
+        with open(path, "wb") as f:
+            f.write(data)
+        hbb, sam = [], []
+        for j in range(n_instances):
+            w, h = (int(v) for v in rng.integers(6, 48, 2))
+            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+            label = SOTA[int(rng.integers(0, len(SOTA)))]
+            prompt = fo.Detection(label=label, bounding_box=box_to_relative(
+                (max(x - 2, 0), max(y - 2, 0), min(x + w + 2, size), min(y + h + 2, size)),
+                size, size))
+            hbb.append(prompt)
+            sam.append(fo.Detection(label=label, bounding_box=box_to_relative(
+                (x, y, x + w, y + h), size, size), mask=_blob(rng, h, w),
+                confidence=float(rng.random()), source_id=prompt.id, obj_index=j,
+                prompt="hbox", empty=False, stability=0.9))
+        samples.append(fo.Sample(filepath=path, metadata=fo.ImageMetadata(
+            width=size, height=size, num_channels=3), hbb=fo.Detections(detections=hbb),
+            sam=fo.Detections(detections=sam)))
+        if len(samples) >= batch:
+            ds.add_samples(samples, progress=False)
+            samples = []
+    if samples:
+        ds.add_samples(samples, progress=False)
+    ds.info["samrs"] = {"format": "dota", "subset": "SOTA"}
+    ds.save()
+    return ds
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--instances", type=int, default=100, help="instances per image")
+    parser.add_argument("--size", type=int, default=1024, help="image side in pixels")
+    parser.add_argument("--baseline-images", type=int, default=None,
+                        help="time FiftyOne's COCO exporter on the first N images only "
+                        "(default: all)")
+    parser.add_argument("--samrs", action="store_true", help="also time export_samrs (PNGs)")
+    parser.add_argument("--skip-fo-route", action="store_true",
+                        help="skip the COCOInstanceDataset-through-FiftyOne timing")
+    parser.add_argument("--keep", action="store_true", help="keep the written files")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out",
+                                                      "bench_export.json"))
+    args = parser.parse_args(argv)
+
+    import fiftyone as fo
+
+    import fiftyone_samrs as fsr
+
+    fo.config.show_progress_bars = False
+    tmp = tempfile.mkdtemp(prefix="samrs-bench-export-")
+    results = {"images": args.images, "instances_per_image": args.instances,
+               "size": args.size}
+    ds = None
+    try:
+        t = time.perf_counter()
+        ds = build_dataset(os.path.join(tmp, "images"), args.images, args.instances, args.size)
+        results["build_s"] = time.perf_counter() - t
+        n = ds.count("sam.detections")
+        results["instances"] = n
+
+        # (1) export_coco: RLE from the crops, raw documents
+        t = time.perf_counter()
+        r = fsr.export_coco(ds, os.path.join(tmp, "ours", "annotations.json"),
+                            export_media=False, progress=False)
+        s = time.perf_counter() - t
+        assert r.instances == n, (r.instances, n)
+        results.update(export_coco_s=s, export_coco_inst_per_s=_rate(n, s))
+
+        # (2) FiftyOne's COCO exporter (polygons)
+        view = ds if args.baseline_images is None else ds.limit(args.baseline_images)
+        n_base = view.count("sam.detections")
+        t = time.perf_counter()
+        view.export(labels_path=os.path.join(tmp, "fiftyone", "labels.json"),
+                    dataset_type=fo.types.COCODetectionDataset, label_field="sam",
+                    export_media=False, classes=fsr.classes.SOTA, progress=False)
+        s = time.perf_counter() - t
+        results.update(fiftyone_coco_instances=n_base, fiftyone_coco_s=s,
+                       fiftyone_coco_inst_per_s=_rate(n_base, s))
+        results["speedup_vs_fiftyone"] = (results["export_coco_inst_per_s"]
+                                          / results["fiftyone_coco_inst_per_s"])
+
+        # (3) our exporter class through FiftyOne's Sample iteration
+        if not args.skip_fo_route:
+            t = time.perf_counter()
+            view.export(os.path.join(tmp, "fo-route"), dataset_type=fsr.types.COCOInstanceDataset,
+                        label_field="sam", export_media=False, classes="SOTA", progress=False)
+            s = time.perf_counter() - t
+            results.update(coco_type_via_fiftyone_s=s,
+                           coco_type_via_fiftyone_inst_per_s=_rate(n_base, s))
+
+        # (4) the SAMRS layout
+        if args.samrs:
+            t = time.perf_counter()
+            r = fsr.export_samrs(ds, os.path.join(tmp, "samrs"), export_media=False,
+                                 progress=False)
+            s = time.perf_counter() - t
+            results.update(export_samrs_s=s, export_samrs_inst_per_s=_rate(n, s),
+                           export_samrs_images_per_s=_rate(r.images, s))
+    finally:
+        if ds is not None and not ds.deleted:
+            ds.delete()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print("files kept in %s" % tmp)
+        if _OWN_DB:
+            import fiftyone.core.odm as foo
+
+            foo.get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+
+    print("COCO export benchmark: %d images x %d instances (%d instances), %dx%d"
+          % (args.images, args.instances, results["instances"], args.size, args.size))
+    print("  build dataset (untimed)         %8.2f s" % results["build_s"])
+    print("  fsr.export_coco (RLE)           %8.2f s  %9.0f instances/s"
+          % (results["export_coco_s"], results["export_coco_inst_per_s"]))
+    print("  FiftyOne COCODetectionDataset   %8.2f s  %9.0f instances/s  (%d instances)"
+          % (results["fiftyone_coco_s"], results["fiftyone_coco_inst_per_s"],
+             results["fiftyone_coco_instances"]))
+    if "coco_type_via_fiftyone_s" in results:
+        print("  fsr COCOInstanceDataset via FO  %8.2f s  %9.0f instances/s"
+              % (results["coco_type_via_fiftyone_s"],
+                 results["coco_type_via_fiftyone_inst_per_s"]))
+    if "export_samrs_s" in results:
+        print("  fsr.export_samrs (PNGs + JSON)  %8.2f s  %9.0f instances/s  %6.1f images/s"
+              % (results["export_samrs_s"], results["export_samrs_inst_per_s"],
+                 results["export_samrs_images_per_s"]))
+    print("  export_coco / FiftyOne          %8.2fx  (target >= 1x)"
+          % results["speedup_vs_fiftyone"])
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print("written %s" % args.out)
+    return results
+
+
+if __name__ == "__main__":
+    main()

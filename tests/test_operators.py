@@ -1,0 +1,376 @@
+"""Every @samrs/samrs operator (and the QA panel) executed through FiftyOne's
+operator machinery against a real database, generated source trees and the
+tiny random SAM.
+
+The plugin is made discoverable by pointing ``fo.config.plugins_dir`` at a
+temporary folder holding a link to the repository (what ``samrs plugin
+install`` does), so the operators are found and loaded exactly as the App
+finds them.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = "@samrs/samrs"
+
+
+# --------------------------------------------------------------------------
+# fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory):
+    """FiftyOne sees the plugin through a plugins dir holding a link to the repo."""
+    import fiftyone as fo
+    from fiftyone_samrs.plugin_install import _clear_plugin_cache
+
+    plugins_dir = tmp_path_factory.mktemp("plugins")
+    os.symlink(REPO, plugins_dir / "samrs", target_is_directory=True)
+    previous = fo.config.plugins_dir
+    fo.config.plugins_dir = str(plugins_dir)
+    _clear_plugin_cache()
+    yield plugins_dir
+    fo.config.plugins_dir = previous
+    _clear_plugin_cache()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from fiftyone_samrs.segment.tiny import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"))
+
+
+def _name(prefix):
+    return "samrs-test-%s-%s" % (prefix, uuid.uuid4().hex[:6])
+
+
+def execute(operator, dataset=None, view=None, **params):
+    """Runs an operator to completion (``fiftyone.operators.execute_operator``)."""
+    import fiftyone.operators as foo
+
+    ctx = {"params": params}
+    if dataset is not None:
+        ctx["dataset"] = dataset
+    if view is not None:
+        ctx["view"] = view
+    return foo.execute_operator("%s/%s" % (PLUGIN, operator), ctx=ctx)
+
+
+def execute_collect(operator, dataset=None, view=None, **params):
+    """Runs a generator operator as the App does and returns what it sends
+    back: a list of ``(operator_uri, params)`` invocation requests."""
+    from fiftyone.operators.executor import _parse_ctx, execute_or_delegate_operator
+
+    ctx = {"params": params}
+    if dataset is not None:
+        ctx["dataset"] = dataset
+    if view is not None:
+        ctx["view"] = view
+    request = _parse_ctx(ctx=ctx)
+
+    async def go():
+        result = await execute_or_delegate_operator("%s/%s" % (PLUGIN, operator), request,
+                                                    exhaust=False)
+        result.raise_exceptions()
+        assert result.is_generator
+        return [m for m in result.result if m is not None]
+
+    messages = asyncio.run(go())
+    for m in messages:
+        json.dumps(m.to_json())  # the App receives JSON lines: everything must serialise
+    return [(m.body.operator_uri, m.body.params) for m in messages]
+
+
+def _progress(messages):
+    return [(p.get("progress"), p.get("label")) for uri, p in messages if uri == "set_progress"]
+
+
+def _only(messages, uri):
+    return [p for u, p in messages if u == uri]
+
+
+def _operator_module(name):
+    """A loaded module of the plugin (FiftyOne imports it under a synthetic name)."""
+    import fiftyone.operators as foo
+
+    foo.list_operators()  # loads the plugin
+    return sys.modules["fiftyone.plugins.orgs.samrs.samrs." + name]
+
+
+@pytest.fixture(scope="module")
+def dota(plugin, checkpoint, tmp_path_factory):
+    """A DOTA tree imported with ``import_dataset`` and segmented with ``run_sam``."""
+    import fiftyone as fo
+    from fiftyone_samrs.synthetic import make_dota_tree
+
+    root = tmp_path_factory.mktemp("dota")
+    tree = make_dota_tree(str(root), n_images=2, n_objects=4, size=(320, 240), seed=3)
+    name = _name("dota")
+    imported = execute_collect("import_dataset", format="dota",
+                               dataset_dir={"absolute_path": str(root)}, name=name,
+                               delegate=False)
+    dataset = fo.load_dataset(name)
+    segmented = execute_collect("run_sam", dataset=dataset, checkpoint=checkpoint,
+                                device="cpu", batch_size=1, delegate=False)
+    dataset.reload()
+    yield dict(dataset=dataset, tree=tree, imported=imported, segmented=segmented,
+               root=str(root))
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+
+
+# --------------------------------------------------------------------------
+# discovery and forms
+
+
+def test_operators_are_discovered(plugin):
+    import fiftyone.operators as foo
+
+    uris = {op.uri for op in foo.list_operators()}
+    for name in ("import_dataset", "run_sam", "evaluate_masks", "prompt_study",
+                 "export_dataset", "samrs_qa"):
+        assert "%s/%s" % (PLUGIN, name) in uris
+
+
+def test_run_sam_form_and_delegation_rule(dota, monkeypatch):
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+    from fiftyone_samrs.prompts import TABLE1
+
+    dataset = dota["dataset"]
+    op = foo.get_operator("%s/run_sam" % PLUGIN)
+
+    def ctx(**params):
+        return ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
+
+    props = op.resolve_input(ctx()).type.properties
+    for key in ("view_target", "box_field", "obb_field", "prompt", "backend", "model",
+                "checkpoint", "device", "batch_size", "label_field", "seg_field", "overwrite",
+                "delegate"):
+        assert key in props, key
+    assert props["box_field"].default == "hbb"
+    assert props["obb_field"].default == "obb"
+    assert props["prompt"].default == "auto"
+    assert set(TABLE1) <= set(props["prompt"].type.values)
+    assert props["delegate"].default is True
+    assert op.resolve_delegation(ctx()) is True  # long runs: delegated by default
+    assert op.resolve_delegation(ctx(delegate=False)) is False  # small view: may run now
+    # baselines need no model inputs
+    props = op.resolve_input(ctx(backend="boxfill")).type.properties
+    assert "model" not in props and "checkpoint" not in props
+
+    # a view larger than the immediate-execution limit is always delegated
+    common = _operator_module("common")
+    monkeypatch.setattr(common, "SMALL_VIEW", 1)
+    props = op.resolve_input(ctx(delegate=False)).type.properties
+    assert "delegate" not in props and "delegate_notice" in props
+    assert op.resolve_delegation(ctx(delegate=False)) is True
+    options = op.resolve_execution_options(ctx(delegate=False))
+    assert options.allow_delegated_execution and not options.allow_immediate_execution
+
+
+# --------------------------------------------------------------------------
+# import + run SAM
+
+
+def test_import_dataset_builds_the_dataset_and_opens_it(dota):
+    dataset, tree = dota["dataset"], dota["tree"]
+    assert len(dataset) == 2
+    assert dataset.count("hbb.detections") == tree["n_objects"] == 8
+    assert dataset.count("obb.polylines") == 8
+    assert dataset.info["samrs"]["format"] == "dota"
+    assert _only(dota["imported"], "open_dataset") == [{"dataset": dataset.name}]
+    progress = _progress(dota["imported"])
+    assert progress[-1][0] == 1.0 and "Imported 2 samples" in progress[-1][1]
+    summary = _only(dota["imported"], "show_output")[0]["results"]["summary"]
+    assert "images: 2" in summary and "objects: 8" in summary
+
+
+def test_run_sam_writes_masks_and_reloads(dota):
+    import cv2
+
+    dataset, messages = dota["dataset"], dota["segmented"]
+    assert dataset.count("sam.detections") == dataset.count("hbb.detections") == 8
+    for sample in dataset:
+        assert [d.obj_index for d in sample.sam.detections] == [
+            d.obj_index for d in sample.hbb.detections]
+        for det in sample.sam.detections:
+            assert isinstance(det.mask, np.ndarray) and det.mask.ndim == 2
+            assert det.prompt == "hbox" and 0.0 <= det.confidence <= 1.5
+        png = cv2.imread(sample.sam_seg.mask_path, cv2.IMREAD_UNCHANGED)
+        assert png.shape == (sample.metadata.height, sample.metadata.width)
+        assert png.dtype == np.uint8
+    assert dataset.mask_targets["sam_seg"]
+
+    progress = _progress(messages)
+    fractions = [p for p, _ in progress if p is not None]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("segmented 1/2 samples" in (label or "") for _, label in progress)
+    assert "2 samples segmented" in progress[-1][1]
+    assert [u for u, _ in messages][-2:] == ["reload_dataset", "show_output"]
+
+
+def test_run_sam_on_the_current_view_only(dota, checkpoint):
+    dataset = dota["dataset"]
+    view = dataset.limit(1)
+    execute("run_sam", view=view, view_target="CURRENT_VIEW", checkpoint=checkpoint,
+            device="cpu", label_field="sam_one", seg_field="", delegate=False)
+    dataset.reload()
+    assert dataset.exists("sam_one").values("id") == view.values("id")
+    assert "sam_one_seg" not in dataset.get_field_schema()
+    assert len(dataset.first().sam_one.detections) == len(dataset.first().hbb.detections)
+
+
+def test_run_sam_errors_are_clear(dota, tmp_path):
+    from fiftyone.operators.executor import ExecutionError
+
+    dataset = dota["dataset"]
+    missing = str(tmp_path / "no_such_checkpoint.pth")
+    with pytest.raises(ExecutionError, match="no_such_checkpoint.pth"):
+        execute("run_sam", dataset=dataset, checkpoint=missing, label_field="sam_bad",
+                delegate=False)
+    # the form only offers the view's Detections fields
+    with pytest.raises(ExecutionError, match="box_field.*Invalid enum value"):
+        execute("run_sam", dataset=dataset, box_field="nope", label_field="sam_bad",
+                delegate=False)
+    with pytest.raises(ExecutionError, match="does not exist"):
+        execute("import_dataset", format="dota", dataset_dir=str(tmp_path / "nowhere"),
+                name=_name("x"), delegate=False)
+    # an existing name without overwrite is refused by the form
+    with pytest.raises(ExecutionError, match="name"):
+        execute("import_dataset", format="dota", dataset_dir=dota["root"], name=dataset.name,
+                delegate=False)
+
+
+# --------------------------------------------------------------------------
+# export
+
+
+def test_export_samrs_tree(dota, tmp_path):
+    import cv2
+    from pycocotools.coco import COCO
+
+    dataset = dota["dataset"]
+    out = tmp_path / "samrs"
+    messages = execute_collect("export_dataset", dataset=dataset, format="samrs",
+                               export_dir={"absolute_path": str(out)}, classes="SOTA",
+                               split_ratio=0.5, delegate=False)
+    grays = sorted((out / "gray").glob("*.png"))
+    assert len(grays) == 2
+    for g in grays:
+        label = cv2.imread(str(g), cv2.IMREAD_UNCHANGED)
+        assert label.dtype == np.uint8 and label.ndim == 2
+    coco = COCO(str(out / "annotations.json"))
+    assert len(coco.getAnnIds()) == 8
+    assert sorted((out / "images").iterdir())
+    assert (out / "train.txt").is_file() and (out / "val.txt").is_file()
+    assert "Exported (samrs)" in _only(messages, "show_output")[0]["results"]["summary"]
+
+
+def test_export_coco_json(dota, tmp_path):
+    from pycocotools.coco import COCO
+
+    out = tmp_path / "coco"
+    execute("export_dataset", dataset=dota["dataset"], format="coco", export_dir=str(out),
+            export_media="false", delegate=False)
+    coco = COCO(str(out / "annotations.json"))
+    assert len(coco.getImgIds()) == 2 and len(coco.getAnnIds()) == 8
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        assert isinstance(ann["segmentation"]["counts"], str)
+    with pytest.raises(Exception, match="exist|overwrite"):
+        execute("export_dataset", dataset=dota["dataset"], format="coco",
+                export_dir=str(out), export_media="false", delegate=False)
+
+
+# --------------------------------------------------------------------------
+# evaluation, QA panel, prompt study (HRSC: ground-truth masks)
+
+
+@pytest.fixture(scope="module")
+def hrsc(plugin, checkpoint, tmp_path_factory):
+    import fiftyone as fo
+    from fiftyone_samrs.synthetic import make_hrsc_tree
+
+    root = tmp_path_factory.mktemp("hrsc")
+    make_hrsc_tree(str(root), n_images=3, n_objects=2, size=(300, 200), seed=5)
+    name = _name("hrsc")
+    execute("import_dataset", format="hrsc", dataset_dir=str(root), name=name, delegate=False)
+    dataset = fo.load_dataset(name)
+    execute("run_sam", dataset=dataset, checkpoint=checkpoint, device="cpu", delegate=False)
+    dataset.reload()
+    yield dataset
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+
+
+def test_evaluate_masks_scores_and_opens_low_iou(hrsc):
+    from fiftyone_samrs import evaluation
+
+    assert hrsc.count("gt_masks.detections") == 6
+    messages = execute_collect("evaluate_masks", dataset=hrsc, low_iou=1.0, delegate=False)
+    hrsc.reload()
+    assert "eval" in evaluation.list_runs(hrsc)
+    results = evaluation.load_results(hrsc, "eval")
+    assert results.n_instances == 6
+    assert len(hrsc.exists("eval_iou_i")) == 3
+    assert hrsc.count("sam.detections.eval_iou") == 6
+    # every sample is below IoU 1.0: the low_iou view holds them all
+    assert {"low_iou", "suspicious_masks"} <= set(hrsc.list_saved_views())
+    assert len(hrsc.load_saved_view("low_iou")) == 3
+    assert _only(messages, "set_view") == [{"name": "low_iou"}]
+    summary = _only(messages, "show_output")[0]["results"]["summary"]
+    assert "mIoU_I" in summary and "| ship |" in summary
+    assert _progress(messages)[-1][0] == 1.0
+
+
+def test_qa_panel_shows_the_evaluation(hrsc):
+    import fiftyone.operators as foo
+    from fiftyone_samrs import evaluation
+
+    if "eval" not in evaluation.list_runs(hrsc):
+        execute("evaluate_masks", dataset=hrsc, delegate=False)
+    panel = _operator_module("qa_panel")
+    summary = panel.qa_summary(hrsc)
+    results = evaluation.load_results(hrsc, "eval")
+    assert summary["eval_key"] == "eval" and "eval" in summary["eval_keys"]
+    assert len(summary["ious"]) == int(np.isfinite(results.ious).sum()) == 6
+    assert "mIoU_I" in summary["markdown"]
+
+    def panel_call(method, **params):
+        result = foo.execute_operator(
+            "%s/samrs_qa" % PLUGIN,
+            ctx={"dataset": hrsc, "params": {"__method__": method, "panel_id": "p1",
+                                             "state": {}, "event_args": {}, **params}})
+        return [(r["operator_uri"], r["params"]) for r in result.executor.to_json()["requests"]]
+
+    requests = panel_call("on_load")
+    data = [p["data"] for u, p in requests if u == "patch_panel_data"]
+    hist = [d["iou_hist"] for d in data if "iou_hist" in d][0]
+    assert hist[0]["type"] == "histogram" and len(hist[0]["x"]) == 6
+    output = [p for u, p in requests if u == "show_panel_output"][0]
+    assert "open_low_iou" in json.dumps(output)
+    requests = panel_call("open_low_iou")
+    assert ("set_view", {"name": "low_iou"}) in requests
+    requests = panel_call("open_suspicious")
+    assert ("set_view", {"name": "suspicious_masks"}) in requests
+
+
+def test_prompt_study_shows_the_table(hrsc, checkpoint, tmp_path):
+    out = tmp_path / "study"
+    messages = execute_collect("prompt_study", dataset=hrsc, checkpoint=checkpoint,
+                               device="cpu", configs=["hbox", "rhbox", "hbox+cp"],
+                               out_dir=str(out), delegate=False)
+    table = _only(messages, "show_output")[0]["results"]["summary"]
+    for config in ("| hbox |", "| rhbox |", "| hbox+cp |"):
+        assert config in table
+    assert (out / "study.md").is_file() and (out / "study.csv").is_file()
+    assert _progress(messages)[-1][0] == 1.0

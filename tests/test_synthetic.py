@@ -1,0 +1,144 @@
+"""Synthetic source trees: layouts, label files and ground truth agree with the parsers."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fiftyone_samrs import synthetic
+from fiftyone_samrs.classes import DOTA_V1_5, FAST, SIOR
+from fiftyone_samrs.formats import dior, dota, fair1m, hrsc
+from fiftyone_samrs.geometry import quad_area
+from fiftyone_samrs.records import ImportReport
+
+
+def _no_overlap(objects, height, width):
+    seen = np.zeros((height, width), bool)
+    for o in objects:
+        full = o["mask"].to_full(height, width)
+        assert not (seen & full).any()
+        seen |= full
+
+
+def test_dota_tree_layout_labels_and_masks(tmp_path):
+    gt = synthetic.make_dota_tree(tmp_path / "D", n_images=3, n_objects=15, size=(320, 240))
+    root = Path(gt["root"])
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["P0000.png", "P0001.png", "P0002.png"]
+    raw = (root / "labelTxt" / "P0000.txt").read_bytes()
+    assert raw.startswith(b"imagesource:GoogleEarth\r\ngsd:") and raw.count(b"\r\n") == 17
+    assert gt["n_objects"] == 45 and gt["version"] == "1.0"
+    report = ImportReport()
+    recs = list(dota.scan(root, report=report))
+    assert report.images == 3 and report.objects == 45 and not report.skipped and not report.warned
+    for rec, img in zip(recs, gt["images"]):
+        assert rec.filepath == img["filepath"] and (rec.width, rec.height) == (320, 240)
+        assert rec.gsd == pytest.approx(img["gsd"]) and rec.imagesource == img["imagesource"]
+        pix = np.asarray(Image.open(rec.filepath).convert("RGB"))
+        assert pix.std() > 10  # textured, not flat
+        for o, g in zip(rec.objects, img["objects"]):
+            assert o.label == g["label"] and o.hbox == g["hbox"] and o.difficult == g["difficult"]
+            assert np.array_equal(o.quad, g["quad"]) and np.array_equal(o.quad, np.round(o.quad))
+            m = g["mask"]
+            x0, y0, x1, y1 = m.box
+            hx0, hy0, hx1, hy1 = g["hbox"]
+            assert hx0 - 1 <= x0 and hy0 - 1 <= y0 and x1 <= hx1 + 1 and y1 <= hy1 + 1
+            # the object's own colour is painted on its mask (the border ring at least)
+            assert (pix[y0:y1, x0:x1][m.mask] == g["color"]).all(axis=1).mean() > 0.3
+            box_px = quad_area(g["quad"])
+            if g["shape"] == "rect":
+                assert m.area == pytest.approx(box_px, rel=0.35, abs=12)
+            else:  # ellipses, crosses, ships: clearly not a filled box
+                assert m.area < 0.95 * box_px
+        _no_overlap(img["objects"], 240, 320)
+
+
+def test_dota_float_versions_and_splits(tmp_path):
+    gt = synthetic.make_dota_tree(tmp_path / "D", n_images=4, n_objects=6, size=(200, 200),
+                                  version="1.5", split=["train", "val"], gt_masks=False)
+    line = (Path(gt["root"]) / "train" / "labelTxt" / "P0000.txt").read_text().splitlines()[2]
+    assert all("." in t for t in line.split()[:8])
+    recs = list(dota.scan(gt["root"], version="1.5"))
+    assert [r.split for r in recs] == ["train", "train", "val", "val"]
+    assert {o.label for r in recs for o in r.objects} <= set(DOTA_V1_5)
+    assert all(o["mask"] is None for i in gt["images"] for o in i["objects"])
+
+
+def test_deterministic_and_independent_of_workers(tmp_path):
+    a = synthetic.make_dota_tree(tmp_path / "a", n_images=3, n_objects=8, size=(160, 120), seed=5)
+    b = synthetic.make_dota_tree(tmp_path / "b", n_images=3, n_objects=8, size=(160, 120), seed=5,
+                                 workers=2)
+    c = synthetic.make_dota_tree(tmp_path / "c", n_images=1, n_objects=8, size=(160, 120), seed=6)
+    for ia, ib in zip(a["images"], b["images"]):
+        assert Path(ia["filepath"]).read_bytes() == Path(ib["filepath"]).read_bytes()
+        assert Path(ia["label_path"]).read_bytes() == Path(ib["label_path"]).read_bytes()
+    assert Path(a["images"][0]["label_path"]).read_bytes() != Path(c["images"][0]["label_path"]).read_bytes()
+
+
+def test_too_many_objects_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="do not fit"):
+        synthetic.make_dota_tree(tmp_path, n_images=1, n_objects=5000, size=(100, 100))
+
+
+@pytest.mark.parametrize("mask_dir", ["Segmentations", "LandMask"])
+def test_hrsc_tree(tmp_path, mask_dir):
+    gt = synthetic.make_hrsc_tree(tmp_path / "H", n_images=3, n_objects=3, mask_dir=mask_dir,
+                                  unmasked_every=4)
+    root = Path(gt["root"])
+    assert (root / "ImageSets" / "test.txt").read_text() == "100000003\n"
+    assert (root / "ImageSets" / "trainval.txt").read_text() == "100000001\n100000002\n"
+    assert Image.open(gt["images"][0]["filepath"]).format == "BMP"
+    report = ImportReport()
+    recs = list(hrsc.scan(root, report=report))
+    assert report.objects == 9 and not report.warned and not report.skipped
+    masked = [o["masked"] for i in gt["images"] for o in i["objects"]]
+    assert masked == [True, True, True, False, True, True, True, False, True]
+    for rec, img in zip(recs, gt["images"]):
+        assert rec.split == img["split"] and rec.attributes["all_masked"] == img["all_masked"]
+        for o, g in zip(rec.objects, img["objects"]):
+            assert o.hbox == g["hbox"] and o.source_id == g["object_id"]
+            assert np.allclose(o.quad, g["quad"], atol=1e-3)
+            assert "angle_negated" not in o.attributes  # bow point agrees with the angle
+            if g["masked"]:
+                assert o.mask.box == g["mask"].box and np.array_equal(o.mask.mask, g["mask"].mask)
+                assert o.attributes["seg_color"] == g["seg_color"]
+            else:
+                assert o.mask is None and g["seg_color"] is None
+            # the hull is smaller than its rotated box
+            assert g["mask"].area < 0.95 * quad_area(g["quad"])
+
+
+def test_dior_tree(tmp_path):
+    gt = synthetic.make_dior_tree(tmp_path / "R", n_images=3, n_objects=5)
+    root = Path(gt["root"])
+    assert (root / "Annotations" / "Horizontal Bounding Boxes" / "00001.xml").is_file()
+    assert (root / "JPEGImages-test" / "00003.jpg").is_file()
+    assert Image.open(root / "JPEGImages-test" / "00003.jpg").size == (800, 800)
+    recs = list(dior.scan(root))
+    assert [r.split for r in recs] == ["train", "val", "test"]
+    for rec, img in zip(recs, gt["images"]):
+        assert rec.source == "DIOR-R"
+        for o, g in zip(rec.objects, img["objects"]):
+            assert o.label == g["label"] in SIOR and o.hbox == g["hbox"] and not o.hbox_is_rh
+            assert np.array_equal(o.quad, g["quad"])
+    only_obb = synthetic.make_dior_tree(tmp_path / "O", n_images=1, n_objects=4, hbb=False)
+    (rec,) = dior.scan(only_obb["root"])
+    assert all(o.hbox_is_rh for o in rec.objects)
+    assert [o.hbox for o in rec.objects] == [g["hbox"] for g in only_obb["images"][0]["objects"]]
+
+
+def test_fair1m_tree(tmp_path):
+    gt = synthetic.make_fair1m_tree(tmp_path / "F", n_images=3, n_objects=5)
+    root = Path(gt["root"])
+    assert (root / "train" / "part1" / "images" / "0.tif").is_file()
+    assert (root / "validation" / "images" / "0.tif").is_file()
+    text = (root / "train" / "part1" / "labelXml" / "0.xml").read_text()
+    assert text.count("<point>") == 25
+    recs = list(fair1m.scan(root))
+    assert [r.attributes["uid"] for r in recs] == ["train_0", "train_1", "valid_0"]
+    assert [r.attributes["uid"] for r in recs] == [i["uid"] for i in gt["images"]]
+    for rec, img in zip(recs, gt["images"]):
+        assert rec.source == "FAIR1M-2.0"
+        for o, g in zip(rec.objects, img["objects"]):
+            assert o.label == g["label"] in FAST and o.hbox_is_rh
+            assert np.allclose(o.quad, g["quad"]) and o.hbox == pytest.approx(g["hbox"])

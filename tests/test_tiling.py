@@ -1,0 +1,201 @@
+"""Tiling: windows, keep threshold, clipping, tile files, resumability."""
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fiftyone_samrs import synthetic, tiling
+from fiftyone_samrs.formats import dota
+from fiftyone_samrs.geometry import quad_area
+from fiftyone_samrs.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
+
+
+def test_windows_devkit_positions():
+    assert tiling.windows(2000, 1500, 1024, 200) == [
+        (0, 0), (0, 476), (824, 0), (824, 476), (976, 0), (976, 476)]
+    assert tiling.windows(1024, 1024, 1024, 200) == [(0, 0)]
+    assert tiling.windows(500, 300, 1024, 200) == [(0, 0)]
+    assert tiling.windows(1025, 10, 1024, 200) == [(0, 0), (1, 0)]
+    assert tiling.windows(3000, 600, 600, 150) == [(x, 0) for x in (0, 450, 900, 1350, 1800, 2250, 2400)]
+    with pytest.raises(ValueError):
+        tiling.windows(100, 100, 64, 64)
+
+
+def _rect(label, x0, y0, x1, y1, **kw):
+    q = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=float)
+    return ObjectRecord(label=label, hbox=(x0, y0, x1, y1), quad=q, source_id=label, **kw)
+
+
+def test_keep_threshold_is_inclusive():
+    # tile [0, 1024) of a 2000-wide image; 70 of the 100 px wide object are inside
+    keep = _rect("keep", 954, 10, 1054, 20)
+    drop = _rect("drop", 955, 30, 1055, 40)  # 69 px inside
+    got = tiling.tile_objects([keep, drop], 0, 0, 1024, 2000, 1000, keep_thresh=0.7)
+    assert [o.label for o in got] == ["keep"]
+    assert got[0].hbox == (954, 10, 1024, 20) and got[0].truncated is True
+    assert got[0].quad.tolist() == [[954, 10], [1024, 10], [1024, 20], [954, 20]]
+    assert keep.hbox == (954, 10, 1054, 20)  # inputs untouched
+    assert [o.label for o in tiling.tile_objects([keep, drop], 0, 0, 1024, 2000, 1000, 0.69)] == [
+        "keep", "drop"]
+
+
+def test_objects_inside_are_translated_not_truncated():
+    o = _rect("in", 900, 500, 950, 540, difficult=1)
+    (t,) = tiling.tile_objects([o], 824, 476, 1024, 2000, 1500, 0.7)
+    assert t.hbox == (76, 24, 126, 64) and t.quad[0].tolist() == [76, 24]
+    assert t.truncated is None and t.difficult == 1 and t.source_id == "in"
+
+
+def test_rotated_object_cut_by_the_tile_edge():
+    # a diamond crossing the right border x = 100 of a tile cut by a 100 px wide image
+    q = np.array([[80, 50], [120, 90], [80, 130], [40, 90]], dtype=float)
+    o = ObjectRecord(label="plane", hbox=(40, 50, 120, 130), quad=q, difficult=0)
+    # 2800 of its 3200 px^2 are inside: kept at 0.875, dropped at 0.9
+    assert tiling.tile_objects([o], 0, 0, 200, 100, 300, keep_thresh=0.9) == []
+    (t,) = tiling.tile_objects([o], 0, 0, 200, 100, 300, keep_thresh=0.875)
+    assert t.truncated is True and t.difficult == 0
+    assert t.hbox == (40, 50, 100, 130)  # bounds of the clipped polygon
+    # the clipped pentagon (80,50) (100,70) (100,110) (80,130) (40,90) loses the
+    # corner costing least area: (100,70) or (100,110), 400 px^2 each
+    assert t.quad.shape == (4, 2) and quad_area(t.quad) == pytest.approx(2400)
+    assert t.quad.tolist() in ([[80, 50], [100, 110], [80, 130], [40, 90]],
+                               [[80, 50], [100, 70], [80, 130], [40, 90]])
+    # same orientation as the source, starting at the corner nearest its first one
+    signed = lambda p: np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))
+    assert np.sign(signed(t.quad)) == np.sign(signed(q))
+    d = np.hypot(*(t.quad - q[0]).T)
+    assert d[0] == d.min()
+
+
+def test_degenerate_object_kept_where_its_box_lies():
+    d = ObjectRecord(label="tank", hbox=(10, 10, 10, 10), quad=np.full((4, 2), 10.0), degenerate=True)
+    assert len(tiling.tile_objects([d], 0, 0, 100, 300, 300, 0.7)) == 1
+    assert tiling.tile_objects([d], 50, 0, 100, 300, 300, 0.7) == []
+
+
+def test_hbox_without_quad_and_separate_hbox():
+    o = ObjectRecord(label="ship", hbox=(90, 10, 110, 30))
+    (t,) = tiling.tile_objects([o], 0, 0, 100, 300, 300, 0.5)
+    assert t.hbox == (90, 10, 100, 30) and t.quad is None and t.truncated
+
+
+def test_masks_are_cropped_into_tiles():
+    full = np.zeros((300, 300), bool)
+    full[10:30, 90:110] = True
+    o = ObjectRecord(label="ship", hbox=(90, 10, 110, 30), mask=InstanceMask.from_full(full))
+    (t,) = tiling.tile_objects([o], 0, 0, 100, 300, 300, 0.5)
+    assert t.mask.box == (90, 10, 100, 30) and t.mask.area == 200
+    (t,) = tiling.tile_objects([o], 95, 0, 100, 300, 300, 0.5)
+    assert t.mask.box == (0, 10, 15, 30) and t.mask.area == 300
+
+
+def _record(tmp_path: Path, width=250, height=180, objects=()):
+    img = np.zeros((height, width, 3), np.uint8)
+    img[..., 0] = np.arange(width, dtype=np.uint8)[None, :]
+    img[..., 1] = np.arange(height, dtype=np.uint8)[:, None]
+    img[..., 2] = 7
+    path = tmp_path / "src" / "P0042.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+    return ImageRecord(filepath=str(path), width=width, height=height, objects=list(objects),
+                       source="DOTA-v1.0", split="train", gsd=0.5, imagesource="GF",
+                       label_path="/x/P0042.txt", attributes={"uid": "train_P0042"}), img
+
+
+def test_tile_files_names_content_and_padding(tmp_path):
+    objs = [_rect("a", 5, 5, 20, 20), _rect("b", 200, 150, 240, 170), _rect("c", 120, 20, 140, 40)]
+    rec, img = _record(tmp_path, objects=objs)
+    report = ImportReport()
+    tiles = list(tiling.tile_images([rec], tmp_path / "tiles", size=128, gap=28,
+                                    keep_thresh=0.7, report=report, workers=1))
+    # windows: x in (0, 100, 122), y in (0, 52); (0, 52) is empty and skipped
+    names = [Path(t.filepath).name for t in tiles]
+    assert names == ["P0042__128__0___0.png", "P0042__128__100___0.png",
+                     "P0042__128__100___52.png", "P0042__128__122___0.png",
+                     "P0042__128__122___52.png"]
+    assert dict(report.skipped) == {"empty tile": 1} and not report.warned
+    assert sorted(os.listdir(tmp_path / "tiles")) == sorted(names)
+    # c (x 120..140) is 40% inside tile x=0 (dropped), whole in x=100, 90% in x=122
+    assert [[o.label for o in t.objects] for t in tiles] == [["a"], ["c"], ["b"], ["c"], ["b"]]
+    assert [[o.truncated for o in t.objects] for t in tiles] == [
+        [None], [None], [True], [True], [None]]
+    assert tiles[3].objects[0].hbox == (0, 20, 18, 40)
+    t = tiles[-1]
+    assert t.tile == {"source_image": rec.filepath, "x": 122, "y": 52}
+    assert (t.width, t.height, t.source, t.split, t.gsd, t.imagesource) == (
+        128, 128, "DOTA-v1.0", "train", 0.5, "GF")
+    assert t.attributes["uid"] == "train_P0042__128__122___52"
+    assert t.objects[0].hbox == (78, 98, 118, 118)
+    pix = cv2.imread(t.filepath, cv2.IMREAD_UNCHANGED)
+    assert pix.shape == (128, 128, 3)
+    assert np.array_equal(pix, img[52:180, 122:250])
+    pix2 = cv2.imread(tiles[1].filepath)  # x=100, y=0: fully inside the image
+    assert np.array_equal(pix2, img[0:128, 100:228])
+
+
+def test_padding_of_small_images_and_no_pad(tmp_path):
+    rec, img = _record(tmp_path, 60, 40, [_rect("a", 5, 5, 20, 20)])
+    (t,) = tiling.tile_images([rec], tmp_path / "t1", size=128, gap=28, workers=1)
+    pix = cv2.imread(t.filepath)
+    assert pix.shape == (128, 128, 3) and (t.width, t.height) == (128, 128)
+    assert np.array_equal(pix[:40, :60], img) and not pix[40:].any() and not pix[:, 60:].any()
+    (t,) = tiling.tile_images([rec], tmp_path / "t2", size=128, gap=28, pad=False, workers=1)
+    assert cv2.imread(t.filepath).shape == (40, 60, 3) and (t.width, t.height) == (60, 40)
+
+
+def test_resumable(tmp_path):
+    gt = synthetic.make_dota_tree(tmp_path / "D", n_images=2, n_objects=20, size=(400, 300))
+    recs = list(dota.scan(gt["root"]))
+    out = tmp_path / "tiles"
+    first = list(tiling.tile_images(recs, out, size=256, gap=56, keep_thresh=0.7, workers=2))
+    stamps = {p: os.stat(out / p).st_mtime_ns for p in os.listdir(out)}
+    assert len(stamps) == len(first) > 2
+    victim = Path(first[1].filepath)
+    victim.unlink()
+    again = list(tiling.tile_images(recs, out, size=256, gap=56, keep_thresh=0.7, workers=2))
+    assert [t.filepath for t in again] == [t.filepath for t in first]
+    assert [len(t.objects) for t in again] == [len(t.objects) for t in first]
+    now = {p: os.stat(out / p).st_mtime_ns for p in os.listdir(out)}
+    assert set(now) == set(stamps)
+    changed = [p for p in now if now[p] != stamps[p]]
+    assert changed == [victim.name]
+    assert not [p for p in os.listdir(out) if ".partial" in p]
+
+
+def test_every_object_is_accounted_for(tmp_path):
+    gt = synthetic.make_dota_tree(tmp_path / "D", n_images=1, n_objects=40, size=(700, 500))
+    (rec,) = list(dota.scan(gt["root"]))
+    huge = _rect("ground-track-field", 0, 0, 700, 500)
+    rec.objects.append(huge)
+    report = ImportReport()
+    tiles = tiling.tile_record(rec, 256, 56, 0.7, report=report, out_dir=tmp_path / "t")
+    seen = {o.source_id for t in tiles for o in t.objects}
+    assert report.warned["object in no tile"] == 1 and "ground-track-field" in report.messages[-1]
+    assert seen == {o.source_id for o in rec.objects[:-1]}
+    for t in tiles:
+        for o in t.objects:
+            x0, y0, x1, y1 = o.hbox
+            assert 0 <= x0 <= x1 <= t.width and 0 <= y0 <= y1 <= t.height
+            assert (o.quad >= -1e-9).all() and (o.quad[:, 0] <= t.width + 1e-9).all()
+
+
+def test_unreadable_source_image_is_a_counted_skip(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    rec = ImageRecord(filepath=str(bad), width=300, height=300, objects=[_rect("a", 1, 1, 9, 9)])
+    report = ImportReport()
+    assert list(tiling.tile_images([rec], tmp_path / "t", size=128, gap=28, report=report)) == []
+    assert report.skipped["unreadable image"] == 1 and "bad.png" in report.messages[0]
+    rec.width = rec.height = None  # size unknown: the header read fails too
+    report = ImportReport()
+    assert list(tiling.tile_images([rec], tmp_path / "t", size=128, gap=28, report=report)) == []
+    assert report.skipped["unreadable image"] == 1
+
+
+def test_defaults():
+    assert tiling.DEFAULTS["dota"] == dict(size=1024, gap=200, keep_thresh=0.7)
+    assert tiling.DEFAULTS["fair1m"] == dict(size=600, gap=150, keep_thresh=0.5)
+    assert tiling.DEFAULTS["dior"] is None and tiling.DEFAULTS["hrsc"] is None
