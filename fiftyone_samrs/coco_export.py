@@ -51,7 +51,6 @@ from fiftyone_samrs.export_common import (
     resolve_export_classes,
     transfer_media,
 )
-from fiftyone_samrs.records import FormatError
 
 _JSON = dict(separators=(",", ":"))
 
@@ -347,6 +346,11 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         if metadata is None or not metadata.width:
             metadata = fom.ImageMetadata.build_for(filepath)
         if isinstance(label, dict):
+            if "instances" not in label:
+                raise ValueError(
+                    "No instance field to export (got fields for %s); pass "
+                    "label_field='sam' (or {'sam': 'instances', 'hbb': 'prompts'})"
+                    % ", ".join(sorted(label)))
             instances_label = label.get("instances")
             prompts = label.get("prompts")
             semantic = label.get("semantic")
@@ -520,5 +524,4 @@ def export_coco(
     return result
 
 
-__all__ = ["COCOJSONWriter", "COCOInstanceDatasetExporter", "export_coco", "run_export",
-           "FormatError"]
+__all__ = ["COCOJSONWriter", "COCOInstanceDatasetExporter", "export_coco", "run_export"]

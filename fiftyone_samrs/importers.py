@@ -286,10 +286,16 @@ class _ObjectIds:
     3-byte counter), ~10x cheaper than ``ObjectId()`` per label."""
 
     def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
         self._random = os.urandom(5)
         self._counter = int.from_bytes(os.urandom(3), "big")
 
     def take(self, n: int, when: datetime) -> List[ObjectId]:
+        if os.getpid() != self._pid:  # a forked process must not reuse the parent's ids
+            self._reset()
         prefix = int(when.replace(tzinfo=timezone.utc).timestamp()).to_bytes(4, "big") \
             + self._random
         start = self._counter

@@ -507,8 +507,6 @@ def _default_classes(dataset, box_field) -> List[str]:
         return resolve_classes(subset)
     if dataset.classes.get(box_field):
         return list(dataset.classes[box_field])
-    if dataset.default_classes:
-        return list(dataset.default_classes)
     return sorted(l for l in dataset.distinct("%s.detections.label" % box_field) if l is not None)
 
 
@@ -821,7 +819,7 @@ def _run(sample_collection, dataset, engine, todo, result, png_names, seg_dir, *
             except queue.Full:
                 continue
 
-    bar = tqdm(total=len(todo), unit="img", disable=not progress, desc="segment",
+    bar = tqdm(total=len(todo), unit="samples", disable=not progress, desc="segment",
                dynamic_ncols=True)
     t0 = time.time()
 

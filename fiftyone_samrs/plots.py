@@ -74,6 +74,7 @@ def per_class_miou(results, max_classes: int = 60) -> Figure:
     ax.set_xticks(x)
     ax.set_xticklabels(["%s\n(n=%d)" % (k, r["n"]) for k, r in items], rotation=45, ha="right",
                        fontsize=8)
+    ax.set_xlim(-0.75, max(len(names), 3) - 0.25)
     ax.set_ylim(0, 100)
     ax.set_ylabel("%")
     ax.legend()
@@ -144,6 +145,7 @@ def study_bars(rows: Sequence, paper: Optional[Dict[str, Sequence[float]]] = Non
                        color="dimgray", zorder=3, label="paper mIoU_P")
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_xlim(-0.75, max(len(names), 3) - 0.25)
     ax.set_ylim(0, 100)
     ax.set_ylabel("%")
     ax.legend(fontsize=8)

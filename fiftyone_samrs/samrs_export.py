@@ -43,7 +43,6 @@ from fiftyone_samrs.export_common import (
     existing_field,
     resolve_paint_order,
     split_names,
-    targets_to_classes,
 )
 from fiftyone_samrs.coco_export import COCOInstanceDatasetExporter, run_export
 from fiftyone_samrs.palette import colorize_bgr, write_palette_files
@@ -389,5 +388,4 @@ def export_samrs(
     return result
 
 
-__all__ = ["SAMRSDatasetExporter", "export_samrs", "LAYOUT", "GRAY_SOURCES",
-           "targets_to_classes"]
+__all__ = ["SAMRSDatasetExporter", "export_samrs", "LAYOUT", "GRAY_SOURCES"]

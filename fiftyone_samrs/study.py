@@ -306,6 +306,7 @@ def prompt_study(
     out_dir: Optional[str] = None,
     margin: Optional[float] = None,
     rbox_margin: float = 2.0,
+    baseline_margin: Optional[float] = 0.1,
     device=None,
     progress: bool = True,
 ) -> StudyResult:
@@ -330,6 +331,8 @@ def prompt_study(
         out_dir: where to write ``study.md``, ``study.csv``, ``study.png``
         margin: region margin of each mask (None: the whole image, as the paper)
         rbox_margin: dilation in pixels of the rotated box for ``+clip_rbox``
+        baseline_margin: region margin of the baseline rows (as the pipeline
+            runs them: GrabCut works on the box's surroundings)
         device: device for a SAM built here
         progress: show a progress bar
 
@@ -411,8 +414,9 @@ def prompt_study(
                     if used:
                         t0 = time.perf_counter()
                         try:
-                            ps = build_prompts(hb, qd, p.prompt, size, has_hbox=has_hbox,
-                                               margin=margin)
+                            ps = build_prompts(
+                                hb, qd, p.prompt, size, has_hbox=has_hbox,
+                                margin=margin if p.backend == "sam" else baseline_margin)
                         except ValueError as e:
                             notes[c][str(e)] += 1
                             ps = None

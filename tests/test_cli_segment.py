@@ -1,5 +1,7 @@
 """``samrs segment``: the CLI verb over the SDK call."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,39 @@ def test_cli_errors(fo_dataset, tmp_path, capsys):
     assert "error:" in err and "needs rotated boxes" in err
     with pytest.raises(SystemExit):
         main(["segment", ds.name, "--shard", "2/2"])
+
+
+def test_cli_tiny_sam_on_imported_dota(tmp_path, capsys):
+    """A generated DOTA tree, imported, segmented by the real SAM engine (tiny random
+    checkpoint) from the command line; one PNG per image in the default seg_dir layout."""
+    import uuid
+
+    import torch
+
+    from fiftyone_samrs import synthetic
+    from fiftyone_samrs.classes import SOTA
+    from fiftyone_samrs.importers import load_dota
+    from fiftyone_samrs.segment.tiny import save_tiny_checkpoint
+
+    torch.set_num_threads(1)
+    synthetic.make_dota_tree(tmp_path / "dota", n_images=2, n_objects=4, size=(256, 192), seed=1)
+    ds = load_dota(tmp_path / "dota", name="samrs-test-" + uuid.uuid4().hex[:8],
+                   persistent=False, progress=False)
+    try:
+        ckpt = save_tiny_checkpoint(tmp_path / "tiny.pth")
+        rc = main(["segment", ds.name, "--checkpoint", ckpt, "--device", "cpu",
+                   "--seg-dir", str(tmp_path / "seg"), "--no-progress"])
+        out = capsys.readouterr().out
+        assert rc == 0, out
+        assert "backend sam, prompt auto" in out and "8 boxes" in out
+        assert sorted((tmp_path / "seg").iterdir()) == sorted(
+            tmp_path / "seg" / (os.path.splitext(os.path.basename(p))[0] + ".png")
+            for p in ds.values("filepath"))
+        for s in ds:
+            assert [d.source_id for d in s.sam.detections] == [d.id for d in s.hbb.detections]
+            label = read_label_png(s.sam_seg.mask_path)
+            assert label.shape == (192, 256)
+            assert set(np.unique(label)) <= set(range(len(SOTA))) | {255}
+        assert ds.mask_targets["sam_seg"][0] == SOTA[0]
+    finally:
+        ds.delete()

@@ -112,18 +112,19 @@ def test_encoder_matches_predictor(scenes):
         torch.testing.assert_close(emb.features, predictor.features, atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize(
-    "prompt, n, margin",
+    "size, prompt, n, margin",
     [
-        ("hbox", 1, 0.1),
-        ("hbox", 6, 0.1),
-        ("hbox", 3, None),
-        ("hbox+cp", 4, 0.1),
-        ("cp", 3, 0.1),
-        ("hbox_m", 3, 0.1),
-        ("rhbox+rbox_m", 3, 0.1),
-        ("rhbox+cp+rhbox_m", 2, None),
+        ((300, 500), "hbox", 1, 0.1),
+        ((1024, 1024), "hbox", 5, 0.1),
+        ((1500, 900), "hbox", 5, 0.1),
+        ((300, 500), "hbox", 2, None),
+        ((1500, 900), "hbox", 2, None),
+        ((1500, 900), "hbox+cp", 3, 0.1),
+        ((300, 500), "cp", 2, 0.1),
+        ((1024, 1024), "hbox_m", 2, 0.1),
+        ((1500, 900), "rhbox+rbox_m", 3, 0.1),
+        ((300, 500), "rhbox+cp+rhbox_m", 2, None),
     ],
 )
 def test_engine_matches_reference(scenes, size, prompt, n, margin):
@@ -149,7 +150,7 @@ def test_many_boxes_in_chunks(scenes):
     fast = SamEngine(engine.sam, device="cpu", decoder_chunk=64)
     results = fast.decode(emb, ps)
     assert len(results) == 150
-    rows = sorted({0, 1, 2, 63, 64, 65, 127, 128, 149} | set(np.random.default_rng(1).choice(150, 6).tolist()))
+    rows = sorted({0, 2, 63, 64, 127, 128, 149} | set(np.random.default_rng(1).choice(150, 3).tolist()))
     _check(results, ps, predictor, rows)
     # the same embedding decoded again (cached per-image tensors) gives the same masks
     again = fast.decode(emb, ps.subset(np.array(rows)))
@@ -205,8 +206,8 @@ def test_windowed_logits_match_the_low_res_map(sam):
         emb = ImageEmbedding(features, (1024, 1024), (1024, 1024))
         _, wins = fast.decode(emb, sparse, None, [(5, 23, 9, 30), None], image_pe=pe)
     logits, (r, c) = wins[0]
-    assert (r, c) == (4, 8) and logits.shape == (24, 24)
-    torch.testing.assert_close(logits, ref_low[0, 0, r : r + 24, c : c + 24], atol=2e-5, rtol=1e-4)
+    assert (r, c) == (4, 8) and logits.shape == (20, 24)  # aligned to the 64-grid
+    torch.testing.assert_close(logits, ref_low[0, 0, r : r + 20, c : c + 24], atol=2e-5, rtol=1e-4)
     assert wins[1] is None
 
 

@@ -737,9 +737,51 @@ def test_gray_from_instances_and_from_seg_equal_the_pipeline_png(fo_dataset, tmp
                 lut = np.full(256, 255, np.uint8)
                 lut[:len(SOTA)] = [reversed_sota.index(c) for c in SOTA]
                 assert np.array_equal(ga, lut[d])
+    # prompt_bbox links each mask to its hbb prompt through the pipeline's source_id
+    data = json.load(open(str(tmp_path / "a" / "annotations.json")))
+    names = {im["id"]: im["file_name"] for im in data["images"]}
+    got = {}
+    for ann in data["annotations"]:
+        got.setdefault(names[ann["image_id"]], []).append(ann["prompt_bbox"])
+    for s in fo_dataset:
+        if s.sam is not None and s.sam.detections:
+            W, H = s.metadata.width, s.metadata.height
+            want = [[round(d.bounding_box[0] * W, 6), round(d.bounding_box[1] * H, 6),
+                     round(d.bounding_box[2] * W, 6), round(d.bounding_box[3] * H, 6)]
+                    for d in s.hbb.detections]
+            assert np.allclose(got[os.path.basename(s.filepath)], want, atol=1e-5)
     # the data has overlaps where the order matters: the test above can fail
     export_samrs(fo_dataset, str(tmp_path / "c"), subset="SOTA", paint_order="annotation",
                  progress=False)
     assert any(not np.array_equal(read_label_png(str(tmp_path / "c" / "gray" / (_stem(fp) +
                                                                                ".png"))),
                                   read_label_png(png)) for fp, png in paths.items())
+
+
+def test_progress_callback_and_missing_instance_field_choice(segmented):
+    from fiftyone_samrs import export_coco
+    from fiftyone_samrs.types import COCOInstanceDataset
+
+    ds, truth, tmp = segmented
+    calls = []
+    export_coco(ds, str(tmp / "p.json"), classes="SOTA", progress=lambda pb: calls.append(pb))
+    assert calls
+    # FiftyOne's default field choice cannot tell the mask field: clear error, no silent export
+    with pytest.raises(ValueError, match="label_field='sam'"):
+        ds.export(str(tmp / "nolabel"), dataset_type=COCOInstanceDataset, classes="SOTA")
+
+
+def test_fast_mask_decoding_equals_fiftyone():
+    import fiftyone.core.utils as fou
+
+    from fiftyone_samrs.export_common import deserialize_mask
+
+    rng = np.random.default_rng(5)
+    arrays = [rng.random((7, 9)) > 0.5, rng.random((7, 9)) > 0.5,  # same header: cached
+              rng.integers(0, 3, (4, 5)).astype(np.uint8), np.zeros((0, 0), bool),
+              np.asfortranarray(rng.random((6, 3)) > 0.5), np.ones((1, 300), bool)]
+    for a in arrays:
+        raw = fou.serialize_numpy_array(a)
+        b = deserialize_mask(raw)
+        ref = fou.deserialize_numpy_array(raw)
+        assert b.dtype == ref.dtype and b.shape == ref.shape and np.array_equal(b, ref)

@@ -525,3 +525,45 @@ def test_rotated_boxes_link_by_obj_index(fo_dataset, tmp_path):
     assert got[0] == pytest.approx((12, 12, 48, 48))
     assert got[1] == pytest.approx((70, 30, 100, 70))
     assert got[2] == pytest.approx(hb[2])
+
+
+def test_imported_fair1m_with_grabcut(tmp_path):
+    """A generated FAIR1M tree through the importer: RH-Boxes -> auto picks rhbox, colliding
+    stems get the sample id in their PNG name, GrabCut (real backend) masks stay in their
+    region and clip_to_rbox keeps them inside the rotated box."""
+    import uuid
+
+    from fiftyone_samrs import synthetic
+    from fiftyone_samrs.classes import FAST
+    from fiftyone_samrs.importers import load_fair1m
+    from fiftyone_samrs.pipeline import polygon_crop, segment
+
+    gt = synthetic.make_fair1m_tree(tmp_path / "fair1m", n_images=2, n_objects=3,
+                                    size=(160, 120), seed=3)
+    ds = load_fair1m(tmp_path / "fair1m", name="samrs-test-" + uuid.uuid4().hex[:8],
+                     persistent=False, progress=False)
+    try:
+        res = segment(ds, backend="grabcut", clip_to_rbox=True, seg_dir=str(tmp_path / "seg"),
+                      progress=False)
+        assert res.backend == "grabcut" and res.classes == FAST
+        assert res.boxes == gt["n_objects"] == 6 and not res.unknown_labels
+        names = sorted(os.path.basename(p) for p in ds.values("sam_seg.mask_path"))
+        assert names == sorted("0-%s.png" % i for i in ds.values("id"))  # stems collide
+        for s in ds:
+            w, h = s.metadata.width, s.metadata.height
+            label = read_label_png(s.sam_seg.mask_path)
+            assert label.shape == (h, w)
+            quads = {p.obj_index: geometry.relative_to_points(p.points[0], w, h)
+                     for p in s.obb.polylines}
+            for d in s.sam.detections:
+                assert d.prompt == "rhbox" and d.confidence == 1.0
+                if d.empty:
+                    continue
+                x0, y0, x1, y1 = [int(round(v)) for v in
+                                  geometry.relative_to_box(d.bounding_box, w, h)]
+                inside = polygon_crop(quads[d.obj_index], (x0, y0, x1, y1), 2.0)
+                assert not (d.mask & ~inside).any()
+                painted = label[y0:y1, x0:x1][d.mask]
+                assert set(np.unique(painted)) <= set(range(len(FAST)))
+    finally:
+        ds.delete()

@@ -41,9 +41,9 @@ def hrsc_ds(tmp_path_factory):
     from fiftyone_samrs.synthetic import make_hrsc_tree
 
     root = tmp_path_factory.mktemp("hrsc")
-    # 3 images x 2 ships, 256 x 192; image 3 is the test split; ship 5 unmasked
+    # 3 images x 2 ships, 256 x 192; image 3 is the test split; ship 4 (image 2) unmasked
     gt = make_hrsc_tree(root, n_images=3, n_objects=2, size=(256, 192), seed=3,
-                        unmasked_every=5)
+                        unmasked_every=4)
     ds = load_hrsc(str(root), name="samrs-test-study-" + uuid.uuid4().hex[:6],
                    persistent=False, progress=False)
     yield ds, gt
@@ -118,7 +118,7 @@ def test_study_end_to_end_tiny_sam(hrsc_ds, tmp_path):
     assert img is not None and img.shape[0] > 200 and img.std() > 5
 
 
-def test_study_protocol_missing_prompt_and_cli(hrsc_ds, tmp_path, capsys):
+def test_study_protocol_missing_prompt_pipeline_agreement_and_cli(hrsc_ds, tmp_path, capsys):
     ds, gt = hrsc_ds
     test_img = [im for im in gt["images"] if im["split"] == "test"]
     assert len(test_img) == 1 and test_img[0]["all_masked"]
@@ -137,6 +137,30 @@ def test_study_protocol_missing_prompt_and_cli(hrsc_ds, tmp_path, capsys):
         assert full.row("boxfill:rbox_m").miou_i < res.row("boxfill:rbox_m").miou_i
     finally:
         clone.delete()
+
+    # the study measures what the pipeline + evaluate measure, with the same settings
+    import torch
+
+    from fiftyone_samrs.evaluation import evaluate
+    from fiftyone_samrs.pipeline import segment
+    from fiftyone_samrs.segment.engine import SamEngine
+    from fiftyone_samrs.segment.tiny import build_tiny_sam
+
+    torch.set_num_threads(1)
+    engine = SamEngine(build_tiny_sam(seed=1))
+    st = prompt_study(ds, engine=engine, configs=["hbox+clip_rbox", "boxfill:rbox_m"],
+                      margin=0.1, progress=False)
+    segment(ds, engine=engine, prompt="hbox", clip_to_rbox=True, label_field="sam_t",
+            seg_field=None, margin=0.1, overwrite=True, progress=False)
+    segment(ds, backend="boxfill", prompt="rbox_m", label_field="fill_t", seg_field=None,
+            overwrite=True, progress=False)
+    ev = evaluate(ds, pred_field="sam_t", eval_key="ev_sam", progress=False)
+    ev2 = evaluate(ds, pred_field="fill_t", eval_key="ev_fill", progress=False)
+    assert ev.n_instances == st.instances == 5
+    assert st.row("hbox+clip_rbox").miou_i == pytest.approx(ev.miou_i, abs=1e-9)
+    assert st.row("hbox+clip_rbox").miou_p == pytest.approx(ev.miou_p, abs=1e-9)
+    assert st.row("boxfill:rbox_m").miou_i == pytest.approx(ev2.miou_i, abs=1e-9)
+    assert st.row("boxfill:rbox_m").miou_p == pytest.approx(ev2.miou_p, abs=1e-9)
 
     # the CLI verb with the tiny model, a few configurations
     out = tmp_path / "cli"

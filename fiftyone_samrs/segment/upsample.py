@@ -28,15 +28,17 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
     Follows ``upsample_bilinear2d``: ``src = (dst + 0.5) * in / out - 0.5``,
     clamped at 0; the two taps are ``floor(src)`` and the next one (clamped
-    to the last input index).
+    to the last input index). The float32 scale, float32 source positions
+    and float32 weights reproduce PyTorch's CPU kernel bit for bit.
     """
-    scale = in_size / out_size
+    f32 = np.float32
+    scale = np.float64(f32(in_size) / f32(out_size))  # the scale is a float32
     dst = np.arange(out_size, dtype=np.float64)
-    src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
+    src = np.maximum(scale * (dst + 0.5) - 0.5, 0.0).astype(f32)
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
-    lam1 = src - i0
-    lam0 = 1.0 - lam1
+    lam1 = np.clip(src - i0.astype(f32), f32(0.0), f32(1.0)).astype(f32)
+    lam0 = (f32(1.0) - lam1).astype(f32)
     m = np.zeros((out_size, in_size), dtype=np.float64)
     rows = np.arange(out_size)
     np.add.at(m, (rows, i0), lam0)

@@ -270,16 +270,36 @@ def finish(ctx, title: str, summary: str, label: str, triggers=()) -> Generator:
     """The last messages of an operator: progress 1.0 with ``label``, then (in
     the App) the ``triggers`` (reload, set view...) and the Markdown ``summary``.
 
-    Use as ``yield from finish(...)`` at the end of a generator ``execute``.
+    Use as ``return (yield from finish(...))`` at the end of an operator's
+    generator body; returns ``{"summary": summary}``.
     """
     message = progress_message(ctx, 1.0, label)
     if message is not None:
         yield message
+    results = {"summary": summary}
     if ctx.delegated:
-        return
+        return results
     for trigger in triggers:
         yield trigger
-    yield ctx.ops.show_output(markdown_output(title).to_json(), {"summary": summary})
+    yield ctx.ops.show_output(markdown_output(title).to_json(), results)
+    return results
+
+
+def execute_generator(ctx, generator):
+    """What an operator's ``execute`` returns for its generator body.
+
+    In the App (immediate execution) the generator itself, whose messages
+    FiftyOne streams to the browser. Delegated: the generator is run here and
+    its return value (``{"summary": ...}``) is returned, so FiftyOne stores it
+    as the result of the delegated operation.
+    """
+    if not ctx.delegated:
+        return generator
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value
 
 
 def markdown_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:

@@ -91,6 +91,9 @@ class EvaluateMasks(foo.Operator):
         return "evaluate_masks(%s)" % common.param_str(ctx, "eval_key", "eval")
 
     def execute(self, ctx):
+        return common.execute_generator(ctx, self._execute(ctx))
+
+    def _execute(self, ctx):
         common.fill_defaults(self, ctx)
         from fiftyone_samrs import evaluation, qa, quality
 
@@ -129,9 +132,9 @@ class EvaluateMasks(foo.Operator):
             triggers.append(ctx.ops.reload_dataset())
             if saved.get(LOW_IOU_VIEW) is not None:
                 triggers.append(ctx.ops.set_view(name=LOW_IOU_VIEW))
-        yield from common.finish(
+        return (yield from common.finish(
             ctx, "Evaluation", summary,
-            "mIoU_I %s, mIoU_P %s" % (_pct(results.miou_i), _pct(results.miou_p)), triggers)
+            "mIoU_I %s, mIoU_P %s" % (_pct(results.miou_i), _pct(results.miou_p)), triggers))
 
     def resolve_output(self, ctx):
         return common.markdown_output("Evaluation")
@@ -193,6 +196,9 @@ class PromptStudy(foo.Operator):
                                          target_fn=lambda: ctx.target_view())
 
     def execute(self, ctx):
+        return common.execute_generator(ctx, self._execute(ctx))
+
+    def _execute(self, ctx):
         common.fill_defaults(self, ctx)
         import fiftyone_samrs as fsr
 
@@ -218,7 +224,7 @@ class PromptStudy(foo.Operator):
 
         result = yield from common.run_with_progress(ctx, work)
         table = study_markdown(result)
-        yield from common.finish(ctx, "Prompt study", table, "prompt study done")
+        return (yield from common.finish(ctx, "Prompt study", table, "prompt study done"))
 
     def resolve_output(self, ctx):
         return common.markdown_output("Prompt study")

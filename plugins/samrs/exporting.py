@@ -110,6 +110,9 @@ class ExportDataset(foo.Operator):
                                          target_fn=lambda: ctx.target_view())
 
     def execute(self, ctx):
+        return common.execute_generator(ctx, self._execute(ctx))
+
+    def _execute(self, ctx):
         common.fill_defaults(self, ctx)
         import fiftyone_samrs as fsr
 
@@ -145,7 +148,7 @@ class ExportDataset(foo.Operator):
 
         result = yield from common.run_with_progress(ctx, work)
         summary = _summary(result, fmt, export_dir)
-        yield from common.finish(ctx, "Export", summary, summary.splitlines()[0])
+        return (yield from common.finish(ctx, "Export", summary, summary.splitlines()[0]))
 
     def resolve_output(self, ctx):
         return common.markdown_output("Export")

@@ -122,6 +122,9 @@ class ImportDataset(foo.Operator):
         return common.resolve_delegation(ctx, default_delegate=False)
 
     def execute(self, ctx):
+        return common.execute_generator(ctx, self._execute(ctx))
+
+    def _execute(self, ctx):
         common.fill_defaults(self, ctx)
         import fiftyone_samrs as fsr
 
@@ -150,8 +153,8 @@ class ImportDataset(foo.Operator):
         summary = "Imported %d samples into **%s**" % (len(dataset), dataset.name)
         details = _report_markdown(report_dict)
         triggers = [ctx.ops.open_dataset(dataset.name)] if not ctx.delegated else []
-        yield from common.finish(ctx, "Import", summary + "\n\n" + details,
-                                 summary.replace("**", ""), triggers)
+        return (yield from common.finish(ctx, "Import", summary + "\n\n" + details,
+                                         summary.replace("**", ""), triggers))
 
     def resolve_output(self, ctx):
         return common.markdown_output("Import")

@@ -134,6 +134,9 @@ class RunSam(foo.Operator):
         return "run_sam(%s)" % common.param_str(ctx, "label_field", "sam")
 
     def execute(self, ctx):
+        return common.execute_generator(ctx, self._execute(ctx))
+
+    def _execute(self, ctx):
         common.fill_defaults(self, ctx)
         view = ctx.target_view()
         label_field = common.param_str(ctx, "label_field", "sam")
@@ -158,8 +161,8 @@ class RunSam(foo.Operator):
 
         result = yield from common.run_with_progress(ctx, work)
         triggers = [ctx.ops.reload_dataset()] if not ctx.delegated else []
-        yield from common.finish(ctx, "Run SAM", result["summary"],
-                                 result["summary"].splitlines()[0], triggers)
+        return (yield from common.finish(ctx, "Run SAM", result["summary"],
+                                         result["summary"].splitlines()[0], triggers))
 
     def resolve_output(self, ctx):
         return common.markdown_output("Run SAM")

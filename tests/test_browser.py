@@ -1,0 +1,260 @@
+"""End to end in a real browser: the FiftyOne App with the @samrs/samrs plugin,
+driven by Playwright in Debian's headless Chromium.
+
+The App server runs in a subprocess on a free localhost port, on the same
+database as this test (``FIFTYONE_DATABASE_URI`` of this process's mongod, the
+test's ``FIFTYONE_DATABASE_NAME``) and with ``FIFTYONE_PLUGINS_DIR`` holding a
+link to the plugin. The test opens a generated DOTA dataset (with iSAID GT
+masks), finds the plugin's operators in the operator browser, runs "Run SAM"
+with the tiny random SAM immediately, sees the new fields in the sidebar,
+evaluates the masks (which opens the ``low_iou`` view) and opens the QA panel.
+
+Screenshots go to ``test-artifacts/screenshots/`` (``scripts/update_screenshots.sh``
+copies them to ``docs/img/`` for the README). Playwright never downloads a
+browser here: without a ``chromium`` executable the test is skipped, saying so.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+SHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+OPERATOR_LABELS = ["SAMRS: Import dataset", "SAMRS: Run SAM", "SAMRS: Evaluate masks",
+                   "SAMRS: Prompt study", "SAMRS: Export"]
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _database_uri():
+    """The MongoDB this test process uses, for the server subprocess."""
+    if os.environ.get("FIFTYONE_DATABASE_URI"):
+        return os.environ["FIFTYONE_DATABASE_URI"]
+    import fiftyone.core.odm as foo
+
+    host, port = foo.get_db_client().address
+    return "mongodb://%s:%d" % (host, port)
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    path = _chromium()
+    if path is None:
+        pytest.skip("no `chromium` executable: install Debian's chromium (apt-get install "
+                    "chromium chromium-driver, as .ci/run does) to run the App end-to-end "
+                    "test; Playwright is never allowed to download a browser")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as e:
+        pytest.skip("playwright is not installed: %s" % e)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from fiftyone_samrs.segment.tiny import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Three DOTA images with H-Boxes, rotated boxes and iSAID GT masks."""
+    import fiftyone as fo
+    import fiftyone_samrs as fsr
+    from fiftyone_samrs.synthetic import make_dota_tree
+
+    root = tmp_path_factory.mktemp("dota")
+    make_dota_tree(str(root), n_images=3, n_objects=5, size=(480, 360), seed=11,
+                   with_isaid=True)
+    name = "samrs-browser-" + uuid.uuid4().hex[:6]
+    ds = fsr.load_dota(str(root), name=name, persistent=True, progress=False)
+    fsr.load_isaid_masks(ds, str(root / "iSAID"), progress=False)
+    yield ds
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+
+
+@pytest.fixture(scope="module")
+def app_url(chromium_path, dataset, tmp_path_factory):
+    """The App server with the plugin, in a subprocess; stopped afterwards."""
+    plugins_dir = tmp_path_factory.mktemp("plugins")
+    os.symlink(REPO, plugins_dir / "samrs", target_is_directory=True)
+    port = _free_port()
+    env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins_dir),
+               FIFTYONE_DATABASE_URI=_database_uri(),
+               FIFTYONE_DATABASE_NAME=os.environ["FIFTYONE_DATABASE_NAME"],
+               FIFTYONE_DATABASE_VALIDATION="false", FIFTYONE_DO_NOT_TRACK="true")
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiftyone.server.main", "--address", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = "http://127.0.0.1:%d" % port
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail("the App server exited (%s):\n%s" % (proc.returncode,
+                                                                  log_path.read_text()[-3000:]))
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("the App server did not answer on %s:\n%s"
+                            % (url, log_path.read_text()[-3000:]))
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url, chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport=VIEWPORT)
+            pg.set_default_timeout(30000)
+            yield pg
+        finally:
+            browser.close()
+
+
+def shot(page, name):
+    page.screenshot(path=str(SHOTS / name))
+
+
+def open_operator(page, label):
+    """Opens the operator browser with the ` key and picks ``label``."""
+    page.keyboard.press("Escape")
+    page.locator("body").click(position={"x": 5, "y": 880})
+    page.keyboard.press("`")
+    search = page.get_by_placeholder("Search operations by name...")
+    search.wait_for()
+    search.fill("SAMRS")
+    page.get_by_text(label, exact=True).click()
+
+
+def test_run_sam_from_the_app(page, app_url, dataset, checkpoint):
+    # the App opens on the dataset, with its label fields in the sidebar
+    page.goto("%s/datasets/%s" % (app_url, dataset.name), wait_until="load")
+    page.get_by_text("hbb", exact=True).first.wait_for()
+    page.get_by_text("gt_masks", exact=True).first.wait_for()
+    dismiss = page.get_by_text("Dismiss", exact=True)
+    if dismiss.count():
+        dismiss.first.click()
+    page.wait_for_timeout(1500)  # let the grid draw its thumbnails
+    shot(page, "01-app.png")
+
+    # the operator browser lists the plugin's operators
+    page.keyboard.press("`")
+    search = page.get_by_placeholder("Search operations by name...")
+    search.wait_for()
+    search.fill("SAMRS")
+    for label in OPERATOR_LABELS:
+        page.get_by_text(label, exact=True).wait_for()
+    shot(page, "02-operator-browser.png")
+
+    # the import form
+    page.get_by_text("SAMRS: Import dataset", exact=True).click()
+    page.get_by_text("Dataset folder", exact=True).wait_for()
+    page.get_by_text("Tile large images", exact=True).wait_for()
+    shot(page, "03-import-form.png")
+    page.get_by_role("button", name="Cancel").click()
+
+    # Run SAM with the tiny checkpoint, immediately, on the current view
+    open_operator(page, "SAMRS: Run SAM")
+    page.get_by_text("Checkpoint file (optional)", exact=True).wait_for()
+    page.locator("xpath=//*[text()='Checkpoint file (optional)']/following::input[1]").fill(
+        checkpoint)
+    page.get_by_text("Run in the background (delegated)", exact=True).click()
+    execute = page.get_by_role("button", name="Execute")
+    execute.wait_for()
+    shot(page, "04-run-sam-form.png")
+    execute.click()
+    page.get_by_text("samples segmented", exact=False).first.wait_for(timeout=90000)
+    page.get_by_text("sam_seg", exact=True).first.wait_for()
+    shot(page, "05-run-sam-done.png")
+    page.get_by_role("button", name="Done").click()
+    page.get_by_text("sam", exact=True).first.wait_for()
+    page.wait_for_timeout(1500)
+    shot(page, "06-sam-in-sidebar.png")
+
+    dataset.reload()
+    assert dataset.count("sam.detections") == dataset.count("hbb.detections") == 15
+    assert len(dataset.exists("sam_seg")) == 3
+
+
+def test_evaluate_and_qa_panel_in_the_app(page, app_url, dataset):
+    if "sam" not in dataset.get_field_schema():
+        pytest.skip("needs the masks of test_run_sam_from_the_app")
+
+    # Evaluate masks: ends by loading the low_iou saved view
+    open_operator(page, "SAMRS: Evaluate masks")
+    page.get_by_text("Low-IoU threshold", exact=True).wait_for()
+    shot(page, "07-evaluate-form.png")
+    page.get_by_role("button", name="Execute").click()
+    page.get_by_text("mIoU_I", exact=False).first.wait_for(timeout=60000)
+    shot(page, "08-evaluate-done.png")
+    page.get_by_role("button", name="Done").click()
+    page.get_by_text("low_iou", exact=False).first.wait_for()
+    page.get_by_text("eval_iou_i", exact=True).first.wait_for()
+    page.wait_for_timeout(1500)
+    shot(page, "09-low-iou-view.png")
+    dataset.reload()
+    assert "low_iou" in dataset.list_saved_views()
+
+    # the QA panel, from the "+" of the panel tabs
+    page.locator("[data-cy='new-panel-btn'], [title='New panel']").first.click()
+    page.get_by_text("SAMRS QA", exact=True).first.click()
+    page.get_by_text("Open low-IoU samples", exact=True).wait_for()
+    page.get_by_text("mIoU_P", exact=False).first.wait_for()
+    page.wait_for_timeout(1500)
+    shot(page, "10-qa-panel.png")
+
+    # the export form
+    open_operator(page, "SAMRS: Export")
+    page.get_by_text("Export folder", exact=True).wait_for()
+    shot(page, "11-export-form.png")
+    page.get_by_role("button", name="Cancel").click()
