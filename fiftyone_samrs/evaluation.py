@@ -34,7 +34,7 @@ mask counts as an empty mask.
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -61,7 +61,71 @@ LABEL_SUFFIXES = ("iou", "id")
 # FiftyOne labels <-> instance masks
 
 
-def detection_to_instance(det: fol.Detection, width: int, height: int) -> Optional[InstanceMask]:
+class RawLabel:
+    """A label read as its raw database document (``values(..., _raw=True)``).
+
+    Reading raw documents skips building FiftyOne/mongoengine objects, the
+    bulk of the cost of reading millions of masks. Offers what this package
+    reads: ``id``, ``label``, ``bounding_box``, ``confidence``, ``points``,
+    ``get(name)`` for other attributes, and the mask.
+    """
+
+    __slots__ = ("doc",)
+
+    def __init__(self, doc: dict):
+        self.doc = doc
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["_id"])
+
+    @property
+    def label(self):
+        return self.doc.get("label")
+
+    @property
+    def bounding_box(self):
+        return self.doc.get("bounding_box")
+
+    @property
+    def confidence(self):
+        return self.doc.get("confidence")
+
+    @property
+    def points(self):
+        return self.doc.get("points")
+
+    def get(self, name: str, default=None):
+        value = self.doc.get(name)
+        return default if value is None else value
+
+    def get_mask(self) -> Optional[np.ndarray]:
+        mask = self.doc.get("mask")
+        if mask is not None:
+            return fou.deserialize_numpy_array(mask) if isinstance(mask, bytes) else np.asarray(mask)
+        path = self.doc.get("mask_path")
+        if path:
+            return fol._read_mask(path)
+        return None
+
+
+def raw_labels(docs) -> list:
+    """Wraps the raw label documents of one sample (None -> [])."""
+    return [RawLabel(d) for d in (docs or [])]
+
+
+def label_attr(label, name: str, default=None):
+    """An attribute of a Detection / Polyline / :class:`RawLabel` (None -> default)."""
+    if isinstance(label, RawLabel):
+        return label.get(name, default)
+    try:
+        value = label[name]
+    except (KeyError, AttributeError):
+        return default
+    return default if value is None else value
+
+
+def detection_to_instance(det, width: int, height: int) -> Optional[InstanceMask]:
     """The instance mask of a Detection, in full-image pixel coordinates.
 
     The crop's origin is the box's top-left corner rounded to the nearest
@@ -70,14 +134,17 @@ def detection_to_instance(det: fol.Detection, width: int, height: int) -> Option
     otherwise it is resized (nearest) to the box, as FiftyOne draws it.
 
     Args:
-        det: a Detection with ``mask`` or ``mask_path``
+        det: a Detection (or :class:`RawLabel`) with ``mask`` or ``mask_path``
         width: image width in pixels
         height: image height in pixels
 
     Returns:
         an :class:`InstanceMask`, or None when the Detection has no mask
     """
-    mask = det.get_mask() if det.has_mask else None
+    if isinstance(det, RawLabel):
+        mask = det.get_mask()
+    else:
+        mask = det.get_mask() if det.has_mask else None
     if mask is None:
         return None
     mask = np.asarray(mask)
@@ -93,6 +160,62 @@ def detection_to_instance(det: fol.Detection, width: int, height: int) -> Option
 
         mask = cv2.resize(mask.astype(np.uint8), (pw, ph), interpolation=cv2.INTER_NEAREST) > 0
     return InstanceMask(mask, x0, y0)
+
+
+def write_values(sample_collection, sample_sets: Dict[str, dict],
+                 label_sets: Dict[str, Dict[str, Dict[str, dict]]]) -> None:
+    """Writes per-sample and per-label values in ONE bulk write (one update per sample).
+
+    Args:
+        sample_collection: the collection the values belong to
+        sample_sets: ``{sample_id: {field: value}}``
+        label_sets: ``{sample_id: {list_path: {label_id: {attr: value}}}}``,
+            ``list_path`` like ``"sam.detections"``
+
+    The labels' positions are read from the dataset itself (not the view,
+    which may filter labels), so each update addresses
+    ``<list_path>.<index>.<attr>``. Fields must already be declared
+    (:func:`declare_fields`).
+    """
+    from datetime import datetime
+
+    from bson import ObjectId
+    from pymongo import UpdateOne
+
+    dataset = sample_collection._dataset
+    ids = sorted(set(sample_sets) | set(label_sets))
+    if not ids:
+        return
+    oids = [ObjectId(i) for i in ids]
+    paths = sorted({p for per in label_sets.values() for p in per})
+    positions: Dict[str, Dict[str, Dict[str, int]]] = {}
+    if paths:
+        projection = {p + "._id": 1 for p in paths}
+        for doc in dataset._sample_collection.find({"_id": {"$in": oids}}, projection):
+            pos = {}
+            for p in paths:
+                node = doc
+                for part in p.split("."):
+                    node = node.get(part) if isinstance(node, dict) else None
+                pos[p] = {str(e["_id"]): k for k, e in enumerate(node or []) if "_id" in e}
+            positions[str(doc["_id"])] = pos
+    now = datetime.utcnow()
+    ops = []
+    for sid, oid in zip(ids, oids):
+        update = dict(sample_sets.get(sid, {}))
+        for path, by_label in label_sets.get(sid, {}).items():
+            pos = positions.get(sid, {}).get(path, {})
+            for label_id, values in by_label.items():
+                k = pos.get(label_id)
+                if k is None:
+                    continue  # deleted meanwhile
+                for attr, value in values.items():
+                    update["%s.%d.%s" % (path, k, attr)] = value
+        if update:
+            update["last_modified_at"] = now
+            ops.append(UpdateOne({"_id": oid}, {"$set": update}))
+    if ops:
+        dataset._bulk_write(ops, ids=ids)
 
 
 def ensure_metadata(sample_collection) -> None:
@@ -134,18 +257,20 @@ def image_size(vals: dict, j: int) -> Tuple[int, int]:
     return int(width), int(height)
 
 
-def iter_batches(sample_collection, fields: Sequence[str], batch_size: int = 256):
+def iter_batches(sample_collection, fields: Sequence[str], batch_size: int = 256,
+                 raw: bool = False):
     """Yields ``(ids, {field: values})`` over the collection in batches.
 
     Each batch is read with one ``values()`` call; the ids are in the
-    collection's order.
+    collection's order. With ``raw=True`` label lists come as raw documents
+    (wrap them with :func:`raw_labels`).
     """
     ids = sample_collection.values("id")
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
         sub = sample_collection.select(chunk, ordered=True)
-        vals = sub.values(["id"] + list(fields))
-        yield vals[0], dict(zip(fields, vals[1:]))
+        vals = sub.values(["id"] + list(fields), _raw=raw)
+        yield [str(i) for i in vals[0]], dict(zip(fields, vals[1:]))
 
 
 def _check_label_field(sample_collection, field: str, what: str) -> None:
@@ -515,6 +640,7 @@ def evaluate(
     ensure_metadata(view)
 
     k = eval_key
+    iou_key, id_key = "%s_iou" % k, "%s_id" % k
     declare_fields(view, dict(
         [("%s_iou_i" % k, fo.FloatField), ("%s_iou_p" % k, fo.FloatField),
          ("%s_missed" % k, fo.IntField), ("%s_unmatched" % k, fo.IntField)]
@@ -534,14 +660,13 @@ def evaluate(
               gt_field + ".detections"]
     total = len(view)
     with fou.ProgressBar(total=total, progress=progress) as pb:
-        for ids, vals in iter_batches(view, fields, batch_size=batch_size):
-            s_vals = {s: {} for s in SAMPLE_SUFFIXES}
-            pred_vals = {s: {} for s in LABEL_SUFFIXES}
-            gt_vals = {s: {} for s in LABEL_SUFFIXES}
+        for ids, vals in iter_batches(view, fields, batch_size=batch_size, raw=True):
+            sample_sets: Dict[str, dict] = {}
+            label_sets: Dict[str, dict] = {}
             for j, sid in enumerate(ids):
                 width, height = image_size(vals, j)
-                pdets = vals[pred_field + ".detections"][j] or []
-                gdets = vals[gt_field + ".detections"][j] or []
+                pdets = raw_labels(vals[pred_field + ".detections"][j])
+                gdets = raw_labels(vals[gt_field + ".detections"][j])
                 preds = [detection_to_instance(d, width, height) for d in pdets]
                 gts, gt_pos = [], []
                 for gi, d in enumerate(gdets):
@@ -555,33 +680,30 @@ def evaluate(
                         gt_pos.append(gi)
                 rows = match_sample(
                     preds,
-                    [d.get_attribute_value("obj_index", None) for d in pdets],
+                    [d.get("obj_index") for d in pdets],
                     gts,
-                    [gdets[gi].get_attribute_value("obj_index", None) for gi in gt_pos],
+                    [gdets[gi].get("obj_index") for gi in gt_pos],
                     (height, width),
                     min_iou=min_iou,
                 )
-                p_iou = [None] * len(pdets)
-                p_id = [None] * len(pdets)
-                g_iou = [None] * len(gdets)
-                g_id = [None] * len(gdets)
+                p_set = {d.id: {iou_key: None, id_key: None} for d in pdets}
+                g_set = {d.id: {iou_key: None, id_key: None} for d in gdets}
                 s_i, s_u, missed, extra = [], [], 0, 0
                 for p, g, inter, union in rows:
                     if g is None:
                         extra += 1
-                        unmatched_by_class[pdets[p].label] += 1
+                        unmatched_by_class[pdets[p].label or ""] += 1
                         continue
                     gdet = gdets[gt_pos[g]]
                     value = iou_of(inter, union)
-                    g_iou[gt_pos[g]] = value
+                    g_set[gdet.id][iou_key] = value
                     label = gdet.label or ""
                     if p is None:
                         missed += 1
                         missed_by_class[label] += 1
                     else:
-                        p_iou[p] = value
-                        p_id[p] = gdet.id
-                        g_id[gt_pos[g]] = pdets[p].id
+                        p_set[pdets[p].id] = {iou_key: value, id_key: gdet.id}
+                        g_set[gdet.id][id_key] = pdets[p].id
                     s_i.append(inter)
                     s_u.append(union)
                     if label not in class_index:
@@ -591,22 +713,14 @@ def evaluate(
                     gt_areas.append(gts[g].area)
                     labels.append(class_index[label])
                 mi, mp = miou(s_i, s_u)
-                s_vals["iou_i"][sid] = _none_from_nan(mi)
-                s_vals["iou_p"][sid] = _none_from_nan(mp)
-                s_vals["missed"][sid] = missed
-                s_vals["unmatched"][sid] = extra
-                pred_vals["iou"][sid] = p_iou
-                pred_vals["id"][sid] = p_id
-                gt_vals["iou"][sid] = g_iou
-                gt_vals["id"][sid] = g_id
+                sample_sets[sid] = {"%s_iou_i" % k: _none_from_nan(mi),
+                                    "%s_iou_p" % k: _none_from_nan(mp),
+                                    "%s_missed" % k: missed, "%s_unmatched" % k: extra}
+                label_sets[sid] = {pred_field + ".detections": p_set,
+                                   gt_field + ".detections": g_set}
                 n_samples += 1
                 pb.update()
-            for s in SAMPLE_SUFFIXES:
-                view.set_values("%s_%s" % (k, s), s_vals[s], key_field="id")
-            for field, vals_by in ((pred_field, pred_vals), (gt_field, gt_vals)):
-                for s in LABEL_SUFFIXES:
-                    view.set_values("%s.detections.%s_%s" % (field, k, s), vals_by[s],
-                                    key_field="id", dynamic=True)
+            write_values(view, sample_sets, label_sets)
 
     classes = sorted(class_index, key=class_index.get)
     lab = np.asarray(labels, dtype=np.int64)

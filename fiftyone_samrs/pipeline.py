@@ -16,7 +16,8 @@ How the work is spread:
   runs the engine's ``preprocess`` when it has one) while the model runs;
 - the calling thread only runs ``engine.predict_batch``;
 - a writer thread builds the labels, paints and writes the PNGs and writes
-  each batch to the database in one bulk ``set_values`` call per field.
+  each batch to the database in one ``bulk_write`` (one ``$set`` of both
+  fields per sample).
 
 A sample is *finished* when its ``label_field`` is set and its
 ``seg_field`` PNG exists; finished samples are skipped unless
@@ -41,7 +42,7 @@ import fiftyone.core.runs as fors
 import numpy as np
 
 from fiftyone_samrs import geometry
-from fiftyone_samrs.classes import IGNORE_INDEX, resolve_classes
+from fiftyone_samrs.classes import resolve_classes
 from fiftyone_samrs.painting import PAINT_ORDERS, paint_semantic, write_label_png
 from fiftyone_samrs.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.records import FormatError, InstanceMask
@@ -118,9 +119,10 @@ class SegmentResult:
             % (self.seconds, self.samples_processed / secs, self.boxes / secs),
         ]
         if self.unknown_labels:
+            n = sum(self.unknown_labels.values())
             lines.append(
-                "%d objects with labels not in the class list (not painted, 255): %s"
-                % (sum(self.unknown_labels.values()),
+                "%d object%s with labels not in the class list (not painted, 255): %s"
+                % (n, "" if n == 1 else "s",
                    ", ".join("%s: %d" % kv for kv in sorted(self.unknown_labels.items())))
             )
         return "\n".join(lines)
@@ -194,12 +196,12 @@ def label_png_names(sample_ids: Sequence[str], filepaths: Sequence[str]) -> Dict
 
 def polygon_crop(points: np.ndarray, region: Tuple[int, int, int, int],
                  dilate: float = 0.0) -> np.ndarray:
-    """Rasterises a polygon (source pixels), grown by ``dilate`` px, over a region.
+    """Rasterises a convex polygon (source pixels), grown by ``dilate`` px, over a region.
 
     Pixel ``(i, j)`` is inside when its centre ``(j + 0.5, i + 0.5)`` is.
 
     Args:
-        points: ``(K, 2)`` polygon corners
+        points: ``(K, 2)`` corners (their convex hull is used)
         region: ``(x0, y0, x1, y1)`` integer pixel region of the crop
         dilate: outward margin in pixels (mitred corners)
 
@@ -207,15 +209,15 @@ def polygon_crop(points: np.ndarray, region: Tuple[int, int, int, int],
         a ``(y1 - y0, x1 - x0)`` bool array
     """
     import shapely
-    from shapely.geometry import Polygon
+    from shapely.geometry import MultiPoint
 
     x0, y0, x1, y1 = region
     out = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
-    poly = Polygon(np.asarray(points, dtype=np.float64).reshape(-1, 2))
-    if not poly.is_valid:
-        poly = poly.buffer(0)
+    # the convex hull: the rotated box itself, and a segment or a point for a
+    # degenerate one (which then only has an area once dilated)
+    poly = MultiPoint(np.asarray(points, dtype=np.float64).reshape(-1, 2)).convex_hull
     if dilate > 0:
-        poly = poly.buffer(dilate, join_style="mitre")
+        poly = poly.buffer(dilate, cap_style="square", join_style="mitre")
     if out.size == 0 or poly.is_empty:
         return out
     # only the pixels of the crop under the polygon's bounds are tested

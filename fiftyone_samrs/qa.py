@@ -17,7 +17,7 @@ call). In the App: pick the saved view in the view bar, or filter by tag.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict
 
 from fiftyone import ViewField as F
 

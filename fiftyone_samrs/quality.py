@@ -246,14 +246,6 @@ class QualityReport:
         return "\n".join(lines)
 
 
-def _attr(label, name, default=None):
-    try:
-        value = label[name]
-    except (KeyError, AttributeError):
-        return default
-    return default if value is None else value
-
-
 def compute_quality(
     sample_collection,
     pred_field: str = "sam",
@@ -288,7 +280,7 @@ def compute_quality(
 
     from fiftyone_samrs.evaluation import (
         _check_label_field, declare_fields, detection_to_instance, ensure_metadata, image_size,
-        iter_batches,
+        iter_batches, raw_labels, write_values,
     )
 
     t = QualityThresholds.from_any(thresholds)
@@ -311,45 +303,45 @@ def compute_quality(
         fields.append(obb_field + ".polylines")
     report = QualityReport(pred_field, thresholds=asdict(t))
     with fou.ProgressBar(total=len(sample_collection), progress=progress) as pb:
-        for ids, vals in iter_batches(sample_collection, fields, batch_size=batch_size):
-            inst_vals = {f: {} for f in INSTANCE_FIELDS}
-            samp_vals = {f: {} for f in SAMPLE_FIELDS}
+        for ids, vals in iter_batches(sample_collection, fields, batch_size=batch_size, raw=True):
+            sample_sets: Dict[str, dict] = {}
+            label_sets: Dict[str, dict] = {}
             for j, sid in enumerate(ids):
                 width, height = image_size(vals, j)
-                preds = vals[pred_field + ".detections"][j] or []
-                boxes = vals[box_field + ".detections"][j] or [] if has_box else []
-                polys = vals[obb_field + ".polylines"][j] or [] if has_obb else []
+                preds = raw_labels(vals[pred_field + ".detections"][j])
+                boxes = raw_labels(vals[box_field + ".detections"][j]) if has_box else []
+                polys = raw_labels(vals[obb_field + ".polylines"][j]) if has_obb else []
                 box_by_id = {b.id: b for b in boxes}
                 box_by_index = {}
                 for b in boxes:
-                    box_by_index.setdefault(_attr(b, "obj_index"), b)
+                    box_by_index.setdefault(b.get("obj_index"), b)
                 quad_by_index = {}
                 for pl in polys:
                     pts = pl.points[0] if pl.points else []
                     if len(pts) >= 3:
                         quad_by_index.setdefault(
-                            _attr(pl, "obj_index"),
-                            geometry.relative_to_points(pts, width, height))
-                per = {f: [] for f in INSTANCE_FIELDS}
+                            pl.get("obj_index"), geometry.relative_to_points(pts, width, height))
+                per_label: Dict[str, dict] = {}
+                worst = {f: [] for f in ("q_area_ratio", "q_box_iou", "q_in_rbox")}
                 confs, stabs, n_susp, n_empty = [], [], 0, 0
                 for d in preds:
                     inst = detection_to_instance(d, width, height)
                     if inst is None:
                         inst = InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
-                    src = box_by_id.get(_attr(d, "source_id"))
+                    src = box_by_id.get(d.get("source_id"))
                     if src is None:
-                        src = box_by_index.get(_attr(d, "obj_index"))
+                        src = box_by_index.get(d.get("obj_index"))
                     pbox = (geometry.relative_to_box(src.bounding_box, width, height)
                             if src is not None else None)
-                    quad = quad_by_index.get(_attr(d, "obj_index"))
+                    quad = quad_by_index.get(d.get("obj_index"))
                     sig = instance_signals(inst, pbox, quad)
-                    empty = bool(_attr(d, "empty", False)) or sig["q_area"] == 0
-                    conf, stab = d.confidence, _attr(d, "stability")
+                    empty = bool(d.get("empty", False)) or sig["q_area"] == 0
+                    conf, stab = d.confidence, d.get("stability")
                     reasons = suspicious_reasons(sig, conf, stab, empty, t)
-                    for f in ("q_area", "q_area_ratio", "q_box_iou", "q_in_rbox"):
-                        per[f].append(sig[f])
-                    per["suspicious"].append(bool(reasons))
-                    per["q_reasons"].append(",".join(reasons))
+                    per_label[d.id] = dict(sig, suspicious=bool(reasons),
+                                           q_reasons=",".join(reasons))
+                    for f in worst:
+                        worst[f].append(sig[f])
                     report.reasons.update(reasons)
                     n_susp += bool(reasons)
                     n_empty += empty
@@ -359,22 +351,19 @@ def compute_quality(
                 report.suspicious += n_susp
                 report.flagged_samples += n_susp > 0
                 report.samples += 1
-                for f in INSTANCE_FIELDS:
-                    inst_vals[f][sid] = per[f]
-                samp_vals["q_min_confidence"][sid] = _worst(confs, min)
-                samp_vals["q_min_stability"][sid] = _worst(stabs, min)
-                samp_vals["q_min_area_ratio"][sid] = _worst(per["q_area_ratio"], min)
-                samp_vals["q_max_area_ratio"][sid] = _worst(per["q_area_ratio"], max)
-                samp_vals["q_min_box_iou"][sid] = _worst(per["q_box_iou"], min)
-                samp_vals["q_min_in_rbox"][sid] = _worst(per["q_in_rbox"], min)
-                samp_vals["q_suspicious"][sid] = n_susp
-                samp_vals["q_empty"][sid] = n_empty
+                label_sets[sid] = {pred_field + ".detections": per_label}
+                sample_sets[sid] = {
+                    "q_min_confidence": _worst(confs, min),
+                    "q_min_stability": _worst(stabs, min),
+                    "q_min_area_ratio": _worst(worst["q_area_ratio"], min),
+                    "q_max_area_ratio": _worst(worst["q_area_ratio"], max),
+                    "q_min_box_iou": _worst(worst["q_box_iou"], min),
+                    "q_min_in_rbox": _worst(worst["q_in_rbox"], min),
+                    "q_suspicious": n_susp,
+                    "q_empty": n_empty,
+                }
                 pb.update()
-            for f in SAMPLE_FIELDS:
-                sample_collection.set_values(f, samp_vals[f], key_field="id")
-            for f in INSTANCE_FIELDS:
-                sample_collection.set_values("%s.detections.%s" % (pred_field, f), inst_vals[f],
-                                             key_field="id", dynamic=True)
+            write_values(sample_collection, sample_sets, label_sets)
     key = quality_run_key(pred_field)
     config = fors.RunConfig(method="samrs.quality", pred_field=pred_field, box_field=box_field,
                             obb_field=obb_field if has_obb else None, thresholds=asdict(t))

@@ -239,11 +239,9 @@ def _csvnum(v, scale: float = 1.0) -> str:
 
 
 def _attr(label, name, default=None):
-    try:
-        value = label[name]
-    except (KeyError, AttributeError):
-        return default
-    return default if value is None else value
+    from fiftyone_samrs.evaluation import label_attr
+
+    return label_attr(label, name, default)
 
 
 def _sample_objects(width, height, dets, polylines):
@@ -343,7 +341,7 @@ def prompt_study(
 
     from fiftyone_samrs.evaluation import (
         _check_label_field, detection_to_instance, ensure_metadata, image_size, iter_batches,
-        protocol_view,
+        protocol_view, raw_labels,
     )
     from fiftyone_samrs.pipeline import read_image
     from fiftyone_samrs.prompts import TABLE1, build_prompts
@@ -378,15 +376,15 @@ def prompt_study(
     if has_obb:
         fields.append(obb_field + ".polylines")
     with fou.ProgressBar(total=len(view), progress=progress) as pb:
-        for ids, vals in iter_batches(view, fields, batch_size=32):
+        for ids, vals in iter_batches(view, fields, batch_size=32, raw=True):
             for j in range(len(ids)):
                 width, height = image_size(vals, j)
                 hboxes, quads, links, has_hbox = _sample_objects(
-                    width, height, vals[box_field + ".detections"][j],
-                    vals[obb_field + ".polylines"][j] if has_obb else None)
+                    width, height, raw_labels(vals[box_field + ".detections"][j]),
+                    raw_labels(vals[obb_field + ".polylines"][j]) if has_obb else None)
                 row_of = {k: i for i, k in reversed(list(enumerate(links)))}
                 gts = []  # (object row, mask)
-                for d in vals[gt_field + ".detections"][j] or []:
+                for d in raw_labels(vals[gt_field + ".detections"][j]):
                     inst = detection_to_instance(d, width, height)
                     if inst is None or not inst.mask.any():
                         continue

@@ -165,6 +165,21 @@ def shot(page, name):
     page.screenshot(path=str(SHOTS / name))
 
 
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request):
+    """Keeps what the browser showed when a test failed (``failed-<test>.png``)."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if "page" in request.fixturenames:
+        pg = request.getfixturevalue("page")
+        if request.session.testsfailed:
+            try:
+                pg.screenshot(path=str(SHOTS / ("failed-%s.png" % request.node.name)))
+                (SHOTS / ("failed-%s.html" % request.node.name)).write_text(pg.content())
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+
 def open_operator(page, label):
     """Opens the operator browser with the ` key and picks ``label``."""
     page.keyboard.press("Escape")
@@ -238,10 +253,13 @@ def test_evaluate_and_qa_panel_in_the_app(page, app_url, dataset):
     page.get_by_text("mIoU_I", exact=False).first.wait_for(timeout=60000)
     shot(page, "08-evaluate-done.png")
     page.get_by_role("button", name="Done").click()
-    page.get_by_text("low_iou", exact=False).first.wait_for()
+    # the view bar now holds the low_iou view's stages
+    page.locator(":text-is('SortBy'):visible").first.wait_for()
     page.get_by_text("eval_iou_i", exact=True).first.wait_for()
     page.wait_for_timeout(1500)
+    (SHOTS / "page.html").write_text(page.content())
     shot(page, "09-low-iou-view.png")
+    assert page.get_by_text("does not exist", exact=False).count() == 0
     dataset.reload()
     assert "low_iou" in dataset.list_saved_views()
 

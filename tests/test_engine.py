@@ -39,7 +39,7 @@ def _prompts(images):
     for k, img in enumerate(images):
         h, w = img.shape[:2]
         boxes = np.array([[10, 12, 60, 70], [w / 2, h / 2, w - 5, h - 3], [5, 5, 5, 5],
-                          [w + 3, 0, w + 9, 10]], dtype=float)[: 2 + k]
+                          [w + 20, 0, w + 30, 10]], dtype=float)[: 2 + k]
         out.append(build_prompts(boxes, None, "hbox", (h, w)))
     return out
 

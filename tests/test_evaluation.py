@@ -13,7 +13,6 @@ Dataset: mIoU_I = (0.8 + 1/3 + 0 + 0.5) / 4 = 0.408333..., mIoU_P = 330 / 675 = 
 (the mean of the per-sample iou_i would be (0.3778 + 0.5) / 2 = 0.4389: not the same)
 """
 
-import os
 
 import cv2
 import numpy as np
@@ -79,6 +78,16 @@ def test_detection_to_instance_reads_the_crop(tmp_path):
     cv2.imwrite(path, m.astype(np.uint8) * 255)
     d2 = fo.Detection(bounding_box=[5 / 40, 6 / 30, 4 / 40, 3 / 30], mask_path=path)
     assert np.array_equal(detection_to_instance(d2, 40, 30).mask, m)
+    # the same from raw database documents (mask bytes or mask_path)
+    from bson import ObjectId
+
+    from fiftyone_samrs.evaluation import RawLabel
+
+    raw = RawLabel({"_id": ObjectId(), "bounding_box": d2.bounding_box, "mask_path": path})
+    assert np.array_equal(detection_to_instance(raw, 40, 30).mask, m)
+    raw = RawLabel({"_id": ObjectId(), "bounding_box": d.bounding_box,
+                    "mask": fo.core.utils.serialize_numpy_array(m)})
+    assert np.argwhere(detection_to_instance(raw, 40, 30).to_full(30, 40)).tolist() == [[7, 7]]
     # a mask whose size is not the box's is resized to the box (as the App draws it)
     d3 = fo.Detection(bounding_box=[0, 0, 0.5, 0.5], mask=np.ones((2, 2), dtype=bool))
     assert detection_to_instance(d3, 40, 30).mask.shape == (15, 20)
@@ -191,3 +200,52 @@ def test_missing_image_names_the_file(fo_dataset, tmp_path):
     fo_dataset.add_sample(s)
     with pytest.raises(ValueError, match="gone.png: image size unknown"):
         evaluate(fo_dataset, progress=False)
+
+
+def test_dota_with_isaid_ground_truth(tmp_path):
+    """The second real test bed: DOTA boxes, iSAID masks (generated), boxfill predictions."""
+    import uuid
+
+    from fiftyone_samrs.importers import load_dota, load_isaid_masks
+    from fiftyone_samrs.pipeline import segment
+    from fiftyone_samrs.synthetic import make_dota_tree
+
+    make_dota_tree(tmp_path / "dota", n_images=2, n_objects=5, size=(320, 256), with_isaid=True)
+    ds = load_dota(str(tmp_path / "dota"), name="samrs-test-" + uuid.uuid4().hex[:8],
+                   persistent=False, progress=False)
+    try:
+        load_isaid_masks(ds, str(tmp_path / "dota"))
+        n_gt = ds.count("gt_masks.detections")
+        assert n_gt == 10
+        segment(ds, backend="boxfill", prompt="rbox_m", seg_field=None, progress=False)
+        res = evaluate(ds, progress=False)
+        assert res.n_instances == n_gt and res.n_missed == 0 and res.n_unmatched == 0
+        # every prediction is matched to the ground truth of its own object
+        for s in ds:
+            gt_by_id = {g.id: g for g in s.gt_masks.detections}
+            for p in s.sam.detections:
+                assert gt_by_id[p.eval_id].obj_index == p.obj_index
+        # filled rotated boxes around the drawn shapes: high, but not perfect
+        assert 0.6 < res.miou_i < 1.0 and 0.6 < res.miou_p < 1.0
+        assert sum(r["n"] for r in res.per_class.values()) == n_gt
+    finally:
+        ds.delete()
+
+
+def test_view_filtering_labels_writes_to_the_right_detections(fo_dataset, tmp_path):
+    """Values land on the right labels even when the view hides some of them."""
+    ds = build(fo_dataset, tmp_path)
+    F = fo.ViewField
+    view = ds.filter_labels("sam", F("obj_index") != 1, only_matches=False)
+    res = evaluate(view, progress=False)
+    # image A without p1: g1 is missed now (0.8, 0, 0 for ship) ; plane 0.5
+    assert res.n_missed == 2
+    assert res.miou_i == pytest.approx((0.8 + 0 + 0 + 0.5) / 4)
+    a = ds.first()
+    p = a.sam.detections
+    assert p[0].eval_iou == pytest.approx(0.8)
+    assert getattr(p[1], "eval_iou", None) is None  # hidden by the view: untouched
+    assert p[2].eval_iou is None
+    g = a.gt_masks.detections
+    assert g[1].eval_iou == 0.0 and g[1].eval_id is None
+    assert g[0].eval_id == p[0].id

@@ -98,6 +98,12 @@ def _only(messages, uri):
     return [p for u, p in messages if u == uri]
 
 
+def _stages(serialized):
+    """A serialized view without the per-serialization stage uuids."""
+    stages = json.loads(json.dumps(serialized))  # as the App receives it
+    return [{k: v for k, v in stage.items() if k != "_uuid"} for stage in stages]
+
+
 def _operator_module(name):
     """A loaded module of the plugin (FiftyOne imports it under a synthetic name)."""
     import fiftyone.operators as foo
@@ -326,7 +332,8 @@ def test_evaluate_masks_scores_and_opens_low_iou(hrsc):
     # every sample is below IoU 1.0: the low_iou view holds them all
     assert {"low_iou", "suspicious_masks"} <= set(hrsc.list_saved_views())
     assert len(hrsc.load_saved_view("low_iou")) == 3
-    assert _only(messages, "set_view") == [{"name": "low_iou"}]
+    low_iou = _stages(hrsc.load_saved_view("low_iou")._serialize())
+    assert [_stages(p["view"]) for p in _only(messages, "set_view")] == [low_iou]
     summary = _only(messages, "show_output")[0]["results"]["summary"]
     assert "mIoU_I" in summary and "| ship |" in summary
     assert _progress(messages)[-1][0] == 1.0
@@ -358,10 +365,10 @@ def test_qa_panel_shows_the_evaluation(hrsc):
     assert hist[0]["type"] == "histogram" and len(hist[0]["x"]) == 6
     output = [p for u, p in requests if u == "show_panel_output"][0]
     assert "open_low_iou" in json.dumps(output)
-    requests = panel_call("open_low_iou")
-    assert ("set_view", {"name": "low_iou"}) in requests
-    requests = panel_call("open_suspicious")
-    assert ("set_view", {"name": "suspicious_masks"}) in requests
+    for method, name in (("open_low_iou", "low_iou"), ("open_suspicious", "suspicious_masks")):
+        requests = panel_call(method)
+        view = _stages(hrsc.load_saved_view(name)._serialize())
+        assert [_stages(p["view"]) for u, p in requests if u == "set_view"] == [view]
 
 
 def test_prompt_study_shows_the_table(hrsc, checkpoint, tmp_path):

@@ -356,11 +356,9 @@ def test_auto_uses_rhbox_for_rotated_sources(fo_dataset, tmp_path):
     _run(ds, tmp_path)
     for s in ds:
         assert {d.prompt for d in s.sam.detections} == {"rhbox"}
-    ds2_objs = OBJECTS[:2]
     ds.delete_sample_field("obb")
     with pytest.raises(ValueError, match="RH-Boxes"):
         _run(ds, tmp_path, overwrite=True)
-    del ds2_objs
 
 
 def test_clip_to_rbox(fo_dataset, tmp_path):
@@ -567,3 +565,20 @@ def test_imported_fair1m_with_grabcut(tmp_path):
                 assert set(np.unique(painted)) <= set(range(len(FAST)))
     finally:
         ds.delete()
+
+
+def test_pure_helpers():
+    from fiftyone_samrs.pipeline import label_png_names, polygon_crop, run_key_for, shard_of
+
+    sq = np.array([[10, 10], [20, 10], [20, 20], [10, 20]], float)
+    m = polygon_crop(sq, (5, 5, 30, 30))
+    assert m.shape == (25, 25) and m.sum() == 100 and m[5:15, 5:15].all()
+    assert polygon_crop(sq, (5, 5, 30, 30), dilate=2).sum() == 14 * 14
+    assert polygon_crop(sq, (50, 50, 60, 60)).sum() == 0  # region elsewhere
+    flat = np.array([[10, 10], [30, 10], [30, 10], [10, 10]], float)  # degenerate
+    assert polygon_crop(flat, (0, 0, 40, 40)).sum() == 0
+    assert polygon_crop(flat, (0, 0, 40, 40), dilate=2).sum() == 24 * 4
+    names = label_png_names(["a1", "b2", "c3"], ["/x/0.tif", "/y/0.tif", "/y/1.tif"])
+    assert names == {"a1": "0-a1.png", "b2": "0-b2.png", "c3": "1.png"}
+    assert shard_of("00000000000000000000000a", 4) == 2
+    assert run_key_for("sam") == "sam" and run_key_for("sam-v2") == "sam_v2"

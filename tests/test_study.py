@@ -8,7 +8,6 @@ and the files parse.
 """
 
 import csv
-import math
 import uuid
 
 import cv2

@@ -98,6 +98,10 @@ class FastMaskDecoder:
         self.hyper = md.output_hypernetworks_mlps[0]
         self.tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).detach()
         self.upscale_rows = 32768  # 64x64 pixels per upscaling batch (bounds memory)
+        #: prompts per transformer pass: each holds a few (64x64x256) float maps
+        #: (4 MB each), so this bounds the decoder's memory; larger batches are
+        #: not faster on a CPU (the per-prompt matrix products are already large)
+        self.batch = 16
 
     # -- per image ------------------------------------------------------------------
 
@@ -112,7 +116,7 @@ class FastMaskDecoder:
         p = src.shape[0]
         k1 = a.m.k_proj(srcpe).reshape(p, a.h, a.d).permute(1, 2, 0).contiguous()  # (H, d, P)
         v1 = a.m.v_proj(src).reshape(p, a.h, a.d).permute(1, 0, 2).contiguous()  # (H, P, d)
-        qi = (b.m.q_proj(srcpe) * b.scale).reshape(p, b.h, b.d).permute(1, 0, 2).contiguous()
+        qi = (b.m.q_proj(srcpe) * b.scale).reshape(p, b.h, b.d).permute(1, 2, 0).contiguous()  # (H, d, P)
         return {"src0": src0.contiguous(), "src": src, "pe": pe, "k1": k1, "v1": v1, "qi": qi}
 
     # -- transformer ----------------------------------------------------------------------
@@ -140,13 +144,21 @@ class FastMaskDecoder:
         queries = layer.norm2(queries + a.m.out_proj(out))
         queries = self._token_mlp(layer, queries)
         # image -> token: queries precomputed per image, out_proj before mixing
-        kt = b.m.k_proj(queries + x0).reshape(n, t, b.h, b.d)
+        kt = b.m.k_proj(queries + x0).reshape(n, t, b.h, b.d).transpose(1, 2)  # (N, H, T, d)
+        s = torch.softmax(kt @ cache["qi"], dim=2)  # (N, H, T, P), softmax over the tokens
+        keys = torch.baddbmm(cache["src"], s.reshape(n, b.h * t, -1).transpose(1, 2), self._vo(b, queries))
+        return queries, layer.norm4(keys)
+
+    def _vo(self, b, queries):
+        """The image-to-token values with the output projection applied (saving 3).
+
+        ``(N, H*T, C)``; the output bias is spread over the heads (each
+        head's attention weights sum to 1), so no separate bias add is needed.
+        """
+        n, t, _ = queries.shape
         vt = b.m.v_proj(queries).reshape(n, t, b.h, b.d)
-        vo = torch.einsum("nthd,hdc->nhtc", vt, b.wo).reshape(n, b.h * t, -1)
-        s = cache["qi"] @ kt.permute(0, 2, 3, 1)  # (H,P,d) @ (N,H,d,T) -> (N, H, P, T)
-        s = torch.softmax(s, dim=-1).permute(0, 2, 1, 3).reshape(n, -1, b.h * t)
-        keys = layer.norm4(torch.baddbmm(b.bo.expand(n, 1, -1), s, vo) + cache["src"])
-        return queries, keys
+        vo = torch.einsum("nthd,hdc->nhtc", vt, b.wo) + b.bo / b.h
+        return vo.reshape(n, b.h * t, -1)
 
     def _block(self, idx, layer, queries, keys, x0, pe, first: bool):
         """A two-way block with per-prompt image tensors (absorbed projections)."""
@@ -154,24 +166,24 @@ class FastMaskDecoder:
         a, b = self.t2i[idx], self.i2t[idx]
         queries = self._self_attn(layer, queries, x0, first)
         kpe = keys + pe
+        kpe_t = kpe.transpose(1, 2)
         # token -> image, absorbed: scores = (Wk^T q) . (keys + pe); values (attn @ keys) Wv^T + bv
         q = a.m.q_proj(queries + x0).reshape(n, t, a.h, a.d)
         qk = torch.einsum("nthd,hdc->nhtc", q * a.scale, a.wk).reshape(n, a.h * t, -1)
-        attn = torch.softmax(qk @ kpe.transpose(1, 2), dim=-1)  # (N, H*T, P)
+        attn = torch.softmax(qk @ kpe_t, dim=-1)  # (N, H*T, P)
         ak = (attn @ keys).reshape(n, a.h, t, -1)
         out = torch.einsum("nhtc,hdc->nthd", ak, a.wv) + a.bv
         queries = layer.norm2(queries + a.m.out_proj(out.reshape(n, t, a.i)))
         queries = self._token_mlp(layer, queries)
         # image -> token, absorbed queries, out_proj before mixing
         kt = b.m.k_proj(queries + x0).reshape(n, t, b.h, b.d) * b.scale
-        vt = b.m.v_proj(queries).reshape(n, t, b.h, b.d)
         kq = torch.einsum("nthd,hdc->nhtc", kt, b.wq).reshape(n, b.h * t, -1)
-        bq = torch.einsum("nthd,hd->nht", kt, b.bq).reshape(n, 1, b.h * t)
-        s = torch.baddbmm(bq, kpe, kq.transpose(1, 2))  # (N, P, H*T)
-        s = torch.softmax(s.reshape(n, -1, b.h, t), dim=-1).reshape(n, -1, b.h * t)
-        vo = torch.einsum("nthd,hdc->nhtc", vt, b.wo).reshape(n, b.h * t, -1)
-        keys = layer.norm4(keys + torch.baddbmm(b.bo.expand(n, 1, -1), s, vo))
-        return queries, keys
+        bq = torch.einsum("nthd,hd->nht", kt, b.bq).reshape(n, b.h * t, 1)
+        s = torch.baddbmm(bq, kq, kpe_t)  # (N, H*T, P)
+        del kpe, kpe_t
+        s = torch.softmax(s.reshape(n, b.h, t, -1), dim=2).reshape(n, b.h * t, -1)
+        keys = torch.baddbmm(keys, s.transpose(1, 2), self._vo(b, queries))
+        return queries, layer.norm4(keys)
 
     def _final(self, queries, keys, x0, pe):
         """Final token -> image attention for the IoU and first mask tokens only."""
@@ -180,7 +192,7 @@ class FastMaskDecoder:
         n, t = q2.shape[0], 2
         q = f.m.q_proj(q2 + x0[:, :2]).reshape(n, t, f.h, f.d)
         qk = torch.einsum("nthd,hdc->nhtc", q * f.scale, f.wk).reshape(n, f.h * t, -1)
-        s = qk @ keys.transpose(1, 2) + (qk @ pe.T)
+        s = torch.baddbmm(qk @ pe.T, qk, keys.transpose(1, 2))  # qk . (keys + pe)
         attn = torch.softmax(s, dim=-1)
         ak = (attn @ keys).reshape(n, f.h, t, -1)
         out = torch.einsum("nhtc,hdc->nthd", ak, f.wv) + f.bv
@@ -312,11 +324,19 @@ class FastMaskDecoder:
         if cache is None:
             cache = self.image_cache(embedding.features.float(), image_pe)
             embedding.cache[key] = cache
-        tokens, keys = self.transformer(cache, sparse.float(), None if dense is None else dense.float())
-        iou = self.md.iou_prediction_head(tokens[:, 0])[:, 0]
-        hyper = self.hyper(tokens[:, 1])
-        grid = int(round(math.sqrt(keys.shape[1])))
-        return iou, self.upscale(keys, hyper, windows, grid)
+        grid = int(embedding.features.shape[-1])
+        ious, outs = [], []
+        for s0 in range(0, sparse.shape[0], self.batch):
+            s1 = s0 + self.batch
+            d = None if dense is None else dense[s0:s1].float()
+            tokens, keys = self.transformer(cache, sparse[s0:s1].float(), d)
+            ious.append(self.md.iou_prediction_head(tokens[:, 0])[:, 0])
+            hyper = self.hyper(tokens[:, 1])
+            outs.extend(self.upscale(keys, hyper, windows[s0:s1], grid))
+            del keys
+        if not ious:
+            return sparse.new_zeros((0,)), []
+        return torch.cat(ious), outs
 
     def forward_full(self, features, image_pe, sparse, dense=None):
         """Full 256x256 low-res logits and IoU (N, 1, 256, 256), (N, 1): for tests.

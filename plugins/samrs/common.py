@@ -259,6 +259,16 @@ def fiftyone_progress(report: Report, start: float = 0.0, end: float = 1.0,
     return fo.report_progress(callback, dt=1.0)
 
 
+def open_saved_view(ctx, name: str):
+    """An App message loading the saved view ``name``.
+
+    The view's stages are sent rather than its name: a view saved during this
+    operation is not yet in the App's list of saved views, and loading it by
+    name would fail there.
+    """
+    return ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
+
+
 def markdown_output(title: str):
     """The output schema of the operators: one Markdown summary."""
     outputs = types.Object()

@@ -131,7 +131,7 @@ class EvaluateMasks(foo.Operator):
         if not ctx.delegated:
             triggers.append(ctx.ops.reload_dataset())
             if saved.get(LOW_IOU_VIEW) is not None:
-                triggers.append(ctx.ops.set_view(name=LOW_IOU_VIEW))
+                triggers.append(common.open_saved_view(ctx, LOW_IOU_VIEW))
         return (yield from common.finish(
             ctx, "Evaluation", summary,
             "mIoU_I %s, mIoU_P %s" % (_pct(results.miou_i), _pct(results.miou_p)), triggers))

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from . import common
 from .evaluating import LOW_IOU_VIEW, SUSPICIOUS_VIEW, results_markdown
 
 HIST_BINS = 20
@@ -92,7 +93,7 @@ class QAPanel(foo.Panel):
             ctx.ops.notify("the %s view does not exist yet: run SAMRS: Evaluate masks" % name,
                            variant="warning")
             return
-        ctx.ops.set_view(name=name)
+        common.open_saved_view(ctx, name)
 
     def _refresh(self, ctx, eval_key=None):
         try:
@@ -122,18 +123,25 @@ class QAPanel(foo.Panel):
                 dropdown.add_choice(k, label=k)
             panel.enum("eval_key", keys, default=ctx.panel.get_state("eval_key"),
                        label="Evaluation", view=dropdown, on_change=self.choose_eval)
-        panel.md(ctx.panel.get_state("markdown") or "Loading...", name="summary")
+        markdown = ctx.panel.get_state("markdown") or "Loading..."
+        headline, _, table = markdown.partition("\n\n")
+        panel.md(headline, name="headline")
+        views = ctx.panel.get_state("views") or []
+        buttons = panel.h_stack("buttons", align_x="left", gap=2)
+        buttons.btn("open_low_iou", label="Open low-IoU samples", icon="trending_down",
+                    variant="contained", on_click=self.open_low_iou,
+                    disabled=LOW_IOU_VIEW not in views)
+        buttons.btn("open_suspicious", label="Open suspicious masks", icon="report",
+                    variant="outlined", on_click=self.open_suspicious,
+                    disabled=SUSPICIOUS_VIEW not in views)
+        buttons.btn("refresh", label="Refresh", icon="refresh", on_click=self.refresh)
         if ctx.panel.get_state("n_ious"):
             panel.plot("iou_hist", layout={
                 "title": "Instance IoU (%s)" % ctx.panel.get_state("eval_key"),
                 "xaxis": {"title": "IoU", "range": [0, 1]},
-                "yaxis": {"title": "instances"}, "bargap": 0.05, "height": 320,
+                "yaxis": {"title": "instances"}, "bargap": 0.05, "height": 300,
             })
-        buttons = panel.h_stack("buttons", align_x="left", gap=2)
-        buttons.btn("open_low_iou", label="Open low-IoU samples", icon="trending_down",
-                    variant="contained", on_click=self.open_low_iou)
-        buttons.btn("open_suspicious", label="Open suspicious masks", icon="report",
-                    variant="outlined", on_click=self.open_suspicious)
-        buttons.btn("refresh", label="Refresh", icon="refresh", on_click=self.refresh)
+        if table:
+            panel.md(table, name="per_class")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2,
                                                          padding=2))
