@@ -34,6 +34,8 @@ _EXPORTS = {
     # evaluation
     "evaluate": "evaluation",
     "prompt_study": "study",
+    "compute_quality": "quality",
+    "save_qa_views": "qa",
     # export
     "export_samrs": "exporters",
     "export_coco": "exporters",

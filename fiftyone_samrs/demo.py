@@ -56,6 +56,7 @@ def run_demo(
     from fiftyone_samrs.importers import load_dota, load_isaid_masks
     from fiftyone_samrs.pipeline import segment
     from fiftyone_samrs.qa import save_qa_views
+    from fiftyone_samrs.quality import compute_quality
 
     checkpoint = checkpoint or os.environ.get("SAMRS_CHECKPOINT") or None
     out_dir = os.path.abspath(out_dir)
@@ -100,8 +101,12 @@ def run_demo(
     print("| --- | --- | --- | --- |")
     for label, r in rows:
         print("| %s | %d | %.2f | %.2f |" % (label, r.num_instances, 100 * r.miou_i, 100 * r.miou_p))
+    compute_quality(dataset, pred_field="sam", box_field="hbb", obb_field="obb")
     views = save_qa_views(dataset, eval_key="eval")
-    print("QA views saved on dataset %r: %s" % (name, ", ".join(views)))
+    print(
+        "QA views saved on dataset %r: %s"
+        % (name, ", ".join("%s (%d samples)" % kv for kv in views.items()))
+    )
     print("(%.1f s)" % (time.time() - t))
 
     t = _step("4/4 export the SAMRS layout and COCO instance JSON")

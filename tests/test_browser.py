@@ -254,7 +254,8 @@ def test_evaluate_and_qa_panel_in_the_app(page, app_url, dataset):
     shot(page, "08-evaluate-done.png")
     page.get_by_role("button", name="Done").click()
     # the view bar now holds the low_iou view's stages
-    page.locator(":text-is('SortBy'):visible").first.wait_for()
+    page.locator("input[data-cy='input-view-stage'][value='Match']").first.wait_for()
+    page.locator("input[data-cy='input-view-stage'][value='SortBy']").first.wait_for()
     page.get_by_text("eval_iou_i", exact=True).first.wait_for()
     page.wait_for_timeout(1500)
     (SHOTS / "page.html").write_text(page.content())

@@ -135,7 +135,8 @@ def folder_input(ctx, inputs, name: str, label: str, description: str,
 
 
 def add_execution_mode(ctx, inputs, default_delegate: bool = True,
-                       small_view: Optional[int] = None, target=None) -> bool:
+                       small_view: Optional[int] = None, target=None,
+                       description: Optional[str] = None) -> bool:
     """Adds the "run in the background" toggle; returns whether delegation is chosen.
 
     Long runs are delegated (queued for ``fiftyone delegated launch``); a view
@@ -157,8 +158,9 @@ def add_execution_mode(ctx, inputs, default_delegate: bool = True,
     delegate = bool(ctx.params.get("delegate", default_delegate))
     inputs.bool(
         "delegate", default=default_delegate, label="Run in the background (delegated)",
-        description=("Queued for a delegated-operation worker (`fiftyone delegated launch`). "
-                     "Uncheck to run now in the App (views of at most %d samples)." % small_view),
+        description=description or (
+            "Queued for a delegated-operation worker (`fiftyone delegated launch`). "
+            "Uncheck to run now in the App (views of at most %d samples)." % small_view),
         view=types.CheckboxView(),
     )
     return delegate

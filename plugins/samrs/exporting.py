@@ -65,7 +65,7 @@ class ExportDataset(foo.Operator):
         radio = types.RadioGroup()
         for key, label in EXPORT_FORMATS:
             radio.add_choice(key, label=label)
-        inputs.enum("format", [f for f, _ in EXPORT_FORMATS], default="samrs", required=True,
+        inputs.enum("format", [f for f, _ in EXPORT_FORMATS], default="samrs", required=False,
                     label="Format", view=radio)
         fmt = ctx.params.get("format") or "samrs"
         common.folder_input(ctx, inputs, "export_dir", label="Export folder",
@@ -92,8 +92,8 @@ class ExportDataset(foo.Operator):
         if fmt == "samrs":
             inputs.float("split_ratio", default=0.0, min=0.0, max=1.0,
                          label="Train fraction (optional)",
-                         description="> 0 writes train.txt / val.txt with this fraction "
-                                     "in train; 0 = no split files")
+                         description="the fraction of images listed in train.txt (the "
+                                     "rest in val.txt); 0 = no split files")
             inputs.int("seed", default=0, label="Split seed")
         dropdown = types.DropdownView()
         for key, label in MEDIA:

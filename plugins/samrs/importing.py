@@ -71,7 +71,7 @@ class ImportDataset(foo.Operator):
         dropdown = types.DropdownView()
         for key, label, _ in FORMATS:
             dropdown.add_choice(key, label=label)
-        inputs.enum("format", [f[0] for f in FORMATS], default="dota", required=True,
+        inputs.enum("format", [f[0] for f in FORMATS], default="dota", required=False,
                     label="Format", description="the layout of the source folder",
                     view=dropdown)
         fmt = ctx.params.get("format") or "dota"
@@ -115,7 +115,10 @@ class ImportDataset(foo.Operator):
             inputs.float("keep_thresh", default=0.7, min=0.0, max=1.0,
                          label="Keep threshold",
                          description="keep a clipped object when this fraction of it is inside")
-        common.add_execution_mode(ctx, inputs, default_delegate=False)
+        common.add_execution_mode(
+            ctx, inputs, default_delegate=False,
+            description="Queue the import for a delegated-operation worker (`fiftyone "
+                        "delegated launch`) instead of running it now in the App")
         return types.Property(inputs, view=types.View(label="Import a remote-sensing dataset"))
 
     def resolve_delegation(self, ctx):

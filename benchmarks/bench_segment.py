@@ -1,0 +1,448 @@
+"""Benchmark of the SAM engine against the reference decoder and the peers (issue 3).
+
+On the CPU, with the SAM ViT-B architecture and random weights saved ONCE to a
+checkpoint that every method loads, on a 1024x1024 image with K boxes, it times:
+
+- ``encoder``: the image encoder alone (``SamPredictor.set_image``);
+- ``ref_decoder``: SAM's prompt encoder + reference mask decoder alone, same
+  boxes (chunks of 20, features precomputed);
+- ``fast_decoder``: the prompt encoder + this project's fast decoder alone
+  (same scope, features precomputed, low-res logits on the regions);
+- ``engine``: this engine end to end: prompts, encoder, decoder, region
+  post-processing to InstanceMasks (``SamEngine.predict_batch``);
+- ``pipeline``: ``fiftyone_samrs.segment`` on a one-sample dataset (image
+  loading, engine, database writes, semantic PNG), when available;
+- ``predict_loop``: ``SamPredictor.predict`` once per box;
+- ``predict_torch20``: ``SamPredictor.predict_torch`` in chunks of 20 (the
+  SAMRS release's way), full-size masks to numpy;
+- ``fiftyone``: FiftyOne ``apply_model`` with the zoo model
+  ``segment-anything-vitb-torch`` and ``box_prompt_field``; the checkpoint
+  is placed under a temporary ``FIFTYONE_MODEL_ZOO_DIR`` with the zoo's file
+  name, so nothing is downloaded.
+
+Each method runs in a fresh subprocess (model loaded from the checkpoint
+before the clock starts), which also gives its peak resident memory. Times
+are reported as ratios to ``encoder``, with the issue's targets. Output: a
+Markdown table on stdout and in ``benchmarks/out/segment.md`` (raw numbers in
+``segment.json``).
+
+Usage::
+
+    python benchmarks/bench_segment.py                      # K = 20,100,300
+    python benchmarks/bench_segment.py --ks 100 --repeats 3
+    python benchmarks/bench_segment.py --quick              # smoke test: tiny model, small K
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+METHODS = [
+    "encoder",
+    "ref_decoder",
+    "fast_decoder",
+    "engine",
+    "pipeline",
+    "predict_loop",
+    "predict_torch20",
+    "fiftyone",
+]
+ZOO_NAME = "segment-anything-vitb-torch"
+ZOO_FILE = "sam_vit_b_01ec64.pth"
+
+
+# -- data --------------------------------------------------------------------------------
+
+
+def make_image(size: int = 1024, seed: int = 0) -> np.ndarray:
+    """A synthetic remote-sensing-like RGB image: textured ground and objects."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = rng.normal(90, 20, (size, size, 3)).clip(0, 255).astype(np.uint8)
+    img = cv2.GaussianBlur(img, (0, 0), 3)
+    for _ in range(150):
+        c = tuple(int(v) for v in rng.integers(0, 256, 3))
+        x, y = rng.integers(0, size, 2)
+        w, h = rng.integers(8, 90, 2)
+        cv2.rectangle(img, (int(x), int(y)), (int(x + w), int(y + h)), c, -1)
+    return img
+
+
+def make_boxes(k: int, size: int = 1024, seed: int = 0) -> np.ndarray:
+    """K boxes of remote-sensing sizes (10-120 px sides), xyxy, inside the image."""
+    rng = np.random.default_rng(seed + k)
+    wh = rng.uniform(10, 120, (k, 2))
+    xy = rng.uniform(0, 1, (k, 2)) * (size - wh)
+    return np.concatenate([xy, xy + wh], axis=1)
+
+
+# -- one method in a subprocess -------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_method(method: str, k: int, ckpt: str, image_path: str, repeats: int, workdir: str) -> dict:
+    """Runs one method (in this process) and returns its timings and memory."""
+    import cv2
+    import torch
+
+    img = cv2.cvtColor(cv2.imread(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    boxes = make_boxes(k, w)
+    times = []
+    base = None
+
+    if method == "fiftyone":
+        os.environ["FIFTYONE_MODEL_ZOO_DIR"] = os.path.join(workdir, "zoo")
+        os.environ["FIFTYONE_DATABASE_NAME"] = "samrs-bench-%s" % uuid.uuid4().hex[:8]
+        os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+        os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+        import fiftyone as fo
+        import fiftyone.zoo as foz
+
+        model = foz.load_zoo_model(ZOO_NAME, device="cpu")
+        ds = fo.Dataset()
+        try:
+            dets = [
+                fo.Detection(label="object", bounding_box=[b[0] / w, b[1] / h, (b[2] - b[0]) / w, (b[3] - b[1]) / h])
+                for b in boxes
+            ]
+            ds.add_sample(fo.Sample(filepath=image_path, hbb=fo.Detections(detections=dets)))
+            ds.compute_metadata()
+            base = _rss_mb()
+            for r in range(repeats):
+                t = time.perf_counter()
+                ds.apply_model(model, label_field="sam_fo_%d" % r, box_prompt_field="hbb", progress=False)
+                times.append(time.perf_counter() - t)
+            n = len(ds.first()["sam_fo_0"].detections)
+        finally:
+            ds.delete()
+            import fiftyone.core.odm as foo
+
+            foo.get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+        return {"times": times, "base_mb": base, "peak_mb": _peak_mb(), "masks": n}
+
+    from segment_anything import SamPredictor
+
+    from fiftyone_samrs.prompts import build_prompts
+    from fiftyone_samrs.segment.engine import SamEngine
+    from fiftyone_samrs.segment.models import load_sam
+
+    sam = load_sam(checkpoint=ckpt, device="cpu")
+    masks = None
+
+    if method in ("encoder", "ref_decoder", "predict_loop", "predict_torch20"):
+        predictor = SamPredictor(sam)
+        if method == "encoder":
+            base = _rss_mb()
+            for _ in range(repeats):
+                t = time.perf_counter()
+                predictor.set_image(img)
+                times.append(time.perf_counter() - t)
+        elif method == "ref_decoder":
+            predictor.set_image(img)
+            tb = torch.as_tensor(predictor.transform.apply_boxes(boxes, (h, w)), dtype=torch.float)
+            pe = sam.prompt_encoder.get_dense_pe()
+            base = _rss_mb()
+            for _ in range(repeats):
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    for s in range(0, k, 20):
+                        sp, de = sam.prompt_encoder(points=None, boxes=tb[s : s + 20], masks=None)
+                        low, iou = sam.mask_decoder(predictor.features, pe, sp, de, False)
+                times.append(time.perf_counter() - t)
+        elif method == "predict_loop":
+            base = _rss_mb()
+            for _ in range(repeats):
+                t = time.perf_counter()
+                predictor.set_image(img)
+                masks = [predictor.predict(box=b, multimask_output=False)[0][0] for b in boxes]
+                times.append(time.perf_counter() - t)
+        else:  # predict_torch20
+            base = _rss_mb()
+            for _ in range(repeats):
+                t = time.perf_counter()
+                predictor.set_image(img)
+                tb = predictor.transform.apply_boxes_torch(torch.as_tensor(boxes, dtype=torch.float), (h, w))
+                masks = []
+                for s in range(0, k, 20):
+                    m, _, _ = predictor.predict_torch(None, None, boxes=tb[s : s + 20], multimask_output=False)
+                    masks.extend(m[:, 0].cpu().numpy())
+                times.append(time.perf_counter() - t)
+    elif method == "fast_decoder":
+        engine = SamEngine(sam, device="cpu")
+        emb = engine.encode([img])[0]
+        ps = build_prompts(boxes, None, "hbox", (h, w))
+        up = engine._upsampler(emb)
+        from fiftyone_samrs.geometry import box_to_int_region
+
+        windows = [up.lowres_window(box_to_int_region(r, w, h)) for r in ps.regions]
+        tb = torch.as_tensor(engine.transform.apply_boxes(boxes, (h, w)), dtype=torch.float)
+        base = _rss_mb()
+        for _ in range(repeats):
+            emb.cache.clear()  # the per-image projections count as decoder work
+            t = time.perf_counter()
+            with torch.inference_mode():
+                for s in range(0, k, engine.decoder_chunk):
+                    sp, _ = sam.prompt_encoder(points=None, boxes=tb[s : s + engine.decoder_chunk], masks=None)
+                    engine._fast.decode(emb, sp, None, windows[s : s + engine.decoder_chunk],
+                                        image_pe=engine._dense_pe)
+            times.append(time.perf_counter() - t)
+    elif method == "engine":
+        engine = SamEngine(sam, device="cpu")
+        base = _rss_mb()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            ps = build_prompts(boxes, None, "hbox", (h, w))
+            results = engine.predict_batch([img], [ps])[0]
+            times.append(time.perf_counter() - t)
+        masks = [r.mask for r in results]
+    elif method == "pipeline":
+        os.environ["FIFTYONE_DATABASE_NAME"] = "samrs-bench-%s" % uuid.uuid4().hex[:8]
+        os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+        os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+        import fiftyone as fo
+
+        import fiftyone_samrs as fsr
+
+        engine = SamEngine(sam, device="cpu")
+        ds = fo.Dataset()
+        try:
+            dets = [
+                fo.Detection(label="object", bounding_box=[b[0] / w, b[1] / h, (b[2] - b[0]) / w, (b[3] - b[1]) / h],
+                             obj_index=i)
+                for i, b in enumerate(boxes)
+            ]
+            ds.add_sample(fo.Sample(filepath=image_path, hbb=fo.Detections(detections=dets)))
+            ds.compute_metadata()
+            base = _rss_mb()
+            for r in range(repeats):
+                t = time.perf_counter()
+                fsr.segment(ds, prompt="hbox", engine=engine, obb_field=None, classes=["object"],
+                            label_field="sam", seg_field="sam_seg",
+                            seg_dir=os.path.join(workdir, "seg_%d" % r), overwrite=True, progress=False)
+                times.append(time.perf_counter() - t)
+            masks = ds.first()["sam"].detections
+        finally:
+            ds.delete()
+            import fiftyone.core.odm as foo
+
+            foo.get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+    else:
+        raise ValueError("unknown method %r" % method)
+    return {
+        "times": times,
+        "base_mb": base,
+        "peak_mb": _peak_mb(),
+        "masks": None if masks is None else len(masks),
+    }
+
+
+def _subprocess(method, k, ckpt, image_path, repeats, workdir, threads, timeout):
+    cmd = [
+        sys.executable, os.path.abspath(__file__), "--run-one", method, "--k", str(k),
+        "--checkpoint", ckpt, "--image", image_path, "--repeats", str(repeats),
+        "--workdir", workdir,
+    ]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after %ds" % timeout}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    err = (proc.stderr.strip().splitlines() or ["exit code %d" % proc.returncode])[-1]
+    return {"error": err[:200]}
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def _t(res):
+    if not res or "error" in res or not res.get("times"):
+        return None
+    return float(np.median(res["times"]))
+
+
+def _fmt(v, spec="%.2f"):
+    return "n/a" if v is None else spec % v
+
+
+def report(all_results, ks, args, model_desc) -> str:
+    lines = [
+        "# Segmentation engine benchmark",
+        "",
+        "%s, CPU (%s, torch threads: %s), %dx%d image, boxes 10-120 px, median of %d run(s); "
+        "each method in a fresh process with the checkpoint loaded before timing."
+        % (model_desc, platform.processor() or platform.machine(), args.threads or "default",
+           args.size, args.size, args.repeats),
+        "",
+        "Times in seconds; ratio = time / encoder alone. Peak = peak RSS of the process; "
+        "+run = peak above the RSS after loading the model.",
+        "",
+    ]
+    for k in ks:
+        res = all_results[k]
+        enc = _t(res["encoder"])
+        lines += ["## K = %d boxes" % k, "", "| method | seconds | ratio | peak MB | +run MB | note |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for m in METHODS:
+            r = res.get(m)
+            if r is None:
+                continue
+            t = _t(r)
+            ratio = t / enc if (t is not None and enc) else None
+            note = r.get("error", "")
+            peak = r.get("peak_mb")
+            run = (peak - r["base_mb"]) if (peak is not None and r.get("base_mb") is not None) else None
+            lines.append("| %s | %s | %s | %s | %s | %s |" % (
+                m, _fmt(t), _fmt(ratio), _fmt(peak, "%.0f"), _fmt(run, "%.0f"), note))
+        eng, fast, ref = _t(res["engine"]), _t(res["fast_decoder"]), _t(res["ref_decoder"])
+        fo_t = _t(res.get("fiftyone"))
+        lines += ["", "| target | value | goal | met |", "| --- | ---: | ---: | --- |"]
+
+        def row(name, value, goal, ok):
+            lines.append("| %s | %s | %s | %s |" % (
+                name, _fmt(value, "%.3f"), goal, "n/a" if value is None else ("yes" if ok(value) else "NO")))
+
+        if eng and enc and fast:
+            row("engine / (encoder + fast decoder)", eng / (enc + fast), "<= 1.05", lambda v: v <= 1.05)
+        if eng and enc and ref:
+            goal = {100: 0.85, 300: 0.75}.get(k)
+            row("engine / (encoder + reference decoder)", eng / (enc + ref),
+                "<= %.2f" % goal if goal else "< 1", lambda v: v <= (goal or 1.0))
+        if fast and ref:
+            row("reference decoder / fast decoder", ref / fast, "> 1", lambda v: v > 1)
+        if eng and fo_t:
+            goal = {100: 1.3, 300: 2.0}.get(k)
+            row("fiftyone apply_model / engine", fo_t / eng, ">= %.1f" % goal if goal else "> 1",
+                lambda v: v >= (goal or 1.0))
+        for peer in ("predict_loop", "predict_torch20", "fiftyone"):
+            pt = _t(res.get(peer))
+            if eng and pt:
+                row("%s / engine" % peer, pt / eng, "> 1", lambda v: v > 1)
+        pipe = _t(res.get("pipeline"))
+        if pipe and eng:
+            row("pipeline / engine (I/O, database, PNG)", pipe / eng, "close to 1", lambda v: v <= 1.1)
+        if k == 300 or k == max(ks):
+            e, n = res.get("encoder", {}), res.get("engine", {})
+            if e.get("peak_mb") and n.get("peak_mb"):
+                row("engine peak - encoder peak (GB)", (n["peak_mb"] - e["peak_mb"]) / 1024.0, "<= 1.0",
+                    lambda v: v <= 1.0)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ks", default="20,100,300", help="comma-separated box counts")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per method (median reported)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: tiny model, K=4,12, no FiftyOne/predict_loop peers")
+    p.add_argument("--methods", default=None, help="comma-separated subset of: " + ", ".join(METHODS))
+    p.add_argument("--size", type=int, default=1024, help="image side (default 1024)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per method run")
+    p.add_argument("--out", default=os.path.join(HERE, "out"), help="output folder")
+    # internal: one method in this process
+    p.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--k", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--image", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.run_one:
+        res = run_method(args.run_one, args.k, args.checkpoint, args.image, args.repeats, args.workdir)
+        print("RESULT " + json.dumps(res))
+        return 0
+
+    import cv2
+    import torch
+
+    if args.quick:
+        ks = [4, 12] if args.ks == "20,100,300" else [int(v) for v in args.ks.split(",")]
+        methods = [m for m in METHODS if m not in ("fiftyone", "predict_loop")]
+    else:
+        ks = [int(v) for v in args.ks.split(",")]
+        methods = list(METHODS)
+    if args.methods:
+        methods = [m for m in args.methods.split(",") if m]
+        unknown = set(methods) - set(METHODS)
+        if unknown:
+            p.error("unknown methods: %s" % ", ".join(sorted(unknown)))
+
+    workdir = tempfile.mkdtemp(prefix="samrs-bench-")
+    try:
+        ckpt = os.path.join(workdir, ZOO_FILE)
+        if args.quick:
+            from fiftyone_samrs.segment.tiny import save_tiny_checkpoint
+
+            save_tiny_checkpoint(ckpt, seed=0)
+            model_desc = "tiny random SAM (real decoder, 32-wide encoder)"
+        else:
+            from segment_anything import build_sam_vit_b
+
+            torch.manual_seed(0)
+            torch.save(build_sam_vit_b(None).state_dict(), ckpt)
+            model_desc = "SAM ViT-B architecture, random weights"
+        os.makedirs(os.path.join(workdir, "zoo"))
+        os.symlink(ckpt, os.path.join(workdir, "zoo", ZOO_FILE))
+        image_path = os.path.join(workdir, "image.png")
+        cv2.imwrite(image_path, cv2.cvtColor(make_image(args.size), cv2.COLOR_RGB2BGR))
+
+        all_results = {}
+        for k in ks:
+            all_results[k] = {}
+            for m in methods:
+                t0 = time.time()
+                res = _subprocess(m, k, ckpt, image_path, args.repeats, workdir, args.threads, args.timeout)
+                all_results[k][m] = res
+                print("K=%d %-16s %s (%.0fs)" % (
+                    k, m, res.get("error") or "%.2fs" % _t(res), time.time() - t0), file=sys.stderr)
+        text = report(all_results, ks, args, model_desc)
+        print(text)
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "segment.md"), "w") as f:
+            f.write(text + "\n")
+        with open(os.path.join(args.out, "segment.json"), "w") as f:
+            json.dump({"args": vars(args), "model": model_desc, "results": all_results}, f, indent=1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
