@@ -43,6 +43,7 @@ Pass ``gt_masks=False`` for large benchmark trees to skip keeping masks.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -196,33 +197,534 @@ def _shape_mask(o: Dict[str, Any], width: int, height: int) -> Optional[Instance
 
 # ----------------------------------------------------------------------------
 # images
+#
+# One image is rendered in five steps (``_render``):
+#
+# 1. land cover: Voronoi patches of fields, forest, soil, concrete, water...
+#    with crop rows (stripes) and mottling per patch, a low-frequency colour
+#    and illumination field, roads and tracks (``_land_cover``, ``_roads``);
+# 2. clutter that is no object: tree clumps, unlabelled buildings, spots,
+#    whitecaps and ship wakes at sea (``_Clutter``);
+# 3. cast shadows of the clutter and of the objects, away from the sun;
+# 4. the objects: a material colour of their class, or for some of them a
+#    colour close to the ground under them, sun shading and class details
+#    (windscreens, roof ridges, court lines, decks, engines...) (``_paint``);
+# 5. the sensor: Gaussian blur, noise and a JPEG round trip (``_sensor``).
+#
+# Only step 4 is ground truth: an object's mask is exactly the pixels painted
+# in step 4; the sensor changes their values, not which object they show.
+# Shadows, wakes and clutter are never part of a mask.
+#
+# The main random stream of an image (``rng``) is consumed exactly as by the
+# first version of this module (placement, then ``_legacy_draws`` and one
+# colour per object, then what the generators draw after rendering), so the
+# label files of a seed did not change; everything new draws from a child
+# stream (``rng.spawn``), which does not advance ``rng``.
 
 
-def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A muted, textured RGB background: a smooth colour field plus blocky noise."""
-    import cv2
-
+def _legacy_draws(rng: np.random.Generator, width: int, height: int):
+    """The draws of the first background: (low-frequency offsets, fine noise)."""
     gh, gw = height // 64 + 2, width // 64 + 2
     base = rng.integers(80, 140, size=(1, 1, 3))
     low = base + rng.integers(-40, 40, size=(gh, gw, 1)) + rng.integers(-12, 12, size=(gh, gw, 3))
-    field = cv2.resize(np.clip(low, 0, 255).astype(np.uint8), (width, height),
-                       interpolation=cv2.INTER_LINEAR)
     nh, nw = height // 4 + 1, width // 4 + 1
     noise = rng.integers(0, 24, size=(nh, nw, 3), dtype=np.uint8)
-    noise = cv2.resize(noise, (nw * 4, nh * 4), interpolation=cv2.INTER_NEAREST)[:height, :width]
-    img = cv2.subtract(cv2.add(field, noise), np.full(3, 12.0))
-    # quantised to multiples of 8: keeps PNGs small and still textured
-    np.bitwise_and(img, 0xF8, out=img)
-    return img
+    return (low - base).astype(np.float32), noise
 
 
 def _object_color(rng: np.random.Generator) -> Tuple[int, int, int]:
-    # bright, saturated colours that stand out from the muted background
+    # a bright, saturated colour; only some objects keep it (see _material)
     hue = rng.uniform(0, 1)
     k = np.array([5.0, 3.0, 1.0]) + hue * 6
     rgb = 1 - np.clip(np.minimum(k % 6, 4 - k % 6), 0, 1) * rng.uniform(0.55, 0.9)
     rgb = rgb * rng.uniform(190, 255)
     return tuple(int(v) for v in rgb)
+
+
+#: land-cover types: (name, RGB, weight on land, weight at sea, P(stripes),
+#: stripe amplitude range, mottle amplitude)
+_COVER = (
+    ("grass", (98, 116, 66), 3.0, 0.0, 0.25, (5, 12), 9.0),
+    ("forest", (54, 74, 46), 1.5, 0.0, 0.0, (0, 0), 16.0),
+    ("crops", (126, 138, 80), 3.0, 0.0, 0.9, (6, 16), 7.0),
+    ("soil", (146, 122, 96), 2.0, 0.0, 0.6, (5, 14), 9.0),
+    ("dry", (176, 162, 130), 1.0, 0.0, 0.3, (4, 10), 8.0),
+    ("concrete", (156, 154, 148), 2.0, 0.5, 0.0, (0, 0), 6.0),
+    ("asphalt", (92, 94, 96), 1.0, 0.3, 0.0, (0, 0), 5.0),
+    ("water", (46, 70, 80), 0.6, 9.0, 0.7, (2, 6), 5.0),
+)
+_WATER = 7  # index of "water" in _COVER
+
+#: classes drawn flat (no cast shadow) and per-keyword heights (x length / x width)
+_FLAT_KEYS = ("court", "field", "diamond", "soccer", "football", "pool", "harbor",
+              "bridge", "roundabout", "helipad", "dam", "expressway", "intersection",
+              "golf", "airport", "overpass")
+_VEHICLE_KEYS = ("vehicle", "car", "truck", "bus", "van", "trailer", "excavator", "tractor")
+_LARGE_VEHICLE_KEYS = ("large", "truck", "bus", "trailer", "excavator")
+_COURT_KEYS = ("court", "field", "diamond", "soccer", "football", "golf")
+
+
+def _has(key: str, words: Sequence[str]) -> bool:
+    return any(w in key for w in words)
+
+
+def _land_cover(r2: np.random.Generator, width: int, height: int, low: np.ndarray,
+                fine: np.ndarray, scene: str):
+    """Patches of land cover, computed at half resolution and upscaled, with
+    field boundaries (hedges, tracks) drawn at full resolution.
+
+    Returns:
+        (RGB uint8 image, half-resolution patch map, cover type per patch)
+    """
+    import cv2
+
+    w2, h2 = (width + 1) // 2, (height + 1) // 2
+    k = int(np.clip(width * height / 190.0 ** 2, 3, 250))
+    sub = cv2.Subdiv2D((0, 0, w2 + 1, h2 + 1))
+    seeds = r2.uniform(0.25, 1.0, size=(k, 2)) * [w2, h2]
+    sub.insert([(float(x), float(y)) for x, y in seeds])
+    facets, _ = sub.getVoronoiFacetList([])
+    patch = np.zeros((h2, w2), dtype=np.uint8)
+    for i, f in enumerate(facets):
+        cv2.fillPoly(patch, [np.round(f * 16).astype(np.int32)], i, shift=4)
+    weights = np.array([c[3] if scene == "sea" else c[2] for c in _COVER])
+    types = r2.choice(len(_COVER), size=k, p=weights / weights.sum())
+    base = np.array([_COVER[t][1] for t in types], dtype=np.float64)
+    col = base + r2.normal(0, 7, (k, 3)) + r2.normal(0, 10, (k, 1))
+    wet = types == _WATER  # one water colour per image, slightly varied
+    col[wet] = base[wet] + r2.normal(0, 6, 3) + r2.normal(0, 2.5, (int(wet.sum()), 3))
+    stripes = r2.uniform(size=k) < np.array([_COVER[t][4] for t in types])
+    lo, hi = np.array([_COVER[t][5] for t in types], dtype=np.float64).T
+    amp = np.where(stripes, r2.uniform(lo, hi + 1e-9), 0.0)
+    theta = r2.uniform(0, np.pi, k)
+    period = r2.uniform(2.0, 5.0, k)  # half-resolution pixels
+    mott = np.array([_COVER[t][6] for t in types]) * r2.uniform(0.6, 1.4, k)
+
+    def lut(values, dtype):  # per-patch values as a 256-entry table for cv2.LUT
+        t = np.zeros(256, dtype=dtype)
+        t[:k] = values
+        return t
+
+    # stripes (crop rows): a triangle wave of the phase, in fixed point (256 steps a period)
+    cu = cv2.LUT(patch, lut(np.round(np.cos(theta) / period * 1024), np.int32))
+    cv = cv2.LUT(patch, lut(np.round(np.sin(theta) / period * 1024), np.int32))
+    xs = np.arange(w2, dtype=np.int32)
+    ys = np.arange(h2, dtype=np.int32)[:, None]
+    phase = ((xs * cu + ys * cv) >> 2).astype(np.uint8)  # wraps: modulo 256
+    tri = (np.abs(np.arange(256) - 127.5) / 127.5 - 0.5).astype(np.float32)
+    lum = cv2.LUT(phase, tri) * cv2.LUT(patch, lut(amp, np.float32))
+    blot = r2.standard_normal((h2 // 10 + 2, w2 // 10 + 2), dtype=np.float32)
+    lum += cv2.resize(blot, (w2, h2), interpolation=cv2.INTER_CUBIC) * cv2.LUT(
+        patch, lut(mott, np.float32))
+    lum3 = cv2.cvtColor(np.clip(lum + 128, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    lut3 = np.zeros((256, 1, 3), dtype=np.uint8)
+    lut3[:k, 0] = np.clip(np.round(col), 0, 255)
+    img = cv2.LUT(cv2.cvtColor(patch, cv2.COLOR_GRAY2RGB), lut3)
+    img = cv2.addWeighted(img, 1.0, lum3, 1.0, -128.0)
+    # the first generator's low-frequency colour field and fine noise
+    fh, fw = fine.shape[:2]
+    lf = cv2.resize(low * np.float32(0.35), (fw, fh), interpolation=cv2.INTER_LINEAR)
+    lf += fine.astype(np.float32) * np.float32(0.5) + np.float32(128 - 6)
+    lf = cv2.resize(np.clip(lf, 0, 255).astype(np.uint8), (w2, h2),
+                    interpolation=cv2.INTER_LINEAR)
+    img = cv2.addWeighted(img, 1.0, lf, 1.0, -128.0)
+    img = cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+    # field boundaries: hedges, tracks or nothing
+    style = r2.uniform(size=k)
+    for f, s, t in zip(facets, style, types):
+        if s < 0.35 or t == _WATER:
+            continue
+        rgb, thick = (((46.0, 64.0, 40.0), 2) if s < 0.7 else ((168.0, 150.0, 118.0), 1))
+        cv2.polylines(img, [np.round(f * 32).astype(np.int32)], True, rgb, thick, cv2.LINE_AA, 4)
+    return img, patch, types
+
+
+def _roads(r2: np.random.Generator, img: np.ndarray, scene: str) -> None:
+    """Straight roads and tracks across the image (in place)."""
+    import cv2
+
+    height, width = img.shape[:2]
+    n = r2.poisson((0.3 if scene == "sea" else 1.6) * width * height / 1024.0 ** 2)
+    diag = math.hypot(width, height)
+    for _ in range(int(n)):
+        p = r2.uniform(0, 1, 2) * [width, height]
+        a = r2.uniform(0, np.pi)
+        d = np.array([math.cos(a), math.sin(a)]) * diag
+        kind = r2.uniform()
+        if kind < 0.5:
+            rgb, thick = r2.uniform(70, 100) + r2.normal(0, 3, 3), r2.uniform(6, 16)
+        elif kind < 0.8:
+            rgb, thick = r2.uniform(140, 180) + r2.normal(0, 3, 3), r2.uniform(5, 12)
+        else:  # dirt track
+            rgb, thick = np.array([150.0, 128, 100]) + r2.normal(0, 8, 3), r2.uniform(2, 5)
+        a0, a1 = np.round((p - d) * 16).astype(int), np.round((p + d) * 16).astype(int)
+        cv2.line(img, tuple(int(v) for v in a0), tuple(int(v) for v in a1),
+                 tuple(float(v) for v in rgb), int(round(thick)), cv2.LINE_AA, 4)
+        if thick > 9 and r2.uniform() < 0.7:  # dashed centre line
+            t = np.arange(-diag, diag, 20.0)
+            u = d / diag
+            segs = [np.round(np.stack([p + u * s, p + u * (s + 8.0)]) * 16).astype(np.int32)
+                    for s in t]
+            cv2.polylines(img, segs, False, (215, 212, 200), 1, cv2.LINE_AA, 4)
+
+
+def _sweep(poly: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The convex hull swept by a (convex) polygon moving by ``d``."""
+    import cv2
+
+    pts = np.concatenate([poly, poly + d]).astype(np.float32)
+    return cv2.convexHull(pts)[:, 0, :].astype(np.float64)
+
+
+def _fill(img: np.ndarray, polys: Sequence[np.ndarray], rgb, origin=(0.0, 0.0)) -> None:
+    """Fills polygons given in image coordinates (pixel centres at +0.5)."""
+    import cv2
+
+    o = np.array([origin[0] + 0.5, origin[1] + 0.5])
+    for p in polys:
+        cv2.fillPoly(img, [np.round((p - o) * 16).astype(np.int32)], rgb, cv2.LINE_AA, 4)
+
+
+@functools.lru_cache(maxsize=None)
+def _height_factors(label: str, shape: str) -> Tuple[float, float]:
+    """An object's height as ``(a, b)``: ``a * length + b * width`` pixels."""
+    key = label.lower()
+    if _has(key, _FLAT_KEYS):
+        return 0.0, 0.0
+    for k, a in (("chimney", 2.5), ("windmill", 1.5), ("crane", 0.6), ("tank", 0.45)):
+        if k in key:
+            return a, 0.0
+    if _has(key, _VEHICLE_KEYS):
+        return 0.0, (0.65 if _has(key, _LARGE_VEHICLE_KEYS) else 0.45)
+    if shape == "cross":
+        return 0.0, 0.15
+    if shape == "ship":
+        return 0.0, 0.5
+    if "stadium" in key or "station" in key:
+        return 0.08, 0.0
+    return 0.0, 0.3
+
+
+class _Clutter:
+    """Things that are no object: tree clumps, unlabelled buildings, spots
+    (dark on land, light whitecaps on water). Parameters are drawn in bulk."""
+
+    def __init__(self, r2, width, height, patch, types, sun):
+        scale = width * height / 1024.0 ** 2
+        self.sun = sun
+
+        def spots(n):  # random points and whether they are on water
+            pts = r2.uniform(0, 1, (int(n), 2)) * [width, height]
+            ix = np.minimum((pts / 2).astype(int), [patch.shape[1] - 1, patch.shape[0] - 1])
+            return pts, types[patch[ix[:, 1], ix[:, 0]]] == _WATER
+
+        # trees: clumps of 1-4 crowns
+        pts, wet = spots(r2.poisson(70 * scale))
+        pts = pts[~wet]
+        per = r2.integers(1, 5, len(pts))
+        centres = np.repeat(pts, per, axis=0) + r2.normal(0, 5, (int(per.sum()), 2))
+        radii = r2.uniform(2.5, 7.0, len(centres))
+        rgb = np.array([48.0, 66, 42]) + r2.normal(0, 6, (len(pts), 3)) + r2.normal(0, 8, (len(pts), 1))
+        self.tree_xyr = np.round(np.column_stack([centres, radii]) * 16).astype(int)
+        self.tree_rgb = np.repeat(rgb, per, axis=0).tolist()
+        # buildings: rotated boxes with a darker roof slope
+        pts, wet = spots(r2.poisson(30 * scale))
+        pts = pts[~wet]
+        n = len(pts)
+        size = np.column_stack([r2.uniform(8, 36, n), r2.uniform(6, 22, n)])
+        ang = r2.uniform(0, np.pi, n)
+        c, s = np.cos(ang)[:, None], np.sin(ang)[:, None]
+        loc = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]])[None] * (size[:, None] / 2)
+        self.houses = np.stack([loc[..., 0] * c - loc[..., 1] * s + pts[:, :1],
+                                loc[..., 0] * s + loc[..., 1] * c + pts[:, 1:]], axis=-1)
+        kind = r2.uniform(size=n)
+        grey = np.repeat(r2.uniform(110, 210, (n, 1)), 3, axis=1)
+        dark = np.repeat(r2.uniform(55, 90, (n, 1)), 3, axis=1)
+        red = np.array([150.0, 82, 64]) + r2.normal(0, 10, (n, 3))
+        rgb = np.where((kind < 0.5)[:, None], grey, np.where((kind < 0.8)[:, None], red, dark))
+        self.house_rgb = np.clip(rgb + r2.normal(0, 4, (n, 3)), 0, 255)
+        self.house_h = r2.uniform(0.25, 0.6, n) * size[:, 1]
+        # spots
+        pts, wet = spots(r2.poisson(45 * scale))
+        n = len(pts)
+        light = wet | (r2.uniform(size=n) < 0.4)
+        lum = np.where(light, r2.uniform(150, 215, n), r2.uniform(30, 70, n))
+        self.spot_rgb = np.clip(lum[:, None] + r2.normal(0, 5, (n, 3)), 0, 255).tolist()
+        self.spot_p = np.round(np.column_stack([pts, r2.uniform(1.0, 4.0, (n, 2))]) * 16).astype(int)
+        self.spot_a = r2.uniform(0, 180, n).tolist()
+
+    def shadows(self, canvas: np.ndarray, k_sun: float) -> None:
+        """Draws the clutter's cast shadows (value 1) on a mask."""
+        import cv2
+
+        d = np.array([math.cos(self.sun), math.sin(self.sun)])
+        off = np.round(d * k_sun * 6.0 * 16).astype(int)
+        for x, y, r in self.tree_xyr.tolist():
+            cv2.circle(canvas, (x + int(off[0]), y + int(off[1])), r, 1, -1, cv2.LINE_8, 4)
+        for poly, h in zip(self.houses, self.house_h):
+            _fill(canvas, [_sweep(poly, d * h * k_sun)], 1)
+
+    def draw(self, img: np.ndarray) -> None:
+        import cv2
+
+        for (x, y, r), rgb in zip(self.tree_xyr.tolist(), self.tree_rgb):
+            cv2.circle(img, (x, y), r, rgb, -1, cv2.LINE_AA, 4)
+        for poly, rgb in zip(self.houses, self.house_rgb):
+            half = np.array([poly[0], poly[1], (poly[1] + poly[2]) / 2, (poly[0] + poly[3]) / 2])
+            _fill(img, [poly], rgb.tolist())
+            _fill(img, [half], (rgb * 0.82).tolist())
+        for (x, y, a, b), ang, rgb in zip(self.spot_p.tolist(), self.spot_a, self.spot_rgb):
+            cv2.ellipse(img, (x, y), (a, b), ang, 0, 360, rgb, -1, cv2.LINE_AA, 4)
+
+
+def _material(label: str, legacy: Tuple[int, int, int], r2: np.random.Generator) -> np.ndarray:
+    """A plausible base colour for an object of this class."""
+    key = label.lower()
+    u = r2.uniform()
+    grey = lambda lo, hi: np.full(3, r2.uniform(lo, hi)) + r2.normal(0, 4, 3)  # noqa: E731
+    toned = 0.7 * np.asarray(legacy, float) + 0.3 * np.mean(legacy)
+    if "pool" in key:
+        return np.array([70.0, 150, 190]) + r2.normal(0, 12, 3)
+    if _has(key, _COURT_KEYS) or "track" in key:
+        courts = np.array([[70, 128, 80], [60, 96, 150], [160, 92, 70], [118, 140, 88],
+                           [150, 150, 140]], dtype=float)
+        return courts[int(r2.integers(len(courts)))] + r2.normal(0, 8, 3)
+    if _has(key, _VEHICLE_KEYS):
+        return grey(150, 235) if u < 0.4 else grey(30, 75) if u < 0.65 else toned
+    if _has(key, ("plane", "helicopter", "boeing", "a2", "a3", "arj", "c919", "tank",
+                  "chimney", "ship", "boat", "warship", "tugboat")):
+        return grey(160, 235) if u < 0.7 else grey(60, 110) if u < 0.85 else toned
+    if _has(key, ("bridge", "overpass", "dam", "expressway", "intersection", "roundabout",
+                  "harbor", "airport", "station", "helipad", "stadium")):
+        return grey(90, 185) if u < 0.8 else toned
+    return toned if u < 0.6 else grey(80, 220)
+
+
+_CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 28, endpoint=False)),
+                    np.sin(np.linspace(0, 2 * np.pi, 28, endpoint=False))], axis=1)
+
+
+def _box(u0: float, u1: float, v0: float, v1: float) -> np.ndarray:
+    return np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]], dtype=np.float64)
+
+
+def _seg(u0: float, v0: float, u1: float, v1: float) -> np.ndarray:
+    return np.array([[u0, v0], [u1, v1]], dtype=np.float64)
+
+
+def _details(key: str, shape: str, L: float, W: float, base: np.ndarray, r2):
+    """Class details of an object, as drawing operations in its box axes.
+
+    Returns:
+        a list of ``(points, RGB, thickness)``: points in units of the half
+        length / half width (``(1, 1)`` is a corner of the box), thickness -1
+        for a filled polygon, else a closed (``>= 100``: open, minus 100) line
+    """
+    lum = float(np.mean(base))
+
+    def rgb(f: float, add: float = 0.0):
+        return tuple(float(min(max(v * f + add, 0.0), 255.0)) for v in base)
+
+    light = (228.0, 226.0, 218.0) if lum < 170 else (72.0, 74.0, 72.0)
+    ops: List[Tuple[np.ndarray, Tuple[float, ...], int]] = []
+    if shape == "rect":
+        if _has(key, _VEHICLE_KEYS):
+            if _has(key, _LARGE_VEHICLE_KEYS):
+                cab = rgb(1.1, 6)
+                if r2.uniform() < 0.5:  # a cab of another colour
+                    cab = tuple(float(v) for v in np.clip(_material("car", base, r2), 0, 255))
+                ops += [(_box(0.55, 1.0, -1, 1), cab, -1), (_box(0.5, 0.58, -1, 1), rgb(0.35), -1),
+                        (_box(0.82, 0.95, -0.8, 0.8), rgb(0.3, 10), -1)]
+                ops += [(_seg(t, -0.9, t, 0.9), rgb(0.82), 101)
+                        for t in np.linspace(-0.85, 0.35, int(r2.integers(2, 6)))]
+            else:
+                ops += [(_box(-0.55, 0.25, -0.72, 0.72), rgb(1.06, 4), -1),  # roof
+                        (_box(0.27, 0.45, -0.8, 0.8), rgb(0.45, 10), -1),    # windscreen
+                        (_box(-0.74, -0.6, -0.72, 0.72), rgb(0.6, 8), -1)]   # rear window
+        elif _has(key, _COURT_KEYS) or "track" in key:
+            t = max(1, int(round(L / 90)))
+            if "track" in key:
+                ops += [(_CIRCLE * [0.8, 0.62], (82.0, 128, 74), -1), (_CIRCLE * [0.8, 0.62], light, t),
+                        (_CIRCLE * [0.92, 0.84], rgb(0.85), t)]
+            elif "diamond" in key:
+                ops += [(np.array([[0, -0.55], [0.55, 0], [0, 0.55], [-0.55, 0]]),
+                         (168.0, 130, 96), -1)]
+            else:
+                ops += [(_box(-0.85, 0.85, -0.8, 0.8), light, t), (_seg(0, -0.8, 0, 0.8), light, 100 + t)]
+                if "tennis" in key or "basketball" in key:
+                    ops += [(_seg(-0.45, 0, 0.45, 0), light, 100 + t)]
+        elif "pool" in key:
+            ops += [(_box(-0.92, 0.92, -0.88, 0.88), (200.0, 225, 230), 1),
+                    (_seg(-0.8, -0.3, 0.8, -0.3), rgb(0.8), 101), (_seg(-0.8, 0.3, 0.8, 0.3), rgb(0.8), 101)]
+        elif _has(key, ("bridge", "overpass", "dam", "expressway")):
+            ops += [(_seg(-1, v, 1, v), rgb(1.2, 10), 101) for v in (-0.75, 0.75)]
+            ops += [(_seg(u, 0, u + 0.1, 0), light, 101) for u in np.arange(-0.95, 0.95, 0.2)]
+        elif "helipad" in key:
+            t = max(1, int(round(L / 25)))
+            ops += [(_CIRCLE * 0.8, light, t), (_seg(-0.3, -0.35, -0.3, 0.35), light, 100 + t),
+                    (_seg(0.3, -0.35, 0.3, 0.35), light, 100 + t), (_seg(-0.3, 0, 0.3, 0), light, 100 + t)]
+        else:  # a roof: two slopes and a ridge
+            ops += [(_box(-1, 1, 0, 1), rgb(0.84), -1),
+                    (_seg(-1, 0, 1, 0), rgb(1.15, 8), 100 + max(1, int(round(W / 25))))]
+    elif shape == "ellipse":
+        if "roundabout" in key:
+            ops += [(_CIRCLE * 0.5, (84.0, 122, 70), -1)]
+        else:
+            ops += [(_CIRCLE * 0.86, rgb(0.72), max(1, int(round(L / 16)))),
+                    (_CIRCLE * 0.16, rgb(0.8), -1)]
+    elif shape == "cross":
+        ops += [(_box(-1, 0.9, -0.1, 0.1), rgb(1.05, 3), -1), (_box(0.78, 0.9, -0.05, 0.05), rgb(0.3), -1)]
+        ops += [(_box(0.08, 0.22, v - 0.05, v + 0.05), rgb(0.55), -1) for v in (-0.55, -0.3, 0.3, 0.55)]
+    elif shape == "ship":
+        ops += [(_box(-0.7, -0.35, -0.55, 0.55), rgb(1.0, 45) if lum < 150 else rgb(0.7), -1)]
+        ops += [(_box(u, u + 0.1, -0.5, 0.5), rgb(0.75), -1)
+                for u in np.linspace(-0.2, 0.45, int(r2.integers(2, 5)))]
+        ops += [(_seg(-1, 0, 0.9, 0), rgb(0.85), 101)]
+    return ops
+
+
+def _paint(o: Dict[str, Any], m: InstanceMask, img: np.ndarray, base: np.ndarray,
+           sun: float, r2: np.random.Generator) -> None:
+    """Paints one object on its mask: its base colour, sun shading and details."""
+    import cv2
+
+    x0, y0, x1, y1 = m.box
+    L, W = o["length"], o["width"]
+    cx, cy, ang = o["cx"], o["cy"], o.get("draw_angle", o["angle"])
+    # sun shading: the side facing the sun is brighter
+    g = r2.uniform(0.05, 0.14) / (max(L, W) / 2)
+    gx = np.arange(x0 + 0.5 - cx, x1 - cx, dtype=np.float32)[: x1 - x0] * np.float32(
+        -g * math.cos(sun))
+    gy = np.arange(y0 + 0.5 - cy, y1 - cy, dtype=np.float32)[: y1 - y0, None] * np.float32(
+        -g * math.sin(sun)) + np.float32(1.0)
+    shade = gx + gy
+    tex = cv2.merge([cv2.convertScaleAbs(shade, alpha=float(v)) for v in base])
+    if m.area >= 40:
+        ops = _details(o["label"].lower(), o["shape"], L, W, base, r2)
+        if ops:
+            c, s = math.cos(ang), math.sin(ang)
+            rot = np.array([[c, s], [-s, c]])
+            pts = np.concatenate([p for p, _, _ in ops]) * [L / 2, W / 2]
+            pts = np.round((pts @ rot + [cx - x0 - 0.5, cy - y0 - 0.5]) * 16).astype(np.int32)
+            i = 0
+            for p, colour, t in ops:
+                q = pts[i:i + len(p)]
+                i += len(p)
+                if t < 0:
+                    cv2.fillPoly(tex, [q], colour, cv2.LINE_AA, 4)
+                else:
+                    cv2.polylines(tex, [q], t < 100, colour, t % 100, cv2.LINE_AA, 4)
+    cv2.copyTo(tex, m.mask.view(np.uint8), img[y0:y1, x0:x1])
+
+
+def _sensor(r2: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Blur (optics), noise and a JPEG round trip, as imagery usually went through."""
+    import cv2
+
+    height, width = img.shape[:2]
+    img = cv2.GaussianBlur(img, (5, 5), r2.uniform(0.45, 0.8))
+    raw = np.frombuffer(r2.bytes(height * width), dtype=np.uint8).reshape(height, width)
+    img = cv2.subtract(cv2.add(img, cv2.cvtColor(raw & 7, cv2.COLOR_GRAY2RGB)),
+                       cv2.cvtColor(raw >> 5, cv2.COLOR_GRAY2RGB))  # luminance noise
+    # (channels swapped for the codec: irrelevant for the artefacts, saves two conversions)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(r2.integers(70, 93))])
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    np.bitwise_and(img, 0xFC, out=img)  # quantised: keeps PNGs smaller
+    return img
+
+
+def _wake(r2: np.random.Generator, img: np.ndarray, o: Dict[str, Any]) -> None:
+    """A lighter, translucent trail of churned water behind a moving ship (no object)."""
+    import cv2
+
+    L, W = o["length"], o["width"]
+    wl = r2.uniform(0.8, 2.5) * L
+    local = np.array([[-L / 2, -W * 0.3], [-L / 2, W * 0.3], [-L / 2 - wl, W * 1.1],
+                      [-L / 2 - wl, -W * 1.1]])
+    p = _to_image([local], o["cx"], o["cy"], o.get("draw_angle", o["angle"]))[0]
+    height, width = img.shape[:2]
+    x0, y0 = np.clip(np.floor(p.min(axis=0)).astype(int), 0, [width, height])
+    x1, y1 = np.clip(np.ceil(p.max(axis=0)).astype(int) + 1, 0, [width, height])
+    if x1 <= x0 or y1 <= y0:
+        return
+    crop = img[y0:y1, x0:x1]
+    over = crop.copy()
+    _fill(over, [p], (185.0, 200.0, 200.0), (x0, y0))
+    a = r2.uniform(0.25, 0.5)
+    crop[:] = cv2.addWeighted(over, a, crop, 1 - a, 0)
+
+
+def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: bool,
+            scene: str = "land", camouflage: float = 0.15):
+    """Draws the objects on a generated scene (see the steps above).
+
+    Args:
+        rng: the image's random generator
+        width, height: image size
+        objs: placed objects (``_place``); each gets ``"polys"`` (unless
+            given) and ``"color"`` (its base colour)
+        gt_masks: return the masks (else a list of None)
+        scene: ``"land"`` or ``"sea"`` (mostly water; ships get wakes)
+        camouflage: probability that an object's colour is taken close to the
+            ground under it
+
+    Returns:
+        ``(RGB image, instance id map, per-object masks)``; a pixel belongs to
+        an object when its centre is inside the object's polygons, and the
+        object's mask is exactly the pixels painted for it.
+    """
+    import cv2
+
+    low, fine = _legacy_draws(rng, width, height)
+    legacy = []
+    for o in objs:
+        if "polys" not in o:
+            local = _local_polygons(o["shape"], o["length"], o["width"])
+            o["polys"] = _to_image(local, o["cx"], o["cy"], o["angle"])
+        legacy.append(o.get("color") or _object_color(rng))
+    r2 = rng.spawn(1)[0]  # does not advance rng
+
+    sun = r2.uniform(0, 2 * math.pi)
+    k_sun = r2.uniform(0.5, 1.1)
+    img, patch, types = _land_cover(r2, width, height, low, fine, scene)
+    _roads(r2, img, scene)
+    clutter = _Clutter(r2, width, height, patch, types, sun)
+    shade = np.zeros((height, width), dtype=np.uint8)
+    clutter.shadows(shade, k_sun)
+    d = np.array([math.cos(sun), math.sin(sun)])
+    for o in objs:
+        a, b = _height_factors(o["label"], o["shape"])
+        h = (a * o["length"] + b * o["width"]) * k_sun
+        if h > 0.5:
+            _fill(shade, [_sweep(p, d * h) for p in o["polys"]], 1)
+    tint = tuple(float(v) for v in np.array([0.5, 0.54, 0.62]) * r2.uniform(0.8, 1.15))
+    cv2.copyTo(cv2.multiply(img, tint + (0.0,)), shade, img)
+    clutter.draw(img)
+    if scene == "sea":
+        for o in objs:
+            if o["shape"] == "ship" and r2.uniform() < 0.6:
+                _wake(r2, img, o)
+
+    ids = np.zeros((height, width), dtype=np.uint16)
+    masks: List[Optional[InstanceMask]] = []
+    for k, (o, leg) in enumerate(zip(objs, legacy), start=1):
+        m = _shape_mask(o, width, height)
+        if m is None:
+            o["color"] = tuple(leg)
+        else:
+            x0, y0, x1, y1 = m.box
+            if o.get("color") is not None:
+                base = np.asarray(o["color"], dtype=float)
+            elif r2.uniform() < camouflage:
+                under = np.array(cv2.mean(img[y0:y1, x0:x1], m.mask.view(np.uint8))[:3])
+                base = under + r2.normal(0, 5, 3) + r2.choice([-1.0, 1.0]) * r2.uniform(8, 24)
+            else:
+                base = _material(o["label"], leg, r2)
+            o["color"] = tuple(int(v) for v in np.clip(np.round(base), 0, 255))
+            _paint(o, m, img, np.array(o["color"], dtype=float), sun, r2)
+            np.copyto(ids[y0:y1, x0:x1], k, where=m.mask)
+        masks.append(m if gt_masks else None)
+    return _sensor(r2, img), ids, masks
 
 
 def _place(rng, n: int, width: int, height: int, labels: Sequence[str],
@@ -258,48 +760,21 @@ def _place(rng, n: int, width: int, height: int, labels: Sequence[str],
     return out
 
 
-def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: bool):
-    """Draws the objects; returns (RGB image, instance id map, per-object masks).
+def _write_image(path: str, rgb: np.ndarray, photo: bool = False) -> None:
+    """Writes an RGB (or label) image; ``photo``: a rendered scene, not a mask.
 
-    A pixel belongs to an object when its centre is inside the object's
-    polygons (see :func:`fiftyone_samrs.formats._common.rasterize`).
+    PNG settings are chosen for speed: masks compress well with run lengths,
+    scenes (noisy, no runs) with a horizontal filter and Huffman coding only.
     """
-    import cv2
-
-    img = _background(rng, width, height)
-    ids = np.zeros((height, width), dtype=np.uint16)
-    masks: List[Optional[InstanceMask]] = []
-    for k, o in enumerate(objs, start=1):
-        if "polys" not in o:
-            local = _local_polygons(o["shape"], o["length"], o["width"])
-            o["polys"] = _to_image(local, o["cx"], o["cy"], o["angle"])
-        color = o.get("color") or _object_color(rng)
-        o["color"] = color
-        m = _shape_mask(o, width, height)
-        if m is not None:
-            x0, y0, x1, y1 = m.box
-            img[y0:y1, x0:x1][m.mask] = color
-            ids[y0:y1, x0:x1][m.mask] = k
-        masks.append(m if gt_masks else None)
-        if m is not None:
-            # inner detail of another shade, kept inside the shape's mask
-            inner = _local_polygons("rect" if o["shape"] != "ellipse" else "ellipse",
-                                    o["length"] * 0.45, o["width"] * 0.35)
-            inner = _to_image(inner, o["cx"], o["cy"], o["angle"])
-            canvas = np.zeros(m.mask.shape, dtype=np.uint8)
-            pts = [np.round((p - [x0 + 0.5, y0 + 0.5]) * 16).astype(np.int32) for p in inner]
-            cv2.fillPoly(canvas, pts, 1, lineType=cv2.LINE_8, shift=4)
-            shade = tuple(int(v * 0.6) for v in color)
-            img[y0:y1, x0:x1][(canvas > 0) & m.mask] = shade
-    return img, ids, masks
-
-
-def _write_image(path: str, rgb: np.ndarray) -> None:
     import cv2
 
     params: List[int] = []
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".png":
+    if ext == ".png" and photo:
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
+                  cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY, cv2.IMWRITE_PNG_FILTER,
+                  cv2.IMWRITE_PNG_FILTER_SUB]
+    elif ext == ".png":
         params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
                   cv2.IMWRITE_PNG_STRATEGY_RLE]
     elif ext in (".jpg", ".jpeg"):
@@ -395,7 +870,7 @@ def make_dota_tree(
         objs = _place(rng, n_objects, width, height, labels)
         img, ids, masks = _render(rng, width, height, objs, gt_masks)
         img_path = os.path.join(base, "images", stem + ".png")
-        _write_image(img_path, img)
+        _write_image(img_path, img, photo=True)
         gsd = round(float(rng.uniform(0.1, 1.0)), 6)
         imagesource = "GoogleEarth" if i % 2 == 0 else "GF2"
         lines = ["imagesource:%s" % imagesource, "gsd:%s" % gsd]
@@ -512,9 +987,10 @@ def make_hrsc_tree(
             ang = o["angle"] + (0.0 if o["bow_front"] else math.pi)
             local = _local_polygons("ship", o["length"], o["width"])
             o["polys"] = _to_image(local, o["cx"], o["cy"], ang)
-        img, _, masks = _render(rng, width, height, objs, gt_masks=True)
+            o["draw_angle"] = ang
+        img, _, masks = _render(rng, width, height, objs, gt_masks=True, scene="sea")
         img_path = os.path.join(full, "AllImages", img_id + ".bmp")
-        _write_image(img_path, img)
+        _write_image(img_path, img, photo=True)
         seg = np.zeros((height, width, 3), dtype=np.uint8)
         gt_objs = []
         xml_objs = []
@@ -676,7 +1152,7 @@ def make_dior_tree(
         objs = _place(rng, n_objects, width, height, DIOR_RAW_NAMES)
         img, _, masks = _render(rng, width, height, objs, gt_masks)
         img_path = os.path.join(root, folder, stem + ".jpg")
-        _write_image(img_path, img)
+        _write_image(img_path, img, photo=True)
         gt_objs, h_xml, o_xml = [], [], []
         for o, m in zip(objs, masks):
             q = np.round(_rbox_quad(o))
@@ -809,7 +1285,7 @@ def make_fair1m_tree(
         objs = _place(rng, n_objects, width, height, raw_names)
         img, _, masks = _render(rng, width, height, objs, gt_masks)
         img_path = os.path.join(base, "images", stem + ".tif")
-        _write_image(img_path, img)
+        _write_image(img_path, img, photo=True)
         gt_objs, xml_objs = [], []
         for o, m in zip(objs, masks):
             q = np.round(_rbox_quad(o), 6)

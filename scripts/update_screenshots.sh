@@ -25,5 +25,6 @@ if [ ${#shots[@]} -eq 0 ]; then
     exit 1
 fi
 mkdir -p docs/img
+rm -f docs/img/[0-9][0-9]-*.png   # the previous set (names may have changed)
 cp "${shots[@]}" docs/img/
 echo "[screenshots] copied ${#shots[@]} screenshots to docs/img/"

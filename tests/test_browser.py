@@ -4,10 +4,13 @@ driven by Playwright in Debian's headless Chromium.
 The App server runs in a subprocess on a free localhost port, on the same
 database as this test (``FIFTYONE_DATABASE_URI`` of this process's mongod, the
 test's ``FIFTYONE_DATABASE_NAME``) and with ``FIFTYONE_PLUGINS_DIR`` holding a
-link to the plugin. The test opens a generated DOTA dataset (with iSAID GT
-masks), finds the plugin's operators in the operator browser, runs "Run SAM"
-with the tiny random SAM immediately, sees the new fields in the sidebar,
-evaluates the masks (which opens the ``low_iou`` view) and opens the QA panel.
+link to the plugin. The App opens on a generated DOTA dataset; everything
+after that happens in the App, as a user would do it: find the plugin's
+operators in the operator browser, import a generated HRSC2016 folder (which
+opens the new dataset), run "Run SAM" with the tiny random SAM immediately and
+see the new fields in the sidebar, evaluate the masks against HRSC's GT masks
+(which loads the ``low_iou`` view), open the QA panel, export a SAMRS tree,
+and see a failing run explain itself.
 
 Screenshots go to ``test-artifacts/screenshots/`` (``scripts/update_screenshots.sh``
 copies them to ``docs/img/`` for the README). Playwright never downloads a
@@ -85,24 +88,37 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Three DOTA images with H-Boxes, rotated boxes and iSAID GT masks."""
+    """The dataset the App opens on: three generated DOTA images."""
     import fiftyone as fo
     import fiftyone_samrs as fsr
     from fiftyone_samrs.synthetic import make_dota_tree
 
     root = tmp_path_factory.mktemp("dota")
-    make_dota_tree(str(root), n_images=3, n_objects=5, size=(480, 360), seed=11,
-                   with_isaid=True)
-    name = "samrs-browser-" + uuid.uuid4().hex[:6]
+    make_dota_tree(str(root), n_images=3, n_objects=5, size=(480, 360), seed=11)
+    name = "samrs-browser-dota-" + uuid.uuid4().hex[:6]
     ds = fsr.load_dota(str(root), name=name, persistent=True, progress=False)
-    fsr.load_isaid_masks(ds, str(root / "iSAID"), progress=False)
     yield ds
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
 
 
 @pytest.fixture(scope="module")
-def app_url(chromium_path, dataset, tmp_path_factory):
+def hrsc(tmp_path_factory):
+    """A generated HRSC2016 folder to import from the App, and the dataset name to use."""
+    import fiftyone as fo
+    from fiftyone_samrs.synthetic import make_hrsc_tree
+
+    root = tmp_path_factory.mktemp("hrsc")
+    make_hrsc_tree(str(root), n_images=3, n_objects=3, size=(480, 320), seed=4)
+    name = "samrs-browser-hrsc-" + uuid.uuid4().hex[:6]
+    state = {"root": str(root), "name": name, "dataset": None}
+    yield state
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+
+
+@pytest.fixture(scope="module")
+def app_url(chromium_path, dataset, hrsc, tmp_path_factory):
     """The App server with the plugin, in a subprocess; stopped afterwards."""
     plugins_dir = tmp_path_factory.mktemp("plugins")
     os.symlink(REPO, plugins_dir / "samrs", target_is_directory=True)
@@ -162,28 +178,27 @@ def page(app_url, chromium_path):
 
 
 def shot(page, name):
+    page.wait_for_timeout(700)  # dialogs fade in
     page.screenshot(path=str(SHOTS / name))
 
 
 @pytest.fixture(autouse=True)
 def screenshot_on_failure(request):
     """Keeps what the browser showed when a test failed (``failed-<test>.png``)."""
+    failed_before = request.session.testsfailed
     yield
-    report = getattr(request.node, "rep_call", None)
-    if "page" in request.fixturenames:
-        pg = request.getfixturevalue("page")
-        if request.session.testsfailed:
-            try:
-                pg.screenshot(path=str(SHOTS / ("failed-%s.png" % request.node.name)))
-                (SHOTS / ("failed-%s.html" % request.node.name)).write_text(pg.content())
-            except Exception:  # noqa: BLE001 - best effort
-                pass
+    if "page" in request.fixturenames and request.session.testsfailed > failed_before:
+        try:
+            pg = request.getfixturevalue("page")
+            pg.screenshot(path=str(SHOTS / ("failed-%s.png" % request.node.name)))
+            (SHOTS / ("failed-%s.html" % request.node.name)).write_text(pg.content())
+        except Exception:  # noqa: BLE001 - best effort
+            pass
 
 
 def open_operator(page, label):
     """Opens the operator browser with the ` key and picks ``label``."""
     page.keyboard.press("Escape")
-    page.locator("body").click(position={"x": 5, "y": 880})
     page.keyboard.press("`")
     search = page.get_by_placeholder("Search operations by name...")
     search.wait_for()
@@ -191,11 +206,18 @@ def open_operator(page, label):
     page.get_by_text(label, exact=True).click()
 
 
-def test_run_sam_from_the_app(page, app_url, dataset, checkpoint):
-    # the App opens on the dataset, with its label fields in the sidebar
+def _input_after(page, label):
+    """The input that follows a form label."""
+    return page.locator("xpath=//*[text()='%s']/following::input[1]" % label)
+
+
+def test_import_and_run_sam_in_the_app(page, app_url, dataset, hrsc, checkpoint):
+    import fiftyone as fo
+
+    # the App opens on a dataset, with its label fields in the sidebar
     page.goto("%s/datasets/%s" % (app_url, dataset.name), wait_until="load")
     page.get_by_text("hbb", exact=True).first.wait_for()
-    page.get_by_text("gt_masks", exact=True).first.wait_for()
+    page.get_by_text("obb", exact=True).first.wait_for()
     dismiss = page.get_by_text("Dismiss", exact=True)
     if dismiss.count():
         dismiss.first.click()
@@ -211,58 +233,71 @@ def test_run_sam_from_the_app(page, app_url, dataset, checkpoint):
         page.get_by_text(label, exact=True).wait_for()
     shot(page, "02-operator-browser.png")
 
-    # the import form
+    # Import: an HRSC2016 folder (it has GT masks); the new dataset opens
     page.get_by_text("SAMRS: Import dataset", exact=True).click()
     page.get_by_text("Dataset folder", exact=True).wait_for()
-    page.get_by_text("Tile large images", exact=True).wait_for()
+    page.get_by_text("DOTA (v1.0 / v1.5 / v2.0)", exact=True).click()
+    page.get_by_role("option", name="HRSC2016").click()
+    page.get_by_text("Import GT masks", exact=True).wait_for()
+    _input_after(page, "Dataset folder").fill(hrsc["root"])
+    _input_after(page, "Dataset name").fill(hrsc["name"])
+    execute = page.get_by_role("button", name="Execute")
+    page.get_by_text("Required property", exact=True).first.wait_for(state="hidden")
     shot(page, "03-import-form.png")
-    page.get_by_role("button", name="Cancel").click()
+    execute.click()
+    page.get_by_text("Imported 3 samples", exact=False).first.wait_for(timeout=60000)
+    page.get_by_text("gt_masks", exact=True).first.wait_for()
+    shot(page, "04-import-done.png")
+    page.get_by_role("button", name="Done").click()
+    assert page.url.endswith("/datasets/%s" % hrsc["name"])
+    ds = fo.load_dataset(hrsc["name"])
+    hrsc["dataset"] = ds
+    assert len(ds) == 3 and ds.count("gt_masks.detections") == 9
 
-    # Run SAM with the tiny checkpoint, immediately, on the current view
+    # Run SAM with the tiny checkpoint, immediately, on the dataset
     open_operator(page, "SAMRS: Run SAM")
     page.get_by_text("Checkpoint file (optional)", exact=True).wait_for()
-    page.locator("xpath=//*[text()='Checkpoint file (optional)']/following::input[1]").fill(
-        checkpoint)
+    _input_after(page, "Checkpoint file (optional)").fill(checkpoint)
     page.get_by_text("Run in the background (delegated)", exact=True).click()
     execute = page.get_by_role("button", name="Execute")
     execute.wait_for()
-    shot(page, "04-run-sam-form.png")
+    shot(page, "05-run-sam-form.png")
     execute.click()
     page.get_by_text("samples segmented", exact=False).first.wait_for(timeout=90000)
     page.get_by_text("sam_seg", exact=True).first.wait_for()
-    shot(page, "05-run-sam-done.png")
+    shot(page, "06-run-sam-done.png")
     page.get_by_role("button", name="Done").click()
     page.get_by_text("sam", exact=True).first.wait_for()
     page.wait_for_timeout(1500)
-    shot(page, "06-sam-in-sidebar.png")
+    shot(page, "07-sam-in-sidebar.png")
 
-    dataset.reload()
-    assert dataset.count("sam.detections") == dataset.count("hbb.detections") == 15
-    assert len(dataset.exists("sam_seg")) == 3
+    ds.reload()
+    assert ds.count("sam.detections") == ds.count("hbb.detections") == 9
+    assert len(ds.exists("sam_seg")) == 3
 
 
-def test_evaluate_and_qa_panel_in_the_app(page, app_url, dataset):
-    if "sam" not in dataset.get_field_schema():
-        pytest.skip("needs the masks of test_run_sam_from_the_app")
+def test_evaluate_qa_panel_and_export_in_the_app(page, app_url, hrsc, tmp_path):
+    ds = hrsc["dataset"]
+    if ds is None or "sam" not in ds.get_field_schema():
+        pytest.skip("needs the masks of test_import_and_run_sam_in_the_app")
 
     # Evaluate masks: ends by loading the low_iou saved view
     open_operator(page, "SAMRS: Evaluate masks")
     page.get_by_text("Low-IoU threshold", exact=True).wait_for()
-    shot(page, "07-evaluate-form.png")
+    shot(page, "08-evaluate-form.png")
     page.get_by_role("button", name="Execute").click()
     page.get_by_text("mIoU_I", exact=False).first.wait_for(timeout=60000)
-    shot(page, "08-evaluate-done.png")
+    shot(page, "09-evaluate-done.png")
     page.get_by_role("button", name="Done").click()
     # the view bar now holds the low_iou view's stages
     page.locator("input[data-cy='input-view-stage'][value='Match']").first.wait_for()
     page.locator("input[data-cy='input-view-stage'][value='SortBy']").first.wait_for()
     page.get_by_text("eval_iou_i", exact=True).first.wait_for()
     page.wait_for_timeout(1500)
-    (SHOTS / "page.html").write_text(page.content())
-    shot(page, "09-low-iou-view.png")
+    shot(page, "10-low-iou-view.png")
     assert page.get_by_text("does not exist", exact=False).count() == 0
-    dataset.reload()
-    assert "low_iou" in dataset.list_saved_views()
+    ds.reload()
+    assert "low_iou" in ds.list_saved_views()
 
     # the QA panel, from the "+" of the panel tabs
     page.locator("[data-cy='new-panel-btn'], [title='New panel']").first.click()
@@ -270,10 +305,34 @@ def test_evaluate_and_qa_panel_in_the_app(page, app_url, dataset):
     page.get_by_text("Open low-IoU samples", exact=True).wait_for()
     page.get_by_text("mIoU_P", exact=False).first.wait_for()
     page.wait_for_timeout(1500)
-    shot(page, "10-qa-panel.png")
+    shot(page, "11-qa-panel.png")
 
-    # the export form
+    # Export the low_iou view (the current view) as a SAMRS tree
+    out = tmp_path / "samrs-export"
     open_operator(page, "SAMRS: Export")
     page.get_by_text("Export folder", exact=True).wait_for()
-    shot(page, "11-export-form.png")
-    page.get_by_role("button", name="Cancel").click()
+    _input_after(page, "Export folder").fill(str(out))
+    page.wait_for_timeout(1000)
+    shot(page, "12-export-form.png")
+    page.get_by_role("button", name="Execute").click()
+    page.get_by_text("Exported (samrs)", exact=False).first.wait_for(timeout=60000)
+    shot(page, "13-export-done.png")
+    page.get_by_role("button", name="Done").click()
+    assert len(list((out / "gray").glob("*.png"))) == len(ds.load_saved_view("low_iou"))
+    assert (out / "annotations.json").is_file()
+
+
+def test_errors_are_shown_in_the_app(page, app_url, hrsc, tmp_path):
+    """A run that fails in the App says why (here: the checkpoint file is missing)."""
+    if hrsc["dataset"] is None:
+        pytest.skip("needs the dataset of test_import_and_run_sam_in_the_app")
+    missing = str(tmp_path / "missing_sam_checkpoint.pth")
+    open_operator(page, "SAMRS: Run SAM")
+    page.get_by_text("Checkpoint file (optional)", exact=True).wait_for()
+    _input_after(page, "Checkpoint file (optional)").fill(missing)
+    page.get_by_text("Run in the background (delegated)", exact=True).click()
+    page.get_by_role("button", name="Execute").click()
+    page.get_by_text("The operation failed.", exact=True).wait_for(timeout=60000)
+    page.get_by_text(missing, exact=False).first.wait_for()
+    shot(page, "14-run-sam-error.png")
+    page.get_by_role("button", name="Done").click()

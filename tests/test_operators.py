@@ -65,9 +65,10 @@ def execute(operator, dataset=None, view=None, **params):
     return foo.execute_operator("%s/%s" % (PLUGIN, operator), ctx=ctx)
 
 
-def execute_collect(operator, dataset=None, view=None, **params):
+def execute_collect(operator, dataset=None, view=None, _into=None, **params):
     """Runs a generator operator as the App does and returns what it sends
-    back: a list of ``(operator_uri, params)`` invocation requests."""
+    back: a list of ``(operator_uri, params)`` invocation requests (also
+    appended to ``_into`` as they come, for operators that raise)."""
     from fiftyone.operators.executor import _parse_ctx, execute_or_delegate_operator
 
     ctx = {"params": params}
@@ -82,12 +83,14 @@ def execute_collect(operator, dataset=None, view=None, **params):
                                                     exhaust=False)
         result.raise_exceptions()
         assert result.is_generator
-        return [m for m in result.result if m is not None]
+        out = [] if _into is None else _into
+        for m in result.result:
+            if m is not None:
+                json.dumps(m.to_json())  # the App receives JSON lines: all must serialise
+                out.append((m.body.operator_uri, m.body.params))
+        return out
 
-    messages = asyncio.run(go())
-    for m in messages:
-        json.dumps(m.to_json())  # the App receives JSON lines: everything must serialise
-    return [(m.body.operator_uri, m.body.params) for m in messages]
+    return asyncio.run(go())
 
 
 def _progress(messages):
@@ -251,6 +254,15 @@ def test_run_sam_errors_are_clear(dota, tmp_path):
     with pytest.raises(ExecutionError, match="does not exist"):
         execute("import_dataset", format="dota", dataset_dir=str(tmp_path / "nowhere"),
                 name=_name("x"), delegate=False)
+    # in the App (the streamed generator) the error is shown before it is raised
+    shown = []
+    with pytest.raises(Exception, match="no_such_checkpoint.pth"):
+        execute_collect("run_sam", dataset=dataset, checkpoint=missing, label_field="sam_bad",
+                        delegate=False, _into=shown)
+    notes = _only(shown, "notify")
+    assert notes and notes[0]["variant"] == "error" and "no_such_checkpoint.pth" in notes[0][
+        "message"]
+    assert "The operation failed" in _only(shown, "show_output")[-1]["results"]["summary"]
     # an existing name without overwrite is refused by the form
     with pytest.raises(ExecutionError, match="name"):
         execute("import_dataset", format="dota", dataset_dir=dota["root"], name=dataset.name,

@@ -10,3 +10,24 @@
 
 Submodules import torch; import them explicitly.
 """
+
+import sys as _sys
+import types as _types
+
+
+class _SegmentPackage(_types.ModuleType):
+    """``fiftyone_samrs.segment`` is both this subpackage and the SDK call.
+
+    Importing a subpackage binds its module to the parent package's
+    attribute of the same name, which would hide the ``fsr.segment(view, ...)``
+    function. Calling the package forwards to
+    :func:`fiftyone_samrs.pipeline.segment`, so both uses work.
+    """
+
+    def __call__(self, *args, **kwargs):
+        from ..pipeline import segment
+
+        return segment(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _SegmentPackage

@@ -7,6 +7,7 @@ App progress.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
@@ -93,8 +94,7 @@ def label_fields(sample_collection, *doc_types) -> List[str]:
 
 
 def field_choice(inputs, name: str, choices: List[str], default: Optional[str], label: str,
-                 description: str, required: bool = True, none_label: Optional[str] = None,
-                 ctx=None):
+                 description: str, required: bool = True, none_label: Optional[str] = None):
     """A dropdown over ``choices``; ``none_label`` adds an empty choice ("" = none).
 
     When a required field has no choice at all, the property is shown invalid
@@ -194,10 +194,6 @@ def progress_message(ctx, fraction: Optional[float], label: Optional[str]):
     return ctx.ops.set_progress(label=label, progress=fraction)
 
 
-class TaskError(RuntimeError):
-    """An SDK call of an operator failed; the message is shown in the App."""
-
-
 def run_with_progress(ctx, fn: Callable[[Report], Any], poll: float = 0.5) -> Generator:
     """Runs ``fn(report)`` in a worker thread and relays its progress.
 
@@ -205,6 +201,10 @@ def run_with_progress(ctx, fn: Callable[[Report], Any], poll: float = 0.5) -> Ge
     Use as ``result = yield from run_with_progress(ctx, fn)`` inside a
     generator ``execute``: progress reaches the App while the work runs
     (immediate execution) or is recorded on the delegated operation.
+
+    If the App goes away mid-run (the generator is closed), the worker
+    thread finishes its current SDK call on its own; nothing is lost, since
+    the SDK writes results as it goes.
 
     Returns:
         what ``fn`` returned
@@ -306,7 +306,7 @@ def execute_generator(ctx, generator):
     as the result of the delegated operation.
     """
     if not ctx.delegated:
-        return generator
+        return _reporting_errors(ctx, generator)
     while True:
         try:
             next(generator)
@@ -314,9 +314,23 @@ def execute_generator(ctx, generator):
             return stop.value
 
 
+def _reporting_errors(ctx, generator) -> Generator:
+    """Runs an operator's generator in the App; on an exception, shows it
+    (notification + the output panel) before raising it, so the App does not
+    just stop at its last progress message."""
+    try:
+        return (yield from generator)
+    except Exception as e:  # noqa: BLE001 - shown, then re-raised
+        message = "%s: %s" % (type(e).__name__, e)
+        yield ctx.ops.notify(message, variant="error")
+        yield ctx.ops.show_output(markdown_output("Error").to_json(),
+                                  {"summary": "**The operation failed.**\n\n```\n%s\n```"
+                                              % message})
+        raise
+
+
 def markdown_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     """A Markdown table; floats get 4 decimals, None/NaN a dash."""
-    import math
 
     def cell(v):
         if v is None or (isinstance(v, float) and math.isnan(v)):

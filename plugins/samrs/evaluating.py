@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_samrs.qa import LOW_IOU_VIEW
+
 from . import common
 from .segmenting import add_model_inputs, model_kwargs, prompt_names
-
-LOW_IOU_VIEW = "low_iou"  # fiftyone_samrs.qa.LOW_IOU_VIEW
-SUSPICIOUS_VIEW = "suspicious_masks"  # fiftyone_samrs.qa.SUSPICIOUS_VIEW
 
 
 def _mask_fields(view) -> List[str]:

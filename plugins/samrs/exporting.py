@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import List, Union
 
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -26,7 +26,7 @@ def _subsets() -> List[str]:
     return list(SUBSETS)
 
 
-def resolve_class_choice(ctx, view) -> Union[str, List[str], None]:
+def resolve_class_choice(ctx) -> Union[str, List[str], None]:
     """The class list chosen: a subset name, a custom list, or None (the dataset's)."""
     choice = common.param_str(ctx, "classes", "")
     if choice == CUSTOM:
@@ -105,6 +105,9 @@ class ExportDataset(foo.Operator):
         common.add_execution_mode(ctx, inputs, default_delegate=False, target=target)
         return types.Property(inputs, view=types.View(label="Export segmentation"))
 
+    def resolve_run_name(self, ctx):
+        return "export_dataset(%s)" % common.param_str(ctx, "format", "samrs")
+
     def resolve_delegation(self, ctx):
         return common.resolve_delegation(ctx, default_delegate=False,
                                          target_fn=lambda: ctx.target_view())
@@ -126,7 +129,7 @@ class ExportDataset(foo.Operator):
         label_field = common.param_str(ctx, "label_field", "sam")
         if label_field not in view.get_field_schema():
             raise ValueError("the view has no field %r" % label_field)
-        classes = resolve_class_choice(ctx, view)
+        classes = resolve_class_choice(ctx)
         overwrite = bool(ctx.params.get("overwrite", False))
 
         def work(report):
@@ -157,4 +160,4 @@ class ExportDataset(foo.Operator):
 def _summary(result, fmt: str, export_dir: str) -> str:
     summary = getattr(result, "summary", None)
     text = summary() if callable(summary) else (summary or str(result))
-    return "Exported (%s) to %s\n\n%s" % (fmt, export_dir, text)
+    return "Exported (%s) to `%s`\n\n```\n%s\n```" % (fmt, export_dir, text)

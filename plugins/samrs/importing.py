@@ -124,6 +124,10 @@ class ImportDataset(foo.Operator):
     def resolve_delegation(self, ctx):
         return common.resolve_delegation(ctx, default_delegate=False)
 
+    def resolve_run_name(self, ctx):
+        return "import_dataset(%s)" % (common.param_str(ctx, "name") or
+                                       common.param_str(ctx, "format", "dota"))
+
     def execute(self, ctx):
         return common.execute_generator(ctx, self._execute(ctx))
 

@@ -8,8 +8,10 @@ from typing import Any, Dict, List, Optional
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_samrs.qa import LOW_IOU_VIEW, SUSPICIOUS_VIEW
+
 from . import common
-from .evaluating import LOW_IOU_VIEW, SUSPICIOUS_VIEW, results_markdown
+from .evaluating import results_markdown
 
 HIST_BINS = 20
 

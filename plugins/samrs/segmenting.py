@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+import time
+from typing import Any, Dict, List
 
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -22,19 +23,13 @@ MODELS = [
     ("vit_b", "ViT-B (sam_vit_b_01ec64.pth)"),
 ]
 DEVICES = ["auto", "cuda", "cpu", "mps"]
-DEFAULT_PROMPTS = ["auto", "hbox", "rhbox", "cp", "hbox+cp", "hbox_m", "rbox_m",
-                   "rhbox+rbox_m"]
 
 
 def prompt_names() -> List[str]:
-    """``auto`` first, then the paper's Table 1 configurations (the engine's list)."""
-    try:
-        from fiftyone_samrs.prompts import TABLE1
+    """``auto`` first, then the paper's Table 1 configurations."""
+    from fiftyone_samrs.prompts import TABLE1
 
-        names = ["auto"] + [n for n in TABLE1 if n != "auto"]
-    except Exception:  # noqa: BLE001 - the engine is optional for the form
-        names = list(DEFAULT_PROMPTS)
-    return names
+    return ["auto"] + [n for n in TABLE1 if n != "auto"]
 
 
 def add_model_inputs(ctx, inputs, with_backend: bool = True) -> None:
@@ -168,6 +163,13 @@ class RunSam(foo.Operator):
         return common.markdown_output("Run SAM")
 
 
+def engine_name(model: Dict[str, Any]) -> str:
+    """How a run's backend is named in summaries."""
+    if model["backend"] != "sam":
+        return model["backend"]
+    return "SAM %s" % (model.get("checkpoint") or model.get("model") or "")
+
+
 def segment_in_chunks(view, model: Dict[str, Any], kwargs: Dict[str, Any], report,
                       n_chunks: int = 20) -> Dict[str, Any]:
     """Runs ``fsr.segment`` chunk by chunk over ``view`` with one loaded engine.
@@ -191,22 +193,28 @@ def segment_in_chunks(view, model: Dict[str, Any], kwargs: Dict[str, Any], repor
                           **extra)
     size = max(kwargs["batch_size"], int(math.ceil(len(ids) / float(n_chunks))))
     totals = {"processed": 0, "skipped": 0, "boxes": 0, "empty": 0, "unknown": 0}
-    last = None
+    seg_dir = None
+    t0 = time.time()
     for start in range(0, len(ids), size):
         chunk = view.select(ids[start:start + size], ordered=True)
         # model/checkpoint are passed for the run record; the engine is reused
-        last = segment(chunk, engine=engine, progress=False, **model, **kwargs)
-        for key, attr in (("processed", "samples_processed"), ("skipped", "samples_skipped"),
-                          ("boxes", "boxes"), ("empty", "empty_masks"),
-                          ("unknown", "unknown_labels")):
-            value = getattr(last, attr, 0) or 0
-            totals[key] += value if isinstance(value, (int, float)) else len(value)
+        result = segment(chunk, engine=engine, progress=False, **model, **kwargs)
+        totals["processed"] += result.samples_processed
+        totals["skipped"] += result.samples_skipped
+        totals["boxes"] += result.boxes
+        totals["empty"] += result.empty_masks
+        totals["unknown"] += sum(result.unknown_labels.values())
+        seg_dir = result.seg_dir
         done = min(start + size, len(ids))
         report(done / float(len(ids)), "segmented %d/%d samples (%d boxes)"
                % (done, len(ids), totals["boxes"]))
-    summary = ("SAM (%s): %d samples segmented, %d skipped (already done), %d boxes, "
-               "%d empty masks" % (model["backend"], totals["processed"], totals["skipped"],
-                                   totals["boxes"], totals["empty"]))
+    summary = ("%s: %d samples segmented, %d skipped (already done), %d boxes, "
+               "%d empty masks, %.1f s" % (engine_name(model), totals["processed"],
+                                           totals["skipped"], totals["boxes"], totals["empty"],
+                                           time.time() - t0))
     if totals["unknown"]:
-        summary += ", %d labels not in the class list (255 in the PNG)" % totals["unknown"]
+        summary += "; %d objects with labels not in the class list (255 in the PNGs)" % (
+            totals["unknown"])
+    if seg_dir:
+        summary += "\n\nSemantic PNGs: `%s`" % seg_dir
     return {"summary": summary, "samples": len(ids), "totals": totals}
