@@ -317,31 +317,31 @@ def preprocess_shape(height: int, width: int, long_side: int = SAM_INPUT_SIZE) -
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def _cv2_linear_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """The ``(out, in)`` matrix of OpenCV's INTER_LINEAR resize along one axis."""
+def _cv2_linear_taps(in_size: int, out_size: int):
+    """The two taps and weights of OpenCV's INTER_LINEAR resize along one axis."""
     scale = in_size / out_size
-    m = np.zeros((out_size, in_size))
-    for i in range(out_size):
-        fx = (i + 0.5) * scale - 0.5
-        sx = int(np.floor(fx))
-        fx -= sx
-        if sx < 0:
-            sx, fx = 0, 0.0
-        if sx >= in_size - 1:
-            sx, fx = in_size - 1, 0.0
-        m[i, sx] += 1.0 - fx
-        m[i, min(sx + 1, in_size - 1)] += fx
-    return m
+    fx = (np.arange(out_size) + 0.5) * scale - 0.5
+    sx = np.floor(fx).astype(np.int64)
+    fx = fx - sx
+    low = sx < 0
+    sx[low], fx[low] = 0, 0.0
+    high = sx >= in_size - 1
+    sx[high], fx[high] = in_size - 1, 0.0
+    return sx, np.minimum(sx + 1, in_size - 1), 1.0 - fx, fx
 
 
 @lru_cache(maxsize=64)
 def _mask_prompt_matrix(in_size: int, resized: int) -> np.ndarray:
     """``(256, in_size)``: resize to ``resized``, pad to 1024, resize to 256."""
-    a = _cv2_linear_matrix(in_size, resized)  # (resized, in)
-    padded = np.zeros((SAM_INPUT_SIZE, in_size))
-    padded[:resized] = a
-    d = _cv2_linear_matrix(SAM_INPUT_SIZE, SAM_MASK_SIZE)  # (256, 1024)
-    out = d @ padded
+    a0, a1, aw0, aw1 = _cv2_linear_taps(in_size, resized)  # resized -> in
+    d0, d1, dw0, dw1 = _cv2_linear_taps(SAM_INPUT_SIZE, SAM_MASK_SIZE)  # 256 -> 1024
+    out = np.zeros((SAM_MASK_SIZE, in_size))
+    rows = np.arange(SAM_MASK_SIZE)
+    for j, wj in ((d0, dw0), (d1, dw1)):
+        valid = j < resized  # padded rows hold no region
+        r, jv, w = rows[valid], j[valid], wj[valid]
+        np.add.at(out, (r, a0[jv]), w * aw0[jv])
+        np.add.at(out, (r, a1[jv]), w * aw1[jv])
     out.setflags(write=False)
     return out
 

@@ -20,7 +20,7 @@ official layout of its format, and returns the ground truth it drew::
                         "hbox": (x0, y0, x1, y1),       # what the parser must return
                         "shape": "rect" | "ellipse" | "cross" | "ship",
                         "mask": InstanceMask | None,   # the drawn pixels (gt_masks=True)
-                        "color": (r, g, b),            # fill colour in the image
+                        "color": (r, g, b),            # base colour in the image
                         ...format specific keys (see each function)
                     }, ...
                 ],
@@ -28,16 +28,27 @@ official layout of its format, and returns the ground truth it drew::
         ],
     }
 
-Images have a textured background (low-frequency colour field plus blocky
-noise, quantised so PNGs stay small) and each object is a filled shape of its
-own colour with an inner detail of another shade: rotated rectangles for
-vehicles and courts, circles for storage tanks and roundabouts, a cross for
-planes and a pointed hull for ships. The GT mask is exactly the drawn shape,
-so a segmenter's mask is meaningful and differs from a filled box. Objects are
-placed on a jittered grid (one object per cell), so they never overlap.
+Images look like (simplified) aerial imagery, so that segmenting them is a
+real task: land-cover patches (fields with crop rows, forest, soil, concrete,
+water) with hedges and tracks, roads, clutter that is no object (trees,
+unlabelled buildings, spots), cast shadows, and a blur + noise + JPEG
+"sensor". Each object is a shape with a base colour (``"color"``: a material
+of its class, or for some objects a colour close to the ground under them),
+sun shading and class details (windscreens, roof ridges, court lines, decks,
+engines): rotated rectangles for vehicles and courts, circles for storage tanks
+and roundabouts, a cross for planes and a pointed hull for ships. HRSC trees
+are sea scenes (ships get wakes). The GT mask is exactly the pixels painted
+for the object (shadows, wakes and clutter are never in it; the sensor blurs
+its border in the image, not in the mask), so a segmenter's mask is
+meaningful and differs from a filled box. Objects are placed on a jittered
+grid (one object per cell), so they never overlap. A classical GrabCut from
+the H-Box scores roughly 75-90 mIoU on these scenes, filling the box ~52.
 
 Generation is deterministic for a given ``seed`` (each image uses its own
 ``default_rng([seed, index])``, so ``workers`` does not change the output).
+Rendering draws from a child stream of that generator, so the label files
+(placement, classes, ``gsd``, ``difficult``, HRSC ``seg_color``...) of a seed
+are the same as those of the first, flat-colour version of this module.
 Pass ``gt_masks=False`` for large benchmark trees to skip keeping masks.
 """
 
@@ -617,8 +628,9 @@ def _paint(o: Dict[str, Any], m: InstanceMask, img: np.ndarray, base: np.ndarray
     cv2.copyTo(tex, m.mask.view(np.uint8), img[y0:y1, x0:x1])
 
 
-def _sensor(r2: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Blur (optics), noise and a JPEG round trip, as imagery usually went through."""
+def _sensor(r2: np.random.Generator, img: np.ndarray, jpeg: bool = True) -> np.ndarray:
+    """Blur (optics), noise and a JPEG round trip, as imagery usually went through
+    (``jpeg=False``: no round trip, for images written as JPEG anyway)."""
     import cv2
 
     height, width = img.shape[:2]
@@ -626,9 +638,10 @@ def _sensor(r2: np.random.Generator, img: np.ndarray) -> np.ndarray:
     raw = np.frombuffer(r2.bytes(height * width), dtype=np.uint8).reshape(height, width)
     img = cv2.subtract(cv2.add(img, cv2.cvtColor(raw & 7, cv2.COLOR_GRAY2RGB)),
                        cv2.cvtColor(raw >> 5, cv2.COLOR_GRAY2RGB))  # luminance noise
-    # (channels swapped for the codec: irrelevant for the artefacts, saves two conversions)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(r2.integers(70, 93))])
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    quality = int(r2.integers(70, 93))
+    if jpeg:  # (channels swapped for the codec: no matter for the artefacts, saves 2 copies)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     np.bitwise_and(img, 0xFC, out=img)  # quantised: keeps PNGs smaller
     return img
 
@@ -655,7 +668,7 @@ def _wake(r2: np.random.Generator, img: np.ndarray, o: Dict[str, Any]) -> None:
 
 
 def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: bool,
-            scene: str = "land", camouflage: float = 0.15):
+            scene: str = "land", camouflage: float = 0.15, jpeg: bool = True):
     """Draws the objects on a generated scene (see the steps above).
 
     Args:
@@ -667,6 +680,7 @@ def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: 
         scene: ``"land"`` or ``"sea"`` (mostly water; ships get wakes)
         camouflage: probability that an object's colour is taken close to the
             ground under it
+        jpeg: end with a JPEG round trip (False for images saved as JPEG)
 
     Returns:
         ``(RGB image, instance id map, per-object masks)``; a pixel belongs to
@@ -724,7 +738,7 @@ def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: 
             _paint(o, m, img, np.array(o["color"], dtype=float), sun, r2)
             np.copyto(ids[y0:y1, x0:x1], k, where=m.mask)
         masks.append(m if gt_masks else None)
-    return _sensor(r2, img), ids, masks
+    return _sensor(r2, img, jpeg), ids, masks
 
 
 def _place(rng, n: int, width: int, height: int, labels: Sequence[str],
@@ -1150,7 +1164,7 @@ def make_dior_tree(
         split = "test" if i % 3 == 2 else ("train" if i % 2 == 0 else "val")
         folder = "JPEGImages-test" if split == "test" else "JPEGImages-trainval"
         objs = _place(rng, n_objects, width, height, DIOR_RAW_NAMES)
-        img, _, masks = _render(rng, width, height, objs, gt_masks)
+        img, _, masks = _render(rng, width, height, objs, gt_masks, jpeg=False)
         img_path = os.path.join(root, folder, stem + ".jpg")
         _write_image(img_path, img, photo=True)
         gt_objs, h_xml, o_xml = [], [], []

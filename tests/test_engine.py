@@ -125,3 +125,7 @@ def test_input_errors(engine):
         engine.preprocess(img.astype(np.float32))
     with pytest.raises(ValueError, match="HxWx3"):
         engine.preprocess(np.zeros((5, 5, 2), np.uint8))
+    emb = engine.encode([img])[0]
+    other = build_prompts(np.array([[1, 1, 20, 20]], float), None, "hbox", (60, 50))
+    with pytest.raises(ValueError, match="built for a 50x60 image but the embedding is of a 60x50"):
+        engine.decode(emb, other)

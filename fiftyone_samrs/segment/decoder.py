@@ -50,7 +50,7 @@ Window = Tuple[int, int, int, int]  # low-res (r0, r1, c0, c1)
 
 
 class _Heads:
-    """An ``Attention`` module's weights split per head (views, no copies kept stale)."""
+    """An ``Attention`` module's weights split per head (a snapshot of the module)."""
 
     def __init__(self, attn):
         self.m = attn

@@ -40,8 +40,9 @@ class MaskResult:
         mask: the mask over the prompt's region (``InstanceMask``: bool crop
             whose origin is the region's top-left pixel)
         score: SAM's predicted IoU (the confidence)
-        stability: SAM's stability score of the region's logits (offset 1.0);
-            NaN where the backend has none
+        stability: SAM's stability score of the region's logits (offset 1.0;
+            0.0 when no logit of the region exceeds -1); NaN where the
+            backend has none (the baselines)
         empty: whether the mask has no pixel
     """
 
@@ -129,8 +130,11 @@ class SamEngine:
             fp32 elsewhere; see :func:`.models.resolve_dtype`); the decoder
             always runs in fp32
         encoder_batch: images per encoder pass
-        decoder_chunk: prompts per decoder pass (bounds the decoder's memory:
-            about 4 MB per prompt and per (64x64x256) map)
+        decoder_chunk: prompts per decoder call (prompt encoder, decoder,
+            post-processing). The fast decoder further works on a few prompts
+            at a time (``FastMaskDecoder.batch``: 2 on a CPU, 32 on a GPU), so
+            its memory stays small; the reference decoder needs about 40 MB
+            per prompt of the chunk.
         decoder: ``"fast"`` (:class:`.decoder.FastMaskDecoder`) or
             ``"reference"`` (SAM's own mask decoder on the full map)
     """
@@ -255,6 +259,12 @@ class SamEngine:
             one :class:`MaskResult` per prompt, in order
         """
         n = len(prompts)
+        if prompts.image_size is not None and tuple(prompts.image_size) != tuple(embedding.original_size):
+            raise ValueError(
+                "prompts were built for a %dx%d image but the embedding is of a %dx%d image"
+                % (prompts.image_size[1], prompts.image_size[0],
+                   embedding.original_size[1], embedding.original_size[0])
+            )
         if n == 0:
             return []
         height, width = embedding.original_size

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -407,7 +407,9 @@ def load_sam(
         if model is None:
             raise ValueError(
                 "load_sam needs a model name (vit_b, vit_l, vit_h, a zoo name, tiny) "
-                "or checkpoint=PATH"
+                "or checkpoint=PATH. The official checkpoints: "
+                + ", ".join("%s%s" % (SAM_CHECKPOINT_BASE_URL, f) for f in SAM_CHECKPOINT_FILES.values())
+                + "; FiftyOne's zoo keeps them in %s" % _zoo_dir()
             )
         checkpoint = find_checkpoint(str(model), download=download)
     sd = read_state_dict(checkpoint)

@@ -23,13 +23,16 @@ import numpy as np
 import torch
 
 
-def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """``(out, in)`` matrix of PyTorch's 1-D bilinear resize, ``align_corners=False``.
+def bilinear_taps(in_size: int, out_size: int):
+    """The two taps and weights of PyTorch's 1-D bilinear resize, ``align_corners=False``.
 
     Follows ``upsample_bilinear2d``: ``src = (dst + 0.5) * in / out - 0.5``,
     clamped at 0; the two taps are ``floor(src)`` and the next one (clamped
     to the last input index). The float32 scale, float32 source positions
     and float32 weights reproduce PyTorch's CPU kernel bit for bit.
+
+    Returns:
+        ``(i0, i1, w0, w1)`` arrays of length ``out_size``
     """
     f32 = np.float32
     scale = np.float64(f32(in_size) / f32(out_size))  # the scale is a float32
@@ -39,19 +42,29 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     i1 = np.minimum(i0 + 1, in_size - 1)
     lam1 = np.clip(src - i0.astype(f32), f32(0.0), f32(1.0)).astype(f32)
     lam0 = (f32(1.0) - lam1).astype(f32)
+    return i0, i1, lam0.astype(np.float64), lam1.astype(np.float64)
+
+
+def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """``(out, in)`` matrix of PyTorch's 1-D bilinear resize (see :func:`bilinear_taps`)."""
+    i0, i1, w0, w1 = bilinear_taps(in_size, out_size)
     m = np.zeros((out_size, in_size), dtype=np.float64)
     rows = np.arange(out_size)
-    np.add.at(m, (rows, i0), lam0)
-    np.add.at(m, (rows, i1), lam1)
+    np.add.at(m, (rows, i0), w0)
+    np.add.at(m, (rows, i1), w1)
     return m
 
 
 @lru_cache(maxsize=128)
 def composed_matrix(orig: int, inp: int, img_size: int = 1024, low: int = 256) -> np.ndarray:
-    """``(orig, low)``: low-res -> img_size, crop to ``inp``, -> ``orig`` (one axis)."""
+    """``(orig, low)``: low-res -> img_size, crop to ``inp``, -> ``orig`` (one axis).
+
+    Built from the second resize's two taps per row, so its cost is
+    O(orig x low) even for very large images.
+    """
     stage1 = bilinear_matrix(low, img_size)[:inp]  # (inp, low)
-    stage2 = bilinear_matrix(inp, orig)  # (orig, inp)
-    m = stage2 @ stage1
+    i0, i1, w0, w1 = bilinear_taps(inp, orig)
+    m = w0[:, None] * stage1[i0] + w1[:, None] * stage1[i1]
     m.setflags(write=False)
     return m
 
