@@ -156,8 +156,8 @@ def run_method(method: str, k: int, ckpt: str, image_path: str, repeats: int, wo
     from segment_anything import SamPredictor
 
     from fiftyone_samrs.prompts import build_prompts
-    from fiftyone_samrs.segment.engine import SamEngine
-    from fiftyone_samrs.segment.models import load_sam
+    from fiftyone_samrs.segmenter.engine import SamEngine
+    from fiftyone_samrs.segmenter.models import load_sam
 
     sam = load_sam(checkpoint=ckpt, device="cpu")
     masks = None
@@ -302,9 +302,9 @@ def ablation(ks, threads, repeats) -> str:
     import torch
 
     from fiftyone_samrs.prompts import build_prompts
-    from fiftyone_samrs.segment.decoder import FastMaskDecoder
-    from fiftyone_samrs.segment.engine import ImageEmbedding, SamEngine
-    from fiftyone_samrs.segment.tiny import build_tiny_sam
+    from fiftyone_samrs.segmenter.decoder import FastMaskDecoder
+    from fiftyone_samrs.segmenter.engine import ImageEmbedding, SamEngine
+    from fiftyone_samrs.segmenter.tiny import build_tiny_sam
 
     if threads:
         torch.set_num_threads(threads)
@@ -503,7 +503,7 @@ def main(argv=None):
     try:
         ckpt = os.path.join(workdir, ZOO_FILE)
         if args.quick:
-            from fiftyone_samrs.segment.tiny import save_tiny_checkpoint
+            from fiftyone_samrs.segmenter.tiny import save_tiny_checkpoint
 
             save_tiny_checkpoint(ckpt, seed=0)
             model_desc = "tiny random SAM (real decoder, 32-wide encoder)"

@@ -528,7 +528,7 @@ def _check_field(dataset, name, fo_type, what):
 
 
 def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_chunk):
-    from fiftyone_samrs.segment.engine import make_backend
+    from fiftyone_samrs.segmenter.engine import make_backend
 
     kwargs = {}
     if backend == "sam":

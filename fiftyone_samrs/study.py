@@ -345,7 +345,7 @@ def prompt_study(
     )
     from fiftyone_samrs.pipeline import read_image
     from fiftyone_samrs.prompts import TABLE1, build_prompts
-    from fiftyone_samrs.segment.engine import make_backend
+    from fiftyone_samrs.segmenter.engine import make_backend
 
     names = list(configs) if configs is not None else list(TABLE1) + list(EXTRA_CONFIGS)
     parsed = [parse_config(c) for c in names]

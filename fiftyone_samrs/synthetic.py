@@ -435,7 +435,8 @@ class _Clutter:
         per = r2.integers(1, 5, len(pts))
         centres = np.repeat(pts, per, axis=0) + r2.normal(0, 5, (int(per.sum()), 2))
         radii = r2.uniform(2.5, 7.0, len(centres))
-        rgb = np.array([48.0, 66, 42]) + r2.normal(0, 6, (len(pts), 3)) + r2.normal(0, 8, (len(pts), 1))
+        rgb = (np.array([48.0, 66, 42]) + r2.normal(0, 6, (len(pts), 3))
+               + r2.normal(0, 8, (len(pts), 1)))
         self.tree_xyr = np.round(np.column_stack([centres, radii]) * 16).astype(int)
         self.tree_rgb = np.repeat(rgb, per, axis=0).tolist()
         # buildings: rotated boxes with a darker roof slope
@@ -461,7 +462,8 @@ class _Clutter:
         light = wet | (r2.uniform(size=n) < 0.4)
         lum = np.where(light, r2.uniform(150, 215, n), r2.uniform(30, 70, n))
         self.spot_rgb = np.clip(lum[:, None] + r2.normal(0, 5, (n, 3)), 0, 255).tolist()
-        self.spot_p = np.round(np.column_stack([pts, r2.uniform(1.0, 4.0, (n, 2))]) * 16).astype(int)
+        axes = r2.uniform(1.0, 4.0, (n, 2))
+        self.spot_p = np.round(np.column_stack([pts, axes]) * 16).astype(int)
         self.spot_a = r2.uniform(0, 180, n).tolist()
 
     def shadows(self, canvas: np.ndarray, k_sun: float) -> None:
@@ -544,8 +546,9 @@ def _details(key: str, shape: str, L: float, W: float, base: np.ndarray, r2):
                 cab = rgb(1.1, 6)
                 if r2.uniform() < 0.5:  # a cab of another colour
                     cab = tuple(float(v) for v in np.clip(_material("car", base, r2), 0, 255))
-                ops += [(_box(0.55, 1.0, -1, 1), cab, -1), (_box(0.5, 0.58, -1, 1), rgb(0.35), -1),
-                        (_box(0.82, 0.95, -0.8, 0.8), rgb(0.3, 10), -1)]
+                ops += [(_box(0.55, 1.0, -1, 1), cab, -1),                # cab
+                        (_box(0.5, 0.58, -1, 1), rgb(0.35), -1),          # gap
+                        (_box(0.82, 0.95, -0.8, 0.8), rgb(0.3, 10), -1)]  # windscreen
                 ops += [(_seg(t, -0.9, t, 0.9), rgb(0.82), 101)
                         for t in np.linspace(-0.85, 0.35, int(r2.integers(2, 6)))]
             else:
@@ -555,25 +558,28 @@ def _details(key: str, shape: str, L: float, W: float, base: np.ndarray, r2):
         elif _has(key, _COURT_KEYS) or "track" in key:
             t = max(1, int(round(L / 90)))
             if "track" in key:
-                ops += [(_CIRCLE * [0.8, 0.62], (82.0, 128, 74), -1), (_CIRCLE * [0.8, 0.62], light, t),
-                        (_CIRCLE * [0.92, 0.84], rgb(0.85), t)]
+                ops += [(_CIRCLE * [0.8, 0.62], (82.0, 128, 74), -1),
+                        (_CIRCLE * [0.8, 0.62], light, t), (_CIRCLE * [0.92, 0.84], rgb(0.85), t)]
             elif "diamond" in key:
                 ops += [(np.array([[0, -0.55], [0.55, 0], [0, 0.55], [-0.55, 0]]),
                          (168.0, 130, 96), -1)]
             else:
-                ops += [(_box(-0.85, 0.85, -0.8, 0.8), light, t), (_seg(0, -0.8, 0, 0.8), light, 100 + t)]
+                ops += [(_box(-0.85, 0.85, -0.8, 0.8), light, t),
+                        (_seg(0, -0.8, 0, 0.8), light, 100 + t)]
                 if "tennis" in key or "basketball" in key:
                     ops += [(_seg(-0.45, 0, 0.45, 0), light, 100 + t)]
         elif "pool" in key:
             ops += [(_box(-0.92, 0.92, -0.88, 0.88), (200.0, 225, 230), 1),
-                    (_seg(-0.8, -0.3, 0.8, -0.3), rgb(0.8), 101), (_seg(-0.8, 0.3, 0.8, 0.3), rgb(0.8), 101)]
+                    (_seg(-0.8, -0.3, 0.8, -0.3), rgb(0.8), 101),
+                    (_seg(-0.8, 0.3, 0.8, 0.3), rgb(0.8), 101)]
         elif _has(key, ("bridge", "overpass", "dam", "expressway")):
             ops += [(_seg(-1, v, 1, v), rgb(1.2, 10), 101) for v in (-0.75, 0.75)]
             ops += [(_seg(u, 0, u + 0.1, 0), light, 101) for u in np.arange(-0.95, 0.95, 0.2)]
         elif "helipad" in key:
             t = max(1, int(round(L / 25)))
             ops += [(_CIRCLE * 0.8, light, t), (_seg(-0.3, -0.35, -0.3, 0.35), light, 100 + t),
-                    (_seg(0.3, -0.35, 0.3, 0.35), light, 100 + t), (_seg(-0.3, 0, 0.3, 0), light, 100 + t)]
+                    (_seg(0.3, -0.35, 0.3, 0.35), light, 100 + t),
+                    (_seg(-0.3, 0, 0.3, 0), light, 100 + t)]
         else:  # a roof: two slopes and a ridge
             ops += [(_box(-1, 1, 0, 1), rgb(0.84), -1),
                     (_seg(-1, 0, 1, 0), rgb(1.15, 8), 100 + max(1, int(round(W / 25))))]
@@ -584,8 +590,10 @@ def _details(key: str, shape: str, L: float, W: float, base: np.ndarray, r2):
             ops += [(_CIRCLE * 0.86, rgb(0.72), max(1, int(round(L / 16)))),
                     (_CIRCLE * 0.16, rgb(0.8), -1)]
     elif shape == "cross":
-        ops += [(_box(-1, 0.9, -0.1, 0.1), rgb(1.05, 3), -1), (_box(0.78, 0.9, -0.05, 0.05), rgb(0.3), -1)]
-        ops += [(_box(0.08, 0.22, v - 0.05, v + 0.05), rgb(0.55), -1) for v in (-0.55, -0.3, 0.3, 0.55)]
+        ops += [(_box(-1, 0.9, -0.1, 0.1), rgb(1.05, 3), -1),      # fuselage top
+                (_box(0.78, 0.9, -0.05, 0.05), rgb(0.3), -1)]   # cockpit
+        ops += [(_box(0.08, 0.22, v - 0.05, v + 0.05), rgb(0.55), -1)  # engines
+                for v in (-0.55, -0.3, 0.3, 0.55)]
     elif shape == "ship":
         ops += [(_box(-0.7, -0.35, -0.55, 0.55), rgb(1.0, 45) if lum < 150 else rgb(0.7), -1)]
         ops += [(_box(u, u + 0.1, -0.5, 0.5), rgb(0.75), -1)
@@ -702,6 +710,11 @@ def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: 
     k_sun = r2.uniform(0.5, 1.1)
     img, patch, types = _land_cover(r2, width, height, low, fine, scene)
     _roads(r2, img, scene)
+    shapes = [_shape_mask(o, width, height) for o in objs]
+    # the mean ground colour under each object (before shadows): look-alikes take it
+    under = [None if m is None else cv2.mean(img[m.y0:m.y0 + m.mask.shape[0],
+                                                 m.x0:m.x0 + m.mask.shape[1]],
+                                             m.mask.view(np.uint8))[:3] for m in shapes]
     clutter = _Clutter(r2, width, height, patch, types, sun)
     shade = np.zeros((height, width), dtype=np.uint8)
     clutter.shadows(shade, k_sun)
@@ -721,8 +734,7 @@ def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: 
 
     ids = np.zeros((height, width), dtype=np.uint16)
     masks: List[Optional[InstanceMask]] = []
-    for k, (o, leg) in enumerate(zip(objs, legacy), start=1):
-        m = _shape_mask(o, width, height)
+    for k, (o, leg, m, ground) in enumerate(zip(objs, legacy, shapes, under), start=1):
         if m is None:
             o["color"] = tuple(leg)
         else:
@@ -730,8 +742,8 @@ def _render(rng, width: int, height: int, objs: List[Dict[str, Any]], gt_masks: 
             if o.get("color") is not None:
                 base = np.asarray(o["color"], dtype=float)
             elif r2.uniform() < camouflage:
-                under = np.array(cv2.mean(img[y0:y1, x0:x1], m.mask.view(np.uint8))[:3])
-                base = under + r2.normal(0, 5, 3) + r2.choice([-1.0, 1.0]) * r2.uniform(8, 24)
+                base = (np.array(ground) + r2.normal(0, 5, 3)
+                        + r2.choice([-1.0, 1.0]) * r2.uniform(8, 24))
             else:
                 base = _material(o["label"], leg, r2)
             o["color"] = tuple(int(v) for v in np.clip(np.round(base), 0, 255))

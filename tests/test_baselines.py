@@ -8,8 +8,8 @@ import pytest
 
 from fiftyone_samrs.geometry import quad_to_hbox, rbox_to_quad
 from fiftyone_samrs.prompts import build_prompts
-from fiftyone_samrs.segment.baselines import BoxFillBackend, GrabCutBackend, polygon_mask
-from fiftyone_samrs.segment.engine import Backend, make_backend
+from fiftyone_samrs.segmenter.baselines import BoxFillBackend, GrabCutBackend, polygon_mask
+from fiftyone_samrs.segmenter.engine import Backend, make_backend
 
 
 def _scene():

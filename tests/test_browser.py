@@ -81,7 +81,7 @@ def chromium_path():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from fiftyone_samrs.segment.tiny import save_tiny_checkpoint
+    from fiftyone_samrs.segmenter.tiny import save_tiny_checkpoint
 
     return save_tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"))
 

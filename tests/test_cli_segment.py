@@ -92,7 +92,7 @@ def test_cli_tiny_sam_on_imported_dota(tmp_path, capsys):
     from fiftyone_samrs import synthetic
     from fiftyone_samrs.classes import SOTA
     from fiftyone_samrs.importers import load_dota
-    from fiftyone_samrs.segment.tiny import save_tiny_checkpoint
+    from fiftyone_samrs.segmenter.tiny import save_tiny_checkpoint
 
     torch.set_num_threads(1)
     synthetic.make_dota_tree(tmp_path / "dota", n_images=2, n_objects=4, size=(256, 192), seed=1)

@@ -9,7 +9,7 @@ import torch
 
 from fiftyone_samrs.prompts import build_prompts
 from fiftyone_samrs.records import InstanceMask
-from fiftyone_samrs.segment.engine import (
+from fiftyone_samrs.segmenter.engine import (
     Backend,
     ImageEmbedding,
     MaskResult,
@@ -17,7 +17,7 @@ from fiftyone_samrs.segment.engine import (
     SamEngine,
     make_backend,
 )
-from fiftyone_samrs.segment.tiny import build_tiny_sam, save_tiny_checkpoint
+from fiftyone_samrs.segmenter.tiny import build_tiny_sam, save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -99,3 +99,11 @@ def test_doctor_reports_a_live_database_round_trip():
     ok, found = rows["database"]
     assert ok, found
     assert os.environ["FIFTYONE_DATABASE_NAME"] in found
+
+
+def test_sdk_segment_stays_the_function_after_the_engine_is_imported():
+    import fiftyone_samrs as fsr
+    import fiftyone_samrs.segmenter.engine  # noqa: F401
+    from fiftyone_samrs.pipeline import segment
+
+    assert fsr.segment is segment

@@ -471,8 +471,8 @@ def test_tiny_sam_through_the_pipeline(fo_dataset, tmp_path):
 
     from fiftyone_samrs.pipeline import read_image
     from fiftyone_samrs.prompts import build_prompts
-    from fiftyone_samrs.segment.engine import SamEngine
-    from fiftyone_samrs.segment.tiny import build_tiny_sam, save_tiny_checkpoint
+    from fiftyone_samrs.segmenter.engine import SamEngine
+    from fiftyone_samrs.segmenter.tiny import build_tiny_sam, save_tiny_checkpoint
 
     torch.set_num_threads(1)
     objs = [OBJECTS[0], OBJECTS[3]]

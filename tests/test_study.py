@@ -71,8 +71,8 @@ class CountingEngine:
 def test_study_end_to_end_tiny_sam(hrsc_ds, tmp_path):
     import torch
 
-    from fiftyone_samrs.segment.engine import SamEngine
-    from fiftyone_samrs.segment.tiny import build_tiny_sam
+    from fiftyone_samrs.segmenter.engine import SamEngine
+    from fiftyone_samrs.segmenter.tiny import build_tiny_sam
 
     torch.set_num_threads(1)
     ds, gt = hrsc_ds
@@ -142,8 +142,8 @@ def test_study_protocol_missing_prompt_pipeline_agreement_and_cli(hrsc_ds, tmp_p
 
     from fiftyone_samrs.evaluation import evaluate
     from fiftyone_samrs.pipeline import segment
-    from fiftyone_samrs.segment.engine import SamEngine
-    from fiftyone_samrs.segment.tiny import build_tiny_sam
+    from fiftyone_samrs.segmenter.engine import SamEngine
+    from fiftyone_samrs.segmenter.tiny import build_tiny_sam
 
     torch.set_num_threads(1)
     engine = SamEngine(build_tiny_sam(seed=1))

@@ -181,7 +181,7 @@ def segment_in_chunks(view, model: Dict[str, Any], kwargs: Dict[str, Any], repor
     sample.
     """
     from fiftyone_samrs.pipeline import segment
-    from fiftyone_samrs.segment.engine import make_backend
+    from fiftyone_samrs.segmenter.engine import make_backend
 
     ids = view.values("id")
     if not ids:
