@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import fiftyone.core.runs as fors
+import fiftyone.core.utils as fou
 import numpy as np
 
 from fiftyone_samrs import geometry
@@ -576,7 +577,7 @@ def segment(
     rbox_margin: float = 2.0,
     paint_order: str = "annotation",
     num_workers: int = 2,
-    progress: bool = True,
+    progress=True,
     engine=None,
 ) -> SegmentResult:
     """Segments every box of a view with SAM (or a baseline backend).
@@ -613,7 +614,9 @@ def segment(
         rbox_margin: see ``clip_to_rbox``
         paint_order: ``"annotation"`` (later wins, SAMRS) or ``"small_last"``
         num_workers: image decoding threads
-        progress: show a progress bar
+        progress: show a progress bar (True/False), or a FiftyOne progress
+            callback (as ``fo.report_progress``; it receives a
+            :class:`fiftyone.core.utils.ProgressBar` after each batch)
         engine: an already-built backend (anything with ``name`` and
             ``predict_batch``); overrides ``backend``/``model``/``checkpoint``
 
@@ -821,14 +824,20 @@ def _run(sample_collection, dataset, engine, todo, result, png_names, seg_dir, *
             except queue.Full:
                 continue
 
-    bar = tqdm(total=len(todo), unit="samples", disable=not progress, desc="segment",
-               dynamic_ncols=True)
+    callback = progress if callable(progress) else None
+    bar = tqdm(total=len(todo), unit="samples", disable=not progress or callback is not None,
+               desc="segment", dynamic_ncols=True)
+    cb_bar = fou.ProgressBar(total=len(todo), progress=callback) if callback else None
+    if cb_bar is not None:
+        cb_bar.start()
     t0 = time.time()
 
     def on_done(jobs):
         elapsed = max(time.time() - t0, 1e-9)
         bar.update(len(jobs))
         bar.set_postfix_str("%.1f boxes/s" % (writer.stats["boxes"] / elapsed), refresh=False)
+        if cb_bar is not None:
+            cb_bar.update(len(jobs))
 
     writer = _Writer(dataset, label_field, seg_field, build_kwargs, on_done)
     writer.start()
@@ -854,6 +863,8 @@ def _run(sample_collection, dataset, engine, todo, result, png_names, seg_dir, *
         pool.shutdown(wait=True, cancel_futures=True)
         loader.join(timeout=5)
         bar.close()
+        if cb_bar is not None:
+            cb_bar.close()
         result.samples_processed += writer.written
         result.boxes += writer.stats["boxes"]
         result.empty_masks += writer.stats["empty"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any, Dict, List
 
 import fiftyone as fo
@@ -152,7 +150,7 @@ class RunSam(foo.Operator):
             raise ValueError("the view has no box field %r" % box_field)
 
         def work(report):
-            return segment_in_chunks(view, model, kwargs, report)
+            return run_segment(view, model, kwargs, report)
 
         result = yield from common.run_with_progress(ctx, work)
         triggers = [ctx.ops.reload_dataset()] if not ctx.delegated else []
@@ -170,51 +168,23 @@ def engine_name(model: Dict[str, Any]) -> str:
     return "SAM %s" % (model.get("checkpoint") or model.get("model") or "")
 
 
-def segment_in_chunks(view, model: Dict[str, Any], kwargs: Dict[str, Any], report,
-                      n_chunks: int = 20) -> Dict[str, Any]:
-    """Runs ``fsr.segment`` chunk by chunk over ``view`` with one loaded engine.
+def run_segment(view, model: Dict[str, Any], kwargs: Dict[str, Any], report) -> Dict[str, Any]:
+    """Runs ``fsr.segment`` once over ``view``, relaying its progress to ``report``.
 
-    The model is loaded once (``make_backend``) and ``segment`` runs on at
-    most ``n_chunks`` chunks (at least one batch each), giving that many
-    progress updates; a large view makes large chunks, so the pipeline's
-    prefetching stays busy. Resume and overwrite semantics are the SDK's, per
-    sample.
+    Resume and overwrite semantics are the SDK's, per sample.
     """
     from fiftyone_samrs.pipeline import segment
-    from fiftyone_samrs.segmenter.engine import make_backend
 
-    ids = view.values("id")
-    if not ids:
+    n = len(view)
+    if not n:
         raise ValueError("the target view has no samples")
     report(0.0, "loading the %s backend" % model["backend"])
-    extra = {"encoder_batch": kwargs["batch_size"]} if model["backend"] == "sam" else {}
-    engine = make_backend(model["backend"], model=model.get("model"),
-                          checkpoint=model.get("checkpoint"), device=model.get("device"),
-                          **extra)
-    size = max(kwargs["batch_size"], int(math.ceil(len(ids) / float(n_chunks))))
-    totals = {"processed": 0, "skipped": 0, "boxes": 0, "empty": 0, "unknown": 0}
-    seg_dir = None
-    t0 = time.time()
-    for start in range(0, len(ids), size):
-        chunk = view.select(ids[start:start + size], ordered=True)
-        # model/checkpoint are passed for the run record; the engine is reused
-        result = segment(chunk, engine=engine, progress=False, **model, **kwargs)
-        totals["processed"] += result.samples_processed
-        totals["skipped"] += result.samples_skipped
-        totals["boxes"] += result.boxes
-        totals["empty"] += result.empty_masks
-        totals["unknown"] += sum(result.unknown_labels.values())
-        seg_dir = result.seg_dir
-        done = min(start + size, len(ids))
-        report(done / float(len(ids)), "segmented %d/%d samples (%d boxes)"
-               % (done, len(ids), totals["boxes"]))
-    summary = ("%s: %d samples segmented, %d skipped (already done), %d boxes, "
-               "%d empty masks, %.1f s" % (engine_name(model), totals["processed"],
-                                           totals["skipped"], totals["boxes"], totals["empty"],
-                                           time.time() - t0))
-    if totals["unknown"]:
-        summary += "; %d objects with labels not in the class list (255 in the PNGs)" % (
-            totals["unknown"])
-    if seg_dir:
-        summary += "\n\nSemantic PNGs: `%s`" % seg_dir
-    return {"summary": summary, "samples": len(ids), "totals": totals}
+    extra = {"decoder_chunk": kwargs.pop("decoder_chunk")} if "decoder_chunk" in kwargs else {}
+
+    def on_batch(pb):  # called after every batch written
+        report(pb.iteration / float(n), "segmented %d/%d samples" % (pb.iteration, n))
+
+    result = segment(view, progress=on_batch, **model, **kwargs, **extra)
+    lines = result.summary().splitlines()  # counts first: the App shows the first line
+    summary = "\n".join(["%s: %s" % (engine_name(model), lines[1]), lines[0]] + lines[2:])
+    return {"summary": summary, "samples": n, "result": result}
