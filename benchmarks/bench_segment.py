@@ -417,30 +417,38 @@ def report(all_results, ks, args, model_desc) -> str:
             lines.append("| %s | %s | %s | %s |" % (
                 name, _fmt(value, "%.3f"), goal, "n/a" if value is None else ("yes" if ok(value) else "NO")))
 
-        if eng and enc and fast:
-            row("engine / (encoder + fast decoder)", eng / (enc + fast), "<= 1.05", lambda v: v <= 1.05)
-        if eng and enc and ref:
+        # the targets are for the pipeline end to end (fsr.segment on a
+        # dataset: loading, engine, PNGs, database); the engine alone where the
+        # pipeline row is missing
+        pipe = _t(res.get("pipeline"))
+        top, name = (pipe, "pipeline") if pipe else (eng, "engine")
+        if top and enc and fast:
+            row("%s / (encoder + fast decoder)" % name, top / (enc + fast), "<= 1.05",
+                lambda v: v <= 1.05)
+        if top and enc and ref:
             goal = {100: 0.85, 300: 0.75}.get(k)
-            row("engine / (encoder + reference decoder)", eng / (enc + ref),
+            row("%s / (encoder + reference decoder)" % name, top / (enc + ref),
                 "<= %.2f" % goal if goal else "< 1", lambda v: v <= (goal or 1.0))
         if fast and ref:
             row("reference decoder / fast decoder", ref / fast, "> 1", lambda v: v > 1)
-        if eng and fo_t:
+        if top and fo_t:
             goal = {100: 1.3, 300: 2.0}.get(k)
-            row("fiftyone apply_model / engine", fo_t / eng, ">= %.1f" % goal if goal else "> 1",
-                lambda v: v >= (goal or 1.0))
+            row("fiftyone apply_model / %s" % name, fo_t / top,
+                ">= %.1f" % goal if goal else "> 1", lambda v: v >= (goal or 1.0))
         for peer in ("predict_loop", "predict_torch20"):
             pt = _t(res.get(peer))
-            if eng and pt:
-                row("%s / engine" % peer, pt / eng, "> 1", lambda v: v > 1)
-        pipe = _t(res.get("pipeline"))
+            if top and pt:
+                row("%s / %s" % (peer, name), pt / top, "> 1", lambda v: v > 1)
         if pipe and eng:
-            row("pipeline / engine (I/O, database, PNG)", pipe / eng, "close to 1", lambda v: v <= 1.1)
+            row("pipeline / engine (I/O, database, PNG)", pipe / eng, "close to 1",
+                lambda v: v <= 1.1)
         if k == 300 or k == max(ks):
-            e, n = res.get("encoder", {}), res.get("engine", {})
-            if e.get("peak_mb") and n.get("peak_mb"):
-                row("engine peak - encoder peak (GB)", (n["peak_mb"] - e["peak_mb"]) / 1024.0, "<= 1.0",
-                    lambda v: v <= 1.0)
+            e = res.get("encoder", {})
+            for m in ("engine", "pipeline"):
+                n = res.get(m, {})
+                if e.get("peak_mb") and n.get("peak_mb"):
+                    row("%s peak - encoder peak (GB)" % m, (n["peak_mb"] - e["peak_mb"]) / 1024.0,
+                        "<= 1.0", lambda v: v <= 1.0)
         lines.append("")
     return "\n".join(lines)
 
