@@ -33,24 +33,13 @@ its own FiftyOne database (``samrs-bench-<random>``) unless
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
 
-_OWN_DB = "FIFTYONE_DATABASE_NAME" not in os.environ
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", "samrs-bench-%s" % uuid.uuid4().hex[:8])
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _rate(n: float, seconds: float) -> float:
-    return n / seconds if seconds > 0 else float("inf")
+from _common import drop_own_database, rate, write_results  # before FiftyOne: sets the DB
 
 
 def _blob(rng, h, w):
@@ -149,7 +138,7 @@ def main(argv=None) -> dict:
                             export_media=False, progress=False)
         s = time.perf_counter() - t
         assert r.instances == n, (r.instances, n)
-        results.update(export_coco_s=s, export_coco_inst_per_s=_rate(n, s))
+        results.update(export_coco_s=s, export_coco_inst_per_s=rate(n, s))
 
         # (2) FiftyOne's COCO exporter (polygons)
         view = ds if args.baseline_images is None else ds.limit(args.baseline_images)
@@ -160,7 +149,7 @@ def main(argv=None) -> dict:
                     export_media=False, classes=fsr.classes.SOTA, progress=False)
         s = time.perf_counter() - t
         results.update(fiftyone_coco_instances=n_base, fiftyone_coco_s=s,
-                       fiftyone_coco_inst_per_s=_rate(n_base, s))
+                       fiftyone_coco_inst_per_s=rate(n_base, s))
         results["speedup_vs_fiftyone"] = (results["export_coco_inst_per_s"]
                                           / results["fiftyone_coco_inst_per_s"])
 
@@ -171,7 +160,7 @@ def main(argv=None) -> dict:
                         label_field="sam", export_media=False, classes="SOTA", progress=False)
             s = time.perf_counter() - t
             results.update(coco_type_via_fiftyone_s=s,
-                           coco_type_via_fiftyone_inst_per_s=_rate(n_base, s))
+                           coco_type_via_fiftyone_inst_per_s=rate(n_base, s))
 
         # (4) the SAMRS layout
         if args.samrs:
@@ -179,8 +168,8 @@ def main(argv=None) -> dict:
             r = fsr.export_samrs(ds, os.path.join(tmp, "samrs"), export_media=False,
                                  progress=False)
             s = time.perf_counter() - t
-            results.update(export_samrs_s=s, export_samrs_inst_per_s=_rate(n, s),
-                           export_samrs_images_per_s=_rate(r.images, s))
+            results.update(export_samrs_s=s, export_samrs_inst_per_s=rate(n, s),
+                           export_samrs_images_per_s=rate(r.images, s))
     finally:
         if ds is not None and not ds.deleted:
             ds.delete()
@@ -188,10 +177,7 @@ def main(argv=None) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print("files kept in %s" % tmp)
-        if _OWN_DB:
-            import fiftyone.core.odm as foo
-
-            foo.get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+        drop_own_database()
 
     print("COCO export benchmark: %d images x %d instances (%d instances), %dx%d"
           % (args.images, args.instances, results["instances"], args.size, args.size))
@@ -211,10 +197,7 @@ def main(argv=None) -> dict:
                  results["export_samrs_images_per_s"]))
     print("  export_coco / FiftyOne          %8.2fx  (target >= 1x)"
           % results["speedup_vs_fiftyone"])
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print("written %s" % args.out)
+    write_results(results, args.out)
     return results
 
 

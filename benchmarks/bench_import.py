@@ -26,20 +26,13 @@ deletes the datasets and the generated tree (unless ``--keep``) at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
 
-_OWN_DB = "FIFTYONE_DATABASE_NAME" not in os.environ
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", "samrs-bench-%s" % uuid.uuid4().hex[:8])
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import drop_own_database, rate, write_results  # before FiftyOne: sets the DB
 
 
 def write_fast_tree(root: str, n_images: int, n_objects: int, size: int, seed: int = 0) -> None:
@@ -89,10 +82,6 @@ def write_fast_tree(root: str, n_images: int, n_objects: int, size: int, seed: i
         with open(os.path.join(root, "labelTxt", stem + ".txt"), "w", newline="") as f:
             f.write("\r\n".join(lines) + "\r\n")
     os.remove(proto)
-
-
-def _rate(n: float, seconds: float) -> float:
-    return n / seconds if seconds > 0 else float("inf")
 
 
 def main(argv=None) -> dict:
@@ -161,7 +150,7 @@ def main(argv=None) -> dict:
         datasets.append(ds)
         assert len(ds) == n_images, (len(ds), n_images)
         results["importer_s"] = imp_s
-        results["importer_labels_per_s"] = _rate(n_labels, imp_s)
+        results["importer_labels_per_s"] = rate(n_labels, imp_s)
 
         # (2) add_samples on prebuilt samples
         if not args.skip_add_samples:
@@ -174,8 +163,8 @@ def main(argv=None) -> dict:
             ref.add_samples(samples, dynamic=True, progress=False)
             add_s = time.perf_counter() - t
             results.update(build_samples_s=build_s, add_samples_s=add_s,
-                           add_samples_labels_per_s=_rate(n_labels, add_s),
-                           build_plus_add_labels_per_s=_rate(n_labels, build_s + add_s))
+                           add_samples_labels_per_s=rate(n_labels, add_s),
+                           build_plus_add_labels_per_s=rate(n_labels, build_s + add_s))
             results["speedup_vs_add_samples"] = (results["importer_labels_per_s"]
                                                  / results["add_samples_labels_per_s"])
     finally:
@@ -184,10 +173,7 @@ def main(argv=None) -> dict:
                 d.delete()
         if tmp and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-        if _OWN_DB:
-            import fiftyone.core.odm as foo
-
-            foo.get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+        drop_own_database()
 
     print("DOTA import benchmark: %d images, %d objects, %d labels (hbb + obb)"
           % (results["images"], results["objects"], results["labels"]))
@@ -202,10 +188,7 @@ def main(argv=None) -> dict:
               % (results["add_samples_s"], results["add_samples_labels_per_s"]))
         print("  importer / add_samples     %8.2fx  (target >= 2x)"
               % results["speedup_vs_add_samples"])
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print("written %s" % args.out)
+    write_results(results, args.out)
     return results
 
 

@@ -143,7 +143,9 @@ def _reduce_to_quad(inter, original: np.ndarray) -> np.ndarray:
     return q
 
 
-def _crop_mask(m: Optional[InstanceMask], x: int, y: int, tw: int, th: int) -> Optional[InstanceMask]:
+def crop_mask(m: Optional[InstanceMask], x: int, y: int, tw: int, th: int) -> Optional[InstanceMask]:
+    """A mask restricted to the window ``[x, x + tw) x [y, y + th)``, in window
+    pixels; None when nothing of it (or no mask) is there."""
     if m is None:
         return None
     mx0, my0, mx1, my1 = m.box
@@ -183,7 +185,7 @@ def _object_in_tile(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
         out = copy.copy(obj)
         out.quad = None if obj.quad is None else np.asarray(obj.quad, dtype=np.float64) - shift
         out.hbox = (hx0 - x, hy0 - y, hx1 - x, hy1 - y)
-        out.mask = _crop_mask(obj.mask, x, y, tw, th)
+        out.mask = crop_mask(obj.mask, x, y, tw, th)
         out.attributes = dict(obj.attributes)
         return out, 1.0
     if obj.degenerate or area <= _EPS:
@@ -204,7 +206,7 @@ def _object_in_tile(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
         out.hbox = (b[0] - x, b[1] - y, b[2] - x, b[3] - y)
     else:
         out.hbox = tuple(v for v in clip_box((hx0 - x, hy0 - y, hx1 - x, hy1 - y), tw, th))
-    out.mask = _crop_mask(obj.mask, x, y, tw, th)
+    out.mask = crop_mask(obj.mask, x, y, tw, th)
     return out, ratio
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from plugin_fixtures import checkpoint, link_plugin  # noqa: F401 - fixture
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,13 +82,6 @@ def chromium_path():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from fiftyone_samrs.segmenter.tiny import save_tiny_checkpoint
-
-    return save_tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"))
-
-
-@pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """The dataset the App opens on: three generated DOTA images."""
     import fiftyone as fo
@@ -120,8 +115,7 @@ def hrsc(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app_url(chromium_path, dataset, hrsc, tmp_path_factory):
     """The App server with the plugin, in a subprocess; stopped afterwards."""
-    plugins_dir = tmp_path_factory.mktemp("plugins")
-    os.symlink(REPO, plugins_dir / "samrs", target_is_directory=True)
+    plugins_dir = link_plugin(tmp_path_factory.mktemp("plugins"))
     port = _free_port()
     env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins_dir),
                FIFTYONE_DATABASE_URI=_database_uri(),

@@ -2,36 +2,13 @@
 delegated-operation service (what ``fiftyone delegated launch`` runs), with
 its recorded progress and result."""
 
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from plugin_fixtures import checkpoint, plugin  # noqa: F401 - fixtures
+
 URI = "@samrs/samrs/run_sam"
-
-
-@pytest.fixture(scope="module")
-def plugin(tmp_path_factory):
-    import fiftyone as fo
-    from fiftyone_samrs.plugin_install import _clear_plugin_cache
-
-    plugins_dir = tmp_path_factory.mktemp("plugins")
-    os.symlink(REPO, plugins_dir / "samrs", target_is_directory=True)
-    previous = fo.config.plugins_dir
-    fo.config.plugins_dir = str(plugins_dir)
-    _clear_plugin_cache()
-    yield plugins_dir
-    fo.config.plugins_dir = previous
-    _clear_plugin_cache()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from fiftyone_samrs.segmenter.tiny import save_tiny_checkpoint
-
-    return save_tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"))
 
 
 @pytest.fixture

@@ -12,20 +12,12 @@ import sys
 from typing import Optional
 
 from fiftyone_samrs.cli import add_kwargs_argument, parse_kwargs
-
-
-def _load(name: str):
-    import fiftyone as fo
-
-    if not fo.dataset_exists(name):
-        print("error: no FiftyOne dataset named %r (fiftyone datasets list)" % name,
-              file=sys.stderr)
-        return None
-    return fo.load_dataset(name)
-
-
-def _view(dataset, tags):
-    return dataset.match_tags(tags) if tags else dataset
+from fiftyone_samrs.commands._common import (
+    add_view_tag_argument,
+    fail,
+    load_dataset,
+    tagged_view,
+)
 
 
 def _save_views(dataset, eval_key: str, low_iou: float, n_worst: int) -> None:
@@ -38,17 +30,16 @@ def _save_views(dataset, eval_key: str, low_iou: float, n_worst: int) -> None:
 def execute_evaluate(args: argparse.Namespace) -> int:
     from fiftyone_samrs.evaluation import evaluate
 
-    dataset = _load(args.dataset)
+    dataset = load_dataset(args.dataset)
     if dataset is None:
         return 1
     kwargs = dict(pred_field=args.pred_field, gt_field=args.gt_field, eval_key=args.eval_key,
                   protocol=args.protocol, progress=not args.no_progress)
     kwargs.update(parse_kwargs(args.kwargs))
     try:
-        results = evaluate(_view(dataset, args.view_tag), **kwargs)
+        results = evaluate(tagged_view(dataset, args.view_tag), **kwargs)
     except ValueError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     print(results.summary())
     if not args.no_views:
         _save_views(dataset, args.eval_key, args.low_iou, args.worst)
@@ -73,17 +64,16 @@ def _parse_thresholds(pairs) -> Optional[dict]:
 def execute_quality(args: argparse.Namespace) -> int:
     from fiftyone_samrs.quality import compute_quality
 
-    dataset = _load(args.dataset)
+    dataset = load_dataset(args.dataset)
     if dataset is None:
         return 1
     try:
-        report = compute_quality(_view(dataset, args.view_tag), pred_field=args.pred_field,
+        report = compute_quality(tagged_view(dataset, args.view_tag), pred_field=args.pred_field,
                                  box_field=args.box_field, obb_field=args.obb_field or None,
                                  thresholds=_parse_thresholds(args.threshold),
                                  progress=not args.no_progress)
     except (ValueError, TypeError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     print(report.summary())
     if not args.no_views:
         _save_views(dataset, args.eval_key, args.low_iou, args.worst)
@@ -93,7 +83,7 @@ def execute_quality(args: argparse.Namespace) -> int:
 def execute_plots(args: argparse.Namespace) -> int:
     from fiftyone_samrs.plots import write_plots
 
-    dataset = _load(args.dataset)
+    dataset = load_dataset(args.dataset)
     if dataset is None:
         return 1
     if args.eval_key not in dataset.list_evaluations():
@@ -105,8 +95,7 @@ def execute_plots(args: argparse.Namespace) -> int:
     try:
         paths = write_plots(dataset, args.eval_key, args.out)
     except ValueError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     for path in paths:
         print("wrote %s" % path)
     return 0
@@ -116,7 +105,7 @@ def execute_study(args: argparse.Namespace) -> int:
     from fiftyone_samrs.records import FormatError
     from fiftyone_samrs.study import prompt_study
 
-    dataset = _load(args.dataset)
+    dataset = load_dataset(args.dataset)
     if dataset is None:
         return 1
     configs = [c.strip() for c in args.configs.split(",") if c.strip()] if args.configs else None
@@ -127,10 +116,9 @@ def execute_study(args: argparse.Namespace) -> int:
                   progress=not args.no_progress)
     kwargs.update(parse_kwargs(args.kwargs))
     try:
-        result = prompt_study(_view(dataset, args.view_tag), **kwargs)
+        result = prompt_study(tagged_view(dataset, args.view_tag), **kwargs)
     except (ValueError, FormatError, FileNotFoundError, OSError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     print(result.to_markdown())
     for path in result.files:
         print("wrote %s" % path)
@@ -141,12 +129,11 @@ def _margin(text: str):
     return None if text.lower() in ("none", "full", "") else float(text)
 
 
-def _common(parser, eval_key=True) -> None:
+def _common_options(parser, eval_key=True) -> None:
     if eval_key:
         parser.add_argument("--eval-key", default="eval",
                             help="evaluation key (names the run and the fields)")
-    parser.add_argument("--view-tag", action="append", default=None, metavar="TAG",
-                        help="only samples with this tag (repeatable: any of them)")
+    add_view_tag_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -174,7 +161,7 @@ def register(subparsers) -> None:
     p.add_argument("--protocol", action="store_true",
                    help="the paper's protocol: HRSC test images whose every ship has a mask")
     p.add_argument("--plots", default=None, metavar="DIR", help="also write the plots to DIR")
-    _common(p)
+    _common_options(p)
     _qa_options(p)
     add_kwargs_argument(p)
     p.set_defaults(func=execute_evaluate)
@@ -193,7 +180,7 @@ def register(subparsers) -> None:
     p.add_argument("-t", "--threshold", nargs="+", metavar="KEY=VAL",
                    help="suspicious-rule thresholds: min_confidence, min_stability, "
                    "min_area_ratio, max_area_ratio, min_box_iou, min_in_rbox (none = off)")
-    _common(p)
+    _common_options(p)
     _qa_options(p)
     p.set_defaults(func=execute_quality)
 
@@ -230,6 +217,6 @@ def register(subparsers) -> None:
     p.add_argument("--margin", type=_margin, default=None,
                    help="mask region margin (fraction of the box; default none = whole image)")
     p.add_argument("--device", default=None, help="cuda, mps, cpu (default: auto)")
-    _common(p, eval_key=False)
+    _common_options(p, eval_key=False)
     add_kwargs_argument(p)
     p.set_defaults(func=execute_study)

@@ -9,18 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional
 
 from fiftyone_samrs.cli import add_kwargs_argument, parse_kwargs
-
-
-def parse_classes(text: Optional[str]):
-    """A subset name (``SOTA``) or a comma-separated class list."""
-    if text is None:
-        return None
-    if "," in text:
-        return [c.strip() for c in text.split(",") if c.strip()]
-    return text
+from fiftyone_samrs.commands._common import (
+    add_view_tag_argument,
+    fail,
+    load_dataset,
+    parse_classes,
+    tagged_view,
+)
 
 
 def parse_media(text: str):
@@ -37,20 +34,16 @@ def parse_media(text: str):
 
 
 def execute_export(args: argparse.Namespace) -> int:
-    import fiftyone as fo
-
     from fiftyone_samrs.exporters import export_coco, export_samrs
     from fiftyone_samrs.records import FormatError
 
-    if not fo.dataset_exists(args.dataset):
-        print("error: no FiftyOne dataset named %r (fiftyone datasets list)" % args.dataset,
-              file=sys.stderr)
+    dataset = load_dataset(args.dataset)
+    if dataset is None:
         return 1
     if args.subset and args.classes:
         print("error: give --subset or --classes, not both", file=sys.stderr)
         return 2
-    dataset = fo.load_dataset(args.dataset)
-    view = dataset.match_tags(args.view_tag) if args.view_tag else dataset
+    view = tagged_view(dataset, args.view_tag)
     classes = parse_classes(args.classes) if args.classes else args.subset
     common = dict(
         label_field=args.label_field,
@@ -78,8 +71,7 @@ def execute_export(args: argparse.Namespace) -> int:
             result = export_coco(view, os.path.join(args.export_dir, "annotations.json"),
                                  **kwargs)
     except (ValueError, FormatError, FileExistsError, FileNotFoundError, OSError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     print(result.summary())
     return 0
 
@@ -99,8 +91,7 @@ def execute_load(args: argparse.Namespace) -> int:
                              seg_field=args.seg_field, overwrite=args.overwrite,
                              progress=not args.no_progress)
     except (ValueError, FormatError, FileNotFoundError, OSError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     n_obj = dataset.count("%s.detections" % args.label_field)
     print("loaded %d images, %d instances, %d classes into dataset %r"
           % (len(dataset), n_obj, len(dataset.classes.get(args.label_field, [])), dataset.name))
@@ -148,8 +139,7 @@ def register(subparsers) -> None:
                         help="also write the SAMRS release's per-image pickles")
     parser.add_argument("--no-color", action="store_true", help="no color/ PNGs")
     parser.add_argument("--workers", type=int, default=2, help="writer threads")
-    parser.add_argument("--view-tag", action="append", default=None, metavar="TAG",
-                        help="only samples with this tag (repeatable: any of them)")
+    add_view_tag_argument(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing export in the folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

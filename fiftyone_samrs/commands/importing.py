@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Iterable, List
 
+from fiftyone_samrs.commands._common import fail
+
 FORMATS = ("dota", "dior", "fair1m", "hrsc")
 
 
@@ -53,8 +55,7 @@ def execute_import(args: argparse.Namespace) -> int:
             persistent=not args.temporary, progress=not args.quiet, **kwargs
         )
     except (FormatError, ValueError, TypeError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     report = import_report(dataset)
     info = dataset.info["samrs"]["import_report"]
     print("Imported %s from %s into dataset %r" % (args.format.upper(), args.dataset_dir,
@@ -142,8 +143,7 @@ def execute_tile(args: argparse.Namespace) -> int:
             n_tiles += 1
             n_objects += len(record.objects)
     except (FormatError, ValueError, TypeError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     print("Tiled %s from %s into %s (size %d, gap %d, keep threshold %g)"
           % (args.format.upper(), args.dataset_dir, args.out_dir, size, gap, keep))
     print("%d tiles, %d objects in tiles (images/ and DOTA-style labelTxt/)"

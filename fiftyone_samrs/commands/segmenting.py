@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Optional, Tuple
+from typing import Tuple
 
 from fiftyone_samrs.cli import add_kwargs_argument, parse_kwargs
+from fiftyone_samrs.commands._common import (  # noqa: F401 - parse_classes: re-exported
+    add_view_tag_argument,
+    fail,
+    load_dataset,
+    parse_classes,
+    tagged_view,
+)
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -20,27 +26,14 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return i, n
 
 
-def parse_classes(text: Optional[str]):
-    """A subset name (``SOTA``) or a comma-separated class list."""
-    if text is None:
-        return None
-    if "," in text:
-        return [c.strip() for c in text.split(",") if c.strip()]
-    return text
-
-
 def execute(args: argparse.Namespace) -> int:
-    import fiftyone as fo
-
     from fiftyone_samrs.pipeline import segment
     from fiftyone_samrs.records import FormatError
 
-    if not fo.dataset_exists(args.dataset):
-        print("error: no FiftyOne dataset named %r (fiftyone datasets list)" % args.dataset,
-              file=sys.stderr)
+    dataset = load_dataset(args.dataset)
+    if dataset is None:
         return 1
-    dataset = fo.load_dataset(args.dataset)
-    view = dataset.match_tags(args.view_tag) if args.view_tag else dataset
+    view = tagged_view(dataset, args.view_tag)
     kwargs = dict(
         prompt=args.prompt,
         backend=args.backend,
@@ -68,8 +61,7 @@ def execute(args: argparse.Namespace) -> int:
     try:
         result = segment(view, **kwargs)
     except (ValueError, FormatError, FileNotFoundError, OSError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+        return fail(e)
     print(result.summary())
     return 0
 
@@ -113,8 +105,7 @@ def register(subparsers) -> None:
                         help="process shard I of N (e.g. one per GPU)")
     parser.add_argument("--clip-to-rbox", action="store_true",
                         help="clip each mask to its rotated box (grown by 2 px)")
-    parser.add_argument("--view-tag", action="append", default=None, metavar="TAG",
-                        help="only samples with this tag (repeatable: any of them)")
+    add_view_tag_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_kwargs_argument(parser)
     parser.set_defaults(func=execute)

@@ -19,8 +19,18 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.classes import normalize_dior
-from fiftyone_samrs.formats._common import clip_objects, integer, number, read_xml, text
-from fiftyone_samrs.formats.images import image_size, index_files, index_images
+from fiftyone_samrs.formats._common import (
+    Pair,
+    check_scan_args,
+    clip_objects,
+    integer,
+    number,
+    paired_records,
+    read_xml,
+    scan_root,
+    text,
+)
+from fiftyone_samrs.formats.images import index_files, index_images
 from fiftyone_samrs.geometry import box_area, quad_area, quad_to_hbox, rbox_to_quad
 from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
@@ -256,13 +266,8 @@ def scan(
         FormatError: on a missing folder, broken XML, an unknown class, or HBB
             and OBB files of one image with different object counts
     """
-    if report is None:
-        report = ImportReport()
-    if unlabeled not in ("skip", "keep"):
-        raise ValueError("unlabeled must be 'skip' or 'keep', not %r" % unlabeled)
-    root = os.path.abspath(os.fspath(dataset_dir))
-    if not os.path.isdir(root):
-        raise FormatError(root, "DIOR folder not found")
+    report = check_scan_args(report, unlabeled)
+    root = scan_root(dataset_dir, "DIOR")
     hbb_dirs, obb_dirs, ann_dir = _annotation_dirs(root)
     if ann_dir is None:
         raise FormatError(root, "not a DIOR folder: no Annotations/ folder")
@@ -300,28 +305,30 @@ def scan(
     if split is not None and not any(wanted(s) for s in set(images) | set(hbb) | set(obb) | set(plain)):
         raise FormatError(root, "no image is in split %r (see ImageSets/Main/%s.txt)" % (split, split))
 
-    for stem in sorted(set(images) | set(hbb) | set(obb) | set(plain)):
-        if not wanted(stem):
-            continue
-        img = images.get(stem)
+    stems = sorted(set(images) | set(hbb) | set(obb) | set(plain))
+    labels = {stem: hbb.get(stem) or plain.get(stem) or obb.get(stem) for stem in stems}
+    parsed_plain: Dict[str, Tuple[dict, List[ObjectRecord]]] = {}
+
+    def wanted_stems() -> Iterator[str]:
+        for stem in stems:
+            if wanted(stem):
+                # a plain Annotations/ file is parsed before pairing (its kind,
+                # HBB or OBB, is read from it), even when its image is missing
+                parsed_plain.clear()
+                if stem in plain:
+                    parsed_plain[stem] = parse_xml(plain[stem])
+                yield stem
+
+    def parse(stem: str, label: str):
         h_path, o_path = hbb.get(stem), obb.get(stem)
         h_objs = o_objs = None
         header: dict = {}
-        if stem in plain:
-            header, objs = parse_xml(plain[stem])
+        if stem in parsed_plain:
+            header, objs = parsed_plain[stem]
             if header["kind"] == "obb" and o_path is None:
                 o_path, o_objs = plain[stem], objs
             elif h_path is None:
                 h_path, h_objs = plain[stem], objs
-        label = h_path or o_path
-        if img is None:
-            if label is not None:
-                report.skip("label without image", "%s: no image %s.* in JPEGImages*/" % (label, stem))
-            continue
-        if label is None:
-            if unlabeled == "skip":
-                report.skip("image without labels", "%s: no annotation %s.xml" % (img, stem))
-                continue
         if h_path is not None and h_objs is None:
             header, h_objs = parse_xml(h_path)
         if o_path is not None and o_objs is None:
@@ -331,27 +338,30 @@ def scan(
             objects = merge(h_path, h_objs, o_path, o_objs, report)
         else:
             objects = h_objs if h_objs is not None else (o_objs or [])
-        try:
-            width, height = image_size(img)
-        except FormatError as e:
-            report.skip("unreadable image", str(e))
-            continue
+        return dict(header, oriented=o_path is not None), objects
+
+    def build(p: Pair) -> ImageRecord:
+        header = p.header
         if header.get("width") and header.get("height") and (
-            header["width"], header["height"]) != (width, height):
+            header["width"], header["height"]) != (p.width, p.height):
             report.warn(
                 "size mismatch",
                 "%s: <size> says %sx%s but the image %s is %dx%d (using the image's)"
-                % (label, header["width"], header["height"], img, width, height),
+                % (p.label, header["width"], header["height"], p.image, p.width, p.height),
             )
-        clip_objects(objects, width, height, label or img, report)
-        report.images += 1
-        report.objects += len(objects)
-        yield ImageRecord(
-            filepath=img,
-            width=width,
-            height=height,
-            objects=objects,
-            source="DIOR-R" if o_path is not None else "DIOR",
-            split=split if split is not None else split_of(stem),
-            label_path=label,
+        clip_objects(p.objects, p.width, p.height, p.label or p.image, report)
+        return ImageRecord(
+            filepath=p.image,
+            width=p.width,
+            height=p.height,
+            objects=p.objects,
+            source="DIOR-R" if header.get("oriented") else "DIOR",
+            split=split if split is not None else split_of(p.stem),
+            label_path=p.label,
         )
+
+    yield from paired_records(
+        wanted_stems(), images, labels, report, unlabeled, parse, build,
+        image_hint=".* in JPEGImages*/",
+        label_hint=("annotation", ".xml"),
+    )

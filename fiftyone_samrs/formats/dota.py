@@ -17,8 +17,14 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.classes import DOTA_CLASSES, normalize_dota
-from fiftyone_samrs.formats._common import clip_objects
-from fiftyone_samrs.formats.images import image_size, index_files, index_images
+from fiftyone_samrs.formats._common import (
+    Pair,
+    check_scan_args,
+    clip_objects,
+    paired_records,
+    scan_root,
+)
+from fiftyone_samrs.formats.images import index_files, index_images
 from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
 #: split folder names looked for under a DOTA root, in scan order
@@ -237,8 +243,7 @@ def _listdir(d: str) -> List[str]:
 
 
 def _split_roots(dataset_dir: str, split: Optional[str]) -> List[Tuple[str, Optional[str]]]:
-    if not os.path.isdir(dataset_dir):
-        raise FormatError(dataset_dir, "DOTA folder not found")
+    dataset_dir = scan_root(dataset_dir, "DOTA")
     if split is not None:
         sub = os.path.join(dataset_dir, split)
         roots = [(sub, split)] if os.path.isdir(sub) else [(dataset_dir, split)]
@@ -317,15 +322,11 @@ def scan(
     Raises:
         FormatError: on a missing folder, a malformed line or an unknown class
     """
-    if report is None:
-        report = ImportReport()
-    if unlabeled not in ("skip", "keep"):
-        raise ValueError("unlabeled must be 'skip' or 'keep', not %r" % unlabeled)
+    report = check_scan_args(report, unlabeled)
     if version is not None:
         version = str(version)
         if version not in DOTA_CLASSES:
             raise ValueError("Unknown DOTA version %r; use one of %s" % (version, list(DOTA_CLASSES)))
-    dataset_dir = os.path.abspath(os.fspath(dataset_dir))
     plan = []
     named_versions = set()
     for root, sp in _split_roots(dataset_dir, split):
@@ -348,45 +349,31 @@ def scan(
     classes = DOTA_CLASSES[version]
     source = "DOTA-v" + version
 
+    def parse(stem: str, lab: str):
+        return parse_label_file(lab, keep_unknown=keep_unknown, classes=classes, report=report)
+
     for root, sp, label_dir, labels in plan:
         images_dir = os.path.join(root, "images")
         images = index_images(images_dir, report=report)
-        for stem in sorted(set(images) | set(labels)):
-            img = images.get(stem)
-            lab = labels.get(stem)
-            if img is None:
-                report.skip("label without image", "%s: no image %s.* in %s" % (lab, stem, images_dir))
-                continue
-            if lab is None and unlabeled == "skip":
-                report.skip(
-                    "image without labels",
-                    "%s: no label file %s.txt%s"
-                    % (img, stem, " in %s" % label_dir if label_dir else ""),
-                )
-                continue
-            try:
-                width, height = image_size(img)
-            except FormatError as e:
-                report.skip("unreadable image", str(e))
-                continue
-            header: dict = {}
-            objects: List[ObjectRecord] = []
-            if lab is not None:
-                header, objects = parse_label_file(
-                    lab, keep_unknown=keep_unknown, classes=classes, report=report
-                )
-            clip_objects(objects, width, height, lab or img, report)
-            gsd = header.get("gsd")
-            report.images += 1
-            report.objects += len(objects)
-            yield ImageRecord(
-                filepath=img,
-                width=width,
-                height=height,
-                objects=objects,
+
+        def build(p: Pair, sp=sp) -> ImageRecord:
+            clip_objects(p.objects, p.width, p.height, p.label or p.image, report)
+            gsd = p.header.get("gsd")
+            return ImageRecord(
+                filepath=p.image,
+                width=p.width,
+                height=p.height,
+                objects=p.objects,
                 source=source,
                 split=sp,
                 gsd=gsd if isinstance(gsd, float) else None,
-                imagesource=header.get("imagesource") or None,
-                label_path=lab,
+                imagesource=p.header.get("imagesource") or None,
+                label_path=p.label,
             )
+
+        yield from paired_records(
+            sorted(set(images) | set(labels)), images, labels, report, unlabeled, parse, build,
+            image_hint=".* in %s" % images_dir,
+            label_hint=("label file", ".txt%s" % (" in %s" % label_dir if label_dir else "")),
+            size_first=True,
+        )

@@ -21,8 +21,17 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from fiftyone_samrs.classes import normalize_fair1m
-from fiftyone_samrs.formats._common import clip_objects, integer, read_xml, text
-from fiftyone_samrs.formats.images import image_size, index_files, index_images
+from fiftyone_samrs.formats._common import (
+    Pair,
+    check_scan_args,
+    clip_objects,
+    integer,
+    paired_records,
+    read_xml,
+    scan_root,
+    text,
+)
+from fiftyone_samrs.formats.images import index_files, index_images
 from fiftyone_samrs.geometry import quad_area, quad_to_hbox
 from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
@@ -159,13 +168,8 @@ def scan(
     Raises:
         FormatError: on a missing folder, broken XML or an unknown class
     """
-    if report is None:
-        report = ImportReport()
-    if unlabeled not in ("skip", "keep"):
-        raise ValueError("unlabeled must be 'skip' or 'keep', not %r" % unlabeled)
-    root = os.path.abspath(os.fspath(dataset_dir))
-    if not os.path.isdir(root):
-        raise FormatError(root, "FAIR1M folder not found")
+    report = check_scan_args(report, unlabeled)
+    root = scan_root(dataset_dir, "FAIR1M")
     leaves = _leaves(root)
     if not leaves:
         raise FormatError(
@@ -176,49 +180,43 @@ def scan(
         if not leaves:
             raise FormatError(root, "no %r split folder" % split)
     seen_uids: Dict[str, str] = {}
+
+    def parse(stem: str, lab: str):
+        return parse_xml(lab)
+
     for folder, sp, prefix in leaves:
-        images = index_images(os.path.join(folder, "images"), report=report)
+        images_dir = os.path.join(folder, "images")
+        images = index_images(images_dir, report=report)
         labels = index_files(os.path.join(folder, "labelXml"), ".xml")
-        for stem in sorted(set(images) | set(labels), key=_stem_key):
-            img, lab = images.get(stem), labels.get(stem)
-            if img is None:
-                report.skip("label without image", "%s: no image %s.* in %s"
-                            % (lab, stem, os.path.join(folder, "images")))
-                continue
-            if lab is None and unlabeled == "skip":
-                report.skip("image without labels", "%s: no label file %s.xml" % (img, stem))
-                continue
-            header: dict = {}
-            objects: List[ObjectRecord] = []
-            if lab is not None:
-                header, objects = parse_xml(lab)
-            try:
-                width, height = image_size(img)
-            except FormatError as e:
-                report.skip("unreadable image", str(e))
-                continue
-            clip_objects(objects, width, height, lab or img, report, clip_quads=True)
-            uid = prefix + stem
+
+        def build(p: Pair, folder=folder, sp=sp, prefix=prefix) -> ImageRecord:
+            clip_objects(p.objects, p.width, p.height, p.label or p.image, report,
+                         clip_quads=True)
+            uid = prefix + p.stem
             if uid in seen_uids:
-                part = os.path.basename(folder)
-                new_uid = "%s%s_%s" % (prefix, part, stem)
+                new_uid = "%s%s_%s" % (prefix, os.path.basename(folder), p.stem)
                 report.warn("duplicate stem", "%s: uid %r already used by %s; using %r"
-                            % (img, uid, seen_uids[uid], new_uid))
+                            % (p.image, uid, seen_uids[uid], new_uid))
                 uid = new_uid
-            seen_uids[uid] = img
-            version = header.get("version")
-            report.images += 1
-            report.objects += len(objects)
-            yield ImageRecord(
-                filepath=img,
-                width=width,
-                height=height,
-                objects=objects,
+            seen_uids[uid] = p.image
+            version = p.header.get("version")
+            return ImageRecord(
+                filepath=p.image,
+                width=p.width,
+                height=p.height,
+                objects=p.objects,
                 source="FAIR1M-%s" % version if version in ("1.0", "2.0") else "FAIR1M",
                 split=sp,
-                label_path=lab,
+                label_path=p.label,
                 attributes={"uid": uid},
             )
+
+        yield from paired_records(
+            sorted(set(images) | set(labels), key=_stem_key), images, labels, report,
+            unlabeled, parse, build,
+            image_hint=".* in %s" % images_dir,
+            label_hint=("label file", ".xml"),
+        )
 
 
 def _stem_key(stem: str):

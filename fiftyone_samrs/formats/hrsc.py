@@ -27,10 +27,20 @@ import math
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
-
-from fiftyone_samrs.formats._common import clip_objects, integer, number, read_xml, text
-from fiftyone_samrs.formats.images import image_size, index_files, index_images
+from fiftyone_samrs.formats._common import (
+    Pair,
+    check_scan_args,
+    clip_objects,
+    integer,
+    number,
+    paired_records,
+    read_rgb,
+    read_xml,
+    rgb_key,
+    scan_root,
+    text,
+)
+from fiftyone_samrs.formats.images import index_files, index_images
 from fiftyone_samrs.geometry import box_area, box_iou, quad_area, quad_to_hbox, rbox_to_quad
 from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
 
@@ -151,16 +161,7 @@ def read_gt_masks(mask_png_path, objects: Sequence[ObjectRecord]) -> List[Option
     Raises:
         FormatError: if the PNG is missing or unreadable
     """
-    import cv2
-
-    path = os.fspath(mask_png_path)
-    if not os.path.isfile(path):
-        raise FormatError(path, "mask file not found")
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise FormatError(path, "unreadable mask PNG")
-    img = img.astype(np.int32)
-    key = (img[..., 2] << 16) | (img[..., 1] << 8) | img[..., 0]  # BGR -> RGB key
+    key = rgb_key(read_rgb(mask_png_path, "mask"))
     out: List[Optional[InstanceMask]] = []
     for o in objects:
         rgb = o.attributes.get("seg_color")
@@ -231,13 +232,8 @@ def scan(
     Raises:
         FormatError: on a missing folder or split file, broken XML
     """
-    if report is None:
-        report = ImportReport()
-    if unlabeled not in ("skip", "keep"):
-        raise ValueError("unlabeled must be 'skip' or 'keep', not %r" % unlabeled)
-    dataset_dir = os.path.abspath(os.fspath(dataset_dir))
-    if not os.path.isdir(dataset_dir):
-        raise FormatError(dataset_dir, "HRSC2016 folder not found")
+    report = check_scan_args(report, unlabeled)
+    dataset_dir = scan_root(dataset_dir, "HRSC2016")
     full, sets_dir = _find_dirs(dataset_dir)
     sets = _read_sets(sets_dir)
     split_of: Dict[str, str] = {}
@@ -253,29 +249,16 @@ def scan(
             keep_ids |= set(sets.get("train", [])) | set(sets.get("val", []))
 
     anns = index_files(os.path.join(full, "Annotations"), ".xml")
-    images = index_images(os.path.join(full, "AllImages"), report=report)
+    images_dir = os.path.join(full, "AllImages")
+    images = index_images(images_dir, report=report)
     mask_dirs = [os.path.join(full, d) for d in MASK_DIRS]
-    for stem in sorted(set(anns) | set(images)):
-        if keep_ids is not None and stem not in keep_ids:
-            continue
-        img, ann = images.get(stem), anns.get(stem)
-        if img is None:
-            report.skip("label without image", "%s: no image %s.bmp in %s"
-                        % (ann, stem, os.path.join(full, "AllImages")))
-            continue
-        if ann is None and unlabeled == "skip":
-            report.skip("image without labels", "%s: no annotation %s.xml" % (img, stem))
-            continue
-        header: dict = {}
-        objects: List[ObjectRecord] = []
-        if ann is not None:
-            header, objects = parse_xml(ann)
-        try:
-            width, height = image_size(img)
-        except FormatError as e:
-            report.skip("unreadable image", str(e))
-            continue
-        where = ann or img
+
+    def parse(stem: str, ann: str):
+        return parse_xml(ann)
+
+    def build(p: Pair) -> ImageRecord:
+        objects, stem = p.objects, p.stem
+        where = p.label or p.image
         for o in objects:
             if o.attributes.get("angle_negated"):
                 report.warn("angle negated", "%s (%s): the bow point fits -mbox_ang; using it"
@@ -284,7 +267,7 @@ def scan(
             if agree is not None and agree < MIN_BOX_AGREEMENT:
                 report.warn("rotated box off H-Box", "%s (%s): RH-Box/H-Box IoU %.2f"
                             % (where, o.source_id, agree))
-        clip_objects(objects, width, height, where, report)
+        clip_objects(objects, p.width, p.height, where, report)
         if with_masks and objects:
             mask_path = next((os.path.join(d, stem + ".png") for d in mask_dirs
                               if os.path.isfile(os.path.join(d, stem + ".png"))), None)
@@ -302,15 +285,22 @@ def scan(
             all_masked = all(o.mask is not None for o in objects)
         else:
             all_masked = bool(objects) and all(o.attributes.get("seg_color") for o in objects)
-        report.images += 1
-        report.objects += len(objects)
-        yield ImageRecord(
-            filepath=img,
-            width=width,
-            height=height,
+        return ImageRecord(
+            filepath=p.image,
+            width=p.width,
+            height=p.height,
             objects=objects,
             source="HRSC2016",
             split=split if split is not None else split_of.get(stem),
-            label_path=ann,
+            label_path=p.label,
             attributes={"all_masked": bool(objects) and all_masked},
         )
+
+    stems = sorted(set(anns) | set(images))
+    if keep_ids is not None:
+        stems = [stem for stem in stems if stem in keep_ids]
+    yield from paired_records(
+        stems, images, anns, report, unlabeled, parse, build,
+        image_hint=".bmp in %s" % images_dir,
+        label_hint=("annotation", ".xml"),
+    )

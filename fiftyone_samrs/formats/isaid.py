@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fiftyone_samrs.formats._common import rasterize
+from fiftyone_samrs.formats._common import rasterize, read_rgb, rgb_key
 from fiftyone_samrs.records import FormatError, InstanceMask, ObjectRecord
 
 #: iSAID class colours in ``*_instance_color_RGB.png`` (RGB order, as PIL reads
@@ -43,23 +43,6 @@ ISAID_COLORS: Dict[Tuple[int, int, int], str] = {
 _UNKNOWN = "unknown"
 
 
-def _read_rgb(path) -> np.ndarray:
-    import cv2
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FormatError(path, "iSAID mask file not found")
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise FormatError(path, "unreadable iSAID mask PNG")
-    return img[..., ::-1]  # BGR -> RGB
-
-
-def _rgb_key(img: np.ndarray) -> np.ndarray:
-    img = img.astype(np.int32)
-    return (img[..., 0] << 16) | (img[..., 1] << 8) | img[..., 2]
-
-
 def read_instances(instance_id_png, color_png) -> List[Tuple[InstanceMask, str]]:
     """Reads the iSAID instances of one image.
 
@@ -75,8 +58,8 @@ def read_instances(instance_id_png, color_png) -> List[Tuple[InstanceMask, str]]
     Raises:
         FormatError: if a file is missing or unreadable, or their sizes differ
     """
-    inst = _read_rgb(instance_id_png)
-    col = _read_rgb(color_png)
+    inst = read_rgb(instance_id_png, "iSAID mask")
+    col = read_rgb(color_png, "iSAID mask")
     if inst.shape != col.shape:
         raise FormatError(
             instance_id_png,
@@ -84,14 +67,14 @@ def read_instances(instance_id_png, color_png) -> List[Tuple[InstanceMask, str]]
             % (inst.shape[1], inst.shape[0], color_png, col.shape[1], col.shape[0]),
         )
     width = inst.shape[1]
-    keys = _rgb_key(inst).reshape(-1)
+    keys = rgb_key(inst).reshape(-1)
     idx = np.flatnonzero(keys)
     if idx.size == 0:
         return []
     inst_keys = keys[idx]
     order = np.argsort(inst_keys, kind="stable")
     idx, inst_keys = idx[order], inst_keys[order]
-    class_keys = _rgb_key(col).reshape(-1)[idx]
+    class_keys = rgb_key(col).reshape(-1)[idx]
     bounds = np.flatnonzero(np.diff(inst_keys)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [idx.size]])

@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional
 
 import fiftyone as fo
+import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 #: a view with at most this many samples may run immediately (in the App's
@@ -22,6 +23,48 @@ SMALL_VIEW = 50
 
 #: ``report(fraction, label)``: how SDK work hands progress to the operator
 Report = Callable[[Optional[float], Optional[str]], None]
+
+
+# --------------------------------------------------------------------------
+# the operators' shared frame
+
+
+def operator_config(name: str, label: str, description: str, icon: str,
+                    **extra) -> foo.OperatorConfig:
+    """The config of a @samrs/samrs operator: a dynamic generator operator
+    that may run immediately or delegated; ``extra`` adds or overrides flags."""
+    return foo.OperatorConfig(
+        name=name, label=label, description=description, icon=icon, dynamic=True,
+        execute_as_generator=True, allow_immediate_execution=True,
+        allow_delegated_execution=True, **extra)
+
+
+class SamrsOperator(foo.Operator):
+    """Base of the operators: the delegation rule, the generator ``execute``
+    (the body is ``_execute``) and the Markdown output titled ``title``.
+
+    Subclasses set ``title``, ``default_delegate`` (the "run in the
+    background" default) and ``view_target`` (False: no target view, so no
+    "large views are always delegated" rule).
+    """
+
+    title = ""
+    default_delegate = False
+    view_target = True
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(
+            ctx, default_delegate=self.default_delegate,
+            target_fn=(lambda: ctx.target_view()) if self.view_target else None)
+
+    def execute(self, ctx):
+        return execute_generator(ctx, self._execute(ctx))
+
+    def _execute(self, ctx) -> Generator:
+        raise NotImplementedError
+
+    def resolve_output(self, ctx):
+        return markdown_output(self.title)
 
 
 # --------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import math
 from typing import Any, Dict, List
 
 import fiftyone as fo
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fiftyone_samrs.qa import LOW_IOU_VIEW
@@ -41,23 +40,18 @@ def _pct(value) -> str:
     return "%.2f%%" % (100.0 * value)
 
 
-class EvaluateMasks(foo.Operator):
+class EvaluateMasks(common.SamrsOperator):
     """Scores predicted masks against GT masks, flags suspicious masks and
     opens the worst samples."""
 
+    title = "Evaluation"
+
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="evaluate_masks",
-            label="SAMRS: Evaluate masks",
-            description="mIoU of predicted instance masks against GT masks; saves the "
-                        "low_iou and suspicious_masks views",
-            icon="fact_check",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
+        return common.operator_config(
+            "evaluate_masks", "SAMRS: Evaluate masks",
+            "mIoU of predicted instance masks against GT masks; saves the "
+            "low_iou and suspicious_masks views", "fact_check")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -78,18 +72,12 @@ class EvaluateMasks(foo.Operator):
         inputs.bool("quality", default=True, label="Mask-quality signals",
                     description="also flag suspicious masks (confidence, stability, area "
                                 "and box agreement) for the suspicious_masks view")
-        common.add_execution_mode(ctx, inputs, default_delegate=False, target=target)
+        common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
+                                  target=target)
         return types.Property(inputs, view=types.View(label="Evaluate masks"))
-
-    def resolve_delegation(self, ctx):
-        return common.resolve_delegation(ctx, default_delegate=False,
-                                         target_fn=lambda: ctx.target_view())
 
     def resolve_run_name(self, ctx):
         return "evaluate_masks(%s)" % common.param_str(ctx, "eval_key", "eval")
-
-    def execute(self, ctx):
-        return common.execute_generator(ctx, self._execute(ctx))
 
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
@@ -131,11 +119,8 @@ class EvaluateMasks(foo.Operator):
             if saved.get(LOW_IOU_VIEW) is not None:
                 triggers.append(common.open_saved_view(ctx, LOW_IOU_VIEW))
         return (yield from common.finish(
-            ctx, "Evaluation", summary,
+            ctx, self.title, summary,
             "mIoU_I %s, mIoU_P %s" % (_pct(results.miou_i), _pct(results.miou_p)), triggers))
-
-    def resolve_output(self, ctx):
-        return common.markdown_output("Evaluation")
 
 
 def study_markdown(result) -> str:
@@ -146,22 +131,17 @@ def study_markdown(result) -> str:
     return text
 
 
-class PromptStudy(foo.Operator):
+class PromptStudy(common.SamrsOperator):
     """Compares prompt configurations (the paper's Table 1) on a view with GT masks."""
+
+    title = "Prompt study"
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="prompt_study",
-            label="SAMRS: Prompt study",
-            description="mIoU of every prompt configuration (SAMRS Table 1) against GT "
-                        "masks; each image is encoded once",
-            icon="table_chart",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
+        return common.operator_config(
+            "prompt_study", "SAMRS: Prompt study",
+            "mIoU of every prompt configuration (SAMRS Table 1) against GT "
+            "masks; each image is encoded once", "table_chart")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -186,15 +166,9 @@ class PromptStudy(foo.Operator):
                     description="only HRSC test images whose every ship has a mask")
         inputs.str("out_dir", required=False, label="Output folder (optional)",
                    description="writes study.md, study.csv and study.png there")
-        common.add_execution_mode(ctx, inputs, default_delegate=False, target=target)
+        common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
+                                  target=target)
         return types.Property(inputs, view=types.View(label="Prompt study"))
-
-    def resolve_delegation(self, ctx):
-        return common.resolve_delegation(ctx, default_delegate=False,
-                                         target_fn=lambda: ctx.target_view())
-
-    def execute(self, ctx):
-        return common.execute_generator(ctx, self._execute(ctx))
 
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
@@ -222,7 +196,4 @@ class PromptStudy(foo.Operator):
 
         result = yield from common.run_with_progress(ctx, work)
         table = study_markdown(result)
-        return (yield from common.finish(ctx, "Prompt study", table, "prompt study done"))
-
-    def resolve_output(self, ctx):
-        return common.markdown_output("Prompt study")
+        return (yield from common.finish(ctx, self.title, table, "prompt study done"))

@@ -6,7 +6,6 @@ import os
 from typing import List, Union
 
 import fiftyone as fo
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import common
@@ -42,21 +41,16 @@ def _default_subset(view) -> str:
     return info.get("subset") or ""
 
 
-class ExportDataset(foo.Operator):
+class ExportDataset(common.SamrsOperator):
     """Writes the segmentation of a view to disk."""
+
+    title = "Export"
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="export_dataset",
-            label="SAMRS: Export",
-            description="Export the masks as a SAMRS tree or a COCO instance JSON",
-            icon="save_alt",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
+        return common.operator_config(
+            "export_dataset", "SAMRS: Export",
+            "Export the masks as a SAMRS tree or a COCO instance JSON", "save_alt")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -102,18 +96,12 @@ class ExportDataset(foo.Operator):
                     view=dropdown)
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="allow writing into a non-empty folder")
-        common.add_execution_mode(ctx, inputs, default_delegate=False, target=target)
+        common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
+                                  target=target)
         return types.Property(inputs, view=types.View(label="Export segmentation"))
 
     def resolve_run_name(self, ctx):
         return "export_dataset(%s)" % common.param_str(ctx, "format", "samrs")
-
-    def resolve_delegation(self, ctx):
-        return common.resolve_delegation(ctx, default_delegate=False,
-                                         target_fn=lambda: ctx.target_view())
-
-    def execute(self, ctx):
-        return common.execute_generator(ctx, self._execute(ctx))
 
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
@@ -151,10 +139,7 @@ class ExportDataset(foo.Operator):
 
         result = yield from common.run_with_progress(ctx, work)
         summary = _summary(result, fmt, export_dir)
-        return (yield from common.finish(ctx, "Export", summary, summary.splitlines()[0]))
-
-    def resolve_output(self, ctx):
-        return common.markdown_output("Export")
+        return (yield from common.finish(ctx, self.title, summary, summary.splitlines()[0]))
 
 
 def _summary(result, fmt: str, export_dir: str) -> str:

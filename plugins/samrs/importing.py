@@ -7,7 +7,6 @@ import os
 from typing import Any, Dict
 
 import fiftyone as fo
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import common
@@ -48,23 +47,18 @@ def import_kwargs(ctx) -> Dict[str, Any]:
     return kwargs
 
 
-class ImportDataset(foo.Operator):
+class ImportDataset(common.SamrsOperator):
     """Imports a remote-sensing detection dataset from a folder on the server."""
+
+    title = "Import"
+    view_target = False
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="import_dataset",
-            label="SAMRS: Import dataset",
-            description="Import a DOTA, DIOR, FAIR1M or HRSC2016 folder (optionally tiled)",
-            icon="drive_folder_upload",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=False,
-            view_target=False,
-        )
+        return common.operator_config(
+            "import_dataset", "SAMRS: Import dataset",
+            "Import a DOTA, DIOR, FAIR1M or HRSC2016 folder (optionally tiled)",
+            "drive_folder_upload", default_choice_to_delegated=False, view_target=False)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -116,20 +110,14 @@ class ImportDataset(foo.Operator):
                          label="Keep threshold",
                          description="keep a clipped object when this fraction of it is inside")
         common.add_execution_mode(
-            ctx, inputs, default_delegate=False,
+            ctx, inputs, default_delegate=self.default_delegate,
             description="Queue the import for a delegated-operation worker (`fiftyone "
                         "delegated launch`) instead of running it now in the App")
         return types.Property(inputs, view=types.View(label="Import a remote-sensing dataset"))
 
-    def resolve_delegation(self, ctx):
-        return common.resolve_delegation(ctx, default_delegate=False)
-
     def resolve_run_name(self, ctx):
         return "import_dataset(%s)" % (common.param_str(ctx, "name") or
                                        common.param_str(ctx, "format", "dota"))
-
-    def execute(self, ctx):
-        return common.execute_generator(ctx, self._execute(ctx))
 
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
@@ -160,11 +148,8 @@ class ImportDataset(foo.Operator):
         summary = "Imported %d samples into **%s**" % (len(dataset), dataset.name)
         details = _report_markdown(report_dict)
         triggers = [ctx.ops.open_dataset(dataset.name)] if not ctx.delegated else []
-        return (yield from common.finish(ctx, "Import", summary + "\n\n" + details,
+        return (yield from common.finish(ctx, self.title, summary + "\n\n" + details,
                                          summary.replace("**", ""), triggers))
-
-    def resolve_output(self, ctx):
-        return common.markdown_output("Import")
 
 
 def _report_markdown(report: Dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 import fiftyone as fo
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import common
@@ -70,22 +69,18 @@ def model_kwargs(ctx) -> Dict[str, Any]:
     return kwargs
 
 
-class RunSam(foo.Operator):
+class RunSam(common.SamrsOperator):
     """Prompts SAM with each object's box and stores instance + semantic masks."""
+
+    title = "Run SAM"
+    default_delegate = True
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="run_sam",
-            label="SAMRS: Run SAM",
-            description="Segment every detection of the view with Segment Anything",
-            icon="auto_fix_high",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
-        )
+        return common.operator_config(
+            "run_sam", "SAMRS: Run SAM",
+            "Segment every detection of the view with Segment Anything", "auto_fix_high",
+            default_choice_to_delegated=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -116,18 +111,12 @@ class RunSam(foo.Operator):
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="Redo samples that already have masks (otherwise a run "
                                 "resumes: finished samples are skipped)")
-        common.add_execution_mode(ctx, inputs, default_delegate=True, target=target)
+        common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
+                                  target=target)
         return types.Property(inputs, view=types.View(label="Run SAM"))
-
-    def resolve_delegation(self, ctx):
-        return common.resolve_delegation(ctx, default_delegate=True,
-                                         target_fn=lambda: ctx.target_view())
 
     def resolve_run_name(self, ctx):
         return "run_sam(%s)" % common.param_str(ctx, "label_field", "sam")
-
-    def execute(self, ctx):
-        return common.execute_generator(ctx, self._execute(ctx))
 
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
@@ -154,11 +143,8 @@ class RunSam(foo.Operator):
 
         result = yield from common.run_with_progress(ctx, work)
         triggers = [ctx.ops.reload_dataset()] if not ctx.delegated else []
-        return (yield from common.finish(ctx, "Run SAM", result["summary"],
+        return (yield from common.finish(ctx, self.title, result["summary"],
                                          result["summary"].splitlines()[0], triggers))
-
-    def resolve_output(self, ctx):
-        return common.markdown_output("Run SAM")
 
 
 def engine_name(model: Dict[str, Any]) -> str:
