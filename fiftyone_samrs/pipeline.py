@@ -44,6 +44,7 @@ import numpy as np
 
 from fiftyone_samrs import geometry
 from fiftyone_samrs.classes import resolve_classes
+from fiftyone_samrs.evaluation import label_attr
 from fiftyone_samrs.painting import PAINT_ORDERS, paint_semantic, write_label_png
 from fiftyone_samrs.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.records import FormatError, InstanceMask
@@ -284,14 +285,6 @@ class _Job:
     results: Optional[list] = None
 
 
-def _attr(label, name, default=None):
-    try:
-        value = label[name]
-    except (KeyError, AttributeError):
-        return default
-    return default if value is None else value
-
-
 def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margin,
               png_path, obb_field) -> _Job:
     if not width or not height:
@@ -305,8 +298,8 @@ def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margi
             geometry.relative_to_box(det.bounding_box, width, height), width, height)
         labels.append(det.label)
         source_ids.append(det.id)
-        obj_indexes.append(int(_attr(det, "obj_index", i)))
-        rh.append(bool(_attr(det, "rh", False)))
+        obj_indexes.append(int(label_attr(det, "obj_index", i)))
+        rh.append(bool(label_attr(det, "rh", False)))
     # relative -> pixel conversion noise (40/120*120 = 40.000000000000004)
     hboxes = np.round(hboxes, 6)
     has_hbox = not (n and all(rh))
@@ -317,7 +310,7 @@ def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margi
         for j, pl in enumerate(polylines or []):
             pts = pl.points[0] if pl.points else []
             if len(pts) >= 4:
-                by_index.setdefault(int(_attr(pl, "obj_index", j)),
+                by_index.setdefault(int(label_attr(pl, "obj_index", j)),
                                     np.round(geometry.relative_to_points(pts[:4], width,
                                                                          height), 6))
         quads = np.full((n, 4, 2), np.nan)
