@@ -60,8 +60,8 @@ def build_dataset(root: str, n_images: int, n_instances: int, size: int, seed: i
 
     import fiftyone as fo
 
-    from fiftyone_samrs.classes import SOTA
-    from fiftyone_samrs.geometry import box_to_relative
+    from fiftyone_samrs.core.classes import SOTA
+    from fiftyone_samrs.core.geometry import box_to_relative
 
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)

@@ -38,7 +38,7 @@ from _common import drop_own_database, rate, write_results  # before FiftyOne: s
 def write_fast_tree(root: str, n_images: int, n_objects: int, size: int, seed: int = 0) -> None:
     """A DOTA v1.0 tree for import timing: real label files, one shared image.
 
-    Label files are what :func:`fiftyone_samrs.synthetic.make_dota_tree`
+    Label files are what :func:`fiftyone_samrs.testing.synthetic.make_dota_tree`
     writes (header lines, CRLF, integer rotated boxes on a jittered grid,
     classes drawn from DOTA v1.0, some ``difficult`` 1), but every image is a
     hard link to one flat ``size x size`` PNG: the importer only reads image
@@ -47,7 +47,7 @@ def write_fast_tree(root: str, n_images: int, n_objects: int, size: int, seed: i
     import cv2
     import numpy as np
 
-    from fiftyone_samrs.classes import DOTA_V1_0
+    from fiftyone_samrs.core.classes import DOTA_V1_0
 
     os.makedirs(os.path.join(root, "images"), exist_ok=True)
     os.makedirs(os.path.join(root, "labelTxt"), exist_ok=True)
@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--workers", type=int, default=2, help="threads for the generator")
     parser.add_argument("--generator", choices=("fast", "synthetic"), default="fast",
                         help="fast: real label files + one hard-linked flat image "
-                             "(default); synthetic: fiftyone_samrs.synthetic.make_dota_tree "
+                             "(default); synthetic: fiftyone_samrs.testing.synthetic.make_dota_tree "
                              "(drawn images, slower to generate, same import cost)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--skip-add-samples", action="store_true",
@@ -105,10 +105,10 @@ def main(argv=None) -> dict:
 
     import fiftyone as fo
 
-    from fiftyone_samrs import synthetic
+    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.formats import dota
-    from fiftyone_samrs.importers import load_dota, record_to_sample
-    from fiftyone_samrs.records import ImportReport
+    from fiftyone_samrs.importing.importers import load_dota, record_to_sample
+    from fiftyone_samrs.core.records import ImportReport
 
     fo.config.show_progress_bars = False
     tmp = None

@@ -155,9 +155,9 @@ def run_method(method: str, k: int, ckpt: str, image_path: str, repeats: int, wo
 
     from segment_anything import SamPredictor
 
-    from fiftyone_samrs.prompts import build_prompts
-    from fiftyone_samrs.segmenter.engine import SamEngine
-    from fiftyone_samrs.segmenter.models import load_sam
+    from fiftyone_samrs.segmenting.prompts import build_prompts
+    from fiftyone_samrs.segmenting.sam.engine import SamEngine
+    from fiftyone_samrs.segmenting.sam.models import load_sam
 
     sam = load_sam(checkpoint=ckpt, device="cpu")
     masks = None
@@ -208,7 +208,7 @@ def run_method(method: str, k: int, ckpt: str, image_path: str, repeats: int, wo
         emb = engine.encode([img])[0]
         ps = build_prompts(boxes, None, "hbox", (h, w))
         up = engine._upsampler(emb)
-        from fiftyone_samrs.geometry import box_to_int_region
+        from fiftyone_samrs.core.geometry import box_to_int_region
 
         windows = [up.lowres_window(box_to_int_region(r, w, h)) for r in ps.regions]
         tb = torch.as_tensor(engine.transform.apply_boxes(boxes, (h, w)), dtype=torch.float)
@@ -301,10 +301,10 @@ def ablation(ks, threads, repeats) -> str:
     """Per-box decoder time: reference vs fast with single savings turned off."""
     import torch
 
-    from fiftyone_samrs.prompts import build_prompts
-    from fiftyone_samrs.segmenter.decoder import FastMaskDecoder
-    from fiftyone_samrs.segmenter.engine import ImageEmbedding, SamEngine
-    from fiftyone_samrs.segmenter.tiny import build_tiny_sam
+    from fiftyone_samrs.segmenting.prompts import build_prompts
+    from fiftyone_samrs.segmenting.sam.decoder import FastMaskDecoder
+    from fiftyone_samrs.segmenting.sam.engine import ImageEmbedding, SamEngine
+    from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam
 
     if threads:
         torch.set_num_threads(threads)
@@ -314,7 +314,7 @@ def ablation(ks, threads, repeats) -> str:
     feats = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(0))
     emb = ImageEmbedding(feats, (1024, 1024), (1024, 1024))
     up = engine._upsampler(emb)
-    from fiftyone_samrs.geometry import box_to_int_region
+    from fiftyone_samrs.core.geometry import box_to_int_region
 
     def best(fn):
         fn()
@@ -511,7 +511,7 @@ def main(argv=None):
     try:
         ckpt = os.path.join(workdir, ZOO_FILE)
         if args.quick:
-            from fiftyone_samrs.segmenter.tiny import save_tiny_checkpoint
+            from fiftyone_samrs.segmenting.sam.tiny import save_tiny_checkpoint
 
             save_tiny_checkpoint(ckpt, seed=0)
             model_desc = "tiny random SAM (real decoder, 32-wide encoder)"

@@ -18,37 +18,49 @@ from __future__ import annotations
 
 import importlib
 
+from fiftyone_samrs import _legacy
+
+_legacy.install()
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    # importers
-    "load_dota": "importers",
-    "load_dior": "importers",
-    "load_fair1m": "importers",
-    "load_hrsc": "importers",
-    "load_isaid_masks": "importers",
-    "load_records": "importers",
-    "tile_images": "tiling",
-    # segmentation
-    "segment": "pipeline",
-    # evaluation
-    "evaluate": "evaluation",
-    "prompt_study": "study",
-    "compute_quality": "quality",
-    "save_qa_views": "qa",
-    # export
-    "export_samrs": "exporters",
-    "export_coco": "exporters",
-    "load_samrs": "exporters",
+    # importing
+    "load_dota": "importing.importers",
+    "load_dior": "importing.importers",
+    "load_fair1m": "importing.importers",
+    "load_hrsc": "importing.importers",
+    "load_isaid_masks": "importing.isaid_gt",
+    "load_records": "importing.importers",
+    "tile_images": "importing.tiling",
+    # segmenting
+    "segment": "segmenting.pipeline",
+    # evaluating
+    "evaluate": "evaluating.evaluation",
+    "prompt_study": "evaluating.study",
+    "compute_quality": "evaluating.quality",
+    "save_qa_views": "evaluating.qa",
+    # exporting
+    "export_samrs": "exporting.samrs_export",
+    "export_coco": "exporting.coco_export",
+    "load_samrs": "exporting.samrs_import",
 }
 
-__all__ = sorted(_EXPORTS) + ["types", "classes", "geometry"]
+#: public submodules reachable as attributes (``fsr.types``, ``fsr.classes``...)
+_MODULES = {
+    "types": "types",
+    "classes": "core.classes",
+    "geometry": "core.geometry",
+    "records": "core.records",
+}
+
+__all__ = sorted(_EXPORTS) + sorted(_MODULES)
 
 
 def __getattr__(name):
     if name in _EXPORTS:
         module = importlib.import_module("fiftyone_samrs." + _EXPORTS[name])
         return getattr(module, name)
-    if name in ("types", "classes", "geometry", "records"):
-        return importlib.import_module("fiftyone_samrs." + name)
+    if name in _MODULES:
+        return importlib.import_module("fiftyone_samrs." + _MODULES[name])
     raise AttributeError("module 'fiftyone_samrs' has no attribute %r" % name)

@@ -26,6 +26,6 @@ fi
 echo "[bootstrap] installing fiftyone-samrs and its dependencies into $VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test]"
-"$VENV/bin/python" -m fiftyone_samrs.db ensure-mongod
+"$VENV/bin/python" -m fiftyone_samrs.tools.db ensure-mongod
 echo "$want" > "$stamp"
 echo "[bootstrap] ready"

@@ -24,7 +24,7 @@ def link_plugin(plugins_dir: Path) -> Path:
 def plugin(tmp_path_factory):
     """FiftyOne sees the plugin through a plugins dir holding a link to the repo."""
     import fiftyone as fo
-    from fiftyone_samrs.plugin_install import _clear_plugin_cache
+    from fiftyone_samrs.tools.plugin_install import _clear_plugin_cache
 
     plugins_dir = link_plugin(tmp_path_factory.mktemp("plugins"))
     previous = fo.config.plugins_dir
@@ -38,6 +38,6 @@ def plugin(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """The tiny random SAM, saved as a checkpoint file."""
-    from fiftyone_samrs.segmenter.tiny import save_tiny_checkpoint
+    from fiftyone_samrs.segmenting.sam.tiny import save_tiny_checkpoint
 
     return save_tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"))

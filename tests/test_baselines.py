@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fiftyone_samrs.geometry import quad_to_hbox, rbox_to_quad
-from fiftyone_samrs.prompts import build_prompts
-from fiftyone_samrs.segmenter.baselines import BoxFillBackend, GrabCutBackend, polygon_mask
-from fiftyone_samrs.segmenter.engine import Backend, make_backend
+from fiftyone_samrs.core.geometry import quad_to_hbox, rbox_to_quad
+from fiftyone_samrs.segmenting.prompts import build_prompts
+from fiftyone_samrs.segmenting.baselines import BoxFillBackend, GrabCutBackend, polygon_mask
+from fiftyone_samrs.segmenting.backends import Backend, make_backend
 
 
 def _scene():

@@ -86,7 +86,7 @@ def dataset(tmp_path_factory):
     """The dataset the App opens on: three generated DOTA images."""
     import fiftyone as fo
     import fiftyone_samrs as fsr
-    from fiftyone_samrs.synthetic import make_dota_tree
+    from fiftyone_samrs.testing.synthetic import make_dota_tree
 
     root = tmp_path_factory.mktemp("dota")
     make_dota_tree(str(root), n_images=3, n_objects=5, size=(480, 360), seed=11)
@@ -101,7 +101,7 @@ def dataset(tmp_path_factory):
 def hrsc(tmp_path_factory):
     """A generated HRSC2016 folder to import from the App, and the dataset name to use."""
     import fiftyone as fo
-    from fiftyone_samrs.synthetic import make_hrsc_tree
+    from fiftyone_samrs.testing.synthetic import make_hrsc_tree
 
     root = tmp_path_factory.mktemp("hrsc")
     make_hrsc_tree(str(root), n_images=3, n_objects=3, size=(480, 320), seed=4)

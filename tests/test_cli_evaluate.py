@@ -6,7 +6,7 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_samrs.cli import main
+from fiftyone_samrs.tools.cli import main
 
 
 def _rel(x0, y0, w, h, W, H):

@@ -1,4 +1,4 @@
-"""``samrs import`` and ``samrs tile`` through ``fiftyone_samrs.cli.main``."""
+"""``samrs import`` and ``samrs tile`` through ``fiftyone_samrs.tools.cli.main``."""
 
 import os
 import uuid
@@ -7,7 +7,7 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_samrs.cli import main
+from fiftyone_samrs.tools.cli import main
 
 
 @pytest.fixture
@@ -92,8 +92,7 @@ def test_import_errors_name_the_file(tmp_path, dota_root, names, capsys):
 
 
 def test_import_hrsc_split(tmp_path, names, capsys):
-    from fiftyone_samrs import synthetic
-
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_hrsc_tree(str(tmp_path / "HRSC"), n_images=3, n_objects=2,
                                   size=(160, 120))
     name = names()
@@ -106,8 +105,7 @@ def test_import_hrsc_split(tmp_path, names, capsys):
 
 
 def test_import_dota_tiled(tmp_path, names, capsys):
-    from fiftyone_samrs import synthetic
-
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=1, n_objects=8,
                                   size=(400, 300), gt_masks=False)
     name = names()
@@ -123,8 +121,8 @@ def test_import_dota_tiled(tmp_path, names, capsys):
 
 
 def test_tile_verb_writes_an_importable_tree(tmp_path, names, capsys):
-    from fiftyone_samrs import synthetic, tiling
-
+    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs.importing import tiling
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=2, n_objects=8,
                                   size=(400, 300), gt_masks=False)
     out_dir = str(tmp_path / "T")

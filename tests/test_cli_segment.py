@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from fiftyone_samrs.cli import build_parser, main
-from fiftyone_samrs.commands.segmenting import parse_classes, parse_shard
-from fiftyone_samrs.painting import read_label_png
+from fiftyone_samrs.tools.cli import build_parser, main
+from fiftyone_samrs.tools.commands.segmenting import parse_classes, parse_shard
+from fiftyone_samrs.core.painting import read_label_png
 
 from test_pipeline import OBJECTS, H, W, make_dataset  # noqa: E402
 
@@ -25,7 +25,7 @@ def test_parse_helpers():
 
 
 def test_cli_segment_boxfill(fo_dataset, tmp_path, capsys):
-    from fiftyone_samrs.classes import SOTA
+    from fiftyone_samrs.core.classes import SOTA
 
     ds = make_dataset(fo_dataset, tmp_path)
     ds.take(2, seed=1).tag_samples("pick")
@@ -89,10 +89,10 @@ def test_cli_tiny_sam_on_imported_dota(tmp_path, capsys):
 
     import torch
 
-    from fiftyone_samrs import synthetic
-    from fiftyone_samrs.classes import SOTA
-    from fiftyone_samrs.importers import load_dota
-    from fiftyone_samrs.segmenter.tiny import save_tiny_checkpoint
+    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs.core.classes import SOTA
+    from fiftyone_samrs.importing.importers import load_dota
+    from fiftyone_samrs.segmenting.sam.tiny import save_tiny_checkpoint
 
     torch.set_num_threads(1)
     synthetic.make_dota_tree(tmp_path / "dota", n_images=2, n_objects=4, size=(256, 192), seed=1)

@@ -13,12 +13,12 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.utils.amg import calculate_stability_score
 
-from fiftyone_samrs.geometry import rbox_to_quad
-from fiftyone_samrs.prompts import build_prompts
-from fiftyone_samrs.segmenter.decoder import FastMaskDecoder
-from fiftyone_samrs.segmenter.engine import SamEngine
-from fiftyone_samrs.segmenter.tiny import build_tiny_sam
-from fiftyone_samrs.segmenter.upsample import RegionUpsampler, bilinear_matrix
+from fiftyone_samrs.core.geometry import rbox_to_quad
+from fiftyone_samrs.segmenting.prompts import build_prompts
+from fiftyone_samrs.segmenting.sam.decoder import FastMaskDecoder
+from fiftyone_samrs.segmenting.sam.engine import SamEngine
+from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam
+from fiftyone_samrs.segmenting.sam.upsample import RegionUpsampler, bilinear_matrix
 
 SIZES = [(300, 500), (1024, 1024), (1500, 900)]
 
@@ -201,7 +201,7 @@ def test_windowed_logits_match_the_low_res_map(sam):
     with torch.inference_mode():
         sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
         ref_low, _ = sam.mask_decoder(features, pe, sparse, dense, multimask_output=False)
-        from fiftyone_samrs.segmenter.engine import ImageEmbedding
+        from fiftyone_samrs.segmenting.sam.engine import ImageEmbedding
 
         emb = ImageEmbedding(features, (1024, 1024), (1024, 1024))
         _, wins = fast.decode(emb, sparse, None, [(5, 23, 9, 30), None], image_pe=pe)

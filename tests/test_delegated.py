@@ -15,7 +15,7 @@ URI = "@samrs/samrs/run_sam"
 def dataset(plugin, tmp_path):
     import fiftyone as fo
     import fiftyone_samrs as fsr
-    from fiftyone_samrs.synthetic import make_dota_tree
+    from fiftyone_samrs.testing.synthetic import make_dota_tree
 
     make_dota_tree(str(tmp_path / "dota"), n_images=3, n_objects=3, size=(256, 192), seed=7)
     name = "samrs-test-deleg-" + uuid.uuid4().hex[:6]

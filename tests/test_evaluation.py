@@ -20,7 +20,7 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_samrs.evaluation import (
+from fiftyone_samrs.evaluating.evaluation import (
     SamrsEvaluationResults,
     detection_to_instance,
     evaluate,
@@ -81,7 +81,7 @@ def test_detection_to_instance_reads_the_crop(tmp_path):
     # the same from raw database documents (mask bytes or mask_path)
     from bson import ObjectId
 
-    from fiftyone_samrs.evaluation import RawLabel
+    from fiftyone_samrs.evaluating.evaluation import RawLabel
 
     raw = RawLabel({"_id": ObjectId(), "bounding_box": d2.bounding_box, "mask_path": path})
     assert np.array_equal(detection_to_instance(raw, 40, 30).mask, m)
@@ -206,9 +206,9 @@ def test_dota_with_isaid_ground_truth(tmp_path):
     """The second real test bed: DOTA boxes, iSAID masks (generated), boxfill predictions."""
     import uuid
 
-    from fiftyone_samrs.importers import load_dota, load_isaid_masks
-    from fiftyone_samrs.pipeline import segment
-    from fiftyone_samrs.synthetic import make_dota_tree
+    from fiftyone_samrs.importing.importers import load_dota, load_isaid_masks
+    from fiftyone_samrs.segmenting.pipeline import segment
+    from fiftyone_samrs.testing.synthetic import make_dota_tree
 
     make_dota_tree(tmp_path / "dota", n_images=2, n_objects=5, size=(320, 256), with_isaid=True)
     ds = load_dota(str(tmp_path / "dota"), name="samrs-test-" + uuid.uuid4().hex[:8],

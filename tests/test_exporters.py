@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from fiftyone_samrs import classes as C
-from fiftyone_samrs import coco_rle
-from fiftyone_samrs.export_common import (
+from fiftyone_samrs.core import classes as C
+from fiftyone_samrs.exporting import coco_rle
+from fiftyone_samrs.exporting.common import (
     ExportResult,
     StemMaker,
     place_mask,
     split_names,
 )
-from fiftyone_samrs.geometry import box_to_relative
-from fiftyone_samrs.palette import PALETTE, colorize
-from fiftyone_samrs.records import FormatError
+from fiftyone_samrs.core.geometry import box_to_relative
+from fiftyone_samrs.exporting.palette import PALETTE, colorize
+from fiftyone_samrs.core.records import FormatError
 
 SOTA = C.SOTA
 
@@ -229,7 +229,6 @@ def segmented(fo_dataset, tmp_path):
 
 def test_export_samrs_writes_the_layout(segmented):
     from fiftyone_samrs import export_samrs
-
     ds, truth, tmp = segmented
     out = str(tmp / "SOTA")
     result = export_samrs(ds, out, subset="SOTA", split_ratio=0.5, seed=1, pickles=True,
@@ -279,7 +278,6 @@ def test_coco_json_loads_in_pycocotools_and_matches_the_masks(segmented):
     from pycocotools.coco import COCO
 
     from fiftyone_samrs import export_samrs
-
     ds, truth, tmp = segmented
     out = str(tmp / "SOTA")
     export_samrs(ds, out, subset="SOTA", progress=False)
@@ -316,7 +314,6 @@ def test_coco_json_loads_in_fiftyone_coco_importer(segmented):
     import fiftyone as fo
 
     from fiftyone_samrs import export_coco
-
     ds, truth, tmp = segmented
     labels = str(tmp / "coco" / "sam.json")
     result = export_coco(ds, labels, classes="SOTA", export_media=True, category_id_start=1,
@@ -346,7 +343,9 @@ def test_coco_json_loads_in_fiftyone_coco_importer(segmented):
 def test_round_trip_export_then_load_gives_the_same_masks_classes_boxes(segmented):
     import fiftyone as fo
 
-    from fiftyone_samrs import export_samrs, load_samrs
+    from fiftyone_samrs import export_samrs
+
+    from fiftyone_samrs import load_samrs
     from fiftyone_samrs.types import SAMRSDataset
 
     ds, truth, tmp = segmented
@@ -411,8 +410,8 @@ def test_fiftyone_export_route_matches_the_sdk(segmented):
 
 
 def test_export_media_false_and_symlink(segmented):
-    from fiftyone_samrs import export_samrs, load_samrs
-
+    from fiftyone_samrs import export_samrs
+    from fiftyone_samrs import load_samrs
     ds, truth, tmp = segmented
     out = str(tmp / "nomedia")
     export_samrs(ds, out, subset="SOTA", export_media=False, progress=False)
@@ -435,8 +434,9 @@ def test_export_media_false_and_symlink(segmented):
 def test_colliding_stems_get_distinct_label_files(fo_dataset, tmp_path):
     import fiftyone as fo
 
-    from fiftyone_samrs import export_samrs, load_samrs
+    from fiftyone_samrs import export_samrs
 
+    from fiftyone_samrs import load_samrs
     samples = []
     for sub in ("a", "b"):
         os.makedirs(tmp_path / sub)
@@ -467,7 +467,6 @@ def test_filtered_view_exports_only_kept_masks(segmented):
     from fiftyone import ViewField as F
 
     from fiftyone_samrs import export_samrs
-
     ds, truth, tmp = segmented
     view = ds.filter_labels("sam", F("confidence") < 0.6, only_matches=False)
     out = str(tmp / "filtered")
@@ -482,7 +481,6 @@ def test_filtered_view_exports_only_kept_masks(segmented):
 
 def test_custom_class_list_small_last_and_category_start(segmented):
     from fiftyone_samrs import export_samrs
-
     ds, truth, tmp = segmented
     classes = ["harbor", "small-vehicle", "ship", "plane"]
     out = str(tmp / "custom")
@@ -502,8 +500,8 @@ def test_custom_class_list_small_last_and_category_start(segmented):
 
 
 def test_unknown_class_errors_naming_the_sample_or_is_ignored_and_counted(segmented):
-    from fiftyone_samrs import export_coco, export_samrs
-
+    from fiftyone_samrs import export_coco
+    from fiftyone_samrs import export_samrs
     ds, truth, tmp = segmented
     classes = ["plane", "ship"]
     with pytest.raises(FormatError, match=r"P0000\.png.*'small-vehicle'|P0000\.png.*'harbor'"):
@@ -529,7 +527,6 @@ def test_missing_instance_mask_file_and_box_field_errors(fo_dataset, tmp_path):
     import fiftyone as fo
 
     from fiftyone_samrs import export_coco
-
     path = str(tmp_path / "img.png")
     cv2.imwrite(path, np.zeros((10, 10, 3), np.uint8))
     fo_dataset.add_sample(fo.Sample(
@@ -550,7 +547,6 @@ def test_seg_png_missing_or_wrong_size_errors_naming_the_sample(segmented):
     import fiftyone as fo
 
     from fiftyone_samrs import export_samrs
-
     ds, truth, tmp = segmented
     ds.mask_targets["sam_seg"] = {i: c for i, c in enumerate(SOTA)}
     ds.save()
@@ -576,8 +572,8 @@ def test_seg_png_missing_or_wrong_size_errors_naming_the_sample(segmented):
 
 
 def test_non_empty_export_dir_is_refused_unless_overwrite(segmented):
-    from fiftyone_samrs import export_coco, export_samrs
-
+    from fiftyone_samrs import export_coco
+    from fiftyone_samrs import export_samrs
     ds, truth, tmp = segmented
     out = tmp / "busy"
     out.mkdir()
@@ -605,7 +601,6 @@ def test_empty_masks_are_skipped_and_counted_or_kept(fo_dataset, tmp_path):
     import fiftyone as fo
 
     from fiftyone_samrs import export_coco
-
     path = str(tmp_path / "img.png")
     cv2.imwrite(path, np.zeros((10, 10, 3), np.uint8))
     fo_dataset.add_sample(fo.Sample(filepath=path, sam=fo.Detections(detections=[
@@ -628,8 +623,8 @@ def test_empty_masks_are_skipped_and_counted_or_kept(fo_dataset, tmp_path):
 def test_export_streams_sample_by_sample(segmented, monkeypatch):
     """The exporter writes each sample as it is read: reads and writes
     interleave, nothing is collected first."""
-    from fiftyone_samrs import coco_export, export_coco
-
+    from fiftyone_samrs.exporting import coco_export
+    from fiftyone_samrs import export_coco
     ds, truth, tmp = segmented
     events = []
     real_iter = coco_export.iter_sample_docs
@@ -654,8 +649,8 @@ def test_export_streams_sample_by_sample(segmented, monkeypatch):
 
 
 def test_coco_writer_keeps_nothing_per_annotation_in_memory(tmp_path):
-    from fiftyone_samrs.coco_export import COCOJSONWriter
-    from fiftyone_samrs.export_common import Instance
+    from fiftyone_samrs.exporting.coco_export import COCOJSONWriter
+    from fiftyone_samrs.exporting.common import Instance
 
     writer = COCOJSONWriter(str(tmp_path / "x.json"), ["ship"], flush_every=1)
     writer.open()
@@ -685,8 +680,8 @@ class BlobBackend:
     def predict_batch(self, images, prompts):
         from types import SimpleNamespace
 
-        from fiftyone_samrs import geometry
-        from fiftyone_samrs.records import InstanceMask
+        from fiftyone_samrs.core import geometry
+        from fiftyone_samrs.core.records import InstanceMask
 
         out = []
         for image, ps in zip(images, prompts):
@@ -707,8 +702,8 @@ class BlobBackend:
 
 def test_gray_from_instances_and_from_seg_equal_the_pipeline_png(fo_dataset, tmp_path):
     from fiftyone_samrs import export_samrs
-    from fiftyone_samrs.painting import read_label_png
-    from fiftyone_samrs.pipeline import segment
+    from fiftyone_samrs.core.painting import read_label_png
+    from fiftyone_samrs.segmenting.pipeline import segment
 
     make_segmented(fo_dataset, str(tmp_path), n=6)
     fo_dataset.delete_sample_field("sam")
@@ -774,7 +769,7 @@ def test_progress_callback_and_missing_instance_field_choice(segmented):
 def test_fast_mask_decoding_equals_fiftyone():
     import fiftyone.core.utils as fou
 
-    from fiftyone_samrs.export_common import deserialize_mask
+    from fiftyone_samrs.exporting.common import deserialize_mask
 
     rng = np.random.default_rng(5)
     arrays = [rng.random((7, 9)) > 0.5, rng.random((7, 9)) > 0.5,  # same header: cached

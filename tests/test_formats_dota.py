@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fiftyone_samrs.classes import DOTA_V1_0
+from fiftyone_samrs.core.classes import DOTA_V1_0
 from fiftyone_samrs.formats import dota
-from fiftyone_samrs.records import FormatError, ImportReport
+from fiftyone_samrs.core.records import FormatError, ImportReport
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fiftyone_samrs.formats import fair1m
-from fiftyone_samrs.records import FormatError, ImportReport
+from fiftyone_samrs.core.records import FormatError, ImportReport
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from fiftyone_samrs.formats import hrsc
-from fiftyone_samrs.geometry import quad_to_hbox, rbox_to_quad
-from fiftyone_samrs.records import FormatError, ImportReport
+from fiftyone_samrs.core.geometry import quad_to_hbox, rbox_to_quad
+from fiftyone_samrs.core.records import FormatError, ImportReport
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 

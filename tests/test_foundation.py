@@ -4,9 +4,11 @@ import os
 
 import pytest
 
-from fiftyone_samrs import classes, cli, db
+from fiftyone_samrs.core import classes
 
+from fiftyone_samrs.tools import cli
 
+from fiftyone_samrs.tools import db
 def test_class_lists_match_the_samrs_release():
     assert len(classes.SOTA) == 18 and classes.SOTA[0] == "large-vehicle"
     assert classes.SOTA[15:] == ["container-crane", "airport", "helipad"]
@@ -91,7 +93,7 @@ def test_cli_lists_every_verb(capsys):
 
 
 def test_doctor_reports_a_live_database_round_trip():
-    from fiftyone_samrs.commands import doctor
+    from fiftyone_samrs.tools.commands import doctor
 
     rows = {name: (ok, found) for name, ok, found, _ in doctor.run_checks()}
     assert rows["python"][0] and rows["torch"][0] and rows["fiftyone"][0]
@@ -103,7 +105,7 @@ def test_doctor_reports_a_live_database_round_trip():
 
 def test_sdk_segment_stays_the_function_after_the_engine_is_imported():
     import fiftyone_samrs as fsr
-    import fiftyone_samrs.segmenter.engine  # noqa: F401
-    from fiftyone_samrs.pipeline import segment
+    import fiftyone_samrs.segmenting.sam.engine  # noqa: F401
+    from fiftyone_samrs.segmenting.pipeline import segment
 
     assert fsr.segment is segment

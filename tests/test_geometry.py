@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from fiftyone_samrs import geometry as g
+from fiftyone_samrs.core import geometry as g
 from fiftyone_samrs.formats._common import clip_objects, rasterize
-from fiftyone_samrs.records import ImportReport, InstanceMask, ObjectRecord
+from fiftyone_samrs.core.records import ImportReport, InstanceMask, ObjectRecord
 
 
 def test_quad_to_hbox_uses_min_max_not_corners_1_and_3():

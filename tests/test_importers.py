@@ -1,7 +1,7 @@
 """FiftyOne importers: the fast document path against add_samples, and each format.
 
 Every test writes its own source files to ``tmp_path`` (by hand or with
-:mod:`fiftyone_samrs.synthetic`) and imports them into uniquely named
+:mod:`fiftyone_samrs.testing.synthetic`) and imports them into uniquely named
 datasets, deleted afterwards.
 """
 
@@ -14,9 +14,9 @@ import pytest
 import fiftyone as fo
 from fiftyone import ViewField as F
 
-from fiftyone_samrs import classes as fsc
-from fiftyone_samrs import importers as imp
-from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
+from fiftyone_samrs.core import classes as fsc
+from fiftyone_samrs.importing import importers as imp
+from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
 
 
 # ---------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_load_records_boxes_and_attributes(tmp_path, names):
     dets = s.hbb.detections
     assert [d.label for d in dets] == ["plane", "ship", "small-vehicle"]
     assert [d.obj_index for d in dets] == [0, 1, 2]
-    from fiftyone_samrs.geometry import relative_to_box
+    from fiftyone_samrs.core.geometry import relative_to_box
 
     assert relative_to_box(dets[0].bounding_box, 100, 80) == pytest.approx((8, 10, 30, 40))
     assert relative_to_box(dets[2].bounding_box, 100, 80) == pytest.approx((50, 50, 60, 70))
@@ -319,7 +319,7 @@ def test_load_dota_quirks(tmp_path, names):
     assert (s.metadata.width, s.metadata.height) == (200, 100)
     dets = s.hbb.detections
     assert [d.label for d in dets] == ["plane", "small-vehicle", "ship", "storage-tank"]
-    from fiftyone_samrs.geometry import relative_to_box
+    from fiftyone_samrs.core.geometry import relative_to_box
 
     boxes = [relative_to_box(d.bounding_box, 200, 100) for d in dets]
     assert boxes[0] == pytest.approx((10, 10, 50, 30))
@@ -383,8 +383,8 @@ def test_load_dota_malformed_line(tmp_path, names):
 
 
 def test_load_dota_splits_and_from_dir(tmp_path, names):
-    from fiftyone_samrs import synthetic, types
-
+    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs import types
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=4, n_objects=5,
                                   size=(300, 200), split=["train", "val"], gt_masks=False)
     ds = imp.load_dota(gt["root"], name=names(), progress=False)
@@ -395,7 +395,7 @@ def test_load_dota_splits_and_from_dir(tmp_path, names):
         s = ds[img["filepath"]]
         assert s.split == img["split"] and s.gsd == pytest.approx(img["gsd"])
         assert [d.label for d in s.hbb.detections] == [o["label"] for o in img["objects"]]
-        from fiftyone_samrs.geometry import relative_to_box
+        from fiftyone_samrs.core.geometry import relative_to_box
 
         for d, o in zip(s.hbb.detections, img["objects"]):
             assert relative_to_box(d.bounding_box, 300, 200) == pytest.approx(o["hbox"])
@@ -444,7 +444,7 @@ def _same_as_from_dir(ds, dataset_type, root, name, **kwargs):
 
 
 def _check_boxes(ds, gt, key="hbox"):
-    from fiftyone_samrs.geometry import relative_to_box
+    from fiftyone_samrs.core.geometry import relative_to_box
 
     for img in gt["images"]:
         s = ds[img["filepath"]]
@@ -459,8 +459,8 @@ def _check_boxes(ds, gt, key="hbox"):
 
 
 def test_load_dior(tmp_path, names):
-    from fiftyone_samrs import synthetic, types
-
+    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs import types
     gt = synthetic.make_dior_tree(str(tmp_path / "DIOR"), n_images=3, n_objects=4,
                                   gt_masks=False)
     ds = imp.load_dior(gt["root"], name=names(), progress=False)
@@ -479,8 +479,7 @@ def test_load_dior(tmp_path, names):
 
 
 def test_load_dior_obb_only_gives_rh_boxes(tmp_path, names):
-    from fiftyone_samrs import synthetic
-
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_dior_tree(str(tmp_path / "DIOR"), n_images=2, n_objects=3, hbb=False,
                                   gt_masks=False)
     ds = imp.load_dior(gt["root"], name=names(), progress=False)
@@ -489,8 +488,8 @@ def test_load_dior_obb_only_gives_rh_boxes(tmp_path, names):
 
 
 def test_load_fair1m(tmp_path, names):
-    from fiftyone_samrs import synthetic, types
-
+    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs import types
     gt = synthetic.make_fair1m_tree(str(tmp_path / "FAIR1M"), n_images=4, n_objects=3,
                                     size=(300, 300), gt_masks=False)
     ds = imp.load_fair1m(gt["root"], name=names(), progress=False)
@@ -510,8 +509,8 @@ def test_load_fair1m(tmp_path, names):
 
 
 def test_load_hrsc_masks_and_all_masked(tmp_path, names):
-    from fiftyone_samrs import synthetic, types
-
+    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs import types
     gt = synthetic.make_hrsc_tree(str(tmp_path / "HRSC"), n_images=3, n_objects=3,
                                   size=(200, 150), mask_dir="LandMask", unmasked_every=4)
     ds = imp.load_hrsc(gt["root"], name=names(), progress=False)
@@ -549,8 +548,8 @@ def test_load_hrsc_masks_and_all_masked(tmp_path, names):
 
 
 def test_load_dota_tiled(tmp_path, names):
-    from fiftyone_samrs import synthetic, tiling
-
+    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs.importing import tiling
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=2, n_objects=12,
                                   size=(500, 300), gt_masks=False)
     tile_dir = str(tmp_path / "tiles")
@@ -580,8 +579,7 @@ def test_load_dota_tiled(tmp_path, names):
 
 
 def test_load_dota_tiled_default_dir(tmp_path, names, monkeypatch):
-    from fiftyone_samrs import synthetic
-
+    from fiftyone_samrs.testing import synthetic
     monkeypatch.setattr(fo.config, "default_dataset_dir", str(tmp_path / "fodir"))
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=1, n_objects=4,
                                   size=(300, 200), gt_masks=False)
@@ -595,8 +593,7 @@ def test_load_dota_tiled_default_dir(tmp_path, names, monkeypatch):
 
 
 def test_load_isaid_masks(tmp_path, names):
-    from fiftyone_samrs import synthetic
-
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=2, n_objects=6,
                                   size=(320, 240), with_isaid=True)
     ds = imp.load_dota(gt["root"], name=names(), version="1.0", progress=False)
@@ -647,8 +644,7 @@ def test_load_isaid_masks(tmp_path, names):
 
 def test_load_isaid_masks_on_tiles(tmp_path, names):
     """Tile samples get the source image's instances cropped to their window."""
-    from fiftyone_samrs import synthetic
-
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=1, n_objects=8,
                                   size=(400, 300), with_isaid=True)
     ds = imp.load_dota(gt["root"], name=names(), version="1.0", tile=True,

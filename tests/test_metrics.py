@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from fiftyone_samrs.metrics import iou_of, mask_intersection, mask_iou, match_by_iou, miou
-from fiftyone_samrs.records import InstanceMask
+from fiftyone_samrs.core.metrics import iou_of, mask_intersection, mask_iou, match_by_iou, miou
+from fiftyone_samrs.core.records import InstanceMask
 
 
 def rect(x0, y0, w, h):

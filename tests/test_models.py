@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from fiftyone_samrs.segmenter.models import (
+from fiftyone_samrs.segmenting.sam.models import (
     SAM_CHECKPOINT_FILES,
     SAM_ZOO_NAMES,
     ModelNotFoundError,
@@ -18,7 +18,7 @@ from fiftyone_samrs.segmenter.models import (
     resolve_device,
     resolve_dtype,
 )
-from fiftyone_samrs.segmenter.tiny import build_tiny_sam, save_tiny_checkpoint
+from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam, save_tiny_checkpoint
 
 
 @pytest.mark.parametrize("model_type", ["vit_b", "vit_l", "vit_h"])

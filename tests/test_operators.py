@@ -95,7 +95,7 @@ def _operator_module(name):
 def dota(plugin, checkpoint, tmp_path_factory):
     """A DOTA tree imported with ``import_dataset`` and segmented with ``run_sam``."""
     import fiftyone as fo
-    from fiftyone_samrs.synthetic import make_dota_tree
+    from fiftyone_samrs.testing.synthetic import make_dota_tree
 
     root = tmp_path_factory.mktemp("dota")
     tree = make_dota_tree(str(root), n_images=2, n_objects=4, size=(320, 240), seed=3)
@@ -129,7 +129,7 @@ def test_operators_are_discovered(plugin):
 def test_run_sam_form_and_delegation_rule(dota, monkeypatch):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
-    from fiftyone_samrs.prompts import TABLE1
+    from fiftyone_samrs.segmenting.prompts import TABLE1
 
     dataset = dota["dataset"]
     op = foo.get_operator("%s/run_sam" % PLUGIN)
@@ -292,7 +292,7 @@ def test_export_coco_json(dota, tmp_path):
 @pytest.fixture(scope="module")
 def hrsc(plugin, checkpoint, tmp_path_factory):
     import fiftyone as fo
-    from fiftyone_samrs.synthetic import make_hrsc_tree
+    from fiftyone_samrs.testing.synthetic import make_hrsc_tree
 
     root = tmp_path_factory.mktemp("hrsc")
     make_hrsc_tree(str(root), n_images=3, n_objects=2, size=(300, 200), seed=5)
@@ -307,8 +307,7 @@ def hrsc(plugin, checkpoint, tmp_path_factory):
 
 
 def test_evaluate_masks_scores_and_opens_low_iou(hrsc):
-    from fiftyone_samrs import evaluation
-
+    from fiftyone_samrs.evaluating import evaluation
     assert hrsc.count("gt_masks.detections") == 6
     messages = execute_collect("evaluate_masks", dataset=hrsc, low_iou=1.0, delegate=False)
     hrsc.reload()
@@ -329,8 +328,7 @@ def test_evaluate_masks_scores_and_opens_low_iou(hrsc):
 
 def test_qa_panel_shows_the_evaluation(hrsc):
     import fiftyone.operators as foo
-    from fiftyone_samrs import evaluation
-
+    from fiftyone_samrs.evaluating import evaluation
     if "eval" not in evaluation.list_runs(hrsc):
         execute("evaluate_masks", dataset=hrsc, delegate=False)
     panel = _operator_module("qa_panel")

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fiftyone_samrs.painting import paint_semantic, read_label_png, write_label_png
-from fiftyone_samrs.records import FormatError, InstanceMask
+from fiftyone_samrs.core.painting import paint_semantic, read_label_png, write_label_png
+from fiftyone_samrs.core.records import FormatError, InstanceMask
 
 
 def _rect(x0, y0, x1, y1, pad=0):

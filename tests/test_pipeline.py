@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fiftyone_samrs import geometry
-from fiftyone_samrs.painting import read_label_png
-from fiftyone_samrs.records import InstanceMask
+from fiftyone_samrs.core import geometry
+from fiftyone_samrs.core.painting import read_label_png
+from fiftyone_samrs.core.records import InstanceMask
 
 # ---------------------------------------------------------------------------
 # a deterministic fake backend implementing the engine's Backend protocol
@@ -124,7 +124,7 @@ def make_dataset(dataset, tmp_path, objects=OBJECTS, with_obb=True, rh=False, me
 
 
 def _run(dataset, tmp_path, **kw):
-    from fiftyone_samrs.pipeline import segment
+    from fiftyone_samrs.segmenting.pipeline import segment
 
     kw.setdefault("engine", FakeBackend())
     kw.setdefault("seg_dir", str(tmp_path / "seg"))
@@ -147,7 +147,7 @@ def geometry_full(det):
 
 
 def test_detections_follow_prompts(fo_dataset, tmp_path):
-    from fiftyone_samrs.classes import SOTA
+    from fiftyone_samrs.core.classes import SOTA
 
     ds = make_dataset(fo_dataset, tmp_path)
     res = _run(ds, tmp_path)
@@ -180,7 +180,7 @@ def test_detections_follow_prompts(fo_dataset, tmp_path):
 
 
 def test_semantic_png_values_and_order(fo_dataset, tmp_path):
-    from fiftyone_samrs.classes import SOTA
+    from fiftyone_samrs.core.classes import SOTA
 
     ds = make_dataset(fo_dataset, tmp_path)
     res = _run(ds, tmp_path)
@@ -230,7 +230,7 @@ def test_small_last_and_explicit_classes(fo_dataset, tmp_path):
 def test_run_record_is_listed_and_reloads(fo_dataset, tmp_path):
     import fiftyone as fo
 
-    from fiftyone_samrs.pipeline import SegmentRunConfig, get_segment_run, list_segment_runs
+    from fiftyone_samrs.segmenting.pipeline import SegmentRunConfig, get_segment_run, list_segment_runs
 
     ds = make_dataset(fo_dataset, tmp_path)
     _run(ds, tmp_path, margin=0.2, paint_order="small_last")
@@ -250,7 +250,7 @@ def test_run_record_is_listed_and_reloads(fo_dataset, tmp_path):
 
 
 def test_resume_after_interruption_equals_clean_run(fo_dataset, tmp_path):
-    from fiftyone_samrs.pipeline import segment
+    from fiftyone_samrs.segmenting.pipeline import segment
 
     ds = make_dataset(fo_dataset, tmp_path)
     dying = FakeBackend(fail_after=1)
@@ -311,7 +311,7 @@ def test_overwrite_redoes_everything(fo_dataset, tmp_path):
 
 
 def test_shards_partition_the_view(fo_dataset, tmp_path):
-    from fiftyone_samrs.pipeline import shard_of
+    from fiftyone_samrs.segmenting.pipeline import shard_of
 
     objs = [[("plane", (10, 10, 50, 40))]] * 9
     ds = make_dataset(fo_dataset, tmp_path, objects=objs)
@@ -413,7 +413,7 @@ def test_stem_collisions_and_metadata(fo_dataset, tmp_path):
 def test_metadata_mismatch_names_the_file(fo_dataset, tmp_path):
     import fiftyone as fo
 
-    from fiftyone_samrs.records import FormatError
+    from fiftyone_samrs.core.records import FormatError
 
     p = _write_image(tmp_path / "images" / "bad.png", 1)
     fo_dataset.add_sample(fo.Sample(
@@ -443,7 +443,7 @@ def test_summary_mentions_counts(fo_dataset, tmp_path):
 def test_raw_documents_match_fiftyone_serialization(fo_dataset, tmp_path):
     import fiftyone as fo
 
-    from fiftyone_samrs.pipeline import detection_doc
+    from fiftyone_samrs.segmenting.pipeline import detection_doc
 
     mask = np.zeros((5, 7), bool)
     mask[1:4, 2:6] = True
@@ -469,10 +469,10 @@ def test_tiny_sam_through_the_pipeline(fo_dataset, tmp_path):
     engine's own masks, cut to their tight boxes, and the run goes through a checkpoint."""
     import torch
 
-    from fiftyone_samrs.pipeline import read_image
-    from fiftyone_samrs.prompts import build_prompts
-    from fiftyone_samrs.segmenter.engine import SamEngine
-    from fiftyone_samrs.segmenter.tiny import build_tiny_sam, save_tiny_checkpoint
+    from fiftyone_samrs.segmenting.pipeline import read_image
+    from fiftyone_samrs.segmenting.prompts import build_prompts
+    from fiftyone_samrs.segmenting.sam.engine import SamEngine
+    from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam, save_tiny_checkpoint
 
     torch.set_num_threads(1)
     objs = [OBJECTS[0], OBJECTS[3]]
@@ -496,7 +496,7 @@ def test_tiny_sam_through_the_pipeline(fo_dataset, tmp_path):
             if not r.empty:
                 n_nonempty += 1
                 np.testing.assert_array_equal(geometry_full(d), want)
-                from fiftyone_samrs.classes import SOTA
+                from fiftyone_samrs.core.classes import SOTA
                 expected[want] = SOTA.index(lab)
         np.testing.assert_array_equal(label, expected)
     assert n_nonempty >= 3  # the tiny model's masks are not trivial
@@ -531,10 +531,10 @@ def test_imported_fair1m_with_grabcut(tmp_path):
     region and clip_to_rbox keeps them inside the rotated box."""
     import uuid
 
-    from fiftyone_samrs import synthetic
-    from fiftyone_samrs.classes import FAST
-    from fiftyone_samrs.importers import load_fair1m
-    from fiftyone_samrs.pipeline import polygon_crop, segment
+    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs.core.classes import FAST
+    from fiftyone_samrs.importing.importers import load_fair1m
+    from fiftyone_samrs.segmenting.pipeline import polygon_crop, segment
 
     gt = synthetic.make_fair1m_tree(tmp_path / "fair1m", n_images=2, n_objects=3,
                                     size=(160, 120), seed=3)
@@ -568,7 +568,7 @@ def test_imported_fair1m_with_grabcut(tmp_path):
 
 
 def test_pure_helpers():
-    from fiftyone_samrs.pipeline import label_png_names, polygon_crop, run_key_for, shard_of
+    from fiftyone_samrs.segmenting.pipeline import label_png_names, polygon_crop, run_key_for, shard_of
 
     sq = np.array([[10, 10], [20, 10], [20, 20], [10, 20]], float)
     m = polygon_crop(sq, (5, 5, 30, 30))

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 import fiftyone_samrs
-from fiftyone_samrs import plugin_install
-from fiftyone_samrs.cli import main as cli_main
+from fiftyone_samrs.tools import plugin_install
+from fiftyone_samrs.tools.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +143,7 @@ def test_install_copy_and_stale_copies_are_reported(plugins_dir):
 
 
 def test_cli_plugin_install_status_and_doctor(plugins_dir, capsys):
-    from fiftyone_samrs.commands.doctor import _check_plugin
+    from fiftyone_samrs.tools.commands.doctor import _check_plugin
 
     assert cli_main(["plugin", "status"]) == 1
     assert "not found" in capsys.readouterr().out

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fiftyone_samrs.geometry import rbox_to_quad
-from fiftyone_samrs.prompts import (
+from fiftyone_samrs.core.geometry import rbox_to_quad
+from fiftyone_samrs.segmenting.prompts import (
     PROMPTS,
     TABLE1,
     box_mask_prompt,

@@ -6,9 +6,9 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_samrs.evaluation import evaluate
-from fiftyone_samrs.qa import low_iou_view, save_qa_views, suspicious_view, worst_samples
-from fiftyone_samrs.quality import (
+from fiftyone_samrs.evaluating.evaluation import evaluate
+from fiftyone_samrs.evaluating.qa import low_iou_view, save_qa_views, suspicious_view, worst_samples
+from fiftyone_samrs.evaluating.quality import (
     QualityThresholds,
     compute_quality,
     instance_signals,
@@ -16,7 +16,7 @@ from fiftyone_samrs.quality import (
     quality_run_key,
     suspicious_reasons,
 )
-from fiftyone_samrs.records import InstanceMask
+from fiftyone_samrs.core.records import InstanceMask
 
 
 def rect(x0, y0, w, h):

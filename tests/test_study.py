@@ -15,9 +15,9 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_samrs.cli import main
-from fiftyone_samrs.prompts import TABLE1
-from fiftyone_samrs.study import EXTRA_CONFIGS, PAPER_TABLE1, parse_config, prompt_study
+from fiftyone_samrs.tools.cli import main
+from fiftyone_samrs.segmenting.prompts import TABLE1
+from fiftyone_samrs.evaluating.study import EXTRA_CONFIGS, PAPER_TABLE1, parse_config, prompt_study
 
 
 def test_parse_config():
@@ -36,8 +36,8 @@ def test_parse_config():
 
 @pytest.fixture(scope="module")
 def hrsc_ds(tmp_path_factory):
-    from fiftyone_samrs.importers import load_hrsc
-    from fiftyone_samrs.synthetic import make_hrsc_tree
+    from fiftyone_samrs.importing.importers import load_hrsc
+    from fiftyone_samrs.testing.synthetic import make_hrsc_tree
 
     root = tmp_path_factory.mktemp("hrsc")
     # 3 images x 2 ships, 256 x 192; image 3 is the test split; ship 4 (image 2) unmasked
@@ -71,8 +71,8 @@ class CountingEngine:
 def test_study_end_to_end_tiny_sam(hrsc_ds, tmp_path):
     import torch
 
-    from fiftyone_samrs.segmenter.engine import SamEngine
-    from fiftyone_samrs.segmenter.tiny import build_tiny_sam
+    from fiftyone_samrs.segmenting.sam.engine import SamEngine
+    from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam
 
     torch.set_num_threads(1)
     ds, gt = hrsc_ds
@@ -140,10 +140,10 @@ def test_study_protocol_missing_prompt_pipeline_agreement_and_cli(hrsc_ds, tmp_p
     # the study measures what the pipeline + evaluate measure, with the same settings
     import torch
 
-    from fiftyone_samrs.evaluation import evaluate
-    from fiftyone_samrs.pipeline import segment
-    from fiftyone_samrs.segmenter.engine import SamEngine
-    from fiftyone_samrs.segmenter.tiny import build_tiny_sam
+    from fiftyone_samrs.evaluating.evaluation import evaluate
+    from fiftyone_samrs.segmenting.pipeline import segment
+    from fiftyone_samrs.segmenting.sam.engine import SamEngine
+    from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam
 
     torch.set_num_threads(1)
     engine = SamEngine(build_tiny_sam(seed=1))

@@ -7,10 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from fiftyone_samrs import synthetic, tiling
+from fiftyone_samrs.testing import synthetic
+
+from fiftyone_samrs.importing import tiling
 from fiftyone_samrs.formats import dota
-from fiftyone_samrs.geometry import quad_area
-from fiftyone_samrs.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
+from fiftyone_samrs.core.geometry import quad_area
+from fiftyone_samrs.core.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
 
 
 def test_windows_devkit_positions():

@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from fiftyone_samrs.formats.images import image_size
-from fiftyone_samrs.geometry import box_area, clip_box, clip_quad, quad_area, quad_to_hbox
-from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, ObjectRecord
+from fiftyone_samrs.core.geometry import box_area, clip_box, clip_quad, quad_area, quad_to_hbox
+from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
 
 def check_scan_args(report: Optional[ImportReport], unlabeled: str) -> ImportReport:
@@ -246,14 +246,14 @@ def rasterize(polygons, width: Optional[int] = None, height: Optional[int] = Non
         polygons: ``(N, 2)`` arrays of vertices in pixel coordinates
 
     Returns:
-        an :class:`~fiftyone_samrs.records.InstanceMask` cropped to the
+        an :class:`~fiftyone_samrs.core.records.InstanceMask` cropped to the
         polygons' pixel region (``(0, 0)`` mask when empty)
     """
     import numpy as np
     import shapely
     from shapely.geometry import Polygon
 
-    from fiftyone_samrs.records import InstanceMask
+    from fiftyone_samrs.core.records import InstanceMask
 
     polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
     pts = np.concatenate(polys)

@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fiftyone_samrs.classes import normalize_dior
+from fiftyone_samrs.core.classes import normalize_dior
 from fiftyone_samrs.formats._common import (
     Pair,
     check_scan_args,
@@ -31,8 +31,8 @@ from fiftyone_samrs.formats._common import (
     text,
 )
 from fiftyone_samrs.formats.images import index_files, index_images
-from fiftyone_samrs.geometry import box_area, quad_area, quad_to_hbox, rbox_to_quad
-from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, ObjectRecord
+from fiftyone_samrs.core.geometry import box_area, quad_area, quad_to_hbox, rbox_to_quad
+from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
 _CORNERS = ("x_left_top", "y_left_top", "x_right_top", "y_right_top",
             "x_right_bottom", "y_right_bottom", "x_left_bottom", "y_left_bottom")
@@ -62,7 +62,7 @@ def parse_xml(path, classes: Optional[Sequence[str]] = None) -> Tuple[dict, List
     Args:
         path: the XML file
         classes: the allowed normalised names (default: the 20 DIOR classes
-            via :func:`fiftyone_samrs.classes.normalize_dior`)
+            via :func:`fiftyone_samrs.core.classes.normalize_dior`)
 
     Returns:
         ``(header, objects)``; header has ``filename``, ``width``, ``height``

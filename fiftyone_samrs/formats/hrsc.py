@@ -41,8 +41,8 @@ from fiftyone_samrs.formats._common import (
     text,
 )
 from fiftyone_samrs.formats.images import index_files, index_images
-from fiftyone_samrs.geometry import box_area, box_iou, quad_area, quad_to_hbox, rbox_to_quad
-from fiftyone_samrs.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
+from fiftyone_samrs.core.geometry import box_area, box_iou, quad_area, quad_to_hbox, rbox_to_quad
+from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
 
 #: where the per-image colour mask PNG is looked for, in order
 MASK_DIRS = ("Segmentations", "LandMask")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional, Tuple
 
-from fiftyone_samrs.records import FormatError, ImportReport
+from fiftyone_samrs.core.records import FormatError, ImportReport
 
 #: file extensions recognised as images (compared case-insensitively)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

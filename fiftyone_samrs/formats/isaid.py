@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.formats._common import rasterize, read_rgb, rgb_key
-from fiftyone_samrs.records import FormatError, InstanceMask, ObjectRecord
+from fiftyone_samrs.core.records import FormatError, InstanceMask, ObjectRecord
 
 #: iSAID class colours in ``*_instance_color_RGB.png`` (RGB order, as PIL reads
 #: them; OpenCV gives BGR) -> DOTA v1.0 class name. From the iSAID devkit

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import fiftyone as fo
 import fiftyone.operators.types as types
 
-from fiftyone_samrs.qa import LOW_IOU_VIEW
+from fiftyone_samrs.evaluating.qa import LOW_IOU_VIEW
 
 from . import common
 from .segmenting import add_model_inputs, model_kwargs, prompt_names
@@ -20,7 +20,7 @@ def _mask_fields(view) -> List[str]:
 
 def results_markdown(results) -> str:
     """Dataset mIoU_I / mIoU_P and the per-class table of a
-    :class:`fiftyone_samrs.evaluation.SamrsEvaluationResults`, as Markdown."""
+    :class:`fiftyone_samrs.evaluating.evaluation.SamrsEvaluationResults`, as Markdown."""
     cfg = results.config
     lines = ["**%s**: %s vs %s%s, %d samples, %d instances: **mIoU_I %s, mIoU_P %s**" % (
         results.key, cfg.pred_field, cfg.gt_field, " (paper protocol)" if cfg.protocol else "",
@@ -81,8 +81,9 @@ class EvaluateMasks(common.SamrsOperator):
 
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
-        from fiftyone_samrs import evaluation, qa, quality
-
+        from fiftyone_samrs.evaluating import evaluation
+        from fiftyone_samrs.evaluating import qa
+        from fiftyone_samrs.evaluating import quality
         view = ctx.target_view()
         pred_field = common.param_str(ctx, "pred_field", "sam")
         gt_field = common.param_str(ctx, "gt_field", "gt_masks")

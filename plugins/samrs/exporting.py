@@ -20,7 +20,7 @@ COCO_LABELS = "annotations.json"
 
 
 def _subsets() -> List[str]:
-    from fiftyone_samrs.classes import SUBSETS
+    from fiftyone_samrs.core.classes import SUBSETS
 
     return list(SUBSETS)
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_samrs.qa import LOW_IOU_VIEW, SUSPICIOUS_VIEW
+from fiftyone_samrs.evaluating.qa import LOW_IOU_VIEW, SUSPICIOUS_VIEW
 
 from . import common
 from .evaluating import results_markdown
@@ -29,8 +29,7 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
         per-class mIoU), ``ious`` (per-instance IoU, for the histogram) and
         ``views`` (which QA views exist)
     """
-    from fiftyone_samrs import evaluation
-
+    from fiftyone_samrs.evaluating import evaluation
     keys = _eval_keys_by_time(dataset, evaluation.list_runs(dataset)) if dataset else []
     views = set(dataset.list_saved_views()) if dataset is not None else set()
     out: Dict[str, Any] = {"eval_keys": keys, "eval_key": None, "markdown": "", "ious": [],

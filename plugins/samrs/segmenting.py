@@ -24,7 +24,7 @@ DEVICES = ["auto", "cuda", "cpu", "mps"]
 
 def prompt_names() -> List[str]:
     """``auto`` first, then the paper's Table 1 configurations."""
-    from fiftyone_samrs.prompts import TABLE1
+    from fiftyone_samrs.segmenting.prompts import TABLE1
 
     return ["auto"] + [n for n in TABLE1 if n != "auto"]
 
@@ -159,7 +159,7 @@ def run_segment(view, model: Dict[str, Any], kwargs: Dict[str, Any], report) -> 
 
     Resume and overwrite semantics are the SDK's, per sample.
     """
-    from fiftyone_samrs.pipeline import segment
+    from fiftyone_samrs.segmenting.pipeline import segment
 
     n = len(view)
     if not n:

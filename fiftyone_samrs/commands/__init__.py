@@ -1,1 +1,0 @@
-"""Verbs of the ``samrs`` command line, one module each (see :mod:`fiftyone_samrs.cli`)."""

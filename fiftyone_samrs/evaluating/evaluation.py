@@ -1,0 +1,762 @@
+"""Evaluation of predicted instance masks against ground-truth masks.
+
+``evaluate(view)`` compares the predicted masks of ``pred_field`` (default
+``sam``) with the ground-truth masks of ``gt_field`` (default ``gt_masks``)
+and stores:
+
+- on each predicted Detection: ``<eval_key>_iou`` (IoU with its matched
+  ground truth, None when it has none) and ``<eval_key>_id`` (the matched
+  ground-truth label id, or None);
+- on each ground-truth Detection: ``<eval_key>_iou`` (0 when missed) and
+  ``<eval_key>_id`` (the matched prediction's id, or None);
+- on each sample: ``<eval_key>_iou_i`` (mean instance IoU),
+  ``<eval_key>_iou_p`` (sum of intersections / sum of unions; both None when
+  the sample has no ground-truth instance), ``<eval_key>_missed`` (ground
+  truths with no prediction) and ``<eval_key>_unmatched`` (predictions with
+  no ground truth);
+- an evaluation run ``eval_key`` (FiftyOne's run machinery: it is listed by
+  ``dataset.list_evaluations()`` and loaded again with
+  ``dataset.load_evaluation_results(eval_key)``) holding the settings, the
+  dataset-level and per-class mIoU_I / mIoU_P over all instances (not the
+  mean of per-sample values), the counts, and the per-instance
+  intersections/unions/areas used by the plots.
+
+Matching: by the link to the source object (the ``obj_index`` attribute on
+both fields) where both sides have it; the rest on both sides is matched
+one-to-one by mask IoU (Hungarian, :func:`fiftyone_samrs.core.metrics.match_by_iou`).
+A ground truth without a prediction counts as IoU 0 and is reported as
+missed; predictions without a ground truth are reported but are not part of
+the metric. Ground-truth Detections without a mask, or with an empty one, are
+skipped and counted (``gt_no_mask``, ``gt_empty``). A prediction without a
+mask counts as an empty mask.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import fiftyone as fo
+import fiftyone.core.evaluation as foe
+import fiftyone.core.labels as fol
+import fiftyone.core.utils as fou
+from fiftyone import ViewField as F
+
+from fiftyone_samrs.core.metrics import iou_of, match_by_iou, mask_iou, miou
+from fiftyone_samrs.core.records import InstanceMask
+
+logger = logging.getLogger(__name__)
+
+#: ``method`` of the evaluation runs this module registers
+METHOD = "samrs-mask-iou"
+
+SAMPLE_SUFFIXES = ("iou_i", "iou_p", "missed", "unmatched")
+LABEL_SUFFIXES = ("iou", "id")
+
+
+# --------------------------------------------------------------------------
+# FiftyOne labels <-> instance masks
+
+
+class RawLabel:
+    """A label read as its raw database document (``values(..., _raw=True)``).
+
+    Reading raw documents skips building FiftyOne/mongoengine objects, the
+    bulk of the cost of reading millions of masks. Offers what this package
+    reads: ``id``, ``label``, ``bounding_box``, ``confidence``, ``points``,
+    ``get(name)`` for other attributes, and the mask.
+    """
+
+    __slots__ = ("doc",)
+
+    def __init__(self, doc: dict):
+        self.doc = doc
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["_id"])
+
+    @property
+    def label(self):
+        return self.doc.get("label")
+
+    @property
+    def bounding_box(self):
+        return self.doc.get("bounding_box")
+
+    @property
+    def confidence(self):
+        return self.doc.get("confidence")
+
+    @property
+    def points(self):
+        return self.doc.get("points")
+
+    def get(self, name: str, default=None):
+        value = self.doc.get(name)
+        return default if value is None else value
+
+    def get_mask(self) -> Optional[np.ndarray]:
+        mask = self.doc.get("mask")
+        if mask is not None:
+            return fou.deserialize_numpy_array(mask) if isinstance(mask, bytes) else np.asarray(mask)
+        path = self.doc.get("mask_path")
+        if path:
+            return fol._read_mask(path)
+        return None
+
+
+def raw_labels(docs) -> list:
+    """Wraps the raw label documents of one sample (None -> [])."""
+    return [RawLabel(d) for d in (docs or [])]
+
+
+def label_attr(label, name: str, default=None):
+    """An attribute of a Detection / Polyline / :class:`RawLabel` (None -> default)."""
+    if isinstance(label, RawLabel):
+        return label.get(name, default)
+    try:
+        value = label[name]
+    except (KeyError, AttributeError):
+        return default
+    return default if value is None else value
+
+
+def detection_to_instance(det, width: int, height: int) -> Optional[InstanceMask]:
+    """The instance mask of a Detection, in full-image pixel coordinates.
+
+    The crop's origin is the box's top-left corner rounded to the nearest
+    pixel. The crop keeps its own size when it matches the box's pixel size
+    within one pixel (the case for every mask this project writes);
+    otherwise it is resized (nearest) to the box, as FiftyOne draws it.
+
+    Args:
+        det: a Detection (or :class:`RawLabel`) with ``mask`` or ``mask_path``
+        width: image width in pixels
+        height: image height in pixels
+
+    Returns:
+        an :class:`InstanceMask`, or None when the Detection has no mask
+    """
+    if isinstance(det, RawLabel):
+        mask = det.get_mask()
+    else:
+        mask = det.get_mask() if det.has_mask else None
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    mask = mask.astype(bool)
+    bx, by, bw, bh = det.bounding_box
+    x0, y0 = int(round(bx * width)), int(round(by * height))
+    pw, ph = int(round(bw * width)), int(round(bh * height))
+    h, w = mask.shape
+    if (abs(pw - w) > 1 or abs(ph - h) > 1) and pw > 0 and ph > 0 and mask.size:
+        import cv2
+
+        mask = cv2.resize(mask.astype(np.uint8), (pw, ph), interpolation=cv2.INTER_NEAREST) > 0
+    return InstanceMask(mask, x0, y0)
+
+
+def write_values(sample_collection, sample_sets: Dict[str, dict],
+                 label_sets: Dict[str, Dict[str, Dict[str, dict]]]) -> None:
+    """Writes per-sample and per-label values in ONE bulk write (one update per sample).
+
+    Args:
+        sample_collection: the collection the values belong to
+        sample_sets: ``{sample_id: {field: value}}``
+        label_sets: ``{sample_id: {list_path: {label_id: {attr: value}}}}``,
+            ``list_path`` like ``"sam.detections"``
+
+    The labels' positions are read from the dataset itself (not the view,
+    which may filter labels), so each update addresses
+    ``<list_path>.<index>.<attr>``. Fields must already be declared
+    (:func:`declare_fields`).
+    """
+    from datetime import datetime
+
+    from bson import ObjectId
+    from pymongo import UpdateOne
+
+    dataset = sample_collection._dataset
+    ids = sorted(set(sample_sets) | set(label_sets))
+    if not ids:
+        return
+    oids = [ObjectId(i) for i in ids]
+    paths = sorted({p for per in label_sets.values() for p in per})
+    positions: Dict[str, Dict[str, Dict[str, int]]] = {}
+    if paths:
+        projection = {p + "._id": 1 for p in paths}
+        for doc in dataset._sample_collection.find({"_id": {"$in": oids}}, projection):
+            pos = {}
+            for p in paths:
+                node = doc
+                for part in p.split("."):
+                    node = node.get(part) if isinstance(node, dict) else None
+                pos[p] = {str(e["_id"]): k for k, e in enumerate(node or []) if "_id" in e}
+            positions[str(doc["_id"])] = pos
+    now = datetime.utcnow()
+    ops = []
+    for sid, oid in zip(ids, oids):
+        update = dict(sample_sets.get(sid, {}))
+        for path, by_label in label_sets.get(sid, {}).items():
+            pos = positions.get(sid, {}).get(path, {})
+            for label_id, values in by_label.items():
+                k = pos.get(label_id)
+                if k is None:
+                    continue  # deleted meanwhile
+                for attr, value in values.items():
+                    update["%s.%d.%s" % (path, k, attr)] = value
+        if update:
+            update["last_modified_at"] = now
+            ops.append(UpdateOne({"_id": oid}, {"$set": update}))
+    if ops:
+        dataset._bulk_write(ops, ids=ids)
+
+
+def ensure_metadata(sample_collection) -> None:
+    """Computes image metadata where it is missing (needed for pixel sizes)."""
+    missing = sample_collection.exists("metadata", False)
+    if len(missing):
+        missing.compute_metadata()
+    missing = sample_collection.match(
+        (F("metadata.width") == None) | (F("metadata.height") == None)  # noqa: E711
+    )
+    if len(missing):
+        missing.compute_metadata(overwrite=True)
+
+
+def declare_fields(sample_collection, fields: Dict[str, type]) -> None:
+    """Declares fields (sample fields or ``field.detections.attr`` paths) that
+    are not in the schema yet, so values that are all None can still be set.
+
+    Args:
+        fields: ``{path: fiftyone field class}``, e.g. ``{"eval_iou_i": fo.FloatField}``
+    """
+    dataset = sample_collection._dataset
+    schema = dataset.get_field_schema(flat=True)
+    for path, ftype in fields.items():
+        if path not in schema:
+            dataset.add_sample_field(path, ftype)
+
+
+def image_size(vals: dict, j: int) -> Tuple[int, int]:
+    """``(width, height)`` of row ``j`` of an :func:`iter_batches` batch.
+
+    Raises:
+        ValueError: naming the image when its size is unknown
+    """
+    width, height = vals["metadata.width"][j], vals["metadata.height"][j]
+    if not width or not height:
+        raise ValueError("%s: image size unknown (metadata could not be computed: is the file "
+                         "there?)" % vals["filepath"][j])
+    return int(width), int(height)
+
+
+def iter_batches(sample_collection, fields: Sequence[str], batch_size: int = 256,
+                 raw: bool = False):
+    """Yields ``(ids, {field: values})`` over the collection in batches.
+
+    Each batch is read with one ``values()`` call; the ids are in the
+    collection's order. With ``raw=True`` label lists come as raw documents
+    (wrap them with :func:`raw_labels`).
+    """
+    ids = sample_collection.values("id")
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        sub = sample_collection.select(chunk, ordered=True)
+        vals = sub.values(["id"] + list(fields), _raw=raw)
+        yield [str(i) for i in vals[0]], dict(zip(fields, vals[1:]))
+
+
+def _check_label_field(sample_collection, field: str, what: str) -> None:
+    schema = sample_collection.get_field_schema()
+    if field not in schema:
+        raise ValueError(
+            "%s field %r does not exist on %r (fields: %s)"
+            % (what, field, sample_collection._dataset.name, ", ".join(sorted(schema)))
+        )
+    if sample_collection._get_label_field_type(field) is not fol.Detections:
+        raise ValueError("%s field %r must hold fo.Detections" % (what, field))
+
+
+def protocol_view(sample_collection):
+    """The paper's protocol: HRSC test images whose every ship has a mask.
+
+    ``split == "test"`` and ``all_masked`` (set by the HRSC importer).
+
+    Raises:
+        ValueError: when the fields are missing or no sample matches
+    """
+    for field in ("split", "all_masked"):
+        if not sample_collection.has_sample_field(field):
+            raise ValueError(
+                "protocol=True needs the %r sample field (set by the HRSC2016 importer, "
+                "`load_hrsc`); this collection has none" % field
+            )
+    view = sample_collection.match((F("split") == "test") & (F("all_masked") == True))  # noqa: E712
+    if not len(view):
+        raise ValueError(
+            "protocol=True: no sample has split == 'test' and all_masked == True"
+        )
+    return view
+
+
+# --------------------------------------------------------------------------
+# per-sample matching (pure apart from reading the Detections)
+
+
+def match_sample(
+    preds: List[Optional[InstanceMask]],
+    pred_links: List[Optional[int]],
+    gts: List[InstanceMask],
+    gt_links: List[Optional[int]],
+    size: Tuple[int, int],
+    min_iou: float = 0.0,
+) -> List[Tuple[Optional[int], Optional[int], int, int]]:
+    """Matches one image's predictions to its ground truths.
+
+    First by link (equal, non-None ``obj_index``), then the leftovers of both
+    sides one-to-one by mask IoU (:func:`match_by_iou`).
+
+    Args:
+        preds: predicted masks (None = no mask, treated as empty)
+        pred_links: ``obj_index`` of each prediction, or None
+        gts: ground-truth masks
+        gt_links: ``obj_index`` of each ground truth, or None
+        size: ``(height, width)`` of the image
+        min_iou: minimum IoU for a match by IoU
+
+    Returns:
+        ``(pred_index, gt_index, intersection, union)`` rows: one per ground
+        truth in ground-truth order, then one per unmatched prediction
+    """
+    empty = InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
+    preds = [p if p is not None else empty for p in preds]
+    gt_by_link: Dict[int, int] = {}
+    for g, link in enumerate(gt_links):
+        if link is not None and link not in gt_by_link:
+            gt_by_link[link] = g
+    by_gt: Dict[int, Tuple[Optional[int], int, int]] = {}
+    used_preds = set()
+    for p, link in enumerate(pred_links):
+        g = gt_by_link.get(link) if link is not None else None
+        if g is not None and g not in by_gt:
+            inter, union = mask_iou(preds[p], gts[g], size=size)
+            by_gt[g] = (p, inter, union)
+            used_preds.add(p)
+    rest_p = [p for p in range(len(preds)) if p not in used_preds]
+    rest_g = [g for g in range(len(gts)) if g not in by_gt]
+    extra: List[int] = []
+    if rest_g or rest_p:
+        rows = match_by_iou([preds[p] for p in rest_p], [gts[g] for g in rest_g], min_iou=min_iou)
+        for p, g, inter, union in rows:
+            if g is None:
+                extra.append(rest_p[p])
+            elif p is None:
+                by_gt[rest_g[g]] = (None, inter, union)
+            else:
+                by_gt[rest_g[g]] = (rest_p[p], inter, union)
+    out = []
+    for g in range(len(gts)):
+        p, inter, union = by_gt[g]
+        out.append((p, g, inter, union))
+    for p in sorted(extra):
+        out.append((p, None, 0, int(np.count_nonzero(preds[p].mask))))
+    return out
+
+
+# --------------------------------------------------------------------------
+# the evaluation run (FiftyOne run machinery)
+
+
+class SamrsEvaluationConfig(foe.EvaluationMethodConfig):
+    """Settings of a mask-IoU evaluation run.
+
+    Args:
+        pred_field: the predicted Detections field
+        gt_field: the ground-truth Detections field
+        protocol: whether the run was limited to the paper's protocol
+        min_iou: minimum IoU for a match by IoU (where no link exists)
+    """
+
+    def __init__(self, pred_field, gt_field, protocol=False, min_iou=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pred_field = pred_field
+        self.gt_field = gt_field
+        self.protocol = protocol
+        self.min_iou = min_iou
+
+    @property
+    def method(self):
+        return METHOD
+
+
+class SamrsEvaluation(foe.EvaluationMethod):
+    """The run class: knows the fields a run wrote, to list and clean them."""
+
+    def get_fields(self, samples, eval_key):
+        fields = ["%s_%s" % (eval_key, s) for s in SAMPLE_SUFFIXES]
+        for field in (self.config.pred_field, self.config.gt_field):
+            fields.extend("%s.detections.%s_%s" % (field, eval_key, s) for s in LABEL_SUFFIXES)
+        return fields
+
+    def cleanup(self, samples, eval_key):
+        dataset = samples._dataset
+        fields = [f for f in self.get_fields(samples, eval_key) if dataset.has_field(f)]
+        if fields:
+            dataset.delete_sample_fields(fields, error_level=1)
+        try:
+            samples._delete_empty_sidebar_group(eval_key)
+        except Exception:  # noqa: BLE001 - cosmetic App sidebar only
+            pass
+
+    def _validate_run(self, samples, eval_key, existing_info):
+        self._validate_fields_match(eval_key, "pred_field", existing_info)
+        self._validate_fields_match(eval_key, "gt_field", existing_info)
+
+
+class SamrsEvaluationResults(foe.EvaluationResults):
+    """Results of :func:`evaluate`, stored with the run and loadable again.
+
+    Attributes:
+        miou_i: dataset mIoU_I over all ground-truth instances (fraction)
+        miou_p: dataset mIoU_P (fraction)
+        n_instances: ground-truth instances measured (incl. missed ones)
+        n_missed: ground truths without a prediction (IoU 0)
+        n_unmatched: predictions without a ground truth (not in the metric)
+        n_samples: samples evaluated
+        skipped: counts of skipped ground truths by reason
+            (``gt_no_mask``, ``gt_empty``)
+        per_class: ``{label: {"n", "miou_i", "miou_p", "missed", "unmatched"}}``
+        classes: the class names ``labels`` index into
+        inters, unions, gt_areas, labels: per ground-truth instance
+            intersection, union, ground-truth area (pixels) and class index
+    """
+
+    def __init__(
+        self,
+        samples,
+        config,
+        eval_key,
+        miou_i=float("nan"),
+        miou_p=float("nan"),
+        n_instances=0,
+        n_missed=0,
+        n_unmatched=0,
+        n_samples=0,
+        skipped=None,
+        per_class=None,
+        classes=None,
+        inters=None,
+        unions=None,
+        gt_areas=None,
+        labels=None,
+        backend=None,
+    ):
+        super().__init__(samples, config, eval_key, backend=backend)
+        self.miou_i = _nan_from_none(miou_i)
+        self.miou_p = _nan_from_none(miou_p)
+        self.n_instances = int(n_instances)
+        self.n_missed = int(n_missed)
+        self.n_unmatched = int(n_unmatched)
+        self.n_samples = int(n_samples)
+        self.skipped = dict(skipped or {})
+        self.per_class = {
+            k: {kk: (_nan_from_none(vv) if kk.startswith("miou") else vv) for kk, vv in v.items()}
+            for k, v in (per_class or {}).items()
+        }
+        self.classes = list(classes or [])
+        self.inters = [int(v) for v in (inters or [])]
+        self.unions = [int(v) for v in (unions or [])]
+        self.gt_areas = [int(v) for v in (gt_areas or [])]
+        self.labels = [int(v) for v in (labels or [])]
+
+    @property
+    def ious(self) -> np.ndarray:
+        """Per ground-truth instance IoU (float array; NaN where union is 0)."""
+        i = np.asarray(self.inters, dtype=np.float64)
+        u = np.asarray(self.unions, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(u > 0, i / np.maximum(u, 1), np.nan)
+
+    @property
+    def num_instances(self) -> int:
+        """Alias of :attr:`n_instances`."""
+        return self.n_instances
+
+    @property
+    def instance_labels(self) -> List[str]:
+        """Class name per ground-truth instance."""
+        return [self.classes[i] for i in self.labels]
+
+    def metrics(self) -> dict:
+        """Dataset-level numbers as a dict (fractions, counts)."""
+        return {
+            "miou_i": self.miou_i,
+            "miou_p": self.miou_p,
+            "n_instances": self.n_instances,
+            "n_missed": self.n_missed,
+            "n_unmatched": self.n_unmatched,
+            "n_samples": self.n_samples,
+        }
+
+    def report(self) -> Dict[str, dict]:
+        """Per-class numbers: ``{label: {"n", "miou_i", "miou_p", "missed", "unmatched"}}``."""
+        return dict(self.per_class)
+
+    def table(self) -> str:
+        """A plain-text table: per class then all, mIoU in percent."""
+        rows = [("class", "n", "mIoU_I", "mIoU_P", "missed", "unmatched")]
+        for name in sorted(self.per_class):
+            r = self.per_class[name]
+            rows.append((name, str(r["n"]), _pct(r["miou_i"]), _pct(r["miou_p"]),
+                         str(r["missed"]), str(r["unmatched"])))
+        rows.append(("ALL", str(self.n_instances), _pct(self.miou_i), _pct(self.miou_p),
+                     str(self.n_missed), str(self.n_unmatched)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = []
+        for k, r in enumerate(rows):
+            lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths))))
+            if k == 0 or k == len(rows) - 2:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """Headline + per-class table + skips, for printing."""
+        cfg = self.config
+        head = "evaluation %r: %s vs %s%s: %d samples, %d instances: mIoU_I %s, mIoU_P %s" % (
+            self.key, cfg.pred_field, cfg.gt_field, " (paper protocol)" if cfg.protocol else "",
+            self.n_samples, self.n_instances, _pct(self.miou_i), _pct(self.miou_p))
+        lines = [head, self.table()]
+        extra = []
+        if self.n_missed:
+            extra.append("%d ground-truth instances had no prediction (counted as IoU 0)" % self.n_missed)
+        if self.n_unmatched:
+            extra.append("%d predictions had no ground truth (not in the metric)" % self.n_unmatched)
+        for kind, n in sorted(self.skipped.items()):
+            if n:
+                extra.append("%d ground-truth labels skipped (%s)" % (n, kind))
+        lines.extend(extra)
+        return "\n".join(lines)
+
+    def print_report(self) -> None:
+        print(self.summary())
+
+    def get_meta(self):
+        return {"miou_i": _none_from_nan(self.miou_i), "miou_p": _none_from_nan(self.miou_p),
+                "n_instances": self.n_instances}
+
+    def attributes(self):
+        return ["cls", "miou_i", "miou_p", "n_instances", "n_missed", "n_unmatched",
+                "n_samples", "skipped", "per_class", "classes", "inters", "unions",
+                "gt_areas", "labels"]
+
+    def serialize(self, reflective=False):
+        d = super().serialize(reflective=reflective)
+        d["miou_i"] = _none_from_nan(self.miou_i)
+        d["miou_p"] = _none_from_nan(self.miou_p)
+        d["per_class"] = {
+            k: {kk: (_none_from_nan(vv) if kk.startswith("miou") else vv) for kk, vv in v.items()}
+            for k, v in self.per_class.items()
+        }
+        return d
+
+    @classmethod
+    def _from_dict(cls, d, samples, config, eval_key):
+        d = dict(d)
+        d.pop("cls", None)
+        return cls(samples, config, eval_key, **d)
+
+
+def _nan_from_none(v):
+    return float("nan") if v is None else float(v)
+
+
+def _none_from_nan(v):
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+def _pct(v) -> str:
+    return "-" if v is None or np.isnan(v) else "%.2f" % (100.0 * v)
+
+
+# --------------------------------------------------------------------------
+# the SDK call
+
+
+def evaluate(
+    sample_collection,
+    pred_field: str = "sam",
+    gt_field: str = "gt_masks",
+    eval_key: str = "eval",
+    protocol: bool = False,
+    progress: bool = True,
+    min_iou: float = 0.0,
+    batch_size: int = 256,
+) -> SamrsEvaluationResults:
+    """Evaluates predicted instance masks against ground-truth masks.
+
+    See the module docstring for what is stored where.
+
+    Args:
+        sample_collection: a dataset or view
+        pred_field: the predicted Detections field (masks)
+        gt_field: the ground-truth Detections field (masks)
+        eval_key: the evaluation key: names the run and the stored fields
+        protocol: limit to the paper's protocol (HRSC test images whose every
+            ship has a mask: ``split == "test"`` and ``all_masked``)
+        progress: show a progress bar
+        min_iou: minimum IoU for a match by IoU (where no link exists)
+        batch_size: samples read and written per database round trip
+
+    Returns:
+        a :class:`SamrsEvaluationResults` (also saved with the run)
+
+    Example::
+
+        import fiftyone_samrs as fsr
+
+        results = fsr.evaluate(dataset, pred_field="sam", gt_field="gt_masks")
+        results.print_report()
+        dataset.load_evaluation_results("eval").miou_i
+    """
+    if not eval_key or not str(eval_key).isidentifier():
+        raise ValueError("eval_key must be a valid identifier, got %r" % (eval_key,))
+    _check_label_field(sample_collection, pred_field, "prediction")
+    _check_label_field(sample_collection, gt_field, "ground-truth")
+    view = protocol_view(sample_collection) if protocol else sample_collection
+
+    config = SamrsEvaluationConfig(pred_field, gt_field, protocol=protocol, min_iou=min_iou)
+    run = config.build()
+    run.ensure_requirements()
+    run.register_run(view, eval_key)
+
+    ensure_metadata(view)
+
+    k = eval_key
+    iou_key, id_key = "%s_iou" % k, "%s_id" % k
+    declare_fields(view, dict(
+        [("%s_iou_i" % k, fo.FloatField), ("%s_iou_p" % k, fo.FloatField),
+         ("%s_missed" % k, fo.IntField), ("%s_unmatched" % k, fo.IntField)]
+        + [("%s.detections.%s_iou" % (f, k), fo.FloatField) for f in (pred_field, gt_field)]
+        + [("%s.detections.%s_id" % (f, k), fo.StringField) for f in (pred_field, gt_field)]
+    ))
+    inters: List[int] = []
+    unions: List[int] = []
+    gt_areas: List[int] = []
+    labels: List[int] = []
+    class_index: Dict[str, int] = {}
+    unmatched_by_class: Counter = Counter()
+    missed_by_class: Counter = Counter()
+    skipped: Counter = Counter()
+    n_samples = 0
+    fields = ["filepath", "metadata.width", "metadata.height", pred_field + ".detections",
+              gt_field + ".detections"]
+    total = len(view)
+    with fou.ProgressBar(total=total, progress=progress) as pb:
+        for ids, vals in iter_batches(view, fields, batch_size=batch_size, raw=True):
+            sample_sets: Dict[str, dict] = {}
+            label_sets: Dict[str, dict] = {}
+            for j, sid in enumerate(ids):
+                width, height = image_size(vals, j)
+                pdets = raw_labels(vals[pred_field + ".detections"][j])
+                gdets = raw_labels(vals[gt_field + ".detections"][j])
+                preds = [detection_to_instance(d, width, height) for d in pdets]
+                gts, gt_pos = [], []
+                for gi, d in enumerate(gdets):
+                    inst = detection_to_instance(d, width, height)
+                    if inst is None:
+                        skipped["gt_no_mask"] += 1
+                    elif not inst.mask.any():
+                        skipped["gt_empty"] += 1
+                    else:
+                        gts.append(inst)
+                        gt_pos.append(gi)
+                rows = match_sample(
+                    preds,
+                    [d.get("obj_index") for d in pdets],
+                    gts,
+                    [gdets[gi].get("obj_index") for gi in gt_pos],
+                    (height, width),
+                    min_iou=min_iou,
+                )
+                p_set = {d.id: {iou_key: None, id_key: None} for d in pdets}
+                g_set = {d.id: {iou_key: None, id_key: None} for d in gdets}
+                s_i, s_u, missed, extra = [], [], 0, 0
+                for p, g, inter, union in rows:
+                    if g is None:
+                        extra += 1
+                        unmatched_by_class[pdets[p].label or ""] += 1
+                        continue
+                    gdet = gdets[gt_pos[g]]
+                    value = iou_of(inter, union)
+                    g_set[gdet.id][iou_key] = value
+                    label = gdet.label or ""
+                    if p is None:
+                        missed += 1
+                        missed_by_class[label] += 1
+                    else:
+                        p_set[pdets[p].id] = {iou_key: value, id_key: gdet.id}
+                        g_set[gdet.id][id_key] = pdets[p].id
+                    s_i.append(inter)
+                    s_u.append(union)
+                    if label not in class_index:
+                        class_index[label] = len(class_index)
+                    inters.append(inter)
+                    unions.append(union)
+                    gt_areas.append(gts[g].area)
+                    labels.append(class_index[label])
+                mi, mp = miou(s_i, s_u)
+                sample_sets[sid] = {"%s_iou_i" % k: _none_from_nan(mi),
+                                    "%s_iou_p" % k: _none_from_nan(mp),
+                                    "%s_missed" % k: missed, "%s_unmatched" % k: extra}
+                label_sets[sid] = {pred_field + ".detections": p_set,
+                                   gt_field + ".detections": g_set}
+                n_samples += 1
+                pb.update()
+            write_values(view, sample_sets, label_sets)
+
+    classes = sorted(class_index, key=class_index.get)
+    lab = np.asarray(labels, dtype=np.int64)
+    ia = np.asarray(inters, dtype=np.int64)
+    ua = np.asarray(unions, dtype=np.int64)
+    per_class = {}
+    for name in sorted(set(class_index) | set(unmatched_by_class)):
+        sel = lab == class_index[name] if name in class_index else np.zeros(lab.shape, bool)
+        mi, mp = miou(ia[sel], ua[sel])
+        per_class[name] = {"n": int(sel.sum()), "miou_i": mi, "miou_p": mp,
+                           "missed": int(missed_by_class.get(name, 0)),
+                           "unmatched": int(unmatched_by_class.get(name, 0))}
+    mi, mp = miou(ia, ua)
+    results = SamrsEvaluationResults(
+        view, config, eval_key,
+        miou_i=mi, miou_p=mp, n_instances=len(inters), n_missed=int(sum(missed_by_class.values())),
+        n_unmatched=int(sum(unmatched_by_class.values())), n_samples=n_samples,
+        skipped=dict(skipped), per_class=per_class, classes=classes,
+        inters=inters, unions=unions, gt_areas=gt_areas, labels=labels, backend=run,
+    )
+    run.save_run_results(view, eval_key, results)
+    try:
+        view._add_paths_to_sidebar_group(["%s_%s" % (k, s) for s in SAMPLE_SUFFIXES], eval_key)
+    except Exception:  # noqa: BLE001 - cosmetic App sidebar only
+        pass
+    return results
+
+
+def load_results(sample_collection, eval_key: str = "eval") -> SamrsEvaluationResults:
+    """Loads the results of an earlier :func:`evaluate` run."""
+    results = sample_collection.load_evaluation_results(eval_key)
+    if not isinstance(results, SamrsEvaluationResults):
+        raise ValueError("evaluation %r was not made by fiftyone_samrs.evaluate" % eval_key)
+    return results
+
+
+def list_runs(sample_collection) -> List[str]:
+    """Keys of the mask-IoU evaluation runs on the collection."""
+    return sample_collection.list_evaluations(method=METHOD)

@@ -1,0 +1,527 @@
+"""COCO instance JSON with RLE masks, written as a stream.
+
+:class:`COCOJSONWriter` writes the ``images`` and ``annotations`` arrays to
+two part files as samples arrive and joins them under the header at the end,
+so memory does not grow with the dataset. :class:`COCOInstanceDatasetExporter`
+is the FiftyOne exporter (``dataset.export(dataset_type=
+fiftyone_samrs.types.COCOInstanceDataset, label_field="sam")``);
+:func:`export_coco` is the SDK call, which reads the database documents
+directly (no ``Sample`` objects) and is several times faster.
+
+Each annotation: ``segmentation`` = COCO RLE of the full-image mask
+(``counts`` a string), ``bbox`` ``[x, y, w, h]`` and ``area`` computed from the
+mask with ``pycocotools.mask.toBbox`` / ``area`` (not the prompt box),
+``iscrowd`` 0, plus ``score`` (SAM's predicted IoU) and ``prompt_bbox`` (the
+prompt box, ``[x, y, w, h]`` pixels) where known. Category ids are the class
+list positions plus ``category_id_start`` (0 by default, as the SAMRS release:
+category id = pixel value in the SAMRS label PNG; pass 1 for 1-based ids).
+Image ids and annotation ids count from 1 over the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import fiftyone.core.labels as fol
+import fiftyone.core.metadata as fom
+import fiftyone.utils.data as foud
+
+from fiftyone_samrs import __version__
+from fiftyone_samrs.core.classes import class_index
+from fiftyone_samrs.exporting.coco_rle import encode_crops, rle_area, rle_bbox, rle_to_json
+from fiftyone_samrs.exporting.common import (
+    UNKNOWN_CHOICES,
+    BackgroundWriter,
+    ExportResult,
+    Instance,
+    SampleDoc,
+    StemMaker,
+    Timer,
+    check_export_target,
+    class_indices,
+    existing_field,
+    instances_from_detections,
+    instances_from_docs,
+    iter_sample_docs,
+    normalize_export_media,
+    resolve_export_classes,
+    transfer_media,
+)
+
+_JSON = dict(separators=(",", ":"))
+
+#: ``(instance, class index, compressed RLE, area)`` of a written annotation
+Written = Tuple[Instance, int, Dict[str, Any], int]
+
+
+class COCOJSONWriter:
+    """Streams a COCO instance JSON file.
+
+    Args:
+        labels_path: the JSON file to write
+        classes: the class list (category ``i + category_id_start``)
+        category_id_start: id of the first category (0 as SAMRS, 1 as COCO)
+        keep_empty: write objects whose mask is empty (area 0); by default
+            they are skipped and counted
+        info: extra ``info`` entries
+        flush_every: flush the part files every this many images
+    """
+
+    def __init__(
+        self,
+        labels_path: str,
+        classes: Sequence[str],
+        category_id_start: int = 0,
+        keep_empty: bool = False,
+        info: Optional[Dict[str, Any]] = None,
+        flush_every: int = 256,
+    ):
+        self.labels_path = os.path.abspath(labels_path)
+        self.classes = list(classes)
+        self.category_id_start = int(category_id_start)
+        self.keep_empty = keep_empty
+        self.info = dict(info or {})
+        self.flush_every = max(int(flush_every), 1)
+        self.num_images = 0
+        self.num_annotations = 0
+        self._parts = None
+        self._first = [True, True]
+
+    def open(self) -> None:
+        parent = os.path.dirname(self.labels_path)
+        os.makedirs(parent, exist_ok=True)
+        self._parts = (
+            open(self.labels_path + ".images.part", "w"),
+            open(self.labels_path + ".annotations.part", "w"),
+        )
+
+    def _append(self, which: int, items: List[str]) -> None:
+        if not items:
+            return
+        f = self._parts[which]
+        if not self._first[which]:
+            f.write(",\n")
+        f.write(",\n".join(items))
+        self._first[which] = False
+
+    def add_image(
+        self,
+        file_name: str,
+        width: int,
+        height: int,
+        instances: Sequence[Instance],
+        indices: Sequence[Optional[int]],
+        filepath: str,
+        result: ExportResult,
+    ) -> List[Written]:
+        """Writes one image and its annotations.
+
+        Args:
+            file_name: ``images[].file_name``
+            width, height: the image size
+            instances: the objects, in annotation order
+            indices: class index per object; None = left out (already counted)
+            filepath: the sample's filepath, for messages
+            result: where to count skipped empty masks
+
+        Returns:
+            what was written, for the SAMRS pickles
+        """
+        if self._parts is None:
+            raise RuntimeError("COCOJSONWriter.open() was not called")
+        self.num_images += 1
+        image_id = self.num_images
+        self._append(0, [json.dumps({"id": image_id, "file_name": file_name,
+                                     "width": int(width), "height": int(height)}, **_JSON)])
+        keep: List[Tuple[Instance, int]] = []
+        for i, (inst, idx) in enumerate(zip(instances, indices)):
+            if idx is None:
+                continue
+            if not self.keep_empty and inst.empty:
+                result.skip("empty mask", "%s: object %d (%r) has an empty mask"
+                            % (filepath, i, inst.label))
+                continue
+            keep.append((inst, idx))
+        if not keep:
+            self._maybe_flush()
+            return []
+        rles = encode_crops([(inst.crop, inst.x0, inst.y0) for inst, _ in keep], height, width)
+        areas = rle_area(rles)
+        boxes = rle_bbox(rles)
+        out: List[Written] = []
+        lines = []
+        for (inst, idx), rle, area, box in zip(keep, rles, areas, boxes):
+            self.num_annotations += 1
+            ann = {
+                "id": self.num_annotations,
+                "image_id": image_id,
+                "category_id": idx + self.category_id_start,
+                "segmentation": rle_to_json(rle),
+                "area": area,
+                "bbox": box,
+                "iscrowd": 0,
+            }
+            if inst.score is not None:
+                ann["score"] = inst.score
+            if inst.prompt_box is not None:
+                x0, y0, x1, y1 = inst.prompt_box
+                ann["prompt_bbox"] = [x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)]
+            lines.append(json.dumps(ann, **_JSON))
+            out.append((inst, idx, rle, area))
+        self._append(1, lines)
+        self._maybe_flush()
+        return out
+
+    def _maybe_flush(self) -> None:
+        if self.num_images % self.flush_every == 0:
+            for f in self._parts:
+                f.flush()
+
+    def close(self) -> None:
+        """Joins header, images and annotations into ``labels_path``."""
+        if self._parts is None:
+            return
+        for f in self._parts:
+            f.close()
+        info = {
+            "description": "instance masks exported by fiftyone-samrs",
+            "version": __version__,
+            "date_created": datetime.now().replace(microsecond=0).isoformat(),
+            "category_id_start": self.category_id_start,
+        }
+        info.update(self.info)
+        categories = [{"id": i + self.category_id_start, "name": c, "supercategory": ""}
+                      for i, c in enumerate(self.classes)]
+        tmp = self.labels_path + ".tmp"
+        with open(tmp, "w") as out:
+            out.write('{"info":%s,\n"licenses":[],\n"categories":%s,\n"images":[\n'
+                      % (json.dumps(info, **_JSON), json.dumps(categories, **_JSON)))
+            with open(self.labels_path + ".images.part") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+            out.write('\n],\n"annotations":[\n')
+            with open(self.labels_path + ".annotations.part") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+            out.write("\n]}\n")
+        os.replace(tmp, self.labels_path)
+        self._remove_parts()
+        self._parts = None
+
+    def abort(self) -> None:
+        """Closes and removes the part files (after an error)."""
+        if self._parts is not None:
+            for f in self._parts:
+                f.close()
+            self._parts = None
+        self._remove_parts()
+
+    def _remove_parts(self) -> None:
+        for suffix in (".images.part", ".annotations.part", ".tmp"):
+            try:
+                os.remove(self.labels_path + suffix)
+            except FileNotFoundError:
+                pass
+
+
+class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportPathsMixin):
+    """Exports instance masks as COCO instance JSON with RLE segmentations.
+
+    Use through FiftyOne::
+
+        dataset.export(export_dir, dataset_type=fsr.types.COCOInstanceDataset,
+                       label_field="sam", classes="SOTA")
+
+    ``label_field`` may also be a dict ``{"sam": "instances", "hbb":
+    "prompts"}`` to record the prompt boxes. :func:`export_coco` is the faster
+    SDK route.
+
+    Args:
+        export_dir: the folder (``annotations.json`` + ``images/``)
+        labels_path: the JSON path (default ``<export_dir>/annotations.json``)
+        data_path: the images folder (default ``<export_dir>/images``, or
+            ``images/`` beside ``labels_path``)
+        export_media: True / "copy", "move", "symlink", or False (the JSON
+            then holds absolute image paths)
+        classes: a subset name (``"SOTA"``), a list, or None (found from the
+            collection: see :func:`~fiftyone_samrs.exporting.common.resolve_export_classes`)
+        category_id_start: 0 (SAMRS) or 1 (COCO convention)
+        unknown: ``"error"`` or ``"ignore"`` (leave out and count) for labels
+            not in ``classes``
+        keep_empty: also write objects with empty masks
+        overwrite: replace existing files instead of refusing
+        num_workers: background threads for media copies
+        instances_field, seg_field: field names used only to find defaults
+            (classes) in the collection
+    """
+
+    #: FiftyOne leaves existing-folder handling to us (refuse unless overwrite)
+    _manages_existing_export_dir = True
+    _format = "coco"
+
+    def __init__(
+        self,
+        export_dir: Optional[str] = None,
+        labels_path: Optional[str] = None,
+        data_path: Optional[str] = None,
+        export_media=None,
+        classes=None,
+        category_id_start: int = 0,
+        unknown: str = "error",
+        keep_empty: bool = False,
+        overwrite: bool = False,
+        num_workers: int = 2,
+        instances_field: str = "sam",
+        seg_field: Optional[str] = "sam_seg",
+        info: Optional[Dict[str, Any]] = None,
+    ):
+        if export_dir is None and labels_path is None:
+            raise ValueError("Give export_dir or labels_path")
+        if unknown not in UNKNOWN_CHOICES:
+            raise ValueError("unknown must be one of %s, got %r" % (UNKNOWN_CHOICES, unknown))
+        labels_path = self._parse_labels_path(export_dir, labels_path, "annotations.json")
+        if data_path is None:
+            data_path = os.path.join(os.path.dirname(os.path.abspath(labels_path)), "images")
+        elif export_dir is not None and not os.path.isabs(data_path):
+            data_path = os.path.join(export_dir, data_path)
+        super().__init__(export_dir=export_dir)
+        self.labels_path = os.path.abspath(labels_path)
+        self.data_path = os.path.abspath(data_path)
+        self.export_media = normalize_export_media(export_media)
+        self.classes = classes
+        self.category_id_start = category_id_start
+        self.unknown = unknown
+        self.keep_empty = keep_empty
+        self.overwrite = overwrite
+        self.num_workers = num_workers
+        self.instances_field = instances_field
+        self.seg_field = seg_field
+        self.info = info
+        self.result = ExportResult(format=self._format)
+        self._collection = None
+        self._class_list: Optional[List[str]] = None
+        self._index: Dict[str, int] = {}
+        self._coco: Optional[COCOJSONWriter] = None
+        self._stems = StemMaker()
+        self._pool: Optional[BackgroundWriter] = None
+        self._timer: Optional[Timer] = None
+
+    # -- FiftyOne exporter interface ---------------------------------------
+
+    @property
+    def requires_image_metadata(self) -> bool:
+        return True
+
+    @property
+    def label_cls(self):
+        return {"instances": fol.Detections, "prompts": fol.Detections}
+
+    def _targets(self) -> List[str]:
+        """The files and folders this export writes (checked for overwrite)."""
+        out = [self.labels_path]
+        if self.export_media is not False:
+            out.append(self.data_path)
+        return out
+
+    def setup(self) -> None:
+        self._timer = Timer()
+        check_export_target(self._targets(), self.overwrite,
+                            "The export target %s" % (self.export_dir or self.labels_path))
+        if self.export_media is not False:
+            os.makedirs(self.data_path, exist_ok=True)
+        self._pool = BackgroundWriter(self.num_workers)
+        self.result.export_dir = self.export_dir and os.path.abspath(self.export_dir)
+        self.result.labels_path = self.labels_path
+
+    def log_collection(self, sample_collection) -> None:
+        self._collection = sample_collection
+
+    def export_sample(self, image_or_path, label, metadata=None) -> None:
+        if not isinstance(image_or_path, str):
+            raise ValueError("%s exports images from their files; in-memory images are not "
+                             "supported" % type(self).__name__)
+        filepath = image_or_path
+        if metadata is None or not metadata.width:
+            metadata = fom.ImageMetadata.build_for(filepath)
+        if isinstance(label, dict):
+            if "instances" not in label:
+                raise ValueError(
+                    "No instance field to export (got fields for %s); pass "
+                    "label_field='sam' (or {'sam': 'instances', 'hbb': 'prompts'})"
+                    % ", ".join(sorted(label)))
+            instances_label = label.get("instances")
+            prompts = label.get("prompts")
+            semantic = label.get("semantic")
+        else:
+            instances_label, prompts, semantic = label, None, None
+        instances = instances_from_detections(
+            instances_label, metadata.width, metadata.height, filepath,
+            field_name=self.instances_field, prompts=prompts, result=self.result)
+        self.write(filepath, metadata.width, metadata.height, instances,
+                   has_label=instances_label is not None, semantic=semantic)
+
+    def close(self, *args) -> None:
+        failed = bool(args) and args[0] is not None
+        try:
+            if self._pool is not None:
+                self._pool.close(wait_errors=not failed)
+        finally:
+            if failed:
+                if self._coco is not None:
+                    self._coco.abort()
+                return
+        self._ensure_classes()
+        self._finish()
+        self._coco.close()
+        self.result.instances = self._coco.num_annotations
+        self.result.seconds = self._timer.seconds if self._timer else 0.0
+
+    # -- shared by both routes ---------------------------------------------
+
+    def write_doc(self, doc: SampleDoc) -> None:
+        """Exports one sample read by :func:`~fiftyone_samrs.exporting.common.iter_sample_docs`."""
+        instances = instances_from_docs(
+            doc.labels, doc.width, doc.height, doc.filepath, field_name=self.instances_field,
+            prompt_docs=doc.prompts, result=self.result)
+        self.write(doc.filepath, doc.width, doc.height, instances,
+                   has_label=doc.labels is not None, semantic=doc.semantic)
+
+    def write(self, filepath: str, width: int, height: int, instances: List[Instance],
+              has_label: bool = True, semantic=None) -> None:
+        """Exports one image and its instances."""
+        self._ensure_classes()
+        stem, seen = self._stems(filepath)
+        if seen:
+            self.result.skip("duplicate image", "%s appears twice in the collection; exported "
+                                                "once" % filepath)
+            return
+        ext = os.path.splitext(filepath)[1]
+        if self.export_media is False:
+            file_name = os.path.abspath(filepath)
+        else:
+            file_name = stem + ext
+            self._pool.submit(transfer_media, filepath, os.path.join(self.data_path, file_name),
+                              self.export_media, filepath)
+        indices = class_indices(instances, self._index, self.unknown, filepath, self.result,
+                                self._class_list)
+        written = self._coco.add_image(file_name, width, height, instances, indices, filepath,
+                                       self.result)
+        self.result.images += 1
+        self._write_extras(stem, filepath, width, height, instances, indices, written,
+                           has_label, semantic)
+
+    def _write_extras(self, stem, filepath, width, height, instances, indices, written,
+                      has_label, semantic) -> None:
+        """Hook for the SAMRS layout (label PNGs, pickles)."""
+
+    def _finish(self) -> None:
+        """Hook run before the JSON is closed."""
+
+    def _ensure_classes(self) -> None:
+        if self._class_list is not None:
+            return
+        if self.classes is None and self._collection is None:
+            raise ValueError("Give classes=... (a subset name such as 'SOTA' or a list)")
+        self._class_list = resolve_export_classes(self._collection, self.classes,
+                                                  self.instances_field, self.seg_field)
+        if not self._class_list:
+            raise ValueError("No class list found; pass classes='SOTA' or a list of names")
+        self._index = class_index(self._class_list)
+        self.result.classes = list(self._class_list)
+        self._coco = COCOJSONWriter(self.labels_path, self._class_list,
+                                    category_id_start=self.category_id_start,
+                                    keep_empty=self.keep_empty, info=self.info)
+        self._coco.open()
+        self._on_classes()
+
+    def _on_classes(self) -> None:
+        """Hook run once the class list is known."""
+
+
+def run_export(exporter, sample_collection, label_field: str, prompt_field: Optional[str],
+               seg_field: Optional[str], progress) -> ExportResult:
+    """Drives an exporter over the raw documents of a collection (the fast
+    route of :func:`export_coco` and :func:`~fiftyone_samrs.exporting.samrs_export.export_samrs`)."""
+    prompt_field = existing_field(sample_collection, prompt_field)
+    ok = False
+    exporter.setup()
+    try:
+        exporter.log_collection(sample_collection)
+        exporter._ensure_classes()
+        for doc in iter_sample_docs(sample_collection, label_field, prompt_field, seg_field,
+                                    progress=progress):
+            exporter.write_doc(doc)
+        ok = True
+    finally:
+        if ok:
+            exporter.close()
+        else:
+            exporter.close(RuntimeError("export failed"))
+    return exporter.result
+
+
+def export_coco(
+    sample_collection,
+    labels_path: str,
+    label_field: str = "sam",
+    classes=None,
+    export_media=False,
+    images_dir: Optional[str] = None,
+    prompt_field: Optional[str] = "hbb",
+    category_id_start: int = 0,
+    unknown: str = "error",
+    keep_empty: bool = False,
+    overwrite: bool = False,
+    num_workers: int = 2,
+    progress=True,
+) -> ExportResult:
+    """Writes the instance masks of a collection as COCO instance JSON.
+
+    Args:
+        sample_collection: a dataset or view (view stages apply: a
+            ``filter_labels`` view exports only the kept masks)
+        labels_path: the JSON file to write
+        label_field: the Detections field with instance masks
+        classes: a subset name (``"SOTA"``), a list of names, or None (from the
+            dataset: the segmentation's mask targets, ``info["samrs"]["subset"]``,
+            ``classes``, else the sorted labels)
+        export_media: False (``file_name`` = absolute image path), True /
+            ``"copy"``, ``"move"`` or ``"symlink"`` (into ``images_dir``,
+            ``file_name`` relative to it)
+        images_dir: where media go; default ``images/`` beside ``labels_path``
+        prompt_field: the field of the prompt boxes (``prompt_bbox``), or
+            None; ignored when the dataset has no such field
+        category_id_start: 0 (SAMRS release; id = pixel value of the SAMRS
+            PNG) or 1 (COCO convention)
+        unknown: ``"error"`` (default) or ``"ignore"``: leave out objects whose
+            class is not in the list, and count them
+        keep_empty: also write objects whose mask is empty (skipped and
+            counted by default)
+        overwrite: replace an existing JSON / images folder instead of refusing
+        num_workers: threads copying media
+        progress: show a progress bar (or a FiftyOne progress callback)
+
+    Returns:
+        an :class:`~fiftyone_samrs.exporting.common.ExportResult`
+
+    Raises:
+        FormatError: naming the sample, for a class not in the list, a
+            missing mask file, a mask that does not fit its image
+        FileExistsError: when the target exists and ``overwrite`` is False
+    """
+    timer = Timer()
+    exporter = COCOInstanceDatasetExporter(
+        labels_path=labels_path, data_path=images_dir, export_media=export_media,
+        classes=classes, category_id_start=category_id_start, unknown=unknown,
+        keep_empty=keep_empty, overwrite=overwrite, num_workers=num_workers,
+        instances_field=label_field)
+    result = run_export(exporter, sample_collection, label_field, prompt_field, None, progress)
+    if export_media is not False:
+        result.export_dir = exporter.data_path
+    result.seconds = timer.seconds
+    return result
+
+
+__all__ = ["COCOJSONWriter", "COCOInstanceDatasetExporter", "export_coco", "run_export"]

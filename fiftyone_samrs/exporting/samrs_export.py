@@ -1,0 +1,391 @@
+"""The SAMRS output layout.
+
+::
+
+    <export_dir>/
+      images/<stem>.<ext>     the images (copied, moved, linked, or not exported)
+      gray/<stem>.png         uint8 class index per pixel, 255 = not covered
+      color/<stem>.png        the same in the fixed palette (viewing only)
+      classes.txt             the class list, line i = pixel value i
+      palette.json            class -> colour
+      annotations.json        COCO instance JSON (RLE), see export_coco
+      pickles/<stem>.pkl      optional: the SAMRS release's per-image pickle
+      train.txt, val.txt      optional: stems of the labelled images
+
+Images whose field holds no object get no label PNG (as the release) but are
+listed in ``annotations.json`` and counted.
+
+The gray label is re-painted from the instance field with
+:func:`fiftyone_samrs.core.painting.paint_semantic` and the chosen class list
+(``gray_from="instances"``, the default): it always agrees with
+``annotations.json`` of the same export, also for a filtered view. The
+painting order is the one the segmentation run recorded (``annotation`` by
+default). ``gray_from="seg"`` instead reuses the PNGs of the segmentation field
+(``sam_seg``), remapped from its ``mask_targets`` to the chosen class list;
+on an unfiltered view the two give identical pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+import fiftyone.core.labels as fol
+
+from fiftyone_samrs.core.classes import IGNORE_INDEX
+from fiftyone_samrs.exporting.common import (
+    ExportResult,
+    Instance,
+    Timer,
+    existing_field,
+    resolve_paint_order,
+    split_names,
+)
+from fiftyone_samrs.exporting.coco_export import COCOInstanceDatasetExporter, run_export
+from fiftyone_samrs.exporting.palette import colorize_bgr, write_palette_files
+from fiftyone_samrs.core.records import FormatError, InstanceMask
+
+#: where the gray label comes from
+GRAY_SOURCES = ("instances", "seg")
+
+#: the files and folders of the layout (replaced with overwrite=True)
+LAYOUT = ("images", "gray", "color", "pickles", "annotations.json", "classes.txt",
+          "palette.json", "train.txt", "val.txt")
+
+
+def _write_png(path: str, label: np.ndarray) -> None:
+    from fiftyone_samrs.core.painting import write_label_png
+
+    write_label_png(path, label)
+
+
+def _write_color(path: str, label: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(path, colorize_bgr(label)):
+        raise OSError("%s: cannot write colour label" % path)
+
+
+def _write_pickle(path: str, items: List[dict]) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(items, f, protocol=4)
+
+
+class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
+    """Writes the SAMRS layout (see the module doc).
+
+    Use through FiftyOne::
+
+        dataset.export(export_dir, dataset_type=fsr.types.SAMRSDataset,
+                       label_field="sam", classes="SOTA")
+
+    ``label_field`` may also be a dict naming the roles of several fields:
+    ``{"sam": "instances", "hbb": "prompts", "sam_seg": "semantic"}``
+    (prompts: the prompt boxes of the pickles and ``prompt_bbox``; semantic:
+    used with ``gray_from="seg"``). :func:`export_samrs` is the faster SDK
+    route.
+
+    Args:
+        export_dir: the folder to write
+        classes: a subset name (``"SOTA"``), a list, or None (from the
+            collection)
+        export_media: True / "copy", "move", "symlink", or False
+        unknown: ``"error"`` or ``"ignore"`` (not painted: 255; not in the
+            JSON; counted)
+        paint_order: ``"annotation"``, ``"small_last"``, or None (as the
+            segmentation run recorded, else ``"annotation"``)
+        gray_from: ``"instances"`` (re-paint) or ``"seg"`` (reuse the
+            segmentation field's PNGs, remapped)
+        split_ratio: fraction of labelled images in ``train.txt``; None: no
+            split files
+        seed: seed of the split
+        pickles: also write ``pickles/<stem>.pkl`` (SAMRS release format)
+        color: write ``color/`` PNGs
+        category_id_start, keep_empty, overwrite, num_workers: as
+            :class:`~fiftyone_samrs.exporting.coco_export.COCOInstanceDatasetExporter`
+        instances_field, seg_field: the field names (defaults for the class
+            list, painting order and the semantic field's mask targets)
+    """
+
+    _format = "samrs"
+
+    def __init__(
+        self,
+        export_dir: str,
+        classes=None,
+        export_media=True,
+        unknown: str = "error",
+        paint_order: Optional[str] = None,
+        gray_from: str = "instances",
+        split_ratio: Optional[float] = None,
+        seed: int = 0,
+        pickles: bool = False,
+        color: bool = True,
+        category_id_start: int = 0,
+        keep_empty: bool = False,
+        overwrite: bool = False,
+        num_workers: int = 2,
+        instances_field: str = "sam",
+        seg_field: Optional[str] = "sam_seg",
+        info: Optional[Dict[str, Any]] = None,
+        # accepted for FiftyOne's export(): the layout fixes these
+        labels_path: Optional[str] = None,
+        data_path: Optional[str] = None,
+    ):
+        from fiftyone_samrs.core.painting import PAINT_ORDERS
+
+        if export_dir is None:
+            raise ValueError("Give export_dir")
+        if labels_path is not None or data_path is not None:
+            raise ValueError("The SAMRS layout fixes annotations.json and images/ inside "
+                             "export_dir; do not pass labels_path/data_path")
+        if gray_from not in GRAY_SOURCES:
+            raise ValueError("gray_from must be one of %s, got %r" % (GRAY_SOURCES, gray_from))
+        if paint_order is not None and paint_order not in PAINT_ORDERS:
+            raise ValueError("paint_order must be one of %s, got %r" % (PAINT_ORDERS, paint_order))
+        if split_ratio is not None and not 0.0 <= float(split_ratio) <= 1.0:
+            raise ValueError("split_ratio must be within [0, 1], got %r" % split_ratio)
+        export_dir = os.path.abspath(export_dir)
+        super().__init__(
+            export_dir=export_dir, labels_path=os.path.join(export_dir, "annotations.json"),
+            data_path=os.path.join(export_dir, "images"), export_media=export_media,
+            classes=classes, category_id_start=category_id_start, unknown=unknown,
+            keep_empty=keep_empty, overwrite=overwrite, num_workers=num_workers,
+            instances_field=instances_field, seg_field=seg_field, info=info)
+        self.paint_order = paint_order
+        self.gray_from = gray_from
+        self.split_ratio = split_ratio
+        self.seed = seed
+        self.pickles = pickles
+        self.color = color
+        self._order = paint_order or "annotation"
+        self._labeled: List[str] = []
+        self._lut: Optional[np.ndarray] = None
+        self._lut_bad: Dict[int, str] = {}
+
+    @property
+    def label_cls(self):
+        return {"instances": fol.Detections, "prompts": fol.Detections,
+                "semantic": fol.Segmentation}
+
+    def _targets(self) -> List[str]:
+        return [os.path.join(self.export_dir, name) for name in LAYOUT]
+
+    def setup(self) -> None:
+        if (not self.overwrite and os.path.isdir(self.export_dir)
+                and os.listdir(self.export_dir)):
+            raise FileExistsError(
+                "Export folder %s is not empty; pass overwrite=True (CLI: --overwrite) to "
+                "replace the SAMRS files in it, or choose an empty folder" % self.export_dir)
+        super().setup()
+        for sub in ("gray", "color", "pickles"):
+            if sub == "color" and not self.color or sub == "pickles" and not self.pickles:
+                continue
+            os.makedirs(os.path.join(self.export_dir, sub), exist_ok=True)
+
+    def _on_classes(self) -> None:
+        coll = self._collection
+        self._order = resolve_paint_order(coll, self.paint_order, self.instances_field)
+        if self.gray_from == "seg":
+            targets = None
+            if coll is not None and self.seg_field:
+                targets = coll.mask_targets.get(self.seg_field) or coll.default_mask_targets
+            if not targets:
+                raise ValueError(
+                    "gray_from='seg' needs the mask_targets of the segmentation field %r "
+                    "(dataset.mask_targets[%r]) to map its pixel values to classes; use "
+                    "gray_from='instances'" % (self.seg_field, self.seg_field))
+            self._lut, self._lut_bad = _remap_table(targets, self._index)
+
+    # -- per image -----------------------------------------------------------
+
+    def _write_extras(self, stem, filepath, width, height, instances, indices, written,
+                      has_label, semantic) -> None:
+        if not instances:
+            return  # no object: no label, as the SAMRS release
+        if self.gray_from == "seg":
+            label = self._semantic_label(semantic, width, height, filepath)
+        else:
+            from fiftyone_samrs.core.painting import paint_semantic
+
+            label = paint_semantic(
+                height, width,
+                ((InstanceMask(inst.crop, inst.x0, inst.y0), idx)
+                 for inst, idx in zip(instances, indices)),
+                order=self._order)
+        self._pool.submit(_write_png, os.path.join(self.export_dir, "gray", stem + ".png"), label)
+        if self.color:
+            self._pool.submit(_write_color,
+                              os.path.join(self.export_dir, "color", stem + ".png"), label)
+        if self.pickles:
+            self._pool.submit(_write_pickle,
+                              os.path.join(self.export_dir, "pickles", stem + ".pkl"),
+                              [_pickle_item(inst, idx, rle, area, self._class_list)
+                               for inst, idx, rle, area in written])
+        self._labeled.append(stem)
+        self.result.labeled_images += 1
+
+    def _semantic_label(self, semantic, width, height, filepath) -> np.ndarray:
+        """The segmentation field's label of one image, remapped."""
+        from fiftyone_samrs.core.painting import read_label_png
+
+        if semantic is None:
+            raise FormatError(filepath, "has no semantic mask in field %r (gray_from='seg'); "
+                                        "segment it or use gray_from='instances'"
+                              % self.seg_field)
+        if isinstance(semantic, dict):  # raw document
+            raw, path = semantic.get("mask"), semantic.get("mask_path")
+            if raw is not None and isinstance(raw, (bytes, bytearray)):
+                import fiftyone.core.utils as fou
+
+                raw = fou.deserialize_numpy_array(raw)
+        else:
+            raw, path = semantic.mask, semantic.mask_path
+        if raw is not None:
+            label = np.asarray(raw)
+            where = "%s (field %r)" % (filepath, self.seg_field)
+        elif path:
+            if not os.path.isfile(path):
+                raise FormatError(filepath, "semantic mask file %s (field %r) does not exist"
+                                  % (path, self.seg_field))
+            label = read_label_png(path)
+            where = path
+        else:
+            raise FormatError(filepath, "semantic label in field %r has neither mask nor "
+                                        "mask_path" % self.seg_field)
+        if label.shape[:2] != (height, width):
+            raise FormatError(filepath, "semantic mask %s is %dx%d but the image is %dx%d"
+                              % (where, label.shape[1], label.shape[0], width, height))
+        if label.dtype != np.uint8 or label.ndim != 2:
+            raise FormatError(filepath, "semantic mask %s must be 8-bit single channel" % where)
+        present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+        for v in present:
+            if int(v) in self._lut_bad:
+                reason = self._lut_bad[int(v)]
+                if reason.startswith("class") and self.unknown == "ignore":
+                    self.result.skip("unknown class", "%s: pixel value %d (%s) -> 255"
+                                     % (filepath, v, reason))
+                    continue
+                raise FormatError(filepath, "semantic mask %s has pixel value %d: %s%s"
+                                  % (where, v, reason,
+                                     "; pass unknown='ignore' to map it to 255"
+                                     if reason.startswith("class") else ""))
+        return self._lut[label]
+
+    def _finish(self) -> None:
+        write_palette_files(self.export_dir, self._class_list)
+        if self.split_ratio is not None:
+            train, val = split_names(self._labeled, float(self.split_ratio), self.seed)
+            for name, stems in (("train", train), ("val", val)):
+                with open(os.path.join(self.export_dir, name + ".txt"), "w") as f:
+                    f.write("".join(s + "\n" for s in stems))
+                self.result.splits[name] = len(stems)
+
+
+def _remap_table(targets: Dict[Any, str], index: Dict[str, int]):
+    """LUT from the segmentation field's pixel values to the export's class
+    indices, and the values that cannot be mapped (value -> reason)."""
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    bad: Dict[int, str] = {}
+    named = {int(k): v for k, v in targets.items()}
+    for v in range(256):
+        if v == IGNORE_INDEX:
+            continue
+        if v not in named:
+            bad[v] = "not a value of the field's mask_targets"
+        elif named[v] not in index:
+            bad[v] = "class %r is not in the class list" % named[v]
+        else:
+            lut[v] = index[named[v]]
+    return lut, bad
+
+
+def _pickle_item(inst: Instance, idx: int, rle: dict, area: int, classes) -> dict:
+    """One object in the SAMRS release's pickle format."""
+    return {
+        "mask": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"]},
+        "bbox": None if inst.prompt_box is None else [float(v) for v in inst.prompt_box],
+        "category": classes[idx],
+        "label": int(idx),
+        "size": int(area),
+    }
+
+
+def export_samrs(
+    sample_collection,
+    export_dir: str,
+    subset=None,
+    label_field: str = "sam",
+    seg_field: Optional[str] = "sam_seg",
+    prompt_field: Optional[str] = "hbb",
+    export_media=True,
+    unknown: str = "error",
+    paint_order: Optional[str] = None,
+    gray_from: str = "instances",
+    split_ratio: Optional[float] = None,
+    seed: int = 0,
+    pickles: bool = False,
+    color: bool = True,
+    category_id_start: int = 0,
+    keep_empty: bool = False,
+    overwrite: bool = False,
+    num_workers: int = 2,
+    progress=True,
+) -> ExportResult:
+    """Exports a segmented collection in the SAMRS layout (see the module doc).
+
+    Args:
+        sample_collection: a dataset or view (view stages apply)
+        export_dir: the folder to write; refused when it holds files, unless
+            ``overwrite``
+        subset: ``"SOTA"``, ``"SIOR"``, ``"FAST"``, ``"HRSC"``, a list of class
+            names, or None (the segmentation field's mask targets, then
+            ``info["samrs"]["subset"]``, the dataset classes, the sorted labels)
+        label_field: the Detections field with instance masks
+        seg_field: the Segmentation field (defaults; ``gray_from="seg"``)
+        prompt_field: the prompt boxes (pickle ``bbox``, JSON ``prompt_bbox``)
+        export_media: True / ``"copy"``, ``"move"``, ``"symlink"`` or False
+        unknown: ``"error"`` or ``"ignore"`` (255 in the PNG, left out of the
+            JSON, counted)
+        paint_order: ``"annotation"`` / ``"small_last"`` / None (as the
+            segmentation run)
+        gray_from: ``"instances"`` (re-paint) or ``"seg"`` (reuse the
+            segmentation PNGs, remapped)
+        split_ratio: e.g. 0.8 to write ``train.txt`` / ``val.txt``
+        seed: the split's seed
+        pickles: also write the SAMRS release's per-image pickles
+        color: write the colour PNGs
+        category_id_start: 0 (SAMRS) or 1 (COCO) for ``annotations.json``
+        keep_empty: keep objects with empty masks in ``annotations.json``
+        overwrite: replace an existing export
+        num_workers: threads encoding PNGs and copying media
+        progress: progress bar (or a FiftyOne progress callback)
+
+    Returns:
+        an :class:`~fiftyone_samrs.exporting.common.ExportResult`
+
+    Raises:
+        FormatError: naming the sample, for a class not in the list, a
+            missing mask file, a mask whose size disagrees with the image
+        FileExistsError: for a non-empty ``export_dir`` without ``overwrite``
+    """
+    timer = Timer()
+    if gray_from == "seg" and not existing_field(sample_collection, seg_field):
+        raise ValueError("gray_from='seg' needs the segmentation field %r, which %s does not "
+                         "have" % (seg_field, sample_collection.name))
+    exporter = SAMRSDatasetExporter(
+        export_dir, classes=subset, export_media=export_media, unknown=unknown,
+        paint_order=paint_order, gray_from=gray_from, split_ratio=split_ratio, seed=seed,
+        pickles=pickles, color=color, category_id_start=category_id_start,
+        keep_empty=keep_empty, overwrite=overwrite, num_workers=num_workers,
+        instances_field=label_field, seg_field=seg_field)
+    result = run_export(exporter, sample_collection, label_field, prompt_field,
+                        seg_field if gray_from == "seg" else None, progress)
+    result.seconds = timer.seconds
+    return result
+
+
+__all__ = ["SAMRSDatasetExporter", "export_samrs", "LAYOUT", "GRAY_SOURCES"]

@@ -1,0 +1,178 @@
+"""iSAID ground-truth instance masks for the DOTA v1.0 samples of a dataset.
+
+:func:`load_isaid_masks` finds each sample's iSAID PNG pair, crops the
+instances to tiles, matches them to the sample's ``hbb``/``obb`` objects
+(:mod:`fiftyone_samrs.formats.isaid`) and writes them as ``gt_masks``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import fiftyone.core.labels as fol
+
+from fiftyone_samrs.core import classes as fsc
+from fiftyone_samrs.core import geometry as geo
+from fiftyone_samrs.importing.report import report_to_dict, update_samrs_info
+from fiftyone_samrs.core.records import FormatError, ImportReport, ObjectRecord
+from fiftyone_samrs.importing.sample_docs import GT_FIELD, HBB_FIELD, OBB_FIELD, mask_box
+from fiftyone_samrs.importing.tiling import crop_mask
+
+_ISAID_ID_SUFFIX = "_instance_id_RGB.png"
+_ISAID_COLOR_SUFFIX = "_instance_color_RGB.png"
+
+
+def _isaid_index(isaid_dir: str) -> Dict[str, Tuple[str, str]]:
+    """``{image stem: (instance_id png, instance_color png)}`` found under ``isaid_dir``."""
+    index = {}
+    pattern = os.path.join(glob.escape(str(isaid_dir)), "**", "*" + _ISAID_ID_SUFFIX)
+    for id_path in sorted(glob.glob(pattern, recursive=True)):
+        stem = os.path.basename(id_path)[: -len(_ISAID_ID_SUFFIX)]
+        color_path = id_path[: -len(_ISAID_ID_SUFFIX)] + _ISAID_COLOR_SUFFIX
+        index.setdefault(stem, (id_path, color_path))
+    return index
+
+
+def _label_attr(label, name: str):
+    return label.get_field(name) if label.has_field(name) else None
+
+
+def _objects_from_sample(sample, hbb_field: str, obb_field: Optional[str], width: int,
+                         height: int) -> List[ObjectRecord]:
+    """Pixel-space objects of a sample, in ``hbb`` order (for matching).
+
+    Each object's quad is the ``obb`` polyline with the same ``obj_index``.
+    """
+    quads = {}
+    polys = sample[obb_field] if obb_field else None
+    for p in (polys.polylines if polys is not None else []):
+        idx = _label_attr(p, "obj_index")
+        if p.points and idx is not None:
+            quads[idx] = geo.relative_to_points(p.points[0], width, height)
+    objects = []
+    dets = sample[hbb_field]
+    for i, d in enumerate(dets.detections if dets is not None else []):
+        idx = _label_attr(d, "obj_index")
+        idx = i if idx is None else idx
+        objects.append(ObjectRecord(
+            label=d.label, hbox=geo.relative_to_box(d.bounding_box, width, height),
+            quad=quads.get(idx),
+            attributes={"obj_index": idx, "source_id": _label_attr(d, "source_id")}))
+    return objects
+
+
+def load_isaid_masks(dataset, isaid_dir, gt_field: str = GT_FIELD, min_iou: float = 0.3,
+                     hbb_field: str = HBB_FIELD, obb_field: str = OBB_FIELD,
+                     progress: bool = True) -> ImportReport:
+    """Adds iSAID instance masks to the DOTA v1.0 samples of a dataset as ``gt_masks``.
+
+    For each sample, the iSAID pair ``<stem>_instance_id_RGB.png`` /
+    ``<stem>_instance_color_RGB.png`` is looked up anywhere under
+    ``isaid_dir`` (``stem`` = the image's, or for a tile the source image's
+    stem; tile samples get the instances cropped to their window). Instances
+    are matched one-to-one to the ``hbb``/``obb`` objects by overlap
+    (:func:`fiftyone_samrs.formats.isaid.match_to_objects`); a matched mask
+    gets the object's label and ``obj_index``; an unmatched instance is kept
+    with its iSAID class and ``obj_index`` None, counted as a warning.
+    Samples without iSAID files are counted as skips.
+
+    Args:
+        dataset: a dataset (or view) imported with :func:`load_dota`
+        isaid_dir: folder holding the iSAID PNG pairs (searched recursively)
+        gt_field: field to write (replaced on matched samples)
+        min_iou: minimum overlap for a match
+        hbb_field, obb_field: the object fields to match against
+        progress: show a progress bar
+
+    Returns:
+        an :class:`ImportReport`: ``images`` = samples given masks,
+        ``objects`` = masks written; also stored as
+        ``dataset.info["samrs"]["isaid_report"]``
+    """
+    from fiftyone_samrs.formats import isaid
+
+    report = ImportReport()
+    index = _isaid_index(isaid_dir)
+    if not index:
+        raise FormatError(isaid_dir, "no iSAID *%s files found" % _ISAID_ID_SUFFIX)
+    root = dataset._root_dataset if hasattr(dataset, "_root_dataset") else dataset
+    fields = root.get_field_schema()
+    tiled = "tile_source" in fields
+    select = ["filepath", "metadata", hbb_field] + ([obb_field] if obb_field in fields else [])
+    if tiled:
+        select += ["tile_source", "tile_x", "tile_y"]
+    values: Dict[str, Any] = {}
+    cache: Dict[str, list] = {}
+    seen_labels: Dict[str, None] = {}
+    view = dataset.select_fields([f for f in select if f in fields])
+    for sample in view.iter_samples(progress=progress):
+        src = sample["tile_source"] if tiled and sample["tile_source"] else None
+        stem = os.path.splitext(os.path.basename(src or sample.filepath))[0]
+        if stem not in index:
+            report.skip("image without iSAID files",
+                        "%s: no %s%s under %s" % (sample.filepath, stem, _ISAID_ID_SUFFIX,
+                                                  isaid_dir))
+            continue
+        id_png, color_png = index[stem]
+        if stem not in cache:
+            if not os.path.exists(color_png):
+                raise FormatError(color_png, "missing (the class colours for %s)" % id_png)
+            cache.clear()  # tiles of one source come together; keep one image's instances
+            cache[stem] = isaid.read_instances(id_png, color_png)
+        instances = cache[stem]
+        if sample.metadata is None or not sample.metadata.width:
+            raise FormatError(sample.filepath, "sample has no metadata width/height")
+        width, height = sample.metadata.width, sample.metadata.height
+        if src:
+            ox, oy = int(sample["tile_x"]), int(sample["tile_y"])
+            cropped = []
+            for inst, cls in instances:
+                c = crop_mask(inst, ox, oy, width, height)
+                if c is not None:
+                    cropped.append((c, cls))
+            instances_here = cropped
+        else:
+            instances_here = instances
+        objects = _objects_from_sample(sample, hbb_field,
+                                       obb_field if obb_field in fields else None, width, height)
+        matched = isaid.match_to_objects(instances_here, objects, min_iou=min_iou)
+        used = set()
+        dets = []
+        for obj, m in zip(objects, matched):
+            if m is None:
+                continue
+            used.add(id(m))
+            dets.append(fol.Detection(label=obj.label, bounding_box=mask_box(m, width, height),
+                                      mask=m.mask.astype(bool),
+                                      obj_index=int(obj.attributes["obj_index"]),
+                                      source_id=obj.attributes.get("source_id")))
+            seen_labels[obj.label] = None
+        for inst, cls in instances_here:
+            if id(inst) in used:
+                continue
+            report.warn("unmatched iSAID instance",
+                        "%s: a %s instance of %s matched no box (IoU < %g)"
+                        % (sample.filepath, cls, os.path.basename(id_png), min_iou))
+            dets.append(fol.Detection(label=cls, bounding_box=mask_box(inst, width, height),
+                                      mask=inst.mask.astype(bool), obj_index=None,
+                                      source_id=os.path.basename(id_png)))
+            seen_labels[cls] = None
+        unmatched_objects = sum(m is None for m in matched)
+        if unmatched_objects:
+            report.warn("object without iSAID mask",
+                        "%s: %d of %d objects have no iSAID instance"
+                        % (sample.filepath, unmatched_objects, len(objects)))
+        values[sample.id] = fol.Detections(detections=dets)
+        report.images += 1
+        report.objects += len(dets)
+    if values:
+        root.set_values(gt_field, values, key_field="id", dynamic=True)
+    update_samrs_info(root, {"isaid_report": report_to_dict(report)})
+    cls_map = dict(root.classes)
+    base = cls_map.get(hbb_field) or list(fsc.SOTA)
+    cls_map[gt_field] = base + sorted(c for c in seen_labels if c not in base)
+    root.classes = cls_map
+    root.save()
+    return report

@@ -1,0 +1,461 @@
+"""Image records as FiftyOne samples: labels, sample fields, and the fast path's
+MongoDB documents.
+
+Fields written (see ``docs/importing.md``):
+
+- ``hbb``: :class:`fiftyone.core.labels.Detections`, the H-Box (RH-Box where
+  the source has only rotated boxes), on every sample (empty when the image
+  has no objects);
+- ``obb``: :class:`fiftyone.core.labels.Polylines`, closed and filled quads,
+  where the source has rotated boxes;
+- ``gt_masks``: :class:`fiftyone.core.labels.Detections` with instance masks
+  (``bounding_box`` = the mask crop's box), where ground truth exists;
+- label attributes ``obj_index``, ``difficult``, ``truncated``,
+  ``source_id``, ``degenerate``, ``rh`` (+ any per-object extras of the
+  parser, e.g. HRSC ``class_id``);
+- sample fields ``source``, ``split`` (also a tag), ``gsd``,
+  ``imagesource``, ``tile_source``/``tile_x``/``tile_y`` for tiles, and the
+  record's scalar attributes (HRSC ``all_masked``, FAIR1M ``uid``); like
+  FiftyOne's own ``add_samples``, a field whose value is None on every sample
+  is not declared;
+- ``metadata``: :class:`fiftyone.core.metadata.ImageMetadata` with the width
+  and height (and ``num_channels`` where known).
+
+:func:`record_to_sample` / :func:`record_to_labels` build FiftyOne objects
+(the reference form). :class:`DocBuilder` builds, for
+:func:`fiftyone_samrs.importing.importers.load_records`, exactly the MongoDB documents
+that ``Dataset.add_samples(samples, dynamic=True)`` would write (same
+``_cls``, ``_id`` per label, ``tags``, ``attributes``, ``_rand``,
+``_media_type``, ``created_at`` ...), and a probe sample holding the first
+value of every field and attribute seen, from which FiftyOne's own schema
+inference declares the schema. ``tests/test_importers.py`` checks the
+result against ``add_samples``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+import fiftyone as fo
+import fiftyone.core.labels as fol
+import fiftyone.core.odm.sample as foos
+import fiftyone.core.utils as fou
+from bson import ObjectId
+
+from fiftyone_samrs.core import geometry as geo
+from fiftyone_samrs.formats.images import image_size
+from fiftyone_samrs.core.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
+
+HBB_FIELD = "hbb"
+OBB_FIELD = "obb"
+GT_FIELD = "gt_masks"
+
+#: per-object attributes every label gets, in this order
+OBJECT_ATTRIBUTES = ("obj_index", "difficult", "truncated", "source_id", "degenerate", "rh")
+
+#: sample fields an importer writes from :class:`ImageRecord` values
+RECORD_FIELDS = ("source", "split", "gsd", "imagesource", "tile_source", "tile_x", "tile_y")
+
+#: sample fields declared on every import, even when all values are None (as
+#: FiftyOne's own schema-providing importers do), so ``sample.gsd`` etc. work
+STANDARD_SAMPLE_FIELDS = {
+    "source": fo.StringField,
+    "split": fo.StringField,
+    "gsd": fo.FloatField,
+    "imagesource": fo.StringField,
+}
+
+#: label attributes declared on every label field written, with their types
+STANDARD_ATTRIBUTE_FIELDS = {
+    "obj_index": fo.IntField,
+    "difficult": fo.IntField,
+    "truncated": fo.BooleanField,
+    "source_id": fo.StringField,
+    "degenerate": fo.BooleanField,
+    "rh": fo.BooleanField,
+}
+
+#: record attributes that go into ``metadata`` rather than a sample field
+_METADATA_KEYS = ("num_channels",)
+
+#: names a record attribute may not take (FiftyOne's own sample fields)
+_RESERVED = {"id", "_id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
+             "media_type", "_media_type", "_rand", "_dataset_id", HBB_FIELD, OBB_FIELD, GT_FIELD}
+
+#: source names whose objects have rotated boxes (``obb`` even when empty)
+_QUAD_SOURCES = ("DOTA", "DIOR-R", "FAIR1M", "HRSC")
+
+
+# ---------------------------------------------------------------------------
+# record -> label values (shared by the fast path and the FiftyOne-object path)
+# ---------------------------------------------------------------------------
+
+
+def _py(value: Any) -> Any:
+    """Plain Python (BSON-encodable) version of a parser value."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return [_py(v) for v in value]
+    if isinstance(value, list):
+        return [_py(v) for v in value]
+    return value
+
+
+def object_attributes(obj: ObjectRecord, index: int) -> Dict[str, Any]:
+    """The attributes of one object's labels (``hbb``, ``obb``, ``gt_masks``).
+
+    Args:
+        obj: the object
+        index: its position in the image's annotation order (``obj_index``)
+
+    Returns:
+        ``{"obj_index", "difficult", "truncated", "source_id", "degenerate",
+        "rh", **extras}`` with plain Python values (None where unknown)
+    """
+    attrs = {
+        "obj_index": int(index),
+        "difficult": None if obj.difficult is None else int(obj.difficult),
+        "truncated": None if obj.truncated is None else bool(obj.truncated),
+        "source_id": None if obj.source_id is None else str(obj.source_id),
+        "degenerate": bool(obj.degenerate),
+        "rh": bool(obj.hbox_is_rh),
+    }
+    for key, value in obj.attributes.items():
+        if key in attrs or key in ("label", "bounding_box", "mask", "points", "id", "tags",
+                                   "attributes", "confidence", "index", "closed", "filled"):
+            key = "src_" + key
+        attrs[key] = _py(value)
+    return attrs
+
+
+def record_fields(record: ImageRecord, report: Optional[ImportReport] = None) -> Dict[str, Any]:
+    """The sample-level field values of a record (None values included).
+
+    ``source``, ``split``, ``gsd``, ``imagesource``, ``tile_*`` and the
+    record's scalar attributes (e.g. HRSC ``all_masked``, FAIR1M ``uid``).
+    Non-scalar attributes are not stored and counted as a warning in
+    ``report``.
+    """
+    tile = record.tile or {}
+    fields = {
+        "source": record.source or None,
+        "split": record.split,
+        "gsd": None if record.gsd is None else float(record.gsd),
+        "imagesource": record.imagesource,
+        "tile_source": None if not tile else str(tile.get("source_image")),
+        "tile_x": None if not tile else int(tile.get("x")),
+        "tile_y": None if not tile else int(tile.get("y")),
+    }
+    for key, value in record.attributes.items():
+        if key in _METADATA_KEYS:
+            continue
+        value = _py(value)
+        if key in _RESERVED or key in fields or not isinstance(value, (str, int, float, bool,
+                                                                          type(None))):
+            if report is not None:
+                report.warn("attribute not stored",
+                            "%s: image attribute %r (%r)" % (record.filepath, key, value))
+            continue
+        fields[key] = value
+    return fields
+
+
+def record_image_size(record: ImageRecord) -> Tuple[int, int, Optional[int]]:
+    """(width, height, num_channels or None) of a record's image (read from
+    its header when the record has no size)."""
+    channels = record.attributes.get("num_channels")
+    if record.width and record.height:
+        return int(record.width), int(record.height), channels
+    w, h = image_size(record.filepath)
+    return int(w), int(h), channels
+
+
+def _has_quads(record: ImageRecord) -> bool:
+    if any(o.quad is not None for o in record.objects):
+        return True
+    return bool(record.source) and record.source.startswith(_QUAD_SOURCES)
+
+
+def _quad_points(quad: np.ndarray, width: float, height: float) -> List[List[float]]:
+    q = np.asarray(quad, dtype=np.float64).reshape(-1, 2) / (width, height)
+    return q.tolist()
+
+
+def _quads_points(quads: List[np.ndarray], width: float, height: float) -> list:
+    """Relative points of many quads at once (one numpy call instead of one per quad)."""
+    arrays = [np.asarray(q, dtype=np.float64).reshape(-1, 2) for q in quads]
+    if len({a.shape for a in arrays}) == 1:
+        return (np.stack(arrays) / (float(width), float(height))).tolist()
+    return [_quad_points(a, width, height) for a in arrays]
+
+
+def mask_box(mask: InstanceMask, width: int, height: int) -> List[float]:
+    return geo.box_to_relative(mask.box, width, height)
+
+
+def record_to_labels(record: ImageRecord, width: int, height: int) -> Dict[str, Any]:
+    """FiftyOne labels of a record: ``{"hbb": Detections, "obb": Polylines, "gt_masks": ...}``.
+
+    ``obb`` is present where the source has rotated boxes, ``gt_masks`` where
+    an object carries a mask. This is the reference (FiftyOne-object) form of
+    what :func:`load_records` writes directly.
+    """
+    dets, polys, masks = [], [], []
+    for i, obj in enumerate(record.objects):
+        attrs = object_attributes(obj, i)
+        dets.append(fol.Detection(label=obj.label,
+                                  bounding_box=geo.box_to_relative(obj.hbox, width, height),
+                                  **attrs))
+        if obj.quad is not None:
+            polys.append(fol.Polyline(label=obj.label,
+                                      points=[_quad_points(obj.quad, width, height)],
+                                      closed=True, filled=True, **attrs))
+        if obj.mask is not None and obj.mask.mask.size:
+            masks.append(fol.Detection(label=obj.label,
+                                       bounding_box=mask_box(obj.mask, width, height),
+                                       mask=obj.mask.mask.astype(bool), **attrs))
+    labels = {HBB_FIELD: fol.Detections(detections=dets)}
+    if polys or _has_quads(record):
+        labels[OBB_FIELD] = fol.Polylines(polylines=polys)
+    if masks:
+        labels[GT_FIELD] = fol.Detections(detections=masks)
+    return labels
+
+
+def record_to_sample(record: ImageRecord, tags: Optional[List[str]] = None) -> fo.Sample:
+    """A :class:`fiftyone.core.sample.Sample` equivalent to what :func:`load_records` writes.
+
+    The slow, FiftyOne-object path: used by the tests (to compare with
+    ``add_samples``) and the benchmark. Importers use :func:`load_records`.
+    """
+    width, height, channels = record_image_size(record)
+    fields = {k: v for k, v in record_fields(record).items() if v is not None}
+    sample_tags = ([record.split] if record.split else []) + list(tags or [])
+    sample = fo.Sample(
+        filepath=record.filepath,
+        tags=sample_tags,
+        metadata=fo.ImageMetadata(width=width, height=height, num_channels=channels),
+        **fields,
+    )
+    for name, label in record_to_labels(record, width, height).items():
+        sample[name] = label
+    return sample
+
+
+# ---------------------------------------------------------------------------
+# the fast path: MongoDB documents + FiftyOne's own schema inference
+# ---------------------------------------------------------------------------
+
+
+class _ObjectIds:
+    """ObjectIds made as bson does (4-byte time, 5-byte process random,
+    3-byte counter), ~10x cheaper than ``ObjectId()`` per label."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._random = os.urandom(5)
+        self._counter = int.from_bytes(os.urandom(3), "big")
+
+    def take(self, n: int, when: datetime) -> List[ObjectId]:
+        if os.getpid() != self._pid:  # a forked process must not reuse the parent's ids
+            self._reset()
+        prefix = int(when.replace(tzinfo=timezone.utc).timestamp()).to_bytes(4, "big") \
+            + self._random
+        start = self._counter
+        self._counter = (start + n) % 0x1000000
+        return [ObjectId(prefix + ((start + i) % 0x1000000).to_bytes(3, "big"))
+                for i in range(n)]
+
+
+_OIDS = _ObjectIds()
+
+
+class DocBuilder:
+    """Builds FiftyOne sample documents from records and tracks the schema they need.
+
+    ``top`` holds, per sample field, the first non-None value seen; ``attrs``
+    per label field the first non-None value of every attribute; ``labels``
+    the label fields seen. A probe sample built from them gets the same
+    schema from FiftyOne's inference as the real samples would.
+    """
+
+    def __init__(self, dataset_id, tags: Optional[List[str]], report: ImportReport):
+        self.dataset_id = dataset_id
+        self.tags = list(tags or [])
+        self.report = report
+        self.top: Dict[str, Any] = {}
+        self.attrs: Dict[str, Dict[str, Any]] = {}
+        self.labels: Dict[str, type] = {}
+        self.changed = False
+        self.images = 0
+        self.objects = 0
+        self.labels_written = 0
+        self.tiles = 0
+        self.label_names: Dict[str, None] = {}
+
+    def _see_attrs(self, field: str, attrs: Dict[str, Any]) -> None:
+        seen = self.attrs[field]
+        for key, value in attrs.items():
+            if value is not None and key not in seen:
+                seen[key] = value
+                self.changed = True
+
+    def _see_label(self, field: str, cls: type) -> None:
+        if field not in self.labels:
+            self.labels[field] = cls
+            self.attrs[field] = {}
+            self.changed = True
+
+    def build(self, record: ImageRecord, now: datetime) -> dict:
+        """The sample document of one record (no ``_id``: MongoDB adds it)."""
+        width, height, channels = record_image_size(record)
+        filepath = os.path.abspath(os.path.expanduser(record.filepath))
+        metadata = {"_cls": "ImageMetadata", "width": width, "height": height}
+        if channels is not None:
+            metadata["num_channels"] = int(channels)
+        doc = {
+            "filepath": filepath,
+            "tags": ([record.split] if record.split else []) + self.tags,
+            "metadata": metadata,
+            "_media_type": "image",
+            "_rand": foos._generate_rand(),
+        }
+        for key, value in record_fields(record, self.report).items():
+            if value is not None:
+                doc[key] = value
+                if key not in self.top:
+                    self.top[key] = value
+                    self.changed = True
+
+        dets, polys, masks = [], [], []
+        objects = record.objects
+        with_quad = [o for o in objects if o.quad is not None]
+        quads = bool(with_quad)
+        points = []
+        if with_quad:
+            points = _quads_points([o.quad for o in with_quad], width, height)
+        n_masks = sum(1 for o in objects if o.mask is not None)
+        ids = iter(_OIDS.take(len(objects) + len(with_quad) + n_masks, now))
+        k = 0
+        for i, obj in enumerate(objects):
+            attrs = object_attributes(obj, i)
+            label = obj.label
+            self.label_names[label] = None
+            x0, y0, x1, y1 = obj.hbox
+            det = {"_id": next(ids), "_cls": "Detection", "tags": [], "attributes": {},
+                   "label": label,
+                   "bounding_box": [x0 / width, y0 / height, (x1 - x0) / width,
+                                    (y1 - y0) / height]}
+            det.update(attrs)
+            dets.append(det)
+            if obj.quad is not None:
+                poly = {"_id": next(ids), "_cls": "Polyline", "tags": [], "attributes": {},
+                        "label": label, "points": [points[k]], "closed": True, "filled": True}
+                k += 1
+                poly.update(attrs)
+                polys.append(poly)
+            if obj.mask is not None:
+                oid = next(ids)
+                if obj.mask.mask.size == 0:
+                    self.report.warn("empty mask", "%s: object %d (%s) has an empty GT mask; "
+                                     "no gt_masks label" % (record.filepath, i, obj.source_id))
+                else:
+                    m = {"_id": oid, "_cls": "Detection", "tags": [], "attributes": {},
+                         "label": label, "bounding_box": mask_box(obj.mask, width, height),
+                         "mask": fou.serialize_numpy_array(obj.mask.mask.astype(bool))}
+                    m.update(attrs)
+                    masks.append(m)
+
+        doc[HBB_FIELD] = {"_cls": "Detections", "detections": dets}
+        self._see_label(HBB_FIELD, fol.Detections)
+        if dets:
+            self._see_attrs(HBB_FIELD, _merge_first(dets))
+        if quads or _has_quads(record):
+            doc[OBB_FIELD] = {"_cls": "Polylines", "polylines": polys}
+            self._see_label(OBB_FIELD, fol.Polylines)
+            if polys:
+                self._see_attrs(OBB_FIELD, _merge_first(polys))
+        if masks:
+            doc[GT_FIELD] = {"_cls": "Detections", "detections": masks}
+            self._see_label(GT_FIELD, fol.Detections)
+            self._see_attrs(GT_FIELD, _merge_first(masks))
+
+        doc["_dataset_id"] = self.dataset_id
+        doc["created_at"] = now
+        doc["last_modified_at"] = now
+        self.images += 1
+        self.tiles += record.tile is not None
+        self.objects += len(record.objects)
+        self.labels_written += len(dets) + len(polys) + len(masks)
+        return doc
+
+    def probe(self) -> fo.Sample:
+        """A sample holding one value of every field and attribute seen so far."""
+        sample = fo.Sample(filepath="/samrs-schema-probe.png", **self.top)
+        for field, cls in self.labels.items():
+            attrs = {k: v for k, v in self.attrs[field].items() if not _is_builtin(k)}
+            if cls is fol.Polylines:
+                items = [fol.Polyline(label="probe", points=[[[0, 0], [1, 0], [1, 1]]],
+                                      closed=True, filled=True, **attrs)] if attrs else []
+                sample[field] = fol.Polylines(polylines=items)
+            else:
+                items = [fol.Detection(label="probe", bounding_box=[0, 0, 1, 1], **attrs)] \
+                    if attrs else []
+                sample[field] = fol.Detections(detections=items)
+        return sample
+
+
+_BUILTIN_LABEL_KEYS = {"_id", "_cls", "tags", "attributes", "label", "bounding_box", "mask",
+                       "points", "closed", "filled"}
+
+
+def _is_builtin(key: str) -> bool:
+    return key in _BUILTIN_LABEL_KEYS
+
+
+def _merge_first(items: List[dict]) -> Dict[str, Any]:
+    """First non-None value of every key over a list of label docs."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        for key, value in item.items():
+            if value is not None and key not in out and not _is_builtin(key):
+                out[key] = value
+    return out
+
+
+def declare_standard_fields(dataset: fo.Dataset, label_fields: Iterable[str]) -> None:
+    """Declares :data:`STANDARD_SAMPLE_FIELDS` and, on each label field,
+    :data:`STANDARD_ATTRIBUTE_FIELDS`, where not declared yet.
+
+    ``add_samples`` only declares fields it has seen a non-None value of;
+    like FiftyOne's schema-providing importers, the importers declare their
+    standard fields up front, so ``sample.gsd`` or filtering on
+    ``hbb.detections.truncated`` work even when no source value was given.
+    """
+    schema = dataset.get_field_schema(flat=True)
+    for name, ftype in STANDARD_SAMPLE_FIELDS.items():
+        if name not in schema:
+            dataset.add_sample_field(name, ftype)
+    for field in label_fields:
+        kind = schema.get(field)
+        doc_type = getattr(kind, "document_type", None)
+        if doc_type is None:
+            continue
+        list_name = doc_type._LABEL_LIST_FIELD if hasattr(doc_type, "_LABEL_LIST_FIELD") \
+            else None
+        if list_name is None:
+            continue
+        for attr, ftype in STANDARD_ATTRIBUTE_FIELDS.items():
+            path = "%s.%s.%s" % (field, list_name, attr)
+            if path not in schema:
+                dataset.add_sample_field(path, ftype)

@@ -1,0 +1,436 @@
+"""Tiling of large images into fixed-size windows, as SAMRS did before SAM.
+
+This follows the DOTA devkit's ``ImgSplit``:
+
+- windows of ``size`` pixels with stride ``size - gap``; the last window of a
+  row or column is pushed back to end exactly at the image border (images no
+  larger than the window give one window at the origin);
+- an object is kept in a tile when the area of its quad (its H-Box when it
+  has no quad) inside the tile, divided by its whole area, is at least
+  ``keep_thresh`` (shapely);
+- an object cut by the tile border is clipped to it and marked
+  ``truncated=True``. Its quad becomes the clipped polygon reduced back to 4
+  corners by dropping, one at a time, the corner whose removal loses the
+  least area (the devkit instead merges the two ends of the shortest edge of
+  a 5-corner polygon and drops objects with more corners; this keeps every
+  object, loses less area, and stays inside both the object and the tile).
+  The quad keeps the source quad's orientation and starts at the corner
+  nearest the source's first corner. Its ``hbox`` becomes the
+  bounds of the clipped polygon (when the H-Box was derived from the quad,
+  as for DOTA and FAIR1M), or the source H-Box clipped to the tile (when the
+  source has a separate H-Box). ``difficult`` is kept as it was (the devkit
+  writes 2 there; here ``truncated`` says it);
+- zero-area objects are kept in a tile when their box lies inside it;
+- GT masks are cropped to the tile.
+
+Tiles are written as ``<stem>__<size>__<x>___<y><ext>`` (devkit names), edge
+tiles padded with zeros to ``size`` by default. No FiftyOne import here.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from fiftyone_samrs.core.geometry import box_area, clip_box, quad_area, quad_to_hbox
+from fiftyone_samrs.core.records import (
+    FormatError,
+    ImageRecord,
+    ImportReport,
+    InstanceMask,
+    ObjectRecord,
+)
+
+#: SAMRS's tiling settings per source format (None: not tiled)
+DEFAULTS = {
+    "dota": dict(size=1024, gap=200, keep_thresh=0.7),
+    "fair1m": dict(size=600, gap=150, keep_thresh=0.5),
+    "dior": None,
+    "hrsc": None,
+}
+
+_EPS = 1e-9
+
+
+def _starts(length: int, size: int, step: int) -> List[int]:
+    out, p = [], 0
+    while True:
+        if p + size >= length:
+            out.append(max(length - size, 0))
+            return out
+        out.append(p)
+        p += step
+
+
+def windows(width: int, height: int, size: int, gap: int) -> List[Tuple[int, int]]:
+    """Top-left corners of the tiles of an image, DOTA-devkit style.
+
+    Stride is ``size - gap``; the last window in each direction ends at the
+    border. Ordered column by column (x outer, y inner), as the devkit.
+
+    Raises:
+        ValueError: if ``size <= 0`` or ``gap`` is not in ``[0, size)``
+    """
+    if size <= 0 or gap < 0 or gap >= size:
+        raise ValueError("need size > 0 and 0 <= gap < size (got size=%r, gap=%r)" % (size, gap))
+    xs = _starts(int(width), int(size), int(size - gap))
+    ys = _starts(int(height), int(size), int(size - gap))
+    return [(x, y) for x in xs for y in ys]
+
+
+def tile_name(stem: str, size: int, x: int, y: int, ext: str = ".png") -> str:
+    """The devkit's tile file name ``<stem>__<size>__<x>___<y><ext>``."""
+    return "%s__%d__%d___%d%s" % (stem, size, x, y, ext)
+
+
+def _polygon(obj: ObjectRecord):
+    from shapely.geometry import Polygon
+
+    if obj.quad is not None:
+        pts = np.asarray(obj.quad, dtype=np.float64).reshape(-1, 2)
+    else:
+        x0, y0, x1, y1 = obj.hbox
+        pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+    poly = Polygon(pts)
+    if not poly.is_valid:  # e.g. a self-crossing ("bow-tie") quad
+        poly = poly.convex_hull
+    return poly
+
+
+def _signed_area(q: np.ndarray) -> float:
+    x, y = q[:, 0], q[:, 1]
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0
+
+
+def _reduce_polygon(pts: np.ndarray, n: int = 4) -> np.ndarray:
+    """Drops, one at a time, the corner whose removal loses the least area.
+
+    On a convex polygon (a quad clipped by a tile is convex) the result stays
+    inside the polygon, so inside both the object and the tile.
+    """
+    pts = np.asarray(pts, dtype=np.float64)
+    while len(pts) > n:
+        prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+        tri = np.abs((pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - prev[:, 1])
+                     - (nxt[:, 0] - prev[:, 0]) * (pts[:, 1] - prev[:, 1]))
+        pts = np.delete(pts, int(np.argmin(tri)), axis=0)
+    return pts
+
+
+def _reduce_to_quad(inter, original: np.ndarray) -> np.ndarray:
+    """A 4-corner quad for a clipped polygon, oriented like the source quad."""
+    if inter.geom_type != "Polygon":
+        inter = inter.convex_hull
+    if inter.geom_type != "Polygon":  # collapsed to a line or point
+        b = inter.bounds
+        q = np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]], dtype=np.float64)
+    else:
+        pts = np.asarray(inter.exterior.coords, dtype=np.float64)[:-1]
+        if len(pts) < 4:  # a triangle: repeat its last corner
+            pts = np.concatenate([pts, pts[-1:].repeat(4 - len(pts), axis=0)])
+        q = _reduce_polygon(pts, 4)
+    # same orientation as the source quad, starting at the corner nearest its first one
+    if original is not None and len(original) == 4:
+        if _signed_area(q) * _signed_area(original) < 0:
+            q = q[::-1]
+        start = int(np.argmin(np.hypot(*(q - original[0]).T)))
+        q = np.roll(q, -start, axis=0)
+    return q
+
+
+def crop_mask(m: Optional[InstanceMask], x: int, y: int, tw: int, th: int) -> Optional[InstanceMask]:
+    """A mask restricted to the window ``[x, x + tw) x [y, y + th)``, in window
+    pixels; None when nothing of it (or no mask) is there."""
+    if m is None:
+        return None
+    mx0, my0, mx1, my1 = m.box
+    cx0, cy0, cx1, cy1 = max(mx0, x), max(my0, y), min(mx1, x + tw), min(my1, y + th)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return None
+    crop = m.mask[cy0 - my0 : cy1 - my0, cx0 - mx0 : cx1 - mx0]
+    t = InstanceMask.from_full(crop)
+    if t.area == 0:
+        return None
+    return InstanceMask(t.mask, t.x0 + cx0 - x, t.y0 + cy0 - y)
+
+
+def _hbox_from_quad(obj: ObjectRecord) -> bool:
+    if obj.quad is None:
+        return False
+    if obj.hbox_is_rh:
+        return True
+    return bool(np.allclose(obj.hbox, quad_to_hbox(obj.quad), atol=1e-6))
+
+
+def _object_in_tile(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
+                    keep_thresh: float) -> Tuple[Optional[ObjectRecord], float]:
+    """The object as seen in a tile (or None) and the fraction of it inside."""
+    from shapely.geometry import box as sbox
+
+    x1, y1 = x + tw, y + th
+    ox0, oy0, ox1, oy1 = quad_to_hbox(obj.quad) if obj.quad is not None else obj.hbox
+    hx0, hy0, hx1, hy1 = obj.hbox
+    bx0, by0, bx1, by1 = min(ox0, hx0), min(oy0, hy0), max(ox1, hx1), max(oy1, hy1)
+    if bx1 < x or by1 < y or bx0 > x1 or by0 > y1:
+        return None, 0.0
+    inside = bx0 >= x and by0 >= y and bx1 <= x1 and by1 <= y1
+    area = quad_area(obj.quad) if obj.quad is not None else box_area(obj.hbox)
+    shift = np.array([x, y], dtype=np.float64)
+    if inside:
+        out = copy.copy(obj)
+        out.quad = None if obj.quad is None else np.asarray(obj.quad, dtype=np.float64) - shift
+        out.hbox = (hx0 - x, hy0 - y, hx1 - x, hy1 - y)
+        out.mask = crop_mask(obj.mask, x, y, tw, th)
+        out.attributes = dict(obj.attributes)
+        return out, 1.0
+    if obj.degenerate or area <= _EPS:
+        return None, 0.0
+    poly = _polygon(obj)
+    inter = poly.intersection(sbox(x, y, x1, y1))
+    ratio = inter.area / poly.area if poly.area > 0 else 0.0
+    if ratio < keep_thresh or inter.is_empty or inter.area <= 0:
+        return None, ratio
+    out = copy.copy(obj)
+    out.attributes = dict(obj.attributes)
+    out.truncated = True
+    if obj.quad is not None:
+        q = _reduce_to_quad(inter, np.asarray(obj.quad, dtype=np.float64))
+        out.quad = q - shift
+    if _hbox_from_quad(obj):
+        b = inter.bounds
+        out.hbox = (b[0] - x, b[1] - y, b[2] - x, b[3] - y)
+    else:
+        out.hbox = tuple(v for v in clip_box((hx0 - x, hy0 - y, hx1 - x, hy1 - y), tw, th))
+    out.mask = crop_mask(obj.mask, x, y, tw, th)
+    return out, ratio
+
+
+def tile_objects(
+    objects: Sequence[ObjectRecord],
+    x: int,
+    y: int,
+    size: int,
+    width: int,
+    height: int,
+    keep_thresh: float,
+) -> List[ObjectRecord]:
+    """The objects kept in the tile at ``(x, y)``, in tile coordinates.
+
+    The tile covers ``[x, x + size) x [y, y + size)`` of a ``width x height``
+    image, cut at the image border (padding holds no objects).
+
+    Args:
+        objects: the image's objects, in source pixels
+        x, y: the tile's top-left corner
+        size: the window size
+        width, height: the image size
+        keep_thresh: keep an object when (area inside the tile) / (its area)
+            is at least this
+
+    Returns:
+        new :class:`ObjectRecord` s (the inputs are not changed), in input order
+    """
+    tw, th = min(size, width - x), min(size, height - y)
+    out = []
+    for obj in objects:
+        o, _ = _object_in_tile(obj, x, y, tw, th, keep_thresh)
+        if o is not None:
+            out.append(o)
+    return out
+
+
+def _record_size(record: ImageRecord) -> Tuple[int, int]:
+    if record.width is not None and record.height is not None:
+        return int(record.width), int(record.height)
+    from fiftyone_samrs.formats.images import image_size
+
+    return image_size(record.filepath)
+
+
+def tile_record(
+    record: ImageRecord,
+    size: int,
+    gap: int,
+    keep_thresh: float,
+    skip_empty: bool = True,
+    out_dir=None,
+    ext: str = ".png",
+    pad: bool = True,
+    report: Optional[ImportReport] = None,
+) -> List[ImageRecord]:
+    """Plans the tiles of one image: records only, no file is written.
+
+    Args:
+        record: the source image and its objects
+        size, gap, keep_thresh: see :func:`windows` and :func:`tile_objects`
+        skip_empty: leave out tiles with no object (counted ``"empty tile"``)
+        out_dir: folder of the planned tile files (default: the image's folder)
+        ext: tile file extension
+        pad: tiles are ``size x size`` (edge tiles padded); else cut at the border
+        report: where empty tiles and objects kept in no tile are counted
+
+    Returns:
+        one record per tile: ``filepath`` the planned tile file, ``tile =
+        {"source_image", "x", "y"}``, the source's ``source``, ``split``,
+        ``gsd``, ``imagesource``, ``label_path`` and attributes (a FAIR1M
+        ``uid`` gets the tile suffix ``__<size>__<x>___<y>``)
+    """
+    width, height = _record_size(record)
+    stem = os.path.splitext(os.path.basename(record.filepath))[0]
+    folder = os.fspath(out_dir) if out_dir is not None else os.path.dirname(record.filepath)
+    best = [0.0] * len(record.objects)
+    tiles = []
+    for x, y in windows(width, height, size, gap):
+        tw, th = min(size, width - x), min(size, height - y)
+        objs = []
+        for k, obj in enumerate(record.objects):
+            o, ratio = _object_in_tile(obj, x, y, tw, th, keep_thresh)
+            best[k] = max(best[k], ratio)
+            if o is not None:
+                objs.append(o)
+        name = tile_name(stem, size, x, y, ext)
+        if not objs and skip_empty:
+            if report is not None:
+                report.skip("empty tile", "%s: tile %s has no object" % (record.filepath, name))
+            continue
+        attrs = dict(record.attributes)
+        if "uid" in attrs:
+            attrs["uid"] = "%s__%d__%d___%d" % (attrs["uid"], size, x, y)
+        tiles.append(
+            ImageRecord(
+                filepath=os.path.abspath(os.path.join(folder, name)),
+                width=size if pad else tw,
+                height=size if pad else th,
+                objects=objs,
+                source=record.source,
+                split=record.split,
+                gsd=record.gsd,
+                imagesource=record.imagesource,
+                label_path=record.label_path,
+                tile={"source_image": record.filepath, "x": x, "y": y},
+                attributes=attrs,
+            )
+        )
+    if report is not None:
+        for k, obj in enumerate(record.objects):
+            if best[k] < keep_thresh:
+                report.warn(
+                    "object in no tile",
+                    "%s (%s, %s): at most %.0f%% of it falls in one tile (keep_thresh %.2f)"
+                    % (record.label_path or record.filepath, obj.source_id, obj.label,
+                       100 * best[k], keep_thresh),
+                )
+    return tiles
+
+
+def _write_tiles(record: ImageRecord, tiles: List[ImageRecord], size: int, pad: bool,
+                 report: ImportReport) -> List[ImageRecord]:
+    import cv2
+
+    todo = [t for t in tiles if not os.path.isfile(t.filepath)]
+    if not todo:
+        return tiles
+    img = cv2.imread(record.filepath, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        report.skip("unreadable image", "%s: cannot read the image to tile it" % record.filepath)
+        return []
+    for t in todo:
+        x, y = t.tile["x"], t.tile["y"]
+        crop = img[y : y + size, x : x + size]
+        if pad and crop.shape[:2] != (size, size):
+            padded = np.zeros((size, size) + crop.shape[2:], dtype=crop.dtype)
+            padded[: crop.shape[0], : crop.shape[1]] = crop
+            crop = padded
+        stem, ext = os.path.splitext(t.filepath)
+        tmp = stem + ".partial" + ext
+        if not cv2.imwrite(tmp, crop):
+            raise OSError("could not write tile %s" % tmp)
+        os.replace(tmp, t.filepath)
+    return tiles
+
+
+def tile_images(
+    records: Iterable[ImageRecord],
+    out_dir,
+    size: int = 1024,
+    gap: int = 200,
+    keep_thresh: float = 0.7,
+    skip_empty: bool = True,
+    pad: bool = True,
+    ext: str = ".png",
+    workers: int = 2,
+    report: Optional[ImportReport] = None,
+) -> Iterator[ImageRecord]:
+    """Cuts images into tile files and yields the tile records.
+
+    Each source image is read once (``cv2.IMREAD_UNCHANGED``, so bit depth
+    and channels are kept). Resumable: a tile file that already exists is not
+    written again (and its image not read when all its tiles exist). Tiles
+    are written to a ``.partial`` name and renamed, so an interrupted run
+    leaves no half-written tile behind.
+
+    Args:
+        records: source images with their objects (e.g. from a ``scan``)
+        out_dir: where tile files go (created)
+        size, gap, keep_thresh: see :func:`windows` and :func:`tile_objects`
+        skip_empty: leave out tiles with no object (counted ``"empty tile"``)
+        pad: pad edge tiles with zeros to ``size x size``
+        ext: tile file extension (``.png`` is lossless)
+        workers: threads reading and writing images
+        report: receives skips (``"empty tile"``, ``"unreadable image"``) and
+            ``"object in no tile"`` warnings; image and object counts are
+            left to the caller (they describe the source)
+
+    Yields:
+        tile records (see :func:`tile_record`), in input order
+    """
+    from tqdm import tqdm
+
+    if report is None:
+        report = ImportReport()
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    os.makedirs(out_dir, exist_ok=True)
+    total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
+
+    def work(record: ImageRecord) -> Tuple[List[ImageRecord], ImportReport]:
+        local = ImportReport()
+        try:
+            tiles = tile_record(record, size, gap, keep_thresh, skip_empty=skip_empty,
+                                out_dir=out_dir, ext=ext, pad=pad, report=local)
+        except FormatError as e:  # no size given and the image header is unreadable
+            local.skip("unreadable image", str(e))
+            return [], local
+        if tiles:
+            tiles = _write_tiles(record, tiles, size, pad, local)
+        return tiles, local
+
+    workers = max(1, int(workers or 1))
+    with tqdm(total=total, desc="tiling", unit="img", leave=False) as bar:
+        if workers == 1:
+            for rec in records:
+                tiles, local = work(rec)
+                report.merge(local)
+                bar.update(1)
+                yield from tiles
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: deque = deque()
+            it = iter(records)
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < 2 * workers:
+                    try:
+                        pending.append(pool.submit(work, next(it)))
+                    except StopIteration:
+                        exhausted = True
+                if not pending:
+                    break
+                tiles, local = pending.popleft().result()
+                report.merge(local)
+                bar.update(1)
+                yield from tiles

@@ -1,0 +1,135 @@
+"""What the pipeline runs: the backend protocol, its results, and the backends by name.
+
+A *backend* turns images and their :class:`~fiftyone_samrs.segmenting.prompts.PromptSet`
+into one :class:`MaskResult` per prompt (``predict_batch``). The SAM engine
+(:mod:`fiftyone_samrs.segmenting.sam`) and the baselines
+(:mod:`fiftyone_samrs.segmenting.baselines`) are registered in
+:data:`BACKENDS`; :func:`make_backend` builds one by name. Importing this
+module does not import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+from fiftyone_samrs.core.records import InstanceMask
+
+
+@dataclass
+class MaskResult:
+    """One predicted mask.
+
+    Attributes:
+        mask: the mask over the prompt's region (``InstanceMask``: bool crop
+            whose origin is the region's top-left pixel)
+        score: SAM's predicted IoU (the confidence)
+        stability: SAM's stability score of the region's logits (offset 1.0;
+            0.0 when no logit of the region exceeds -1); NaN where the
+            backend has none (the baselines)
+        empty: whether the mask has no pixel
+    """
+
+    mask: InstanceMask
+    score: float
+    stability: float
+    empty: bool
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the pipeline runs: images + prompt sets -> one MaskResult per prompt."""
+
+    name: str
+
+    def predict_batch(
+        self, images: List[np.ndarray], prompts: List[PromptSet]
+    ) -> List[List[MaskResult]]:
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the pipeline runs: images + prompt sets -> one MaskResult per prompt."""
+
+    name: str
+
+    def predict_batch(self, images: List[np.ndarray], prompts: list) -> List[List[MaskResult]]:
+        ...
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """An image as ``HxWx3`` RGB uint8 (gray and RGBA are converted).
+
+    Raises:
+        ValueError: for another dtype, shape, or an empty image
+    """
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise ValueError("expected a uint8 image, got dtype %s" % img.dtype)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError("expected an HxWx3 RGB image, got shape %s" % (img.shape,))
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError("empty image of shape %s" % (img.shape,))
+    return img
+
+
+def _sam(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Backend:
+    from fiftyone_samrs.segmenting.sam.engine import SamEngine
+    from fiftyone_samrs.segmenting.sam.models import load_sam
+
+    return SamEngine(load_sam(model=model, checkpoint=checkpoint, device=device),
+                     device=device, dtype=dtype, **kw)
+
+
+def _grabcut(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Backend:
+    from fiftyone_samrs.segmenting.baselines import GrabCutBackend
+
+    return GrabCutBackend(**kw)
+
+
+def _boxfill(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Backend:
+    from fiftyone_samrs.segmenting.baselines import BoxFillBackend
+
+    return BoxFillBackend(**kw)
+
+
+#: backend name -> factory ``(model, checkpoint, device, dtype, **kw) -> Backend``
+BACKENDS: Dict[str, Callable[..., Backend]] = {
+    "sam": _sam,
+    "grabcut": _grabcut,
+    "boxfill": _boxfill,
+}
+
+
+def make_backend(
+    name: str = "sam",
+    model: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    device=None,
+    dtype=None,
+    **kw,
+) -> Backend:
+    """Builds a backend by name.
+
+    Args:
+        name: a key of :data:`BACKENDS`: ``"sam"`` (:func:`.sam.models.load_sam` +
+            :class:`.sam.engine.SamEngine`), ``"grabcut"`` or ``"boxfill"``
+            (:mod:`.baselines`)
+        model, checkpoint: for ``"sam"``: see :func:`.sam.models.load_sam`
+        device, dtype: for ``"sam"``
+        **kw: passed to the backend's constructor (e.g. ``encoder_batch``,
+            ``decoder_chunk`` for SAM; ``iterations`` for GrabCut)
+    """
+    key = (name or "sam").lower()
+    if key not in BACKENDS:
+        raise ValueError("unknown backend %r; use %s" % (name, ", ".join(BACKENDS)))
+    return BACKENDS[key](model=model, checkpoint=checkpoint, device=device, dtype=dtype, **kw)

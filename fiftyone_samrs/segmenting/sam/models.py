@@ -1,0 +1,441 @@
+"""Loading Segment Anything models: local checkpoints, FiftyOne zoo names, tiny.
+
+:func:`load_sam` builds the ``segment_anything.modeling.Sam`` matching a
+checkpoint's state dict (the architecture is read from the tensor shapes, so
+``vit_b``/``vit_l``/``vit_h`` and the tiny test model all load without being
+named), or finds the checkpoint FiftyOne's model zoo would use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: model type -> FiftyOne zoo model name
+SAM_ZOO_NAMES: Dict[str, str] = {
+    "vit_b": "segment-anything-vitb-torch",
+    "vit_l": "segment-anything-vitl-torch",
+    "vit_h": "segment-anything-vith-torch",
+}
+
+#: model type -> official checkpoint file name (as FiftyOne's zoo stores it)
+SAM_CHECKPOINT_FILES: Dict[str, str] = {
+    "vit_b": "sam_vit_b_01ec64.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_h": "sam_vit_h_4b8939.pth",
+}
+
+#: where the official checkpoints are published
+SAM_CHECKPOINT_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+#: the encoder settings of the official models
+_OFFICIAL = {
+    "vit_b": dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+    "vit_l": dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    "vit_h": dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+}
+
+_ZOO_TO_TYPE = {v: k for k, v in SAM_ZOO_NAMES.items()}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No checkpoint could be found or downloaded; the message says where to put one."""
+
+
+@dataclass
+class SamConfig:
+    """The architecture of a SAM model, as read from a state dict."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: Tuple[int, ...]
+    img_size: int = 1024
+    patch_size: int = 16
+    mlp_ratio: float = 4.0
+    window_size: int = 14
+    use_rel_pos: bool = True
+    qkv_bias: bool = True
+    prompt_embed_dim: int = 256
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_heads: int = 8
+    num_multimask_outputs: int = 3
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    pixel_mean: Tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+    @property
+    def model_type(self) -> str:
+        """``vit_b``/``vit_l``/``vit_h`` when the encoder matches one, else ``custom``."""
+        for name, spec in _OFFICIAL.items():
+            if (
+                spec["embed_dim"] == self.embed_dim
+                and spec["depth"] == self.depth
+                and tuple(spec["global_attn_indexes"]) == tuple(self.global_attn_indexes)
+            ):
+                return name
+        return "custom"
+
+
+def official_config(model_type: str) -> SamConfig:
+    """The :class:`SamConfig` of ``vit_b``, ``vit_l`` or ``vit_h``."""
+    if model_type not in _OFFICIAL:
+        raise ValueError("unknown SAM model type %r; known: %s" % (model_type, ", ".join(_OFFICIAL)))
+    spec = _OFFICIAL[model_type]
+    return SamConfig(
+        embed_dim=spec["embed_dim"],
+        depth=spec["depth"],
+        num_heads=spec["num_heads"],
+        global_attn_indexes=tuple(spec["global_attn_indexes"]),
+    )
+
+
+def build_sam_from_config(cfg: SamConfig):
+    """A randomly initialised ``Sam`` with the given architecture (eval mode)."""
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    grid = cfg.img_size // cfg.patch_size
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=cfg.depth,
+            embed_dim=cfg.embed_dim,
+            img_size=cfg.img_size,
+            mlp_ratio=cfg.mlp_ratio,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=cfg.num_heads,
+            patch_size=cfg.patch_size,
+            qkv_bias=cfg.qkv_bias,
+            use_rel_pos=cfg.use_rel_pos,
+            global_attn_indexes=tuple(cfg.global_attn_indexes),
+            window_size=cfg.window_size,
+            out_chans=cfg.prompt_embed_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=cfg.prompt_embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(cfg.img_size, cfg.img_size),
+            mask_in_chans=cfg.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=cfg.num_multimask_outputs,
+            transformer=TwoWayTransformer(
+                depth=cfg.decoder_depth,
+                embedding_dim=cfg.prompt_embed_dim,
+                mlp_dim=cfg.decoder_mlp_dim,
+                num_heads=cfg.decoder_heads,
+            ),
+            transformer_dim=cfg.prompt_embed_dim,
+            iou_head_depth=cfg.iou_head_depth,
+            iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+        ),
+        pixel_mean=list(cfg.pixel_mean),
+        pixel_std=list(cfg.pixel_std),
+    )
+    sam.eval()
+    return sam
+
+
+def config_from_state_dict(state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> SamConfig:
+    """Reads a SAM architecture from the shapes of its state dict.
+
+    Works for the official checkpoints and for any SAM built from
+    ``segment_anything.modeling`` with other encoder sizes (e.g. the tiny
+    test model): embed dim, depth, heads, window size and global-attention
+    blocks all follow from the tensor shapes.
+
+    Raises:
+        ValueError: the state dict is not a SAM's (names ``source``)
+    """
+    sd = state_dict
+    try:
+        patch_w = sd["image_encoder.patch_embed.proj.weight"]
+    except KeyError:
+        raise ValueError(
+            "%s: not a Segment Anything state dict (no image_encoder.patch_embed.proj.weight)"
+            % source
+        ) from None
+    embed_dim, _, patch, _ = patch_w.shape
+    block_ids = sorted(
+        {int(m.group(1)) for k in sd for m in [re.match(r"image_encoder\.blocks\.(\d+)\.", k)] if m}
+    )
+    depth = len(block_ids)
+    if depth == 0:
+        raise ValueError("%s: SAM state dict without encoder blocks" % source)
+    if "image_encoder.pos_embed" in sd:
+        grid = sd["image_encoder.pos_embed"].shape[1]
+    else:
+        grid = 64
+    img_size = grid * patch
+    use_rel_pos = "image_encoder.blocks.0.attn.rel_pos_h" in sd
+    num_heads = None
+    window_size = 14
+    global_idx: List[int] = []
+    if use_rel_pos:
+        sizes = {}
+        for i in block_ids:
+            rel = sd["image_encoder.blocks.%d.attn.rel_pos_h" % i]
+            sizes[i] = (rel.shape[0] + 1) // 2
+            num_heads = embed_dim // rel.shape[1]
+        global_idx = [i for i in block_ids if sizes[i] == grid]
+        windowed = [sizes[i] for i in block_ids if sizes[i] != grid]
+        if windowed:
+            window_size = windowed[0]
+    if num_heads is None:
+        # without relative positions the head count is not in the weights:
+        # the official heads for the official widths, else 64-wide heads
+        num_heads = {768: 12, 1024: 16, 1280: 16}.get(embed_dim, max(1, embed_dim // 64))
+    mlp_hidden = sd["image_encoder.blocks.0.mlp.lin1.weight"].shape[0]
+    prompt_dim = sd["mask_decoder.iou_token.weight"].shape[1]
+    dec_ids = {
+        int(m.group(1))
+        for k in sd
+        for m in [re.match(r"mask_decoder\.transformer\.layers\.(\d+)\.", k)]
+        if m
+    }
+    mask_tokens = sd["mask_decoder.mask_tokens.weight"].shape[0]
+    iou_layers = {
+        int(m.group(1))
+        for k in sd
+        for m in [re.match(r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\.", k)]
+        if m
+    }
+    return SamConfig(
+        embed_dim=int(embed_dim),
+        depth=depth,
+        num_heads=int(num_heads),
+        global_attn_indexes=tuple(global_idx),
+        img_size=int(img_size),
+        patch_size=int(patch),
+        mlp_ratio=float(mlp_hidden) / float(embed_dim),
+        window_size=int(window_size),
+        use_rel_pos=use_rel_pos,
+        qkv_bias="image_encoder.blocks.0.attn.qkv.bias" in sd,
+        prompt_embed_dim=int(prompt_dim),
+        mask_in_chans=int(sd["prompt_encoder.mask_downscaling.3.weight"].shape[0]),
+        decoder_depth=len(dec_ids),
+        decoder_mlp_dim=int(sd["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0]),
+        num_multimask_outputs=int(mask_tokens) - 1,
+        iou_head_depth=len(iou_layers),
+        iou_head_hidden_dim=int(sd["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]),
+    )
+
+
+def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """Reads a checkpoint's state dict on the CPU (``{"model": ...}`` wrappers allowed)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelNotFoundError("SAM checkpoint not found: %s" % path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report any unreadable file
+        raise ValueError("%s: cannot read as a PyTorch checkpoint: %s" % (path, e)) from e
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise ValueError("%s: the checkpoint holds no state dict" % path)
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def resolve_device(device=None) -> torch.device:
+    """The device to run on: ``None``/``"auto"`` picks cuda, then mps, then cpu."""
+    if isinstance(device, torch.device):
+        return device
+    if device is None or str(device).lower() == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(str(device))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device %r requested but CUDA is not available" % str(device))
+    return dev
+
+
+_DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": None,
+    "float32": None,
+    "float": None,
+}
+
+
+def resolve_dtype(device, dtype=None) -> Optional[torch.dtype]:
+    """The autocast dtype of the image encoder.
+
+    Args:
+        device: the device the model runs on
+        dtype: None or ``"auto"``: CUDA -> bf16 where supported, else fp16;
+            other devices -> None (fp32). Or ``"bf16"``, ``"fp16"``,
+            ``"fp32"``, or a ``torch.dtype``.
+
+    Returns:
+        the autocast dtype, or None for plain fp32
+    """
+    device = resolve_device(device)
+    if isinstance(dtype, torch.dtype):
+        return None if dtype == torch.float32 else dtype
+    if dtype is None or str(dtype).lower() == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    key = str(dtype).lower().replace("torch.", "")
+    if key not in _DTYPES:
+        raise ValueError("unknown dtype %r; use auto, bf16, fp16 or fp32" % (dtype,))
+    return _DTYPES[key]
+
+
+def _zoo_dir() -> str:
+    env = os.environ.get("FIFTYONE_MODEL_ZOO_DIR")
+    if env:
+        return os.path.expanduser(env)
+    try:
+        import fiftyone.core.config as focn
+
+        return focn.load_config().model_zoo_dir
+    except Exception:  # noqa: BLE001 - FiftyOne missing or misconfigured
+        return os.path.join(os.path.expanduser("~"), "fiftyone", "__models__")
+
+
+def _not_found_message(model_type: str, zoo_name: str, tried: List[str], why: str = "") -> str:
+    fname = SAM_CHECKPOINT_FILES[model_type]
+    lines = [
+        "no SAM checkpoint for %r (%s)%s." % (model_type, zoo_name, (": " + why) if why else ""),
+        "Looked for: " + ", ".join(tried),
+        "Download %s%s and either pass it with checkpoint=PATH (CLI: --checkpoint PATH),"
+        % (SAM_CHECKPOINT_BASE_URL, fname),
+        "or put it at %s so FiftyOne's zoo finds it (FIFTYONE_MODEL_ZOO_DIR sets that folder)."
+        % os.path.join(_zoo_dir(), fname),
+        "Official checkpoints: "
+        + ", ".join("%s: %s%s" % (k, SAM_CHECKPOINT_BASE_URL, v) for k, v in SAM_CHECKPOINT_FILES.items()),
+    ]
+    return "\n".join(lines)
+
+
+def find_checkpoint(model: str, download: bool = True) -> str:
+    """The local checkpoint of ``vit_b``/``vit_l``/``vit_h`` or a zoo name.
+
+    Looks in FiftyOne's model zoo folder (``FIFTYONE_MODEL_ZOO_DIR``) under
+    the zoo's file name; if missing and ``download``, asks FiftyOne's zoo to
+    download it (where the machine can).
+
+    Raises:
+        ModelNotFoundError: with where to put a checkpoint
+        ValueError: unknown model name
+    """
+    model_type = _ZOO_TO_TYPE.get(model, model)
+    if model_type not in SAM_CHECKPOINT_FILES:
+        raise ValueError(
+            "unknown SAM model %r; use vit_b, vit_l, vit_h, a zoo name (%s), 'tiny', "
+            "or pass checkpoint=PATH" % (model, ", ".join(SAM_ZOO_NAMES.values()))
+        )
+    zoo_name = SAM_ZOO_NAMES[model_type]
+    path = os.path.join(_zoo_dir(), SAM_CHECKPOINT_FILES[model_type])
+    tried = [path]
+    if os.path.isfile(path):
+        return path
+    why = ""
+    if download:
+        try:
+            import fiftyone.zoo as foz
+
+            logger.info("downloading %s with FiftyOne's model zoo", zoo_name)
+            foz.download_zoo_model(zoo_name)
+            if os.path.isfile(path):
+                return path
+            why = "the zoo download did not produce the file"
+        except Exception as e:  # noqa: BLE001 - no network, no FiftyOne...
+            why = "download failed (%s: %s)" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+    raise ModelNotFoundError(_not_found_message(model_type, zoo_name, tried, why))
+
+
+def load_sam(
+    model: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    device=None,
+    download: bool = True,
+):
+    """Loads a Segment Anything model, in eval mode, on ``device``.
+
+    Args:
+        model: ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, a FiftyOne zoo name
+            (``"segment-anything-vith-torch"``...), ``"tiny"`` (a random tiny
+            SAM for tests and demos), or None (inferred from ``checkpoint``)
+        checkpoint: a local ``.pth`` state dict; its architecture is read from
+            its tensor shapes when ``model`` is None
+        device: None/"auto" (cuda, mps, cpu), or a device
+        download: let FiftyOne's zoo download a missing official checkpoint
+
+    Returns:
+        a ``segment_anything.modeling.Sam``
+
+    Raises:
+        ModelNotFoundError: no checkpoint could be had; says where to put one
+        ValueError: bad names, or a checkpoint that does not match ``model``
+    """
+    dev = resolve_device(device)
+    if model is not None and str(model).lower() == "tiny" and checkpoint is None:
+        from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam
+
+        return build_tiny_sam().to(dev)
+    if checkpoint is None:
+        if model is None:
+            raise ValueError(
+                "load_sam needs a model name (vit_b, vit_l, vit_h, a zoo name, tiny) "
+                "or checkpoint=PATH. The official checkpoints: "
+                + ", ".join("%s%s" % (SAM_CHECKPOINT_BASE_URL, f) for f in SAM_CHECKPOINT_FILES.values())
+                + "; FiftyOne's zoo keeps them in %s" % _zoo_dir()
+            )
+        checkpoint = find_checkpoint(str(model), download=download)
+    sd = read_state_dict(checkpoint)
+    cfg = config_from_state_dict(sd, source=str(checkpoint))
+    if model is not None and str(model).lower() != "tiny":
+        want = _ZOO_TO_TYPE.get(model, model)
+        if want in _OFFICIAL and cfg.model_type != want:
+            raise ValueError(
+                "%s: checkpoint is a %s model, not %s" % (checkpoint, cfg.model_type, want)
+            )
+    sam = build_sam_from_config(cfg)
+    try:
+        sam.load_state_dict(sd)
+    except RuntimeError as e:
+        raise ValueError("%s: state dict does not fit the SAM architecture read from it: %s"
+                         % (checkpoint, e)) from e
+    logger.info("loaded SAM %s from %s", cfg.model_type, checkpoint)
+    return sam.to(dev).eval()
+
+
+def describe_model(sam) -> Dict[str, Any]:
+    """A short description of a loaded SAM (type, parameter count)."""
+    cfg = config_from_state_dict(sam.state_dict())
+    return {
+        "model_type": cfg.model_type,
+        "embed_dim": cfg.embed_dim,
+        "depth": cfg.depth,
+        "parameters": int(sum(p.numel() for p in sam.parameters())),
+    }

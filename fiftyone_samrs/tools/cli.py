@@ -1,0 +1,99 @@
+"""The ``samrs`` command line.
+
+Mirrors FiftyOne's own CLI: one verb per capability, each verb a thin call
+into the SDK. Verbs live in :mod:`fiftyone_samrs.tools.commands`, one module each;
+a module exposes ``register(subparsers)`` which adds its parsers and sets
+``func`` on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import os
+import sys
+from typing import Dict, List, Optional
+
+#: command modules, in the order their verbs appear in ``samrs --help``
+COMMAND_MODULES = [
+    "doctor",
+    "demo",
+    "importing",
+    "segmenting",
+    "evaluating",
+    "exporting",
+    "plugin",
+]
+
+
+def parse_kwargs(pairs: Optional[List[str]]) -> Dict[str, object]:
+    """Parses ``-k key=value`` extras; values are Python literals or strings."""
+    kwargs = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit("error: -k expects key=value, got %r" % pair)
+        key, value = pair.split("=", 1)
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
+
+
+def add_kwargs_argument(parser: argparse.ArgumentParser) -> None:
+    """Adds FiftyOne-style ``-k key=value`` extras to a parser."""
+    parser.add_argument(
+        "-k",
+        "--kwargs",
+        nargs="+",
+        metavar="KEY=VAL",
+        help="extra keyword arguments for the underlying SDK call",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="samrs",
+        description="SAMRS for FiftyOne: detection datasets to segmentation datasets with SAM",
+    )
+    subparsers = parser.add_subparsers(title="commands", dest="command")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module("fiftyone_samrs.tools.commands." + name)
+        except ModuleNotFoundError as e:
+            if e.name != "fiftyone_samrs.tools.commands." + name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def _quiet_embedded_database_notice() -> None:
+    """The embedded MongoDB 6.0 makes FiftyOne print an "oldest supported
+    version" notice at every start; it is the version this project installs on
+    purpose, so the CLI turns FiftyOne's version check off for the embedded
+    database (never for a shared one, and never over the user's own setting)."""
+    if "FIFTYONE_DATABASE_VALIDATION" not in os.environ and not os.environ.get(
+        "FIFTYONE_DATABASE_URI"
+    ):
+        os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    _quiet_embedded_database_notice()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

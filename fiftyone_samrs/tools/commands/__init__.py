@@ -1,0 +1,1 @@
+"""Verbs of the ``samrs`` command line, one module each (see :mod:`fiftyone_samrs.tools.cli`)."""

@@ -1,0 +1,33 @@
+"""``samrs demo``: the whole job end to end on generated data (see :mod:`fiftyone_samrs.tools.demo`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def execute(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.tools.demo import run_demo
+
+    run_demo(
+        out_dir=args.out_dir,
+        checkpoint=args.checkpoint,
+        model=args.model,
+        n_images=args.images,
+        n_objects=args.objects,
+        name=args.name,
+    )
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="generate a small DOTA tree and run import, SAM, evaluation and export on it"
+    )
+    parser.add_argument("--out-dir", default="demo-output", help="where outputs go")
+    parser.add_argument("--checkpoint", default=None,
+                        help="SAM checkpoint (default: $SAMRS_CHECKPOINT, else GrabCut)")
+    parser.add_argument("--model", default=None, help="SAM model type (vit_b, vit_l, vit_h)")
+    parser.add_argument("--images", type=int, default=6, help="generated images")
+    parser.add_argument("--objects", type=int, default=15, help="objects per image")
+    parser.add_argument("--name", default="samrs-demo", help="FiftyOne dataset name")
+    parser.set_defaults(func=execute)

@@ -1,0 +1,162 @@
+"""``samrs export DATASET`` (SAMRS layout or COCO JSON) and ``samrs load-samrs DIR``.
+
+Thin over :func:`fiftyone_samrs.export_samrs`, :func:`fiftyone_samrs.export_coco`
+and :func:`fiftyone_samrs.load_samrs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fiftyone_samrs.tools.cli import add_kwargs_argument, parse_kwargs
+from fiftyone_samrs.tools.commands._common import (
+    add_view_tag_argument,
+    fail,
+    load_dataset,
+    parse_classes,
+    tagged_view,
+)
+
+
+def parse_media(text: str):
+    """``copy`` / ``symlink`` / ``move`` / ``false``."""
+    value = text.lower()
+    if value in ("copy", "true"):
+        return True
+    if value in ("false", "none", "no"):
+        return False
+    if value in ("symlink", "move"):
+        return value
+    raise argparse.ArgumentTypeError("--export-media expects copy, symlink, move or false, got %r"
+                                     % text)
+
+
+def execute_export(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.exporting.coco_export import export_coco
+    from fiftyone_samrs.exporting.samrs_export import export_samrs
+    from fiftyone_samrs.core.records import FormatError
+
+    dataset = load_dataset(args.dataset)
+    if dataset is None:
+        return 1
+    if args.subset and args.classes:
+        print("error: give --subset or --classes, not both", file=sys.stderr)
+        return 2
+    view = tagged_view(dataset, args.view_tag)
+    classes = parse_classes(args.classes) if args.classes else args.subset
+    common = dict(
+        label_field=args.label_field,
+        export_media=args.export_media,
+        prompt_field=args.prompt_field or None,
+        category_id_start=args.category_id_start,
+        unknown=args.unknown,
+        keep_empty=args.keep_empty,
+        overwrite=args.overwrite,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    try:
+        if args.format == "samrs":
+            kwargs = dict(common, subset=classes, seg_field=args.seg_field or None,
+                          paint_order=args.paint_order, gray_from=args.gray_from,
+                          split_ratio=args.split_ratio, seed=args.seed, pickles=args.pickles,
+                          color=not args.no_color)
+            kwargs.update(parse_kwargs(args.kwargs))
+            result = export_samrs(view, args.export_dir, **kwargs)
+        else:
+            kwargs = dict(common, classes=classes,
+                          images_dir=os.path.join(args.export_dir, "images"))
+            kwargs.update(parse_kwargs(args.kwargs))
+            result = export_coco(view, os.path.join(args.export_dir, "annotations.json"),
+                                 **kwargs)
+    except (ValueError, FormatError, FileExistsError, FileNotFoundError, OSError) as e:
+        return fail(e)
+    print(result.summary())
+    return 0
+
+
+def execute_load(args: argparse.Namespace) -> int:
+    import fiftyone as fo
+
+    from fiftyone_samrs.exporting.samrs_import import load_samrs
+    from fiftyone_samrs.core.records import FormatError
+
+    if args.name and fo.dataset_exists(args.name) and not args.overwrite:
+        print("error: dataset %r exists; pass --overwrite to replace it" % args.name,
+              file=sys.stderr)
+        return 1
+    try:
+        dataset = load_samrs(args.dir, name=args.name, label_field=args.label_field,
+                             seg_field=args.seg_field, overwrite=args.overwrite,
+                             progress=not args.no_progress)
+    except (ValueError, FormatError, FileNotFoundError, OSError) as e:
+        return fail(e)
+    n_obj = dataset.count("%s.detections" % args.label_field)
+    print("loaded %d images, %d instances, %d classes into dataset %r"
+          % (len(dataset), n_obj, len(dataset.classes.get(args.label_field, [])), dataset.name))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export instance masks as the SAMRS layout or COCO instance JSON",
+        description="Writes a segmented dataset as the SAMRS layout (images/, gray/ and color/ "
+        "PNGs, annotations.json, classes.txt, palette.json, optional pickles and train/val "
+        "lists) or as COCO instance JSON with RLE masks (annotations.json + images/).",
+    )
+    parser.add_argument("dataset", help="the FiftyOne dataset name")
+    parser.add_argument("--format", choices=("samrs", "coco"), default="samrs")
+    parser.add_argument("--export-dir", required=True, help="the folder to write")
+    parser.add_argument("--subset", default=None,
+                        help="class list: SOTA, SIOR, FAST or HRSC (default: the dataset's)")
+    parser.add_argument("--classes", default=None,
+                        help="an explicit class list a,b,c (pixel value = position)")
+    parser.add_argument("--label-field", default="sam", help="the Detections with masks")
+    parser.add_argument("--seg-field", default="sam_seg", help="the Segmentation field")
+    parser.add_argument("--prompt-field", default="hbb",
+                        help="the prompt boxes ('' for none): prompt_bbox / pickle bbox")
+    parser.add_argument("--export-media", type=parse_media, default=True,
+                        metavar="copy|symlink|move|false",
+                        help="how images go into images/ (false: the JSON holds absolute "
+                        "paths)")
+    parser.add_argument("--split-ratio", type=float, default=None,
+                        help="write train.txt/val.txt with this fraction in train (samrs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split")
+    parser.add_argument("--paint-order", default=None, choices=("annotation", "small_last"),
+                        help="default: as the segmentation run, else annotation")
+    parser.add_argument("--gray-from", default="instances", choices=("instances", "seg"),
+                        help="re-paint the gray PNGs from the instances, or reuse the "
+                        "segmentation field's PNGs")
+    parser.add_argument("--unknown", default="error", choices=("error", "ignore"),
+                        help="a label outside the class list: fail, or leave it out (255)")
+    parser.add_argument("--category-id-start", type=int, default=0,
+                        help="id of the first COCO category (0 as SAMRS, 1 as COCO)")
+    parser.add_argument("--keep-empty", action="store_true",
+                        help="keep objects with empty masks in the JSON")
+    parser.add_argument("--pickles", action="store_true",
+                        help="also write the SAMRS release's per-image pickles")
+    parser.add_argument("--no-color", action="store_true", help="no color/ PNGs")
+    parser.add_argument("--workers", type=int, default=2, help="writer threads")
+    add_view_tag_argument(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing export in the folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_kwargs_argument(parser)
+    parser.set_defaults(func=execute_export)
+
+    load = subparsers.add_parser(
+        "load-samrs",
+        help="load a SAMRS-layout folder (an export) into a FiftyOne dataset",
+        description="Reads annotations.json, gray/ PNGs, classes.txt and images/ of a SAMRS "
+        "export into a dataset with LABEL_FIELD (instances) and SEG_FIELD (semantic).",
+    )
+    load.add_argument("dir", help="the export folder")
+    load.add_argument("--name", default=None, help="dataset name")
+    load.add_argument("--label-field", default="sam")
+    load.add_argument("--seg-field", default="sam_seg")
+    load.add_argument("--overwrite", action="store_true", help="replace a dataset of that name")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    load.set_defaults(func=execute_load)

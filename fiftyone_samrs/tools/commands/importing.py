@@ -1,0 +1,198 @@
+"""``samrs import`` and ``samrs tile``: source datasets into FiftyOne, and tiling.
+
+Examples::
+
+    samrs import dota /data/DOTA/val --name dota-val -k version=1.0
+    samrs import hrsc /data/HRSC2016 --name hrsc --split test
+    samrs import dota /data/DOTA/train --name dota-train --tile --size 1024 --gap 200
+    samrs tile fair1m /data/FAIR1M /data/FAIR1M-tiles --size 600 --gap 150
+
+Both verbs are thin calls into :mod:`fiftyone_samrs.importing.importers` and
+:mod:`fiftyone_samrs.importing.tiling`; they print the import summary (images,
+objects, skips and warnings by kind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Iterable, List
+
+from fiftyone_samrs.tools.commands._common import fail
+
+FORMATS = ("dota", "dior", "fair1m", "hrsc")
+
+
+def _common_tiling_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=int, default=None,
+                        help="tile size in pixels (default: DOTA 1024, FAIR1M 600)")
+    parser.add_argument("--gap", type=int, default=None,
+                        help="overlap between tiles in pixels (default: DOTA 200, FAIR1M 150)")
+    parser.add_argument("--keep-thresh", type=float, default=None,
+                        help="keep an object in a tile when intersection / object area >= this "
+                             "(default: DOTA 0.7, FAIR1M 0.5)")
+
+
+def execute_import(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.tools.cli import parse_kwargs
+    from fiftyone_samrs.importing.importers import LOADERS, import_report
+    from fiftyone_samrs.core.records import FormatError
+
+    kwargs = parse_kwargs(args.kwargs)
+    if args.split is not None:
+        if args.format == "fair1m":
+            print("error: FAIR1M has no --split option (its splits come from the folders)",
+                  file=sys.stderr)
+            return 2
+        kwargs["split"] = args.split
+    if args.tile:
+        kwargs.update(tile=True, tile_dir=args.tile_dir, tile_size=args.size, gap=args.gap,
+                      keep_thresh=args.keep_thresh)
+    try:
+        dataset = LOADERS[args.format](
+            args.dataset_dir, name=args.name, overwrite=args.overwrite,
+            persistent=not args.temporary, progress=not args.quiet, **kwargs
+        )
+    except (FormatError, ValueError, TypeError) as e:
+        return fail(e)
+    report = import_report(dataset)
+    info = dataset.info["samrs"]["import_report"]
+    print("Imported %s from %s into dataset %r" % (args.format.upper(), args.dataset_dir,
+                                                   dataset.name))
+    lines = report.summary(max_messages=args.max_messages).split("\n")
+    lines[0] = info["summary"].split("\n")[0]  # keeps the tiles' source counts
+    if info["num_messages"] > len(info["messages"]):
+        lines.append("  (%d messages in all; the first %d are in dataset.info['samrs'])"
+                     % (info["num_messages"], len(info["messages"])))
+    print("\n".join(lines))
+    return 0
+
+
+def _dota_line(obj) -> str:
+    import numpy as np
+
+    if obj.quad is not None:
+        q = np.asarray(obj.quad, dtype=np.float64).reshape(-1, 2)
+    else:
+        x0, y0, x1, y1 = obj.hbox
+        q = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+    coords = " ".join("%g" % v for v in q.reshape(-1))
+    difficult = 0 if obj.difficult is None else int(obj.difficult)
+    if obj.truncated and difficult == 0:
+        difficult = 2  # the DOTA devkit's mark for a part cut by the tile
+    return "%s %s %d" % (coords, obj.label.replace(" ", "-"), difficult)
+
+
+def write_dota_labels(records: Iterable, label_dir: str) -> Iterable:
+    """Writes a DOTA ``labelTxt`` file per tile record and passes the records on.
+
+    Header lines: ``imagesource``, ``gsd``, ``tile_source`` and ``tile_offset``
+    (``x,y``); then one ``x1 y1 ... x4 y4 class difficult`` line per object
+    (the H-Box corners where there is no quad; truncated objects get
+    ``difficult`` 2 as the devkit writes).
+    """
+    os.makedirs(label_dir, exist_ok=True)
+    for record in records:
+        stem = os.path.splitext(os.path.basename(record.filepath))[0]
+        lines: List[str] = []
+        if record.imagesource:
+            lines.append("imagesource:%s" % record.imagesource)
+        lines.append("gsd:%s" % ("null" if record.gsd is None else record.gsd))
+        if record.tile:
+            lines.append("tile_source:%s" % record.tile.get("source_image"))
+            lines.append("tile_offset:%d,%d" % (record.tile.get("x"), record.tile.get("y")))
+        lines.extend(_dota_line(o) for o in record.objects)
+        with open(os.path.join(label_dir, stem + ".txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        yield record
+
+
+def _scan(fmt: str, dataset_dir: str, split, report, kwargs):
+    from fiftyone_samrs.formats import dior, dota, fair1m, hrsc
+
+    if fmt == "dota":
+        return dota.scan(dataset_dir, split=split, report=report, **kwargs)
+    if fmt == "dior":
+        return dior.scan(dataset_dir, split=split, report=report, **kwargs)
+    if fmt == "fair1m":
+        return fair1m.scan(dataset_dir, report=report, **kwargs)
+    return hrsc.scan(dataset_dir, split=split, report=report, **kwargs)
+
+
+def execute_tile(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.importing import tiling
+    from fiftyone_samrs.tools.cli import parse_kwargs
+    from fiftyone_samrs.core.records import FormatError, ImportReport
+
+    kwargs = parse_kwargs(args.kwargs)
+    defaults = tiling.DEFAULTS.get(args.format) or tiling.DEFAULTS["dota"]
+    size = args.size if args.size is not None else defaults["size"]
+    gap = args.gap if args.gap is not None else defaults["gap"]
+    keep = args.keep_thresh if args.keep_thresh is not None else defaults["keep_thresh"]
+    report = ImportReport()
+    images_dir = os.path.join(args.out_dir, "images")
+    tile_kwargs = {k: kwargs.pop(k) for k in ("skip_empty", "pad", "ext", "workers")
+                   if k in kwargs}
+    try:
+        records = _scan(args.format, args.dataset_dir, args.split, report, kwargs)
+        tiles = tiling.tile_images(records, images_dir, size=size, gap=gap, keep_thresh=keep,
+                                   report=report, **tile_kwargs)
+        n_tiles = n_objects = 0
+        for record in write_dota_labels(tiles, os.path.join(args.out_dir, "labelTxt")):
+            n_tiles += 1
+            n_objects += len(record.objects)
+    except (FormatError, ValueError, TypeError) as e:
+        return fail(e)
+    print("Tiled %s from %s into %s (size %d, gap %d, keep threshold %g)"
+          % (args.format.upper(), args.dataset_dir, args.out_dir, size, gap, keep))
+    print("%d tiles, %d objects in tiles (images/ and DOTA-style labelTxt/)"
+          % (n_tiles, n_objects))
+    print("source: " + report.summary(max_messages=args.max_messages))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "import", help="import a DOTA, DIOR, FAIR1M or HRSC2016 tree into a FiftyOne dataset",
+        description="Import a source dataset into FiftyOne (hbb, obb, gt_masks fields) and "
+                    "print the import summary. Extra SDK options go in -k key=value "
+                    "(e.g. -k version=1.0 keep_unknown=True unlabeled=keep with_masks=False).",
+    )
+    p.add_argument("format", choices=FORMATS, help="source format")
+    p.add_argument("dataset_dir", help="the source dataset's root folder")
+    p.add_argument("--name", "-n", required=True, help="FiftyOne dataset name")
+    p.add_argument("--split", default=None, help="only this split (DOTA, DIOR, HRSC)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--temporary", action="store_true", help="do not make the dataset persistent")
+    p.add_argument("--tile", action="store_true", help="tile large images first")
+    p.add_argument("--tile-dir", default=None,
+                   help="where tiles go (default <fiftyone dataset dir>/<name>/tiles)")
+    _common_tiling_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--max-messages", type=int, default=10,
+                   help="how many skip/warning messages to print")
+    from fiftyone_samrs.tools.cli import add_kwargs_argument
+
+    add_kwargs_argument(p)
+    p.set_defaults(func=execute_import)
+
+    t = subparsers.add_parser(
+        "tile", help="cut a source dataset's images into tiles (DOTA devkit style)",
+        description="Write tiles of every image as image files in OUT_DIR/images and their "
+                    "objects as DOTA-style label files in OUT_DIR/labelTxt. Resumable: tiles "
+                    "that exist are not written again. -k passes scan options (version=, "
+                    "keep_unknown=, with_masks=) and tiling options (skip_empty=, pad=, ext=, "
+                    "workers=).",
+    )
+    t.add_argument("format", choices=FORMATS, help="source format")
+    t.add_argument("dataset_dir", help="the source dataset's root folder")
+    t.add_argument("out_dir", help="output folder")
+    t.add_argument("--split", default=None, help="only this split (DOTA, DIOR, HRSC)")
+    _common_tiling_args(t)
+    t.add_argument("--max-messages", type=int, default=10,
+                   help="how many skip/warning messages to print")
+    from fiftyone_samrs.tools.cli import add_kwargs_argument
+
+    add_kwargs_argument(t)
+    t.set_defaults(func=execute_tile)

@@ -1,0 +1,111 @@
+"""``samrs segment DATASET``: box-prompted SAM over a dataset (see :func:`fiftyone_samrs.segmenting.pipeline.segment`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Tuple
+
+from fiftyone_samrs.tools.cli import add_kwargs_argument, parse_kwargs
+from fiftyone_samrs.tools.commands._common import (  # noqa: F401 - parse_classes: re-exported
+    add_view_tag_argument,
+    fail,
+    load_dataset,
+    parse_classes,
+    tagged_view,
+)
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``"0/2"`` -> ``(0, 2)``."""
+    try:
+        i, n = (int(v) for v in text.replace(",", "/").split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("--shard expects I/N, e.g. 0/2, got %r" % text) from None
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError("--shard I/N needs 0 <= I < N, got %r" % text)
+    return i, n
+
+
+def execute(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.segmenting.pipeline import segment
+    from fiftyone_samrs.core.records import FormatError
+
+    dataset = load_dataset(args.dataset)
+    if dataset is None:
+        return 1
+    view = tagged_view(dataset, args.view_tag)
+    kwargs = dict(
+        prompt=args.prompt,
+        backend=args.backend,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        label_field=args.label_field,
+        seg_field=args.seg_field or None,
+        box_field=args.box_field,
+        obb_field=args.obb_field or None,
+        classes=parse_classes(args.classes),
+        seg_dir=args.seg_dir,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        shard=args.shard,
+        clip_to_rbox=args.clip_to_rbox,
+        paint_order=args.paint_order,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    kwargs.update(parse_kwargs(args.kwargs))
+    if args.view_tag:
+        print("view: %d samples tagged %s" % (len(view), ", ".join(args.view_tag)))
+    try:
+        result = segment(view, **kwargs)
+    except (ValueError, FormatError, FileNotFoundError, OSError) as e:
+        return fail(e)
+    print(result.summary())
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment every box of a dataset with SAM and write SAMRS semantic PNGs",
+        description="Runs box-prompted Segment Anything (or the grabcut/boxfill baselines) "
+        "over a dataset: one instance mask per box in LABEL_FIELD and a SAMRS semantic PNG "
+        "per image in SEG_FIELD. Finished samples are skipped (resumable); --shard I/N "
+        "splits the work between processes.",
+    )
+    parser.add_argument("dataset", help="the FiftyOne dataset name")
+    parser.add_argument("--prompt", default="auto",
+                        help="hbox, rhbox, cp, hbox_m, rbox_m, rhbox_m, a '+' combination, or "
+                        "auto (hbox where the source has horizontal boxes, else rhbox)")
+    parser.add_argument("--backend", default="sam", choices=("sam", "grabcut", "boxfill"))
+    parser.add_argument("--model", default=None,
+                        help="vit_b, vit_l, vit_h or a FiftyOne zoo name (default: inferred "
+                        "from the checkpoint)")
+    parser.add_argument("--checkpoint", default=None, help="a local SAM checkpoint (.pth)")
+    parser.add_argument("--label-field", default="sam", help="Detections field to write")
+    parser.add_argument("--seg-field", default="sam_seg",
+                        help="Segmentation field to write ('' for no PNGs)")
+    parser.add_argument("--seg-dir", default=None, help="folder of the semantic PNGs")
+    parser.add_argument("--box-field", default="hbb", help="the prompt boxes (Detections)")
+    parser.add_argument("--obb-field", default="obb",
+                        help="the rotated boxes (Polylines; '' for none)")
+    parser.add_argument("--classes", default=None,
+                        help="class list of the PNGs: SOTA, SIOR, FAST, HRSC or a,b,c "
+                        "(default: the dataset's subset)")
+    parser.add_argument("--paint-order", default="annotation",
+                        choices=("annotation", "small_last"))
+    parser.add_argument("--batch-size", type=int, default=4, help="images per model call")
+    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: auto)")
+    parser.add_argument("--dtype", default=None, help="encoder dtype on CUDA: bf16, fp16, fp32")
+    parser.add_argument("--overwrite", action="store_true", help="redo finished samples")
+    parser.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                        help="process shard I of N (e.g. one per GPU)")
+    parser.add_argument("--clip-to-rbox", action="store_true",
+                        help="clip each mask to its rotated box (grown by 2 px)")
+    add_view_tag_argument(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_kwargs_argument(parser)
+    parser.set_defaults(func=execute)

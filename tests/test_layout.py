@@ -1,0 +1,85 @@
+"""The package layout: public names, and datasets written by 0.1.0.
+
+0.1.0 kept its modules flat (``fiftyone_samrs.pipeline``,
+``fiftyone_samrs.evaluation``...). FiftyOne stores run classes by their full
+path, so a dataset segmented or evaluated then holds those paths; it must
+still load.
+"""
+
+import importlib
+import subprocess
+import sys
+
+import fiftyone.core.odm as foo
+
+import fiftyone_samrs as fsr
+from test_evaluation import build
+
+#: stored class paths of 0.1.0 runs -> where the classes live now
+OLD_PATHS = {
+    "fiftyone_samrs.pipeline.SegmentRunConfig": "fiftyone_samrs.segmenting.pipeline",
+    "fiftyone_samrs.evaluation.SamrsEvaluationConfig": "fiftyone_samrs.evaluating.evaluation",
+    "fiftyone_samrs.evaluation.SamrsEvaluationResults": "fiftyone_samrs.evaluating.evaluation",
+}
+
+
+def test_every_public_name_resolves():
+    for name in fsr.__all__:
+        assert getattr(fsr, name) is not None, name
+    assert fsr.classes.SOTA[0] == "large-vehicle"
+    assert fsr.types.DOTADataset is not None
+
+
+def test_package_import_is_cheap():
+    """``import fiftyone_samrs`` starts neither FiftyOne nor torch."""
+    code = "import sys, fiftyone_samrs; print('fiftyone' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def _rewrite_stored_classes(dataset, old_by_new):
+    """Makes the dataset's run documents name their classes as 0.1.0 stored them."""
+    db = foo.get_db_conn()
+    n = 0
+    for doc in db.runs.find({"_dataset_id": dataset._doc.id}):
+        update = {}
+        for key in ("config", "results"):
+            value = doc.get(key)
+            if isinstance(value, dict) and value.get("cls") in old_by_new:
+                update[key + ".cls"] = old_by_new[value["cls"]]
+        if update:
+            db.runs.update_one({"_id": doc["_id"]}, {"$set": update})
+            n += len(update)
+    return n
+
+
+def test_runs_of_0_1_0_still_load(fo_dataset, tmp_path):
+    from fiftyone_samrs.evaluating.evaluation import SamrsEvaluationResults
+
+    build(fo_dataset, tmp_path)
+    fsr.evaluate(fo_dataset, pred_field="sam", gt_field="gt_masks", eval_key="eval",
+                 progress=False)
+    fo_dataset.add_sample_field("hbb", fo_dataset.get_field("gt_masks").__class__,
+                                embedded_doc_type=fo_dataset.get_field("gt_masks").document_type)
+    for s in fo_dataset:
+        s["hbb"] = s["gt_masks"]
+        s.save()
+    fsr.segment(fo_dataset, backend="boxfill", label_field="boxes", seg_field=None,
+                obb_field=None, progress=False)
+
+    # what the documents hold now, and what 0.1.0 wrote instead
+    new_to_old = {}
+    for old, module in OLD_PATHS.items():
+        new_to_old[module + "." + old.rsplit(".", 1)[1]] = old
+    assert _rewrite_stored_classes(fo_dataset, new_to_old) >= 2
+
+    fo_dataset.reload()
+    info = fo_dataset.get_run_info("boxes")
+    assert type(info.config).__name__ == "SegmentRunConfig"
+    assert info.config.backend == "boxfill"
+    results = fo_dataset.load_evaluation_results("eval", cache=False)
+    assert isinstance(results, SamrsEvaluationResults)
+    assert abs(results.miou_i - 0.408333) < 1e-4
+    # the aliases are the modules themselves, not copies
+    for old, module in OLD_PATHS.items():
+        assert importlib.import_module(old.rsplit(".", 1)[0]) is importlib.import_module(module)
