@@ -16,7 +16,7 @@ import sys
 
 #: old module -> the module that now holds its stored run classes
 RUN_CLASS_MODULES = {
-    "fiftyone_samrs.pipeline": "fiftyone_samrs.segmenting.pipeline",
+    "fiftyone_samrs.pipeline": "fiftyone_samrs.segmenting.runs",
     "fiftyone_samrs.evaluation": "fiftyone_samrs.evaluating.evaluation",
 }
 

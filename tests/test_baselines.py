@@ -8,7 +8,7 @@ import pytest
 
 from fiftyone_samrs.core.geometry import quad_to_hbox, rbox_to_quad
 from fiftyone_samrs.segmenting.prompts import build_prompts
-from fiftyone_samrs.segmenting.baselines import BoxFillBackend, GrabCutBackend, polygon_mask
+from fiftyone_samrs.segmenting.baselines import BoxFillBackend, GrabCutBackend
 from fiftyone_samrs.segmenting.backends import Backend, make_backend
 
 
@@ -96,9 +96,3 @@ def test_baselines_flag_empty_masks_and_check_inputs():
     with pytest.raises(ValueError, match="uint8"):
         GrabCutBackend().predict(img.astype(np.float32), ps)
 
-
-def test_polygon_mask_counts_pixel_centres():
-    square = np.array([[0, 0], [4, 0], [4, 4], [0, 4]], dtype=float)
-    assert polygon_mask(square, 0, 0, 6, 6).sum() == 16
-    tri = np.array([[0, 0], [10, 0], [0, 10]], dtype=float)
-    assert polygon_mask(tri, 0, 0, 10, 10).sum() == 45

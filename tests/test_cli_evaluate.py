@@ -6,11 +6,12 @@ import pytest
 
 import fiftyone as fo
 
+from fiftyone_samrs.core.masks import relative_box
 from fiftyone_samrs.tools.cli import main
 
 
 def _rel(x0, y0, w, h, W, H):
-    return [x0 / W, y0 / H, w / W, h / H]
+    return relative_box((x0, y0, x0 + w, y0 + h), W, H)
 
 
 @pytest.fixture

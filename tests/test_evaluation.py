@@ -20,9 +20,11 @@ import pytest
 
 import fiftyone as fo
 
+from fiftyone_samrs.core.masks import relative_box
+
+from fiftyone_samrs.fiftyone_io import instance_from_label as detection_to_instance
 from fiftyone_samrs.evaluating.evaluation import (
     SamrsEvaluationResults,
-    detection_to_instance,
     evaluate,
     list_runs,
     load_results,
@@ -30,7 +32,7 @@ from fiftyone_samrs.evaluating.evaluation import (
 
 
 def det(label, x, y, w, h, W, H, mask=True, **attrs):
-    d = fo.Detection(label=label, bounding_box=[x / W, y / H, w / W, h / H], **attrs)
+    d = fo.Detection(label=label, bounding_box=relative_box((x, y, x + w, y + h), W, H), **attrs)
     if mask is True:
         d.mask = np.ones((h, w), dtype=bool)
     elif mask is not None and mask is not False:
@@ -81,7 +83,7 @@ def test_detection_to_instance_reads_the_crop(tmp_path):
     # the same from raw database documents (mask bytes or mask_path)
     from bson import ObjectId
 
-    from fiftyone_samrs.evaluating.evaluation import RawLabel
+    from fiftyone_samrs.fiftyone_io import RawLabel
 
     raw = RawLabel({"_id": ObjectId(), "bounding_box": d2.bounding_box, "mask_path": path})
     assert np.array_equal(detection_to_instance(raw, 40, 30).mask, m)

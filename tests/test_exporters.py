@@ -18,6 +18,7 @@ from fiftyone_samrs.exporting.common import (
     split_names,
 )
 from fiftyone_samrs.core.geometry import box_to_relative
+from fiftyone_samrs.core.masks import relative_box
 from fiftyone_samrs.exporting.palette import PALETTE, colorize
 from fiftyone_samrs.core.records import FormatError
 
@@ -111,11 +112,11 @@ def test_place_mask_rounds_stretches_and_clips_with_counts():
     out, _, _ = place_mask(small, box_to_relative((10, 5, 16, 9), 50, 40), 50, 40, "f", result)
     assert out.shape == (4, 6) and out[0, 0] and not out[0, 2]
     assert result.warned["mask resized to its box"] == 1
-    # a box reaching past the image is cut, counted, named
+    # a box reaching past the image is clamped to it (as FiftyOne draws it), counted, named
     out, x0, y0 = place_mask(np.ones((4, 4), bool), [46 / 50, 38 / 40, 4 / 50, 4 / 40], 50, 40,
                              "img.png: sam object 0", result)
     assert (x0, y0, out.shape) == (46, 38, (2, 4))
-    assert result.warned["mask clipped to the image"] == 1
+    assert result.warned["mask resized to its box"] == 2
     assert any("img.png" in m for m in result.messages)
     with pytest.raises(FormatError, match="2-D"):
         place_mask(np.ones((2, 2, 3)), [0, 0, 0.1, 0.1], 20, 20, "x.png")
@@ -186,8 +187,7 @@ def make_segmented(dataset, root, n=5, sizes=((64, 48), (50, 70)), seed=0):
             hd = fo.Detection(label=label, bounding_box=box_to_relative(prompt, W, H),
                               obj_index=j)
             score = round(0.5 + 0.05 * j, 3)
-            sam.append(fo.Detection(label=label, bounding_box=box_to_relative((x, y, x + w, y + h),
-                                                                              W, H),
+            sam.append(fo.Detection(label=label, bounding_box=relative_box((x, y, x + w, y + h), W, H),
                                     mask=crop, confidence=score, source_id=hd.id, obj_index=j,
                                     prompt="hbox", empty=False))
             hbb.append(hd)
@@ -333,8 +333,11 @@ def test_coco_json_loads_in_fiftyone_coco_importer(segmented):
             h, w = sample.metadata.height, sample.metadata.width
             for det, (label, full, _, score) in zip(dets, objs):
                 assert det.label == label
-                crop, x0, y0 = place_mask(det.mask, det.bounding_box, w, h, "x")
-                assert np.array_equal(_full(crop, x0, y0, h, w).astype(bool), full)
+                # FiftyOne's COCO importer cuts the mask at the rounded COCO box and
+                # stores the plain ratios box / size (which its own renderer may draw a
+                # pixel short): the importer's crop is the exact mask at the COCO box
+                bx, by = int(round(det.bounding_box[0] * w)), int(round(det.bounding_box[1] * h))
+                assert np.array_equal(_full(det.mask, bx, by, h, w).astype(bool), full)
                 assert det.confidence == score
     finally:
         back.delete()
@@ -446,7 +449,7 @@ def test_colliding_stems_get_distinct_label_files(fo_dataset, tmp_path):
         samples.append(fo.Sample(filepath=path, metadata=fo.ImageMetadata(width=30, height=20),
                                  sam=fo.Detections(detections=[fo.Detection(
                                      label="ship", mask=crop,
-                                     bounding_box=box_to_relative((2, 3, 2 + crop.shape[1], 7),
+                                     bounding_box=relative_box((2, 3, 2 + crop.shape[1], 7),
                                                                   30, 20))])))
     fo_dataset.add_samples(samples, progress=False)
     for media in (True, False):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fiftyone_samrs.core import geometry as g
-from fiftyone_samrs.formats._common import clip_objects, rasterize
+from fiftyone_samrs.formats._common import clip_objects
 from fiftyone_samrs.core.records import ImportReport, InstanceMask, ObjectRecord
 
 
@@ -54,29 +54,6 @@ def test_relative_round_trip():
     pts = np.array([[10, 20], [30, 40]])
     assert np.allclose(g.relative_to_points(g.points_to_relative(pts, 200, 100), 200, 100), pts)
     assert g.box_to_int_region((1.2, 2.7, 9.1, 9.9), 9, 20) == (1, 2, 9, 10)
-
-
-def test_instance_mask_round_trip():
-    full = np.zeros((20, 30), bool)
-    full[3:7, 10:25] = True
-    m = InstanceMask.from_full(full)
-    assert m.box == (10, 3, 25, 7) and m.area == 60
-    assert np.array_equal(m.to_full(20, 30), full)
-    assert InstanceMask.from_full(np.zeros((4, 4))).area == 0
-
-
-def test_rasterize_pixel_centres():
-    m = rasterize([np.array([[10, 20], [30, 20], [30, 25], [10, 25]])])
-    assert m.box == (10, 20, 30, 25) and m.area == 100 and m.mask.all()
-    m = rasterize([np.array([[-5, -5], [5, -5], [5, 5], [-5, 5]])], width=100, height=100)
-    assert m.box == (0, 0, 5, 5) and m.area == 25
-    # a rotated box covers about its area
-    q = g.rbox_to_quad(50, 50, 40, 10, 0.3)
-    assert rasterize([q]).area == pytest.approx(400, abs=12)
-    # two polygons: their union
-    a = np.array([[0, 0], [4, 0], [4, 4], [0, 4]])
-    assert rasterize([a, a + 2]).area == 16 + 16 - 4
-    assert rasterize([np.zeros((4, 2))]).area == 0
 
 
 def test_clip_objects_hbox_only_and_quads():

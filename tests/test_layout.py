@@ -17,7 +17,7 @@ from test_evaluation import build
 
 #: stored class paths of 0.1.0 runs -> where the classes live now
 OLD_PATHS = {
-    "fiftyone_samrs.pipeline.SegmentRunConfig": "fiftyone_samrs.segmenting.pipeline",
+    "fiftyone_samrs.pipeline.SegmentRunConfig": "fiftyone_samrs.segmenting.runs",
     "fiftyone_samrs.evaluation.SamrsEvaluationConfig": "fiftyone_samrs.evaluating.evaluation",
     "fiftyone_samrs.evaluation.SamrsEvaluationResults": "fiftyone_samrs.evaluating.evaluation",
 }
@@ -38,18 +38,27 @@ def test_package_import_is_cheap():
 
 
 def _rewrite_stored_classes(dataset, old_by_new):
-    """Makes the dataset's run documents name their classes as 0.1.0 stored them."""
+    """Makes the dataset's run documents (configs, and results in GridFS) name
+    their classes as 0.1.0 stored them."""
+    import gridfs
+
     db = foo.get_db_conn()
+    fs = gridfs.GridFS(db)
     n = 0
     for doc in db.runs.find({"_dataset_id": dataset._doc.id}):
-        update = {}
-        for key in ("config", "results"):
-            value = doc.get(key)
-            if isinstance(value, dict) and value.get("cls") in old_by_new:
-                update[key + ".cls"] = old_by_new[value["cls"]]
-        if update:
-            db.runs.update_one({"_id": doc["_id"]}, {"$set": update})
-            n += len(update)
+        config = doc.get("config") or {}
+        if config.get("cls") in old_by_new:
+            db.runs.update_one({"_id": doc["_id"]},
+                               {"$set": {"config.cls": old_by_new[config["cls"]]}})
+            n += 1
+        if doc.get("results") is not None:
+            data = fs.get(doc["results"]).read().decode()
+            for new, old in old_by_new.items():
+                if '"%s"' % new in data:
+                    data = data.replace('"%s"' % new, '"%s"' % old)
+                    n += 1
+            fs.delete(doc["results"])
+            fs.put(data.encode(), _id=doc["results"], content_type="application/json")
     return n
 
 
@@ -71,7 +80,7 @@ def test_runs_of_0_1_0_still_load(fo_dataset, tmp_path):
     new_to_old = {}
     for old, module in OLD_PATHS.items():
         new_to_old[module + "." + old.rsplit(".", 1)[1]] = old
-    assert _rewrite_stored_classes(fo_dataset, new_to_old) >= 2
+    assert _rewrite_stored_classes(fo_dataset, new_to_old) == 3
 
     fo_dataset.reload()
     info = fo_dataset.get_run_info("boxes")

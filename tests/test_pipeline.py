@@ -230,7 +230,7 @@ def test_small_last_and_explicit_classes(fo_dataset, tmp_path):
 def test_run_record_is_listed_and_reloads(fo_dataset, tmp_path):
     import fiftyone as fo
 
-    from fiftyone_samrs.segmenting.pipeline import SegmentRunConfig, get_segment_run, list_segment_runs
+    from fiftyone_samrs.segmenting.runs import SegmentRunConfig, get_segment_run, list_segment_runs
 
     ds = make_dataset(fo_dataset, tmp_path)
     _run(ds, tmp_path, margin=0.2, paint_order="small_last")
@@ -311,7 +311,7 @@ def test_overwrite_redoes_everything(fo_dataset, tmp_path):
 
 
 def test_shards_partition_the_view(fo_dataset, tmp_path):
-    from fiftyone_samrs.segmenting.pipeline import shard_of
+    from fiftyone_samrs.segmenting.runs import shard_of
 
     objs = [[("plane", (10, 10, 50, 40))]] * 9
     ds = make_dataset(fo_dataset, tmp_path, objects=objs)
@@ -440,19 +440,9 @@ def test_summary_mentions_counts(fo_dataset, tmp_path):
     assert "8 boxes, 1 empty masks" in text and "boxes/s" in text
 
 
-def test_raw_documents_match_fiftyone_serialization(fo_dataset, tmp_path):
+def test_predicted_attributes_are_declared(fo_dataset, tmp_path):
     import fiftyone as fo
 
-    from fiftyone_samrs.segmenting.pipeline import detection_doc
-
-    mask = np.zeros((5, 7), bool)
-    mask[1:4, 2:6] = True
-    kw = dict(label="ship", bounding_box=[0.1, 0.2, 0.3, 0.4], mask=mask, confidence=0.75,
-              source_id="abc", obj_index=3, prompt="hbox", empty=False, stability=0.5)
-    ours = detection_doc(**kw)
-    theirs = fo.EmbeddedDocumentField(fo.Detection).to_mongo(fo.Detection(**kw))
-    ours.pop("_id"), theirs.pop("_id")
-    assert dict(theirs) == ours
     # and the schema declares the attributes, so the App can filter on them
     ds = make_dataset(fo_dataset, tmp_path)
     _run(ds, tmp_path)
@@ -534,7 +524,8 @@ def test_imported_fair1m_with_grabcut(tmp_path):
     from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.core.classes import FAST
     from fiftyone_samrs.importing.importers import load_fair1m
-    from fiftyone_samrs.segmenting.pipeline import polygon_crop, segment
+    from fiftyone_samrs.core.masks import polygon_pixels
+    from fiftyone_samrs.segmenting.pipeline import segment
 
     gt = synthetic.make_fair1m_tree(tmp_path / "fair1m", n_images=2, n_objects=3,
                                     size=(160, 120), seed=3)
@@ -559,7 +550,7 @@ def test_imported_fair1m_with_grabcut(tmp_path):
                     continue
                 x0, y0, x1, y1 = [int(round(v)) for v in
                                   geometry.relative_to_box(d.bounding_box, w, h)]
-                inside = polygon_crop(quads[d.obj_index], (x0, y0, x1, y1), 2.0)
+                inside = polygon_pixels(quads[d.obj_index], (x0, y0, x1, y1), 2.0)
                 assert not (d.mask & ~inside).any()
                 painted = label[y0:y1, x0:x1][d.mask]
                 assert set(np.unique(painted)) <= set(range(len(FAST)))
@@ -568,17 +559,11 @@ def test_imported_fair1m_with_grabcut(tmp_path):
 
 
 def test_pure_helpers():
-    from fiftyone_samrs.segmenting.pipeline import label_png_names, polygon_crop, run_key_for, shard_of
+    from fiftyone_samrs.fiftyone_io import run_key
+    from fiftyone_samrs.segmenting.runs import shard_of
+    from fiftyone_samrs.segmenting.writer import label_png_names
 
-    sq = np.array([[10, 10], [20, 10], [20, 20], [10, 20]], float)
-    m = polygon_crop(sq, (5, 5, 30, 30))
-    assert m.shape == (25, 25) and m.sum() == 100 and m[5:15, 5:15].all()
-    assert polygon_crop(sq, (5, 5, 30, 30), dilate=2).sum() == 14 * 14
-    assert polygon_crop(sq, (50, 50, 60, 60)).sum() == 0  # region elsewhere
-    flat = np.array([[10, 10], [30, 10], [30, 10], [10, 10]], float)  # degenerate
-    assert polygon_crop(flat, (0, 0, 40, 40)).sum() == 0
-    assert polygon_crop(flat, (0, 0, 40, 40), dilate=2).sum() == 24 * 4
     names = label_png_names(["a1", "b2", "c3"], ["/x/0.tif", "/y/0.tif", "/y/1.tif"])
     assert names == {"a1": "0-a1.png", "b2": "0-b2.png", "c3": "1.png"}
     assert shard_of("00000000000000000000000a", 4) == 2
-    assert run_key_for("sam") == "sam" and run_key_for("sam-v2") == "sam_v2"
+    assert run_key("sam") == "sam" and run_key("sam-v2") == "sam_v2"

@@ -12,11 +12,11 @@ from fiftyone_samrs.evaluating.quality import (
     QualityThresholds,
     compute_quality,
     instance_signals,
-    polygon_fraction,
-    quality_run_key,
     suspicious_reasons,
 )
+from fiftyone_samrs.core.masks import polygon_fraction, relative_box
 from fiftyone_samrs.core.records import InstanceMask
+from fiftyone_samrs.fiftyone_io import run_key
 
 
 def rect(x0, y0, w, h):
@@ -75,7 +75,7 @@ def _image(path, W, H):
 
 
 def _rel(x0, y0, x1, y1, W, H):
-    return [x0 / W, y0 / H, (x1 - x0) / W, (y1 - y0) / H]
+    return relative_box((x0, y0, x1, y1), W, H)
 
 
 def _quality_dataset(ds, tmp_path):
@@ -131,9 +131,9 @@ def test_compute_quality_stores_signals_and_worst_values(fo_dataset, tmp_path):
     assert (s1.q_suspicious, s1.q_empty) == (3, 1)
     assert s2.q_suspicious == 0 and s2.q_min_confidence is None
     # the call is recorded as a run with its thresholds
-    info = ds.get_run_info(quality_run_key("sam"))
+    info = ds.get_run_info(run_key("sam", prefix="quality_"))
     assert info.config.thresholds["min_confidence"] == 0.75
-    assert ds.load_run_results(quality_run_key("sam")).suspicious == 3
+    assert ds.load_run_results(run_key("sam", prefix="quality_")).suspicious == 3
     # other thresholds, same data: recomputed and replaced
     rep2 = compute_quality(ds, thresholds={"min_confidence": 0.4, "max_area_ratio": 2.0,
                                                  "min_in_rbox": 0.6},

@@ -37,12 +37,47 @@ class InstanceMask:
     def to_full(self, height: int, width: int) -> np.ndarray:
         """Pastes the crop into an all-False ``(height, width)`` mask."""
         full = np.zeros((height, width), dtype=bool)
+        inner = self.clipped(height, width)
+        x0, y0, x1, y1 = inner.box
+        if inner.mask.size:
+            full[y0:y1, x0:x1] = inner.mask
+        return full
+
+    def clipped(self, height: int, width: int) -> "InstanceMask":
+        """The part of the crop inside a ``(height, width)`` image (``self``
+        when all of it is; a ``(0, 0)`` mask when none is)."""
         x0, y0, x1, y1 = self.box
         cx0, cy0 = max(x0, 0), max(y0, 0)
         cx1, cy1 = min(x1, width), min(y1, height)
-        if cx1 > cx0 and cy1 > cy0:
-            full[cy0:cy1, cx0:cx1] = self.mask[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-        return full
+        if (cx0, cy0, cx1, cy1) == (x0, y0, x1, y1):
+            return self
+        if cx1 <= cx0 or cy1 <= cy0:
+            return InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
+        return InstanceMask(self.mask[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0], cx0, cy0)
+
+    def tight_box(self) -> Optional[Tuple[int, int, int, int]]:
+        """``(x0, y0, x1, y1)`` of the set pixels in image coordinates, or
+        None when the mask is empty."""
+        m = np.asarray(self.mask, dtype=bool)
+        rows = np.flatnonzero(m.any(axis=1)) if m.size else np.zeros(0, dtype=np.int64)
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(m.any(axis=0))
+        return (self.x0 + int(cols[0]), self.y0 + int(rows[0]),
+                self.x0 + int(cols[-1]) + 1, self.y0 + int(rows[-1]) + 1)
+
+    def tight(self) -> "InstanceMask":
+        """The crop cut to the tight box of its set pixels (lossless); an
+        empty mask gives a ``(0, 0)`` crop at the origin."""
+        box = self.tight_box()
+        if box is None:
+            return InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
+        x0, y0, x1, y1 = box
+        if box == self.box:
+            return self
+        crop = np.asarray(self.mask, dtype=bool)[y0 - self.y0 : y1 - self.y0,
+                                                 x0 - self.x0 : x1 - self.x0]
+        return InstanceMask(np.ascontiguousarray(crop), x0, y0)
 
     @classmethod
     def from_full(cls, full: np.ndarray) -> "InstanceMask":
@@ -50,17 +85,11 @@ class InstanceMask:
 
         An empty mask gives a ``(0, 0)`` crop at the origin.
         """
-        full = np.asarray(full, dtype=bool)
-        rows = np.flatnonzero(full.any(axis=1))
-        if rows.size == 0:
-            return cls(np.zeros((0, 0), dtype=bool), 0, 0)
-        cols = np.flatnonzero(full.any(axis=0))
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        return cls(full[y0:y1, x0:x1].copy(), int(x0), int(y0))
+        return cls(np.asarray(full, dtype=bool), 0, 0).tight()
 
     @property
     def area(self) -> int:
-        return int(self.mask.sum())
+        return int(np.count_nonzero(self.mask))
 
 
 @dataclass

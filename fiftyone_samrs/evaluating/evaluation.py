@@ -41,12 +41,18 @@ import numpy as np
 
 import fiftyone as fo
 import fiftyone.core.evaluation as foe
-import fiftyone.core.labels as fol
-import fiftyone.core.utils as fou
 from fiftyone import ViewField as F
 
 from fiftyone_samrs.core.metrics import iou_of, match_by_iou, mask_iou, miou
 from fiftyone_samrs.core.records import InstanceMask
+from fiftyone_samrs.evaluating.loop import SampleRow, for_each_sample
+from fiftyone_samrs.fiftyone_io import (
+    add_sidebar_group,
+    check_label_field,
+    dataset_of,
+    declare_fields,
+    remove_sidebar_group,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,233 +61,6 @@ METHOD = "samrs-mask-iou"
 
 SAMPLE_SUFFIXES = ("iou_i", "iou_p", "missed", "unmatched")
 LABEL_SUFFIXES = ("iou", "id")
-
-
-# --------------------------------------------------------------------------
-# FiftyOne labels <-> instance masks
-
-
-class RawLabel:
-    """A label read as its raw database document (``values(..., _raw=True)``).
-
-    Reading raw documents skips building FiftyOne/mongoengine objects, the
-    bulk of the cost of reading millions of masks. Offers what this package
-    reads: ``id``, ``label``, ``bounding_box``, ``confidence``, ``points``,
-    ``get(name)`` for other attributes, and the mask.
-    """
-
-    __slots__ = ("doc",)
-
-    def __init__(self, doc: dict):
-        self.doc = doc
-
-    @property
-    def id(self) -> str:
-        return str(self.doc["_id"])
-
-    @property
-    def label(self):
-        return self.doc.get("label")
-
-    @property
-    def bounding_box(self):
-        return self.doc.get("bounding_box")
-
-    @property
-    def confidence(self):
-        return self.doc.get("confidence")
-
-    @property
-    def points(self):
-        return self.doc.get("points")
-
-    def get(self, name: str, default=None):
-        value = self.doc.get(name)
-        return default if value is None else value
-
-    def get_mask(self) -> Optional[np.ndarray]:
-        mask = self.doc.get("mask")
-        if mask is not None:
-            return fou.deserialize_numpy_array(mask) if isinstance(mask, bytes) else np.asarray(mask)
-        path = self.doc.get("mask_path")
-        if path:
-            return fol._read_mask(path)
-        return None
-
-
-def raw_labels(docs) -> list:
-    """Wraps the raw label documents of one sample (None -> [])."""
-    return [RawLabel(d) for d in (docs or [])]
-
-
-def label_attr(label, name: str, default=None):
-    """An attribute of a Detection / Polyline / :class:`RawLabel` (None -> default)."""
-    if isinstance(label, RawLabel):
-        return label.get(name, default)
-    try:
-        value = label[name]
-    except (KeyError, AttributeError):
-        return default
-    return default if value is None else value
-
-
-def detection_to_instance(det, width: int, height: int) -> Optional[InstanceMask]:
-    """The instance mask of a Detection, in full-image pixel coordinates.
-
-    The crop's origin is the box's top-left corner rounded to the nearest
-    pixel. The crop keeps its own size when it matches the box's pixel size
-    within one pixel (the case for every mask this project writes);
-    otherwise it is resized (nearest) to the box, as FiftyOne draws it.
-
-    Args:
-        det: a Detection (or :class:`RawLabel`) with ``mask`` or ``mask_path``
-        width: image width in pixels
-        height: image height in pixels
-
-    Returns:
-        an :class:`InstanceMask`, or None when the Detection has no mask
-    """
-    if isinstance(det, RawLabel):
-        mask = det.get_mask()
-    else:
-        mask = det.get_mask() if det.has_mask else None
-    if mask is None:
-        return None
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        mask = mask[..., 0]
-    mask = mask.astype(bool)
-    bx, by, bw, bh = det.bounding_box
-    x0, y0 = int(round(bx * width)), int(round(by * height))
-    pw, ph = int(round(bw * width)), int(round(bh * height))
-    h, w = mask.shape
-    if (abs(pw - w) > 1 or abs(ph - h) > 1) and pw > 0 and ph > 0 and mask.size:
-        import cv2
-
-        mask = cv2.resize(mask.astype(np.uint8), (pw, ph), interpolation=cv2.INTER_NEAREST) > 0
-    return InstanceMask(mask, x0, y0)
-
-
-def write_values(sample_collection, sample_sets: Dict[str, dict],
-                 label_sets: Dict[str, Dict[str, Dict[str, dict]]]) -> None:
-    """Writes per-sample and per-label values in ONE bulk write (one update per sample).
-
-    Args:
-        sample_collection: the collection the values belong to
-        sample_sets: ``{sample_id: {field: value}}``
-        label_sets: ``{sample_id: {list_path: {label_id: {attr: value}}}}``,
-            ``list_path`` like ``"sam.detections"``
-
-    The labels' positions are read from the dataset itself (not the view,
-    which may filter labels), so each update addresses
-    ``<list_path>.<index>.<attr>``. Fields must already be declared
-    (:func:`declare_fields`).
-    """
-    from datetime import datetime
-
-    from bson import ObjectId
-    from pymongo import UpdateOne
-
-    dataset = sample_collection._dataset
-    ids = sorted(set(sample_sets) | set(label_sets))
-    if not ids:
-        return
-    oids = [ObjectId(i) for i in ids]
-    paths = sorted({p for per in label_sets.values() for p in per})
-    positions: Dict[str, Dict[str, Dict[str, int]]] = {}
-    if paths:
-        projection = {p + "._id": 1 for p in paths}
-        for doc in dataset._sample_collection.find({"_id": {"$in": oids}}, projection):
-            pos = {}
-            for p in paths:
-                node = doc
-                for part in p.split("."):
-                    node = node.get(part) if isinstance(node, dict) else None
-                pos[p] = {str(e["_id"]): k for k, e in enumerate(node or []) if "_id" in e}
-            positions[str(doc["_id"])] = pos
-    now = datetime.utcnow()
-    ops = []
-    for sid, oid in zip(ids, oids):
-        update = dict(sample_sets.get(sid, {}))
-        for path, by_label in label_sets.get(sid, {}).items():
-            pos = positions.get(sid, {}).get(path, {})
-            for label_id, values in by_label.items():
-                k = pos.get(label_id)
-                if k is None:
-                    continue  # deleted meanwhile
-                for attr, value in values.items():
-                    update["%s.%d.%s" % (path, k, attr)] = value
-        if update:
-            update["last_modified_at"] = now
-            ops.append(UpdateOne({"_id": oid}, {"$set": update}))
-    if ops:
-        dataset._bulk_write(ops, ids=ids)
-
-
-def ensure_metadata(sample_collection) -> None:
-    """Computes image metadata where it is missing (needed for pixel sizes)."""
-    missing = sample_collection.exists("metadata", False)
-    if len(missing):
-        missing.compute_metadata()
-    missing = sample_collection.match(
-        (F("metadata.width") == None) | (F("metadata.height") == None)  # noqa: E711
-    )
-    if len(missing):
-        missing.compute_metadata(overwrite=True)
-
-
-def declare_fields(sample_collection, fields: Dict[str, type]) -> None:
-    """Declares fields (sample fields or ``field.detections.attr`` paths) that
-    are not in the schema yet, so values that are all None can still be set.
-
-    Args:
-        fields: ``{path: fiftyone field class}``, e.g. ``{"eval_iou_i": fo.FloatField}``
-    """
-    dataset = sample_collection._dataset
-    schema = dataset.get_field_schema(flat=True)
-    for path, ftype in fields.items():
-        if path not in schema:
-            dataset.add_sample_field(path, ftype)
-
-
-def image_size(vals: dict, j: int) -> Tuple[int, int]:
-    """``(width, height)`` of row ``j`` of an :func:`iter_batches` batch.
-
-    Raises:
-        ValueError: naming the image when its size is unknown
-    """
-    width, height = vals["metadata.width"][j], vals["metadata.height"][j]
-    if not width or not height:
-        raise ValueError("%s: image size unknown (metadata could not be computed: is the file "
-                         "there?)" % vals["filepath"][j])
-    return int(width), int(height)
-
-
-def iter_batches(sample_collection, fields: Sequence[str], batch_size: int = 256,
-                 raw: bool = False):
-    """Yields ``(ids, {field: values})`` over the collection in batches.
-
-    Each batch is read with one ``values()`` call; the ids are in the
-    collection's order. With ``raw=True`` label lists come as raw documents
-    (wrap them with :func:`raw_labels`).
-    """
-    ids = sample_collection.values("id")
-    for start in range(0, len(ids), batch_size):
-        chunk = ids[start : start + batch_size]
-        sub = sample_collection.select(chunk, ordered=True)
-        vals = sub.values(["id"] + list(fields), _raw=raw)
-        yield [str(i) for i in vals[0]], dict(zip(fields, vals[1:]))
-
-
-def _check_label_field(sample_collection, field: str, what: str) -> None:
-    schema = sample_collection.get_field_schema()
-    if field not in schema:
-        raise ValueError(
-            "%s field %r does not exist on %r (fields: %s)"
-            % (what, field, sample_collection._dataset.name, ", ".join(sorted(schema)))
-        )
-    if sample_collection._get_label_field_type(field) is not fol.Detections:
-        raise ValueError("%s field %r must hold fo.Detections" % (what, field))
 
 
 def protocol_view(sample_collection):
@@ -406,14 +185,11 @@ class SamrsEvaluation(foe.EvaluationMethod):
         return fields
 
     def cleanup(self, samples, eval_key):
-        dataset = samples._dataset
+        dataset = dataset_of(samples)
         fields = [f for f in self.get_fields(samples, eval_key) if dataset.has_field(f)]
         if fields:
             dataset.delete_sample_fields(fields, error_level=1)
-        try:
-            samples._delete_empty_sidebar_group(eval_key)
-        except Exception:  # noqa: BLE001 - cosmetic App sidebar only
-            pass
+        remove_sidebar_group(dataset, eval_key)
 
     def _validate_run(self, samples, eval_key, existing_info):
         self._validate_fields_match(eval_key, "pred_field", existing_info)
@@ -628,16 +404,14 @@ def evaluate(
     """
     if not eval_key or not str(eval_key).isidentifier():
         raise ValueError("eval_key must be a valid identifier, got %r" % (eval_key,))
-    _check_label_field(sample_collection, pred_field, "prediction")
-    _check_label_field(sample_collection, gt_field, "ground-truth")
+    check_label_field(sample_collection, pred_field, fo.Detections, "prediction")
+    check_label_field(sample_collection, gt_field, fo.Detections, "ground-truth")
     view = protocol_view(sample_collection) if protocol else sample_collection
 
     config = SamrsEvaluationConfig(pred_field, gt_field, protocol=protocol, min_iou=min_iou)
     run = config.build()
     run.ensure_requirements()
     run.register_run(view, eval_key)
-
-    ensure_metadata(view)
 
     k = eval_key
     iou_key, id_key = "%s_iou" % k, "%s_id" % k
@@ -647,106 +421,102 @@ def evaluate(
         + [("%s.detections.%s_iou" % (f, k), fo.FloatField) for f in (pred_field, gt_field)]
         + [("%s.detections.%s_id" % (f, k), fo.StringField) for f in (pred_field, gt_field)]
     ))
-    inters: List[int] = []
-    unions: List[int] = []
-    gt_areas: List[int] = []
-    labels: List[int] = []
-    class_index: Dict[str, int] = {}
-    unmatched_by_class: Counter = Counter()
-    missed_by_class: Counter = Counter()
-    skipped: Counter = Counter()
-    n_samples = 0
-    fields = ["filepath", "metadata.width", "metadata.height", pred_field + ".detections",
-              gt_field + ".detections"]
-    total = len(view)
-    with fou.ProgressBar(total=total, progress=progress) as pb:
-        for ids, vals in iter_batches(view, fields, batch_size=batch_size, raw=True):
-            sample_sets: Dict[str, dict] = {}
-            label_sets: Dict[str, dict] = {}
-            for j, sid in enumerate(ids):
-                width, height = image_size(vals, j)
-                pdets = raw_labels(vals[pred_field + ".detections"][j])
-                gdets = raw_labels(vals[gt_field + ".detections"][j])
-                preds = [detection_to_instance(d, width, height) for d in pdets]
-                gts, gt_pos = [], []
-                for gi, d in enumerate(gdets):
-                    inst = detection_to_instance(d, width, height)
-                    if inst is None:
-                        skipped["gt_no_mask"] += 1
-                    elif not inst.mask.any():
-                        skipped["gt_empty"] += 1
-                    else:
-                        gts.append(inst)
-                        gt_pos.append(gi)
-                rows = match_sample(
-                    preds,
-                    [d.get("obj_index") for d in pdets],
-                    gts,
-                    [gdets[gi].get("obj_index") for gi in gt_pos],
-                    (height, width),
-                    min_iou=min_iou,
-                )
-                p_set = {d.id: {iou_key: None, id_key: None} for d in pdets}
-                g_set = {d.id: {iou_key: None, id_key: None} for d in gdets}
-                s_i, s_u, missed, extra = [], [], 0, 0
-                for p, g, inter, union in rows:
-                    if g is None:
-                        extra += 1
-                        unmatched_by_class[pdets[p].label or ""] += 1
-                        continue
-                    gdet = gdets[gt_pos[g]]
-                    value = iou_of(inter, union)
-                    g_set[gdet.id][iou_key] = value
-                    label = gdet.label or ""
-                    if p is None:
-                        missed += 1
-                        missed_by_class[label] += 1
-                    else:
-                        p_set[pdets[p].id] = {iou_key: value, id_key: gdet.id}
-                        g_set[gdet.id][id_key] = pdets[p].id
-                    s_i.append(inter)
-                    s_u.append(union)
-                    if label not in class_index:
-                        class_index[label] = len(class_index)
-                    inters.append(inter)
-                    unions.append(union)
-                    gt_areas.append(gts[g].area)
-                    labels.append(class_index[label])
-                mi, mp = miou(s_i, s_u)
-                sample_sets[sid] = {"%s_iou_i" % k: _none_from_nan(mi),
-                                    "%s_iou_p" % k: _none_from_nan(mp),
-                                    "%s_missed" % k: missed, "%s_unmatched" % k: extra}
-                label_sets[sid] = {pred_field + ".detections": p_set,
-                                   gt_field + ".detections": g_set}
-                n_samples += 1
-                pb.update()
-            write_values(view, sample_sets, label_sets)
+    acc = _Accumulator()
 
-    classes = sorted(class_index, key=class_index.get)
-    lab = np.asarray(labels, dtype=np.int64)
-    ia = np.asarray(inters, dtype=np.int64)
-    ua = np.asarray(unions, dtype=np.int64)
-    per_class = {}
-    for name in sorted(set(class_index) | set(unmatched_by_class)):
-        sel = lab == class_index[name] if name in class_index else np.zeros(lab.shape, bool)
-        mi, mp = miou(ia[sel], ua[sel])
-        per_class[name] = {"n": int(sel.sum()), "miou_i": mi, "miou_p": mp,
-                           "missed": int(missed_by_class.get(name, 0)),
-                           "unmatched": int(unmatched_by_class.get(name, 0))}
-    mi, mp = miou(ia, ua)
-    results = SamrsEvaluationResults(
-        view, config, eval_key,
-        miou_i=mi, miou_p=mp, n_instances=len(inters), n_missed=int(sum(missed_by_class.values())),
-        n_unmatched=int(sum(unmatched_by_class.values())), n_samples=n_samples,
-        skipped=dict(skipped), per_class=per_class, classes=classes,
-        inters=inters, unions=unions, gt_areas=gt_areas, labels=labels, backend=run,
-    )
+    def compute(row: SampleRow):
+        pdets, gdets = row.labels[pred_field], row.labels[gt_field]
+        preds = row.instances(pred_field)
+        gts, gt_pos = [], []
+        for gi, inst in enumerate(row.instances(gt_field)):
+            if inst is None:
+                acc.skipped["gt_no_mask"] += 1
+            elif not inst.mask.any():
+                acc.skipped["gt_empty"] += 1
+            else:
+                gts.append(inst)
+                gt_pos.append(gi)
+        rows = match_sample(preds, [d.get("obj_index") for d in pdets], gts,
+                            [gdets[gi].get("obj_index") for gi in gt_pos],
+                            (row.height, row.width), min_iou=min_iou)
+        p_set = {d.id: {iou_key: None, id_key: None} for d in pdets}
+        g_set = {d.id: {iou_key: None, id_key: None} for d in gdets}
+        s_i, s_u, missed, extra = [], [], 0, 0
+        for p, g, inter, union in rows:
+            if g is None:
+                extra += 1
+                acc.unmatched_by_class[pdets[p].label or ""] += 1
+                continue
+            gdet = gdets[gt_pos[g]]
+            value = iou_of(inter, union)
+            g_set[gdet.id][iou_key] = value
+            label = gdet.label or ""
+            if p is None:
+                missed += 1
+                acc.missed_by_class[label] += 1
+            else:
+                p_set[pdets[p].id] = {iou_key: value, id_key: gdet.id}
+                g_set[gdet.id][id_key] = pdets[p].id
+            s_i.append(inter)
+            s_u.append(union)
+            acc.add(label, inter, union, gts[g].area)
+        mi, mp = miou(s_i, s_u)
+        acc.n_samples += 1
+        return ({"%s_iou_i" % k: _none_from_nan(mi), "%s_iou_p" % k: _none_from_nan(mp),
+                 "%s_missed" % k: missed, "%s_unmatched" % k: extra},
+                {pred_field: p_set, gt_field: g_set})
+
+    for_each_sample(view, [pred_field, gt_field], compute, progress=progress,
+                    batch_size=batch_size)
+    results = acc.results(view, config, eval_key, run)
     run.save_run_results(view, eval_key, results)
-    try:
-        view._add_paths_to_sidebar_group(["%s_%s" % (k, s) for s in SAMPLE_SUFFIXES], eval_key)
-    except Exception:  # noqa: BLE001 - cosmetic App sidebar only
-        pass
+    add_sidebar_group(view, eval_key, ["%s_%s" % (k, s) for s in SAMPLE_SUFFIXES])
     return results
+
+
+class _Accumulator:
+    """Per-instance intersections and unions of an evaluation, by class."""
+
+    def __init__(self):
+        self.inters: List[int] = []
+        self.unions: List[int] = []
+        self.gt_areas: List[int] = []
+        self.labels: List[int] = []
+        self.class_index: Dict[str, int] = {}
+        self.unmatched_by_class: Counter = Counter()
+        self.missed_by_class: Counter = Counter()
+        self.skipped: Counter = Counter()
+        self.n_samples = 0
+
+    def add(self, label: str, inter: int, union: int, gt_area: int) -> None:
+        if label not in self.class_index:
+            self.class_index[label] = len(self.class_index)
+        self.inters.append(inter)
+        self.unions.append(union)
+        self.gt_areas.append(gt_area)
+        self.labels.append(self.class_index[label])
+
+    def results(self, view, config, eval_key, run) -> "SamrsEvaluationResults":
+        classes = sorted(self.class_index, key=self.class_index.get)
+        lab = np.asarray(self.labels, dtype=np.int64)
+        ia = np.asarray(self.inters, dtype=np.int64)
+        ua = np.asarray(self.unions, dtype=np.int64)
+        per_class = {}
+        for name in sorted(set(self.class_index) | set(self.unmatched_by_class)):
+            sel = lab == self.class_index[name] if name in self.class_index \
+                else np.zeros(lab.shape, bool)
+            mi, mp = miou(ia[sel], ua[sel])
+            per_class[name] = {"n": int(sel.sum()), "miou_i": mi, "miou_p": mp,
+                               "missed": int(self.missed_by_class.get(name, 0)),
+                               "unmatched": int(self.unmatched_by_class.get(name, 0))}
+        mi, mp = miou(ia, ua)
+        return SamrsEvaluationResults(
+            view, config, eval_key, miou_i=mi, miou_p=mp, n_instances=len(self.inters),
+            n_missed=int(sum(self.missed_by_class.values())),
+            n_unmatched=int(sum(self.unmatched_by_class.values())), n_samples=self.n_samples,
+            skipped=dict(self.skipped), per_class=per_class, classes=classes,
+            inters=self.inters, unions=self.unions, gt_areas=self.gt_areas,
+            labels=self.labels, backend=run,
+        )
 
 
 def load_results(sample_collection, eval_key: str = "eval") -> SamrsEvaluationResults:

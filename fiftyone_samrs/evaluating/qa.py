@@ -21,6 +21,8 @@ from typing import Dict
 
 from fiftyone import ViewField as F
 
+from fiftyone_samrs.fiftyone_io import dataset_of
+
 LOW_IOU_VIEW = "low_iou"
 SUSPICIOUS_VIEW = "suspicious_masks"
 WORST_VIEW = "worst_samples"
@@ -95,7 +97,7 @@ def save_qa_views(
     Raises:
         ValueError: when neither evaluation nor quality fields exist
     """
-    root = dataset._root_dataset
+    root = dataset_of(dataset)
     saved: Dict[str, int] = {}
     views = []
     if _has(dataset, "%s_iou_i" % eval_key):

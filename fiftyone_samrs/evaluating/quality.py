@@ -55,6 +55,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.core import geometry
+from fiftyone_samrs.core.masks import polygon_fraction
 from fiftyone_samrs.core.records import InstanceMask
 
 #: per-sample fields written by :func:`compute_quality`
@@ -101,58 +102,6 @@ def _finite(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def tight_box(mask: InstanceMask) -> Optional[Tuple[int, int, int, int]]:
-    """``(x0, y0, x1, y1)`` of the mask's set pixels, or None when empty."""
-    m = np.asarray(mask.mask, dtype=bool)
-    rows = np.flatnonzero(m.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(m.any(axis=0))
-    return (mask.x0 + int(cols[0]), mask.y0 + int(rows[0]),
-            mask.x0 + int(cols[-1]) + 1, mask.y0 + int(rows[-1]) + 1)
-
-
-def points_in_polygon(xs: np.ndarray, ys: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd (ray casting) test of points against a polygon, vectorised.
-
-    Args:
-        xs, ys: point coordinates (same shape)
-        polygon: ``(K, 2)`` corners
-
-    Returns:
-        a bool array of the points' shape
-    """
-    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
-    inside = np.zeros(np.shape(xs), dtype=bool)
-    k = len(poly)
-    for i in range(k):
-        x1, y1 = poly[i]
-        x2, y2 = poly[(i + 1) % k]
-        if y1 == y2:
-            continue
-        crosses = (y1 > ys) != (y2 > ys)
-        x_at = x1 + (ys - y1) * (x2 - x1) / (y2 - y1)
-        inside ^= crosses & (xs < x_at)
-    return inside
-
-
-def polygon_fraction(mask: InstanceMask, quad: np.ndarray) -> Optional[float]:
-    """Fraction of the mask's pixels whose centre lies inside a polygon.
-
-    Exact pixel-centre rule: pixel ``(i, j)`` is inside when the point
-    ``(j + 0.5, i + 0.5)`` is (even-odd test, only on the mask's pixels).
-
-    Returns:
-        a fraction in [0, 1], or None for an empty mask
-    """
-    m = np.asarray(mask.mask, dtype=bool)
-    rows, cols = np.nonzero(m)
-    if rows.size == 0:
-        return None
-    inside = points_in_polygon(cols + mask.x0 + 0.5, rows + mask.y0 + 0.5, quad)
-    return float(np.count_nonzero(inside)) / rows.size
-
-
 def instance_signals(
     mask: InstanceMask, prompt_box: Optional[Sequence[float]], quad: Optional[np.ndarray] = None
 ) -> Dict[str, Optional[float]]:
@@ -168,8 +117,8 @@ def instance_signals(
         pixels; the others None where they cannot be measured (no prompt box,
         zero-area box, no quad, or an empty mask for ``q_in_rbox``)
     """
-    area = int(np.count_nonzero(mask.mask))
-    tb = tight_box(mask)
+    area = mask.area
+    tb = mask.tight_box()
     ratio = biou = None
     if prompt_box is not None:
         barea = geometry.box_area(prompt_box)
@@ -276,18 +225,14 @@ def compute_quality(
     """
     import fiftyone as fo
     import fiftyone.core.runs as fors
-    import fiftyone.core.utils as fou
 
-    from fiftyone_samrs.evaluating.evaluation import (
-        _check_label_field, declare_fields, detection_to_instance, ensure_metadata, image_size,
-        iter_batches, raw_labels, write_values,
-    )
+    from fiftyone_samrs.evaluating.loop import SampleRow, for_each_sample
+    from fiftyone_samrs.fiftyone_io import check_label_field, declare_fields, run_key
 
     t = QualityThresholds.from_any(thresholds)
-    _check_label_field(sample_collection, pred_field, "prediction")
-    has_box = sample_collection.has_sample_field(box_field) if box_field else False
-    has_obb = bool(obb_field) and sample_collection.has_sample_field(obb_field)
-    ensure_metadata(sample_collection)
+    check_label_field(sample_collection, pred_field, fo.Detections, "prediction")
+    has_box = bool(box_field) and sample_collection.has_field(box_field)
+    has_obb = bool(obb_field) and sample_collection.has_field(obb_field)
     float_, int_ = fo.FloatField, fo.IntField
     declare_fields(sample_collection, dict(
         [(f, int_ if f in ("q_suspicious", "q_empty") else float_) for f in SAMPLE_FIELDS]
@@ -296,75 +241,63 @@ def compute_quality(
             ("q_in_rbox", float_), ("suspicious", fo.BooleanField),
             ("q_reasons", fo.StringField))]
     ))
-    fields = ["filepath", "metadata.width", "metadata.height", pred_field + ".detections"]
-    if has_box:
-        fields.append(box_field + ".detections")
-    if has_obb:
-        fields.append(obb_field + ".polylines")
+    fields = [pred_field] + ([box_field] if has_box else []) + ([obb_field] if has_obb else [])
     report = QualityReport(pred_field, thresholds=asdict(t))
-    with fou.ProgressBar(total=len(sample_collection), progress=progress) as pb:
-        for ids, vals in iter_batches(sample_collection, fields, batch_size=batch_size, raw=True):
-            sample_sets: Dict[str, dict] = {}
-            label_sets: Dict[str, dict] = {}
-            for j, sid in enumerate(ids):
-                width, height = image_size(vals, j)
-                preds = raw_labels(vals[pred_field + ".detections"][j])
-                boxes = raw_labels(vals[box_field + ".detections"][j]) if has_box else []
-                polys = raw_labels(vals[obb_field + ".polylines"][j]) if has_obb else []
-                box_by_id = {b.id: b for b in boxes}
-                box_by_index = {}
-                for b in boxes:
-                    box_by_index.setdefault(b.get("obj_index"), b)
-                quad_by_index = {}
-                for pl in polys:
-                    pts = pl.points[0] if pl.points else []
-                    if len(pts) >= 3:
-                        quad_by_index.setdefault(
-                            pl.get("obj_index"), geometry.relative_to_points(pts, width, height))
-                per_label: Dict[str, dict] = {}
-                worst = {f: [] for f in ("q_area_ratio", "q_box_iou", "q_in_rbox")}
-                confs, stabs, n_susp, n_empty = [], [], 0, 0
-                for d in preds:
-                    inst = detection_to_instance(d, width, height)
-                    if inst is None:
-                        inst = InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
-                    src = box_by_id.get(d.get("source_id"))
-                    if src is None:
-                        src = box_by_index.get(d.get("obj_index"))
-                    pbox = (geometry.relative_to_box(src.bounding_box, width, height)
-                            if src is not None else None)
-                    quad = quad_by_index.get(d.get("obj_index"))
-                    sig = instance_signals(inst, pbox, quad)
-                    empty = bool(d.get("empty", False)) or sig["q_area"] == 0
-                    conf, stab = d.confidence, d.get("stability")
-                    reasons = suspicious_reasons(sig, conf, stab, empty, t)
-                    per_label[d.id] = dict(sig, suspicious=bool(reasons),
-                                           q_reasons=",".join(reasons))
-                    for f in worst:
-                        worst[f].append(sig[f])
-                    report.reasons.update(reasons)
-                    n_susp += bool(reasons)
-                    n_empty += empty
-                    confs.append(conf)
-                    stabs.append(stab)
-                report.instances += len(preds)
-                report.suspicious += n_susp
-                report.flagged_samples += n_susp > 0
-                report.samples += 1
-                label_sets[sid] = {pred_field + ".detections": per_label}
-                sample_sets[sid] = {
-                    "q_min_confidence": _worst(confs, min),
-                    "q_min_stability": _worst(stabs, min),
-                    "q_min_area_ratio": _worst(worst["q_area_ratio"], min),
-                    "q_max_area_ratio": _worst(worst["q_area_ratio"], max),
-                    "q_min_box_iou": _worst(worst["q_box_iou"], min),
-                    "q_min_in_rbox": _worst(worst["q_in_rbox"], min),
-                    "q_suspicious": n_susp,
-                    "q_empty": n_empty,
-                }
-                pb.update()
-            write_values(sample_collection, sample_sets, label_sets)
-    key = quality_run_key(pred_field)
+
+    def compute(row: SampleRow):
+        preds = row.labels[pred_field]
+        boxes = row.labels[box_field] if has_box else []
+        box_by_id = {b.id: b for b in boxes}
+        box_by_index = {}
+        for b in boxes:
+            box_by_index.setdefault(b.get("obj_index"), b)
+        quad_by_index = {}
+        for pl in row.labels[obb_field] if has_obb else []:
+            pts = pl.points[0] if pl.points else []
+            if len(pts) >= 3:
+                quad_by_index.setdefault(
+                    pl.get("obj_index"), geometry.relative_to_points(pts, row.width, row.height))
+        per_label: Dict[str, dict] = {}
+        worst = {f: [] for f in ("q_area_ratio", "q_box_iou", "q_in_rbox")}
+        confs, stabs, n_susp, n_empty = [], [], 0, 0
+        for d, inst in zip(preds, row.instances(pred_field)):
+            if inst is None:
+                inst = InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
+            src = box_by_id.get(d.get("source_id"))
+            if src is None:
+                src = box_by_index.get(d.get("obj_index"))
+            pbox = (geometry.relative_to_box(src.bounding_box, row.width, row.height)
+                    if src is not None else None)
+            sig = instance_signals(inst, pbox, quad_by_index.get(d.get("obj_index")))
+            empty = bool(d.get("empty", False)) or sig["q_area"] == 0
+            conf, stab = d.confidence, d.get("stability")
+            reasons = suspicious_reasons(sig, conf, stab, empty, t)
+            per_label[d.id] = dict(sig, suspicious=bool(reasons), q_reasons=",".join(reasons))
+            for f in worst:
+                worst[f].append(sig[f])
+            report.reasons.update(reasons)
+            n_susp += bool(reasons)
+            n_empty += empty
+            confs.append(conf)
+            stabs.append(stab)
+        report.instances += len(preds)
+        report.suspicious += n_susp
+        report.flagged_samples += n_susp > 0
+        report.samples += 1
+        return ({
+            "q_min_confidence": _worst(confs, min),
+            "q_min_stability": _worst(stabs, min),
+            "q_min_area_ratio": _worst(worst["q_area_ratio"], min),
+            "q_max_area_ratio": _worst(worst["q_area_ratio"], max),
+            "q_min_box_iou": _worst(worst["q_box_iou"], min),
+            "q_min_in_rbox": _worst(worst["q_in_rbox"], min),
+            "q_suspicious": n_susp,
+            "q_empty": n_empty,
+        }, {pred_field: per_label})
+
+    for_each_sample(sample_collection, fields, compute, progress=progress,
+                    batch_size=batch_size)
+    key = run_key(pred_field, prefix="quality_")
     config = fors.RunConfig(method="samrs.quality", pred_field=pred_field, box_field=box_field,
                             obb_field=obb_field if has_obb else None, thresholds=asdict(t))
     results = fors.RunResults(sample_collection, config, key,
@@ -374,9 +307,3 @@ def compute_quality(
                               reasons=dict(report.reasons))
     sample_collection.register_run(key, config, results=results, overwrite=True)
     return report
-
-
-def quality_run_key(pred_field: str) -> str:
-    """The run key under which :func:`compute_quality` records a call."""
-    key = "quality_" + "".join(c if c.isalnum() or c == "_" else "_" for c in pred_field)
-    return key

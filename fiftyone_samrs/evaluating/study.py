@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fiftyone_samrs.core import geometry
+from fiftyone_samrs.core.masks import polygon_pixels
 from fiftyone_samrs.core.metrics import mask_iou, miou
 from fiftyone_samrs.core.records import InstanceMask
 
@@ -238,40 +238,8 @@ def _csvnum(v, scale: float = 1.0) -> str:
 # --------------------------------------------------------------------------
 
 
-def _attr(label, name, default=None):
-    from fiftyone_samrs.evaluating.evaluation import label_attr
-
-    return label_attr(label, name, default)
-
-
-def _sample_objects(width, height, dets, polylines):
-    """``(hboxes (N,4), quads (N,4,2) or None, obj_indexes, has_hbox)`` of a sample."""
-    dets = list(dets or [])
-    n = len(dets)
-    hboxes = np.zeros((n, 4), dtype=np.float64)
-    links, rh = [], []
-    for i, d in enumerate(dets):
-        hboxes[i] = geometry.clip_box(geometry.relative_to_box(d.bounding_box, width, height),
-                                      width, height)
-        links.append(int(_attr(d, "obj_index", i)))
-        rh.append(bool(_attr(d, "rh", False)))
-    quads = None
-    if polylines is not None:
-        by_index = {}
-        for j, pl in enumerate(polylines or []):
-            pts = pl.points[0] if pl.points else []
-            if len(pts) >= 4:
-                by_index.setdefault(int(_attr(pl, "obj_index", j)),
-                                    geometry.relative_to_points(pts[:4], width, height))
-        quads = np.full((n, 4, 2), np.nan)
-        for i, k in enumerate(links):
-            if k in by_index:
-                quads[i] = by_index[k]
-    return hboxes, quads, links, not (n and all(rh))
-
-
 def _is_hrsc(sample_collection) -> bool:
-    info = sample_collection._root_dataset.info or {}
+    info = sample_collection.info or {}
     fmt = str((info.get("samrs") or {}).get("format", "")).lower()
     if fmt == "hrsc":
         return True
@@ -281,12 +249,9 @@ def _is_hrsc(sample_collection) -> bool:
 
 
 def _clip(res_mask: InstanceMask, quad: Optional[np.ndarray], margin: float) -> InstanceMask:
-    from fiftyone_samrs.segmenting.pipeline import polygon_crop
-
     if quad is None or not np.isfinite(quad).all() or res_mask.mask.size == 0:
         return res_mask
-    h, w = res_mask.mask.shape
-    keep = polygon_crop(quad, (res_mask.x0, res_mask.y0, res_mask.x0 + w, res_mask.y0 + h), margin)
+    keep = polygon_pixels(quad, res_mask.box, margin)
     return InstanceMask(np.asarray(res_mask.mask, dtype=bool) & keep, res_mask.x0, res_mask.y0)
 
 
@@ -337,23 +302,21 @@ def prompt_study(
     Returns:
         a :class:`StudyResult`
     """
-    import fiftyone.core.utils as fou
+    import fiftyone as fo
 
-    from fiftyone_samrs.evaluating.evaluation import (
-        _check_label_field, detection_to_instance, ensure_metadata, image_size, iter_batches,
-        protocol_view, raw_labels,
-    )
-    from fiftyone_samrs.segmenting.pipeline import read_image
-    from fiftyone_samrs.segmenting.prompts import TABLE1, build_prompts
+    from fiftyone_samrs.evaluating.evaluation import protocol_view
+    from fiftyone_samrs.evaluating.loop import SampleRow, for_each_sample
+    from fiftyone_samrs.fiftyone_io import check_label_field, object_inputs
     from fiftyone_samrs.segmenting.backends import make_backend
+    from fiftyone_samrs.formats.images import read_image
+    from fiftyone_samrs.segmenting.prompts import TABLE1, build_prompts
 
     names = list(configs) if configs is not None else list(TABLE1) + list(EXTRA_CONFIGS)
     parsed = [parse_config(c) for c in names]
-    _check_label_field(sample_collection, gt_field, "ground-truth")
-    _check_label_field(sample_collection, box_field, "prompt box")
-    has_obb = bool(obb_field) and sample_collection.has_sample_field(obb_field)
+    check_label_field(sample_collection, gt_field, fo.Detections, "ground-truth")
+    check_label_field(sample_collection, box_field, fo.Detections, "prompt box")
+    has_obb = bool(obb_field) and sample_collection.has_field(obb_field)
     view = protocol_view(sample_collection) if protocol else sample_collection
-    ensure_metadata(view)
 
     if engine is None and any(p.backend == "sam" for p in parsed):
         engine = make_backend(backend, model=model, checkpoint=checkpoint, device=device)
@@ -371,79 +334,72 @@ def prompt_study(
     result = StudyResult(rows=[], is_hrsc=_is_hrsc(view), protocol=protocol,
                          model=_model_name(engine, backend, model, checkpoint))
 
-    fields = ["filepath", "metadata.width", "metadata.height", box_field + ".detections",
-              gt_field + ".detections"]
-    if has_obb:
-        fields.append(obb_field + ".polylines")
-    with fou.ProgressBar(total=len(view), progress=progress) as pb:
-        for ids, vals in iter_batches(view, fields, batch_size=32, raw=True):
-            for j in range(len(ids)):
-                width, height = image_size(vals, j)
-                hboxes, quads, links, has_hbox = _sample_objects(
-                    width, height, raw_labels(vals[box_field + ".detections"][j]),
-                    raw_labels(vals[obb_field + ".polylines"][j]) if has_obb else None)
-                row_of = {k: i for i, k in reversed(list(enumerate(links)))}
-                gts = []  # (object row, mask)
-                for d in raw_labels(vals[gt_field + ".detections"][j]):
-                    inst = detection_to_instance(d, width, height)
-                    if inst is None or not inst.mask.any():
-                        continue
-                    k = _attr(d, "obj_index")
-                    gts.append((row_of.get(int(k)) if k is not None else None, inst))
-                pb.update()
-                if not gts:
-                    continue
-                result.images += 1
-                result.instances += len(gts)
-                result.missed += sum(r is None for r, _ in gts)
-                used = sorted({r for r, _ in gts if r is not None})
-                hb = hboxes[used]
-                qd = quads[used] if quads is not None else None
-                pos = {r: i for i, r in enumerate(used)}
-                image = read_image(vals["filepath"][j])
-                size = (int(height), int(width))
-                emb = None
-                if can_encode and any(p.backend == "sam" for p in parsed) and used:
-                    t0 = time.perf_counter()
-                    emb = engine.encode([image])[0]
-                    result.encoder_seconds += time.perf_counter() - t0
-                for c, p in enumerate(parsed):
-                    masks: Dict[int, InstanceMask] = {}
-                    if used:
-                        t0 = time.perf_counter()
-                        try:
-                            ps = build_prompts(
-                                hb, qd, p.prompt, size, has_hbox=has_hbox,
-                                margin=margin if p.backend == "sam" else baseline_margin)
-                        except ValueError as e:
-                            notes[c][str(e)] += 1
-                            ps = None
-                        if ps is not None:
-                            fell_back = [n for n in ps.names if n != p.prompt]
-                            if fell_back and p.prompt != "auto":
-                                notes[c]["%d objects without a rotated box used %s"
-                                         % (len(fell_back), fell_back[0])] += 1
-                            if p.backend == "sam" and emb is not None:
-                                res = engine.decode(emb, ps)
-                            elif p.backend == "sam":
-                                res = engine.predict_batch([image], [ps])[0]
-                            else:
-                                res = baselines[p.backend].predict_batch([image], [ps])[0]
-                            for i, r in enumerate(res):
-                                m = r.mask
-                                if p.clip_rbox:
-                                    m = _clip(m, qd[i] if qd is not None else None, rbox_margin)
-                                masks[used[i]] = m
-                        seconds[c] += time.perf_counter() - t0
-                    for row, gt in gts:
-                        pred = masks.get(row) if row is not None else None
-                        if pred is None:
-                            inters[c].append(0)
-                            unions[c].append(gt.area)
-                        else:
-                            i_, u_ = mask_iou(pred, gt, size=size)
-                            inters[c].append(i_)
-                            unions[c].append(u_)
+    def compute(row: SampleRow):
+        objs = object_inputs(row.labels[box_field], row.labels[obb_field] if has_obb else None,
+                             row.width, row.height)
+        row_of = {k: i for i, k in reversed(list(enumerate(objs.obj_indexes)))}
+        gts = []  # (object row, mask)
+        for d, inst in zip(row.labels[gt_field], row.instances(gt_field)):
+            if inst is None or not inst.mask.any():
+                continue
+            k = d.get("obj_index")
+            gts.append((row_of.get(int(k)) if k is not None else None, inst))
+        if not gts:
+            return None
+        result.images += 1
+        result.instances += len(gts)
+        result.missed += sum(r is None for r, _ in gts)
+        used = sorted({r for r, _ in gts if r is not None})
+        hb = objs.hboxes[used]
+        qd = objs.quads[used] if objs.quads is not None else None
+        image = read_image(row.filepath)
+        size = (row.height, row.width)
+        emb = None
+        if can_encode and any(p.backend == "sam" for p in parsed) and used:
+            t0 = time.perf_counter()
+            emb = engine.encode([image])[0]
+            result.encoder_seconds += time.perf_counter() - t0
+        for c, p in enumerate(parsed):
+            masks: Dict[int, InstanceMask] = {}
+            if used:
+                t0 = time.perf_counter()
+                try:
+                    ps = build_prompts(
+                        hb, qd, p.prompt, size, has_hbox=objs.has_hbox,
+                        margin=margin if p.backend == "sam" else baseline_margin)
+                except ValueError as e:
+                    notes[c][str(e)] += 1
+                    ps = None
+                if ps is not None:
+                    fell_back = [n for n in ps.names if n != p.prompt]
+                    if fell_back and p.prompt != "auto":
+                        notes[c]["%d objects without a rotated box used %s"
+                                 % (len(fell_back), fell_back[0])] += 1
+                    if p.backend == "sam" and emb is not None:
+                        res = engine.decode(emb, ps)
+                    elif p.backend == "sam":
+                        res = engine.predict_batch([image], [ps])[0]
+                    else:
+                        res = baselines[p.backend].predict_batch([image], [ps])[0]
+                    for i, r in enumerate(res):
+                        m = r.mask
+                        if p.clip_rbox:
+                            m = _clip(m, qd[i] if qd is not None else None, rbox_margin)
+                        masks[used[i]] = m
+                seconds[c] += time.perf_counter() - t0
+            for r, gt in gts:
+                pred = masks.get(r) if r is not None else None
+                if pred is None:
+                    inters[c].append(0)
+                    unions[c].append(gt.area)
+                else:
+                    i_, u_ = mask_iou(pred, gt, size=size)
+                    inters[c].append(i_)
+                    unions[c].append(u_)
+        return None
+
+    fields = [box_field, gt_field] + ([obb_field] if has_obb else [])
+    for_each_sample(view, fields, compute, progress=progress, batch_size=32)
 
     for c, p in enumerate(parsed):
         mi, mp = miou(inters[c], unions[c])

@@ -27,6 +27,12 @@ import numpy as np
 
 from fiftyone_samrs.core import classes as classes_mod
 from fiftyone_samrs.core.records import FormatError
+from fiftyone_samrs.fiftyone_io import (
+    default_classes,
+    deserialize_mask,
+    iter_raw_docs,
+    read_mask_file,
+)
 
 #: how the exporters treat a label that is not in the class list
 UNKNOWN_CHOICES = ("error", "ignore")
@@ -160,110 +166,30 @@ def place_mask(
     where: str,
     result: Optional[ExportResult] = None,
 ) -> Tuple[np.ndarray, int, int]:
-    """Places a FiftyOne instance mask (cropped to its relative box) in pixels.
-
-    The box corners are rounded to the nearest pixel. A mask whose shape
-    differs from the box's pixel size is stretched over the box (nearest
-    neighbour), as FiftyOne draws it, and counted as a warning; the part
-    outside the image is cut off, also counted.
-
-    Args:
-        mask: the crop (any dtype; non-zero = foreground)
-        bounding_box: relative ``[x, y, w, h]``
-        width, height: the image size
-        where: names the object in messages (filepath and object index)
-        result: where to count warnings
+    """Places a FiftyOne instance mask in image pixels, where FiftyOne draws it
+    (:func:`fiftyone_samrs.core.masks.place_mask`), counting in ``result`` a
+    mask that had to be resized to its box (a crop of another size, or a box
+    reaching beyond the image, which FiftyOne clamps to it).
 
     Returns:
         ``(crop, x0, y0)`` with ``crop`` a bool array inside the image
 
     Raises:
-        FormatError: for a mask that is not 2-D
+        FormatError: naming ``where``, for a mask that is not 2-D
     """
-    x, y, w, h = (float(v) for v in bounding_box)
-    x0, y0 = int(round(x * width)), int(round(y * height))
-    x1, y1 = int(round((x + w) * width)), int(round((y + h) * height))
-    bw, bh = max(x1 - x0, 0), max(y1 - y0, 0)
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
-    if mask.ndim != 2:
-        raise FormatError(where, "instance mask must be 2-D, found shape %s" % (mask.shape,))
-    crop = mask if mask.dtype == bool else mask != 0
-    if crop.shape != (bh, bw):
-        if result is not None:
-            result.warn("mask resized to its box",
-                        "%s: mask %dx%d stretched over its %dx%d px box"
-                        % (where, crop.shape[1], crop.shape[0], bw, bh))
-        if bw == 0 or bh == 0 or crop.size == 0:
-            crop = np.zeros((bh, bw), dtype=bool)
-        else:
-            crop = cv2.resize(crop.astype(np.uint8), (bw, bh),
-                              interpolation=cv2.INTER_NEAREST).astype(bool)
-    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-        cx0, cy0 = max(x0, 0), max(y0, 0)
-        cx1, cy1 = min(x1, width), min(y1, height)
-        outside = crop.any()
-        if cx1 <= cx0 or cy1 <= cy0:
-            crop, x0, y0 = np.zeros((0, 0), dtype=bool), 0, 0
-        else:
-            inner = crop[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-            outside = int(crop.sum()) != int(inner.sum())
-            crop, x0, y0 = inner, cx0, cy0
-        if outside and result is not None:
-            result.warn("mask clipped to the image",
-                        "%s: mask reaches beyond the %dx%d image" % (where, width, height))
-    return crop, x0, y0
+    from fiftyone_samrs.core.masks import place_mask as _place
 
-
-_NPY_MAGIC = b"\x93NUMPY"
-_NPY_HEADERS: Dict[bytes, Tuple[np.dtype, bool, Tuple[int, ...]]] = {}
-
-
-def deserialize_mask(raw: bytes) -> np.ndarray:
-    """Decodes a mask as FiftyOne stores it (zlib-compressed ``.npy`` bytes).
-
-    The same result as ``fiftyone.core.utils.deserialize_numpy_array``, about
-    3x faster: the ``.npy`` header (shape, dtype) is parsed once per distinct
-    header and cached, the data is viewed in place (read-only).
-    """
-    import ast
-    import zlib
-
-    data = zlib.decompress(raw)
-    if data[:6] != _NPY_MAGIC or data[6] not in (1, 2, 3):
-        import fiftyone.core.utils as fou
-
-        return fou.deserialize_numpy_array(raw)
-    if data[6] == 1:
-        start, hlen = 10, int.from_bytes(data[8:10], "little")
-    else:
-        start, hlen = 12, int.from_bytes(data[8:12], "little")
-    header = data[start : start + hlen]
-    info = _NPY_HEADERS.get(header)
-    if info is None:
-        d = ast.literal_eval(header.decode("latin1"))
-        dtype = np.lib.format.descr_to_dtype(d["descr"])
-        if dtype.hasobject:
-            raise ValueError("object arrays are not masks")
-        info = (dtype, bool(d["fortran_order"]), tuple(int(v) for v in d["shape"]))
-        if len(_NPY_HEADERS) < 100000:
-            _NPY_HEADERS[header] = info
-    dtype, fortran, shape = info
-    count = int(np.prod(shape)) if shape else 1
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=start + hlen)
-    return arr.reshape(shape, order="F" if fortran else "C")
-
-
-def _read_mask_file(path: str, where: str) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise FormatError(where, "instance mask file %s does not exist" % path)
-    mask = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise FormatError(where, "instance mask file %s is not a readable image" % path)
-    if mask.ndim == 3:
-        mask = mask[:, :, 0]
-    return mask
+    try:
+        inst, resized = _place(mask, bounding_box, width, height)
+    except ValueError as e:
+        raise FormatError(where, str(e)) from None
+    if result is not None and resized:
+        m = np.asarray(mask)
+        result.warn("mask resized to its box",
+                    "%s: mask %dx%d drawn over its %dx%d px box (as FiftyOne draws it)"
+                    % (where, m.shape[1] if m.ndim > 1 else 0, m.shape[0],
+                       inst.mask.shape[1], inst.mask.shape[0]))
+    return inst.mask, inst.x0, inst.y0
 
 
 def _where(filepath: str, field_name: str, index: int, label: Any) -> str:
@@ -306,7 +232,7 @@ def instances_from_detections(
         if det.mask is not None:
             mask = det.mask
         elif det.mask_path:
-            mask = _read_mask_file(det.mask_path, where)
+            mask = read_mask_file(det.mask_path, where)
         else:
             raise FormatError(where, "has no instance mask: export a field with masks "
                                      "(e.g. label_field='sam'), not a box field")
@@ -346,7 +272,7 @@ def instances_from_docs(
         if raw is not None:
             mask = deserialize_mask(raw) if isinstance(raw, (bytes, bytearray)) else raw
         elif d.get("mask_path"):
-            mask = _read_mask_file(d["mask_path"], where)
+            mask = read_mask_file(d["mask_path"], where)
         else:
             raise FormatError(where, "has no instance mask: export a field with masks "
                                      "(e.g. label_field='sam'), not a box field")
@@ -532,14 +458,7 @@ def resolve_export_classes(
         targets = targets_to_classes(sample_collection.mask_targets.get(seg_field))
         if targets:
             return targets
-    info_subset = ((sample_collection.info or {}).get("samrs") or {}).get("subset")
-    if info_subset:
-        return classes_mod.resolve_classes(info_subset)
-    for name in (label_field, "hbb"):
-        if sample_collection.classes.get(name):
-            return list(sample_collection.classes[name])
-    labels = sample_collection.distinct("%s.detections.label" % label_field)
-    return sorted(l for l in labels if l is not None)
+    return default_classes(sample_collection, [label_field, "hbb"])
 
 
 def targets_to_classes(targets: Optional[Dict[Any, str]]) -> Optional[List[str]]:
@@ -558,7 +477,7 @@ def resolve_paint_order(sample_collection, paint_order: Optional[str], label_fie
     if paint_order is not None:
         return paint_order
     try:
-        from fiftyone_samrs.segmenting.pipeline import get_segment_run
+        from fiftyone_samrs.segmenting.runs import get_segment_run
 
         run = get_segment_run(sample_collection, label_field) if sample_collection else None
     except Exception:  # noqa: BLE001 - no run record: the SAMRS default
@@ -671,11 +590,8 @@ def iter_sample_docs(
         raise ValueError("%s has no field %r; segment it first (samrs segment) or pass "
                          "label_field" % (sample_collection.name, label_field))
     fields = [f for f in (label_field, prompt_field, seg_field) if f]
-    view = sample_collection.select_fields(fields)
-    project = {"_id": 1, "filepath": 1, "metadata": 1}
-    project.update({f: 1 for f in fields})
-    total = view.count()
-    cursor = view._aggregate(pipeline=[{"$project": project}])
+    total = sample_collection.count()
+    cursor = iter_raw_docs(sample_collection, fields)
     with fou.ProgressBar(total=total, progress=progress) as pb:
         for doc in pb(cursor):
             filepath = doc["filepath"]

@@ -239,9 +239,9 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
         if isinstance(semantic, dict):  # raw document
             raw, path = semantic.get("mask"), semantic.get("mask_path")
             if raw is not None and isinstance(raw, (bytes, bytearray)):
-                import fiftyone.core.utils as fou
+                from fiftyone_samrs.fiftyone_io import deserialize_mask
 
-                raw = fou.deserialize_numpy_array(raw)
+                raw = deserialize_mask(raw)
         else:
             raw, path = semantic.mask, semantic.mask_path
         if raw is not None:

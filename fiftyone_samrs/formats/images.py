@@ -1,4 +1,4 @@
-"""Image files: sizes from headers and image lookup by file stem.
+"""Image files: sizes from headers, decoding, and image lookup by file stem.
 
 No FiftyOne import here.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 from typing import Dict, Optional, Tuple
+
+import numpy as np
 
 from fiftyone_samrs.core.records import FormatError, ImportReport
 
@@ -108,3 +110,21 @@ def index_files(folder, ext: str) -> Dict[str, str]:
         if e.lower() == ext.lower() and os.path.isfile(os.path.join(folder, name)):
             out.setdefault(stem, os.path.abspath(os.path.join(folder, name)))
     return out
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decodes an image to RGB uint8 ``(H, W, 3)`` (EXIF orientation ignored,
+    so pixels match the annotations' frame).
+
+    Raises:
+        FormatError: naming the file when it is missing or unreadable
+    """
+    import cv2
+
+    if not os.path.isfile(path):
+        raise FormatError(path, "image file not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise FormatError(path, "unreadable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

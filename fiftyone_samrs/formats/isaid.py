@@ -16,7 +16,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fiftyone_samrs.formats._common import rasterize, read_rgb, rgb_key
+from fiftyone_samrs.core.masks import rasterize
+from fiftyone_samrs.core.metrics import iou_of, mask_iou as _inter_union
+from fiftyone_samrs.formats._common import read_rgb, rgb_key
 from fiftyone_samrs.core.records import FormatError, InstanceMask, ObjectRecord
 
 #: iSAID class colours in ``*_instance_color_RGB.png`` (RGB order, as PIL reads
@@ -107,20 +109,9 @@ def region_mask(obj: ObjectRecord) -> InstanceMask:
 
 
 def mask_iou(a: InstanceMask, b: InstanceMask) -> float:
-    """IoU of two cropped masks, computed on the overlap of their crops."""
-    ax0, ay0, ax1, ay1 = a.box
-    bx0, by0, bx1, by1 = b.box
-    x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
-    inter = 0
-    if x1 > x0 and y1 > y0:
-        inter = int(
-            np.count_nonzero(
-                a.mask[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
-                & b.mask[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
-            )
-        )
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
+    """IoU of two cropped masks (0 when both are empty)."""
+    iou = iou_of(*_inter_union(a, b))
+    return 0.0 if iou != iou else iou
 
 
 def match_to_objects(

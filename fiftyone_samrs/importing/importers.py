@@ -32,6 +32,7 @@ from fiftyone_samrs.core import classes as fsc
 from fiftyone_samrs.importing.report import import_report, report_to_dict, update_samrs_info
 from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport
+from fiftyone_samrs.fiftyone_io import insert_sample_docs
 from fiftyone_samrs.importing.sample_docs import (
     GT_FIELD,
     HBB_FIELD,
@@ -162,19 +163,16 @@ def _insert_records(dataset, records, fmt, classes, report, batch_size, progress
     elif dataset.media_type != "image":
         raise ValueError("Cannot import images into a %s dataset" % dataset.media_type)
 
-    builder = DocBuilder(dataset._doc.id, tags, report)
-    coll = dataset._sample_collection
+    builder = DocBuilder(dataset, tags, report)
     from tqdm import tqdm
 
     with tqdm(desc="importing", unit="img", disable=not progress, mininterval=0.5) as bar:
         for batch in _batches(records, batch_size):
             now = datetime.utcnow()
             docs = [builder.build(r, now) for r in batch]
-            if builder.changed:
-                dataset._expand_schema(builder.probe(), dynamic=True)
-                builder.changed = False
-            if docs:
-                coll.insert_many(docs, ordered=False)
+            probe = builder.probe() if builder.changed else None
+            builder.changed = False
+            insert_sample_docs(dataset, docs, probe)
             bar.update(len(docs))
 
     declare_standard_fields(dataset, list(builder.labels))

@@ -14,7 +14,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import fiftyone.core.labels as fol
 
 from fiftyone_samrs.core import classes as fsc
-from fiftyone_samrs.core import geometry as geo
+import numpy as np
+
+from fiftyone_samrs.fiftyone_io import dataset_of, label_attr, object_inputs
 from fiftyone_samrs.importing.report import report_to_dict, update_samrs_info
 from fiftyone_samrs.core.records import FormatError, ImportReport, ObjectRecord
 from fiftyone_samrs.importing.sample_docs import GT_FIELD, HBB_FIELD, OBB_FIELD, mask_box
@@ -35,32 +37,26 @@ def _isaid_index(isaid_dir: str) -> Dict[str, Tuple[str, str]]:
     return index
 
 
-def _label_attr(label, name: str):
-    return label.get_field(name) if label.has_field(name) else None
-
-
 def _objects_from_sample(sample, hbb_field: str, obb_field: Optional[str], width: int,
                          height: int) -> List[ObjectRecord]:
     """Pixel-space objects of a sample, in ``hbb`` order (for matching).
 
     Each object's quad is the ``obb`` polyline with the same ``obj_index``.
     """
-    quads = {}
-    polys = sample[obb_field] if obb_field else None
-    for p in (polys.polylines if polys is not None else []):
-        idx = _label_attr(p, "obj_index")
-        if p.points and idx is not None:
-            quads[idx] = geo.relative_to_points(p.points[0], width, height)
-    objects = []
-    dets = sample[hbb_field]
-    for i, d in enumerate(dets.detections if dets is not None else []):
-        idx = _label_attr(d, "obj_index")
-        idx = i if idx is None else idx
-        objects.append(ObjectRecord(
-            label=d.label, hbox=geo.relative_to_box(d.bounding_box, width, height),
-            quad=quads.get(idx),
-            attributes={"obj_index": idx, "source_id": _label_attr(d, "source_id")}))
-    return objects
+    dets = sample[hbb_field].detections if sample[hbb_field] is not None else []
+    polys = None
+    if obb_field:
+        polys = sample[obb_field].polylines if sample[obb_field] is not None else []
+    objs = object_inputs(dets, polys, width, height)
+    out = []
+    for i, d in enumerate(dets):
+        quad = objs.quads[i] if objs.quads is not None else None
+        out.append(ObjectRecord(
+            label=objs.labels[i], hbox=tuple(objs.hboxes[i]),
+            quad=quad if quad is not None and np.isfinite(quad).all() else None,
+            attributes={"obj_index": objs.obj_indexes[i],
+                        "source_id": label_attr(d, "source_id")}))
+    return out
 
 
 def load_isaid_masks(dataset, isaid_dir, gt_field: str = GT_FIELD, min_iou: float = 0.3,
@@ -97,7 +93,7 @@ def load_isaid_masks(dataset, isaid_dir, gt_field: str = GT_FIELD, min_iou: floa
     index = _isaid_index(isaid_dir)
     if not index:
         raise FormatError(isaid_dir, "no iSAID *%s files found" % _ISAID_ID_SUFFIX)
-    root = dataset._root_dataset if hasattr(dataset, "_root_dataset") else dataset
+    root = dataset_of(dataset)
     fields = root.get_field_schema()
     tiled = "tile_source" in fields
     select = ["filepath", "metadata", hbb_field] + ([obb_field] if obb_field in fields else [])

@@ -42,11 +42,18 @@ import numpy as np
 
 import fiftyone as fo
 import fiftyone.core.labels as fol
-import fiftyone.core.odm.sample as foos
-import fiftyone.core.utils as fou
 from bson import ObjectId
 
 from fiftyone_samrs.core import geometry as geo
+from fiftyone_samrs.core.masks import relative_box
+from fiftyone_samrs.fiftyone_io import (
+    LABEL_LISTS,
+    detection_doc,
+    label_doc,
+    label_list_doc,
+    polyline_doc,
+    sample_doc,
+)
 from fiftyone_samrs.formats.images import image_size
 from fiftyone_samrs.core.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
 
@@ -197,7 +204,9 @@ def _quads_points(quads: List[np.ndarray], width: float, height: float) -> list:
 
 
 def mask_box(mask: InstanceMask, width: int, height: int) -> List[float]:
-    return geo.box_to_relative(mask.box, width, height)
+    """The relative box of a mask crop, which FiftyOne renders exactly at the
+    crop's pixels (:func:`fiftyone_samrs.core.masks.relative_box`)."""
+    return relative_box(mask.box, width, height)
 
 
 def record_to_labels(record: ImageRecord, width: int, height: int) -> Dict[str, Any]:
@@ -289,8 +298,8 @@ class DocBuilder:
     schema from FiftyOne's inference as the real samples would.
     """
 
-    def __init__(self, dataset_id, tags: Optional[List[str]], report: ImportReport):
-        self.dataset_id = dataset_id
+    def __init__(self, dataset: fo.Dataset, tags: Optional[List[str]], report: ImportReport):
+        self.dataset = dataset
         self.tags = list(tags or [])
         self.report = report
         self.top: Dict[str, Any] = {}
@@ -319,20 +328,13 @@ class DocBuilder:
     def build(self, record: ImageRecord, now: datetime) -> dict:
         """The sample document of one record (no ``_id``: MongoDB adds it)."""
         width, height, channels = record_image_size(record)
-        filepath = os.path.abspath(os.path.expanduser(record.filepath))
-        metadata = {"_cls": "ImageMetadata", "width": width, "height": height}
+        metadata = {"width": width, "height": height}
         if channels is not None:
             metadata["num_channels"] = int(channels)
-        doc = {
-            "filepath": filepath,
-            "tags": ([record.split] if record.split else []) + self.tags,
-            "metadata": metadata,
-            "_media_type": "image",
-            "_rand": foos._generate_rand(),
-        }
+        fields = {}
         for key, value in record_fields(record, self.report).items():
             if value is not None:
-                doc[key] = value
+                fields[key] = value
                 if key not in self.top:
                     self.top[key] = value
                     self.changed = True
@@ -340,10 +342,7 @@ class DocBuilder:
         dets, polys, masks = [], [], []
         objects = record.objects
         with_quad = [o for o in objects if o.quad is not None]
-        quads = bool(with_quad)
-        points = []
-        if with_quad:
-            points = _quads_points([o.quad for o in with_quad], width, height)
+        points = _quads_points([o.quad for o in with_quad], width, height) if with_quad else []
         n_masks = sum(1 for o in objects if o.mask is not None)
         ids = iter(_OIDS.take(len(objects) + len(with_quad) + n_masks, now))
         k = 0
@@ -352,52 +351,41 @@ class DocBuilder:
             label = obj.label
             self.label_names[label] = None
             x0, y0, x1, y1 = obj.hbox
-            det = {"_id": next(ids), "_cls": "Detection", "tags": [], "attributes": {},
-                   "label": label,
-                   "bounding_box": [x0 / width, y0 / height, (x1 - x0) / width,
-                                    (y1 - y0) / height]}
-            det.update(attrs)
-            dets.append(det)
+            dets.append(label_doc("Detection", next(ids), label, attrs, bounding_box=[
+                x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height]))
             if obj.quad is not None:
-                poly = {"_id": next(ids), "_cls": "Polyline", "tags": [], "attributes": {},
-                        "label": label, "points": [points[k]], "closed": True, "filled": True}
+                polys.append(polyline_doc(label, [points[k]], oid=next(ids), **attrs))
                 k += 1
-                poly.update(attrs)
-                polys.append(poly)
             if obj.mask is not None:
                 oid = next(ids)
                 if obj.mask.mask.size == 0:
                     self.report.warn("empty mask", "%s: object %d (%s) has an empty GT mask; "
                                      "no gt_masks label" % (record.filepath, i, obj.source_id))
                 else:
-                    m = {"_id": oid, "_cls": "Detection", "tags": [], "attributes": {},
-                         "label": label, "bounding_box": mask_box(obj.mask, width, height),
-                         "mask": fou.serialize_numpy_array(obj.mask.mask.astype(bool))}
-                    m.update(attrs)
-                    masks.append(m)
+                    masks.append(detection_doc(label, mask_box(obj.mask, width, height),
+                                               obj.mask.mask, oid=oid, **attrs))
 
-        doc[HBB_FIELD] = {"_cls": "Detections", "detections": dets}
+        fields[HBB_FIELD] = label_list_doc(fol.Detections, dets)
         self._see_label(HBB_FIELD, fol.Detections)
         if dets:
             self._see_attrs(HBB_FIELD, _merge_first(dets))
-        if quads or _has_quads(record):
-            doc[OBB_FIELD] = {"_cls": "Polylines", "polylines": polys}
+        if with_quad or _has_quads(record):
+            fields[OBB_FIELD] = label_list_doc(fol.Polylines, polys)
             self._see_label(OBB_FIELD, fol.Polylines)
             if polys:
                 self._see_attrs(OBB_FIELD, _merge_first(polys))
         if masks:
-            doc[GT_FIELD] = {"_cls": "Detections", "detections": masks}
+            fields[GT_FIELD] = label_list_doc(fol.Detections, masks)
             self._see_label(GT_FIELD, fol.Detections)
             self._see_attrs(GT_FIELD, _merge_first(masks))
 
-        doc["_dataset_id"] = self.dataset_id
-        doc["created_at"] = now
-        doc["last_modified_at"] = now
         self.images += 1
         self.tiles += record.tile is not None
         self.objects += len(record.objects)
         self.labels_written += len(dets) + len(polys) + len(masks)
-        return doc
+        return sample_doc(self.dataset, os.path.abspath(os.path.expanduser(record.filepath)),
+                          metadata, ([record.split] if record.split else []) + self.tags,
+                          fields, now)
 
     def probe(self) -> fo.Sample:
         """A sample holding one value of every field and attribute seen so far."""
@@ -451,8 +439,7 @@ def declare_standard_fields(dataset: fo.Dataset, label_fields: Iterable[str]) ->
         doc_type = getattr(kind, "document_type", None)
         if doc_type is None:
             continue
-        list_name = doc_type._LABEL_LIST_FIELD if hasattr(doc_type, "_LABEL_LIST_FIELD") \
-            else None
+        list_name = LABEL_LISTS.get(doc_type)
         if list_name is None:
             continue
         for attr, ftype in STANDARD_ATTRIBUTE_FIELDS.items():

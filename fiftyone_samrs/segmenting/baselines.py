@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.core.geometry import box_to_int_region
+from fiftyone_samrs.core.masks import polygon_pixels
 from fiftyone_samrs.segmenting.prompts import PromptSet
 from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.segmenting.backends import MaskResult, as_rgb_uint8
@@ -39,26 +40,6 @@ def _prompt_box(prompts: PromptSet, i: int) -> np.ndarray:
     if prompts.base_boxes is not None:
         return np.asarray(prompts.base_boxes[i], dtype=np.float64)
     return np.asarray(prompts.regions[i], dtype=np.float64)
-
-
-def polygon_mask(poly: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.ndarray:
-    """Pixels of the window ``[x0, x0+width) x [y0, y0+height)`` whose centre is in a polygon.
-
-    Even-odd rule (crossing number), so any simple polygon works.
-    """
-    p = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-    xs = x0 + np.arange(width) + 0.5
-    ys = y0 + np.arange(height) + 0.5
-    X, Y = np.meshgrid(xs, ys)
-    inside = np.zeros((height, width), dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for k in range(len(p)):
-            xi, yi = p[k]
-            xj, yj = p[(k + 1) % len(p)]
-            crosses = (yi > Y) != (yj > Y)
-            xcross = (xj - xi) * (Y - yi) / (yj - yi) + xi
-            inside ^= crosses & (X < xcross)
-    return inside
 
 
 def box_mask(box: Sequence[float], x0: int, y0: int, width: int, height: int) -> np.ndarray:
@@ -107,7 +88,7 @@ class BoxFillBackend(_Baseline):
                 if np.isfinite(q).all():
                     quad = q
             if quad is not None:
-                mask = polygon_mask(quad, x0, y0, w, h)
+                mask = polygon_pixels(quad, (x0, y0, x0 + w, y0 + h))
             else:
                 mask = box_mask(_prompt_box(prompts, i), x0, y0, w, h)
             out.append(MaskResult(InstanceMask(mask, x0, y0), 1.0, float("nan"), not mask.any()))

@@ -37,7 +37,7 @@ def resolve_class_choice(ctx) -> Union[str, List[str], None]:
 
 
 def _default_subset(view) -> str:
-    info = (view._root_dataset.info or {}).get("samrs", {}) if view is not None else {}
+    info = (view.info or {}).get("samrs", {}) if view is not None else {}
     return info.get("subset") or ""
 
 

@@ -1,0 +1,199 @@
+"""The settings of a :func:`~fiftyone_samrs.segment` run, its record in the
+dataset (a FiftyOne run), and the resume plan.
+
+:class:`SegmentSettings` holds everything that decides a run's result; it is
+recorded with the run, and a resumed run must have the same. The resume
+plan (:func:`plan_resume`) is a pure function of the view's sample ids, the
+shard, the samples already finished and the recorded settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+import fiftyone.core.runs as fors
+
+from fiftyone_samrs.fiftyone_io import run_key
+
+#: ``method`` of the recorded runs
+METHOD = "samrs.segment"
+
+#: the settings that change the result: a resumed run must use the same ones
+RESULT_SETTINGS = (
+    "prompt", "backend", "model", "checkpoint", "box_field", "obb_field", "seg_field",
+    "seg_dir", "classes", "margin", "clip_to_rbox", "rbox_margin", "paint_order",
+)
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """What decides the result of a run (see :func:`fiftyone_samrs.segment`).
+
+    ``obb_field`` is None when the dataset has no rotated boxes; ``seg_dir``
+    is None when no semantic field is written; ``classes`` is the PNGs'
+    class list.
+    """
+
+    prompt: str
+    backend: str
+    model: Optional[str]
+    checkpoint: Optional[str]
+    box_field: str
+    obb_field: Optional[str]
+    label_field: str
+    seg_field: Optional[str]
+    seg_dir: Optional[str]
+    classes: Tuple[str, ...]
+    margin: Optional[float]
+    clip_to_rbox: bool
+    rbox_margin: float
+    paint_order: str
+
+    def record(self) -> Dict[str, Any]:
+        """The settings as stored in the run config (``classes`` as a list)."""
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        return d
+
+    def changed_from(self, previous: Dict[str, Any]) -> List[str]:
+        """The result settings that differ from a recorded run's, as
+        ``"name: old -> new"`` strings."""
+        mine = self.record()
+        return ["%s: %r -> %r" % (k, previous.get(k), mine[k]) for k in RESULT_SETTINGS
+                if previous.get(k) != mine[k]]
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Which samples a run processes.
+
+    Attributes:
+        view_ids: every sample of the view
+        shard_ids: the samples of this shard (= the view without sharding)
+        done: samples of the shard already finished (skipped)
+        todo: the samples to process, in view order
+    """
+
+    view_ids: Tuple[str, ...]
+    shard_ids: Tuple[str, ...]
+    done: FrozenSet[str]
+    todo: Tuple[str, ...]
+
+
+def shard_of(sample_id: str, n: int) -> int:
+    """The shard (``0..n-1``) a sample belongs to: its ObjectId modulo ``n``."""
+    return int(sample_id, 16) % n
+
+
+def plan_resume(
+    view_ids: Sequence[str],
+    shard: Optional[Tuple[int, int]],
+    finished: FrozenSet[str],
+    previous: Optional[Dict[str, Any]],
+    settings: SegmentSettings,
+    overwrite: bool,
+) -> ResumePlan:
+    """The samples to process, and a check that a resumed run changes nothing.
+
+    Args:
+        view_ids: the view's sample ids, in order
+        shard: ``(i, n)`` or None
+        finished: samples whose outputs exist (label set, PNG on disk)
+        previous: the recorded settings of the run that wrote the field, or None
+        settings: this run's settings
+        overwrite: redo finished samples
+
+    Raises:
+        ValueError: when finished samples exist, were made with other result
+            settings, and ``overwrite`` is False
+    """
+    shard_ids = tuple(s for s in view_ids if shard is None or shard_of(s, shard[1]) == shard[0])
+    done = frozenset() if overwrite else frozenset(finished).intersection(shard_ids)
+    if done and previous is not None:
+        changed = settings.changed_from(previous)
+        if changed:
+            raise ValueError(
+                "Field %r holds a run with other settings (%s); pass overwrite=True to redo "
+                "it, or write to another label_field" % (settings.label_field, "; ".join(changed)))
+    return ResumePlan(tuple(view_ids), shard_ids, done,
+                      tuple(s for s in shard_ids if s not in done))
+
+
+class SegmentRunConfig(fors.RunConfig):
+    """The settings of a :func:`~fiftyone_samrs.segment` run, stored as a
+    FiftyOne run (``dataset.list_runs()``, ``dataset.get_run_info(key).config``)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("method", METHOD)
+        super().__init__(**kwargs)
+
+
+class SegmentRun(fors.Run):
+    """A :func:`~fiftyone_samrs.segment` run; deleting its record leaves the
+    fields alone."""
+
+    def get_fields(self, samples, key):
+        return [f for f in (getattr(self.config, "label_field", None),
+                            getattr(self.config, "seg_field", None)) if f]
+
+
+def segment_run_key(label_field: str) -> str:
+    """The run key under which a run writing ``label_field`` is recorded."""
+    return run_key(label_field)
+
+
+def get_segment_run(sample_collection, label_field: str = "sam") -> Optional[Dict[str, Any]]:
+    """The recorded settings (and final counts) of the run that wrote ``label_field``.
+
+    Returns:
+        a dict, or None when no run is recorded under that field
+    """
+    key = segment_run_key(label_field)
+    if not sample_collection.has_run(key):
+        return None
+    config = sample_collection.get_run_info(key).config
+    if getattr(config, "method", None) != METHOD:
+        return None
+    out = config.serialize()
+    for k in ("cls", "type"):
+        out.pop(k, None)
+    return out
+
+
+def list_segment_runs(sample_collection) -> List[str]:
+    """Keys of the :func:`~fiftyone_samrs.segment` runs recorded on the dataset."""
+    return sample_collection.list_runs(method=METHOD)
+
+
+def check_seg_dir_free(dataset, settings: SegmentSettings) -> None:
+    """Refuses a ``seg_dir`` that holds another field's PNGs.
+
+    Raises:
+        ValueError: naming the field and run that use the folder
+    """
+    if not settings.seg_dir:
+        return
+    for key in list_segment_runs(dataset):
+        other = dataset.get_run_info(key).config
+        if (getattr(other, "seg_dir", None) == settings.seg_dir
+                and getattr(other, "seg_field", None) not in (None, settings.seg_field)):
+            raise ValueError("seg_dir %s already holds the PNGs of field %r (run %r); choose "
+                             "another seg_dir" % (settings.seg_dir, other.seg_field, key))
+
+
+def start_run(dataset, settings: SegmentSettings, shard: Optional[Tuple[int, int]]) -> str:
+    """Records a run as ``running``; returns its key."""
+    key = segment_run_key(settings.label_field)
+    dataset.register_run(key, SegmentRunConfig(**settings.record(), status="running",
+                                               shard=shard),
+                         overwrite=True, cleanup=False)
+    return key
+
+
+def finish_run(dataset, settings: SegmentSettings, shard: Optional[Tuple[int, int]],
+               counts: Dict[str, Any]) -> None:
+    """Records a run as ``complete`` with its final counts."""
+    key = segment_run_key(settings.label_field)
+    dataset.update_run_config(key, SegmentRunConfig(**settings.record(), status="complete",
+                                                    shard=shard, **counts))

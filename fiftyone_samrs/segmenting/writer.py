@@ -1,0 +1,164 @@
+"""What :func:`~fiftyone_samrs.segment` writes for each predicted image, and the
+thread that writes it.
+
+Per image: one ``fo.Detection`` document per prompt object (the mask stored
+as its tight crop, lossless, with a box FiftyOne renders exactly), and the
+SAMRS semantic PNG (:func:`fiftyone_samrs.core.painting.paint_semantic`).
+The :class:`Writer` thread writes the PNGs, then each batch of samples in one
+bulk write, so a sample counts as finished only once its PNG is on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+import fiftyone as fo
+
+from fiftyone_samrs.core import geometry
+from fiftyone_samrs.core.masks import polygon_pixels, relative_box
+from fiftyone_samrs.core.painting import paint_semantic, write_label_png
+from fiftyone_samrs.core.records import InstanceMask
+from fiftyone_samrs.fiftyone_io import (
+    bulk_set,
+    detection_doc,
+    label_list_doc,
+    segmentation_doc,
+)
+
+#: the attributes of the predicted Detections, declared on the label field
+DETECTION_ATTRIBUTES = {"source_id": fo.StringField, "obj_index": fo.IntField,
+                        "prompt": fo.StringField, "empty": fo.BooleanField,
+                        "stability": fo.FloatField}
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How predicted masks become labels.
+
+    Attributes:
+        clip_to_rbox: AND each mask with its rotated box grown by ``rbox_margin``
+        rbox_margin: see ``clip_to_rbox``
+        class_index: class name -> pixel value of the PNGs
+        paint_order: ``"annotation"`` or ``"small_last"``
+    """
+
+    clip_to_rbox: bool
+    rbox_margin: float
+    class_index: Dict[str, int]
+    paint_order: str
+
+
+def label_png_names(sample_ids: Sequence[str], filepaths: Sequence[str]) -> Dict[str, str]:
+    """File names of the semantic PNGs: ``<stem>.png``, or ``<stem>-<id>.png``
+    where two images of the dataset share a stem."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in filepaths]
+    counts = Counter(stems)
+    return {sid: ("%s-%s.png" % (stem, sid) if counts[stem] > 1 else stem + ".png")
+            for sid, stem in zip(sample_ids, stems)}
+
+
+def build_labels(job, options: LabelOptions, stats: Counter, unknown: Counter):
+    """The Detections document and the semantic label of one predicted job.
+
+    An empty mask keeps its Detection (flagged ``empty``, an all-False mask
+    over the prompt box); a label outside the class list is not painted and
+    counted in ``unknown``.
+    """
+    results = job.results or []
+    objs = job.objects
+    if len(results) != len(objs):
+        raise RuntimeError("backend returned %d masks for %d prompts on %s"
+                           % (len(results), len(objs), job.filepath))
+    names = list(job.prompts.names) if job.prompts is not None else []
+    docs, painted = [], []
+    for i, res in enumerate(results):
+        inst = res.mask
+        if (options.clip_to_rbox and objs.quads is not None
+                and np.isfinite(objs.quads[i]).all() and inst.mask.size):
+            keep = polygon_pixels(objs.quads[i], inst.box, options.rbox_margin)
+            inst = InstanceMask(np.asarray(inst.mask, dtype=bool) & keep, inst.x0, inst.y0)
+        tight = inst.clipped(job.height, job.width).tight()
+        label = objs.labels[i]
+        idx = options.class_index.get(label)
+        if idx is None:
+            unknown[label] += 1
+        if tight.area == 0:
+            box = geometry.box_to_int_region(objs.hboxes[i], job.width, job.height)
+            mask = np.zeros((max(box[3] - box[1], 1), max(box[2] - box[0], 1)), dtype=bool)
+            bbox = geometry.box_to_relative(objs.hboxes[i], job.width, job.height)
+            empty = True
+            stats["empty"] += 1
+        else:
+            mask, bbox, empty = tight.mask, relative_box(tight.box, job.width, job.height), False
+            painted.append((tight, idx))
+        docs.append(detection_doc(
+            label, bbox, mask, confidence=float(res.score), source_id=objs.ids[i],
+            obj_index=int(objs.obj_indexes[i]), prompt=names[i] if i < len(names) else None,
+            empty=bool(empty),
+            stability=float("nan") if res.stability is None else float(res.stability)))
+    stats["boxes"] += len(docs)
+    semantic = paint_semantic(job.height, job.width, painted, order=options.paint_order)
+    return label_list_doc(fo.Detections, docs), semantic
+
+
+class Writer(threading.Thread):
+    """Builds the labels, writes the PNGs and writes each batch to the database
+    in one bulk write (both fields of a sample in one ``$set``).
+
+    Args:
+        dataset: the dataset
+        label_field: the Detections field
+        seg_field: the Segmentation field, or None
+        options: how masks become labels
+        on_done: called with each written batch of jobs
+    """
+
+    def __init__(self, dataset, label_field: str, seg_field: Optional[str],
+                 options: LabelOptions, on_done: Callable[[List[Any]], None]):
+        super().__init__(name="samrs-writer", daemon=True)
+        self.dataset = dataset
+        self.label_field = label_field
+        self.seg_field = seg_field
+        self.options = options
+        self.on_done = on_done
+        self.queue: "queue.Queue[Optional[list]]" = queue.Queue(maxsize=4)
+        self.error: Optional[BaseException] = None
+        self.stats: Counter = Counter()
+        self.unknown: Counter = Counter()
+        self.written = 0
+
+    def run(self):
+        while True:
+            jobs = self.queue.get()
+            if jobs is None:
+                return
+            if self.error is not None:
+                continue  # drain after a failure
+            try:
+                self._write(jobs)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                self.error = e
+
+    def _write(self, jobs: list) -> None:
+        updates: Dict[str, dict] = {}
+        for job in jobs:
+            stats, unknown = Counter(), Counter()
+            dets, semantic = build_labels(job, self.options, stats, unknown)
+            update = {self.label_field: dets}
+            if self.seg_field:
+                write_label_png(job.png_path, semantic)
+                update[self.seg_field] = segmentation_doc(job.png_path)
+            updates[job.sample_id] = update
+            self.stats.update(stats)
+            self.unknown.update(unknown)
+        # the PNGs are on disk before the samples count as finished
+        bulk_set(self.dataset, updates)
+        self.written += len(jobs)
+        self.on_done(jobs)

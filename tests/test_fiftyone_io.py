@@ -1,0 +1,209 @@
+"""Canaries of the FiftyOne boundary (fiftyone_samrs.fiftyone_io).
+
+Every private FiftyOne name the package uses is compared here with FiftyOne's
+public slow path on the same data, so an upgrade that changes one fails here
+first (see the table in the module's docstring).
+"""
+
+import numpy as np
+import pytest
+
+import fiftyone as fo
+import fiftyone.core.utils as fou
+from bson import ObjectId
+
+from fiftyone_samrs import fiftyone_io as fio
+
+
+def _dataset(fo_dataset, tmp_path, n=4):
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n):
+        s = fo.Sample(filepath=str(tmp_path / ("%d.png" % i)), split="train" if i % 2 else "val",
+                      metadata=fo.ImageMetadata(width=64, height=48))
+        s["sam"] = fo.Detections(detections=[
+            fo.Detection(label="ship" if k % 2 else "plane",
+                         bounding_box=fio_box(k), mask=rng.random((5, 7)) > 0.5,
+                         confidence=0.5 + 0.1 * k, obj_index=k)
+            for k in range(3)])
+        s["obb"] = fo.Polylines(polylines=[
+            fo.Polyline(label="ship", points=[[[0.1, 0.1], [0.2, 0.1], [0.2, 0.2]]],
+                        closed=True, filled=True, obj_index=0)])
+        samples.append(s)
+    fo_dataset.add_samples(samples)
+    return fo_dataset
+
+
+def fio_box(k):
+    from fiftyone_samrs.core.masks import relative_box
+
+    return relative_box((3 + 9 * k, 4, 10 + 9 * k, 9), 64, 48)
+
+
+def _strip(doc, keys=("_id", "created_at", "last_modified_at", "_rand")):
+    if isinstance(doc, dict):
+        return {k: _strip(v, keys) for k, v in doc.items() if k not in keys}
+    if isinstance(doc, list):
+        return [_strip(v, keys) for v in doc]
+    return doc
+
+
+def test_raw_values_equal_the_public_values(fo_dataset, tmp_path):
+    """``values(_raw=True)``: the same labels as ``values()``, as documents."""
+    ds = _dataset(fo_dataset, tmp_path)
+    view = ds.filter_labels("sam", fo.ViewField("label") == "ship")
+    raw = fio.raw_values(view, ["sam.detections"])[0]
+    public = view.values("sam.detections")
+    for docs, dets in zip(raw, public):
+        labels = fio.raw_labels(docs)
+        assert [d.id for d in labels] == [d.id for d in dets]
+        assert [d.bounding_box for d in labels] == [d.bounding_box for d in dets]
+        assert [d.confidence for d in labels] == [d.confidence for d in dets]
+        for r, d in zip(labels, dets):
+            assert np.array_equal(r.get_mask(), d.mask)
+            assert fio.label_attr(r, "obj_index") == fio.label_attr(d, "obj_index")
+
+
+def test_iter_raw_docs_follows_the_view(fo_dataset, tmp_path):
+    """``_aggregate``: one cursor over the view's stages, as iterating samples."""
+    ds = _dataset(fo_dataset, tmp_path)
+    view = ds.match_tags("train").filter_labels("sam", fo.ViewField("confidence") > 0.55)
+    docs = list(fio.iter_raw_docs(view, ["sam"]))
+    assert [str(d["_id"]) for d in docs] == view.values("id")
+    for doc, sample in zip(docs, view):
+        assert [str(d["_id"]) for d in doc["sam"]["detections"]] == \
+            [d.id for d in sample.sam.detections]
+        assert doc["metadata"]["width"] == sample.metadata.width
+        assert "obb" not in doc
+
+
+def test_bulk_set_and_write_values_equal_set_values(fo_dataset, tmp_path):
+    """``_bulk_write`` / ``_sample_collection.find``: the same documents as the
+    public ``set_values`` and ``sample.save``."""
+    ds = _dataset(fo_dataset, tmp_path)
+    ids = ds.values("id")
+    fio.declare_fields(ds, {"score": fo.FloatField, "sam.detections.q": fo.FloatField})
+    # the filtered view hides labels: positions must come from the dataset
+    view = ds.filter_labels("sam", fo.ViewField("label") == "ship")
+    label_sets = {}
+    for sid, dets in zip(view.values("id"), view.values("sam.detections")):
+        label_sets[sid] = {"sam.detections": {d.id: {"q": 0.25} for d in dets}}
+    fio.write_values(view, {sid: {"score": 1.5} for sid in ids}, label_sets)
+
+    ref = fo.Dataset()
+    try:
+        ref.add_samples([s.copy() for s in _dataset(fo.Dataset(), tmp_path)])
+        ref.set_values("score", [1.5] * len(ref))
+        for s in ref:
+            for d in s.sam.detections:
+                if d.label == "ship":
+                    d["q"] = 0.25
+            s.save()
+        for a, b in zip(ds, ref):
+            assert a.score == b.score == 1.5
+            assert [d["q"] if d.has_field("q") else None for d in a.sam.detections] == \
+                [d["q"] if d.has_field("q") else None for d in b.sam.detections]
+        # last_modified_at is kept up to date like FiftyOne's own writes
+        assert all(t is not None for t in ds.values("last_modified_at"))
+    finally:
+        ref.delete()
+
+
+def test_hand_built_documents_equal_fiftyones(fo_dataset, tmp_path):
+    """The documents of detection_doc / polyline_doc / segmentation_doc /
+    sample_doc (+ ``_generate_rand``, ``_doc.id``, ``_expand_schema`` through
+    insert_sample_docs) are what FiftyOne writes for the same objects."""
+    mask = np.zeros((5, 7), bool)
+    mask[1:4, 2:6] = True
+    kw = dict(confidence=0.75, source_id="abc", obj_index=3, prompt="hbox", empty=False,
+              stability=0.5)
+    ours = fio.detection_doc("ship", [0.1, 0.2, 0.3, 0.4], mask, **kw)
+    theirs = fo.EmbeddedDocumentField(fo.Detection).to_mongo(
+        fo.Detection(label="ship", bounding_box=[0.1, 0.2, 0.3, 0.4], mask=mask, **kw))
+    assert _strip(dict(theirs)) == _strip(ours)
+    pts = [[[0.1, 0.1], [0.5, 0.1], [0.5, 0.4]]]
+    ours = fio.polyline_doc("ship", pts, obj_index=2)
+    theirs = fo.EmbeddedDocumentField(fo.Polyline).to_mongo(
+        fo.Polyline(label="ship", points=pts, closed=True, filled=True, obj_index=2))
+    assert _strip(dict(theirs)) == _strip(ours)
+    ours = fio.segmentation_doc("/x/y.png")
+    theirs = fo.EmbeddedDocumentField(fo.Segmentation).to_mongo(
+        fo.Segmentation(mask_path="/x/y.png"))
+    assert _strip(dict(theirs)) == _strip(ours)
+
+    # a whole sample, inserted by the fast path vs add_sample
+    from datetime import datetime
+
+    det = fio.detection_doc("ship", [0.1, 0.2, 0.3, 0.4], mask, obj_index=0)
+    fields = {"split": "val", "hbb": fio.label_list_doc(fo.Detections, [det])}
+    probe = fo.Sample(filepath="/probe.png", split="x", hbb=fo.Detections(detections=[
+        fo.Detection(label="p", bounding_box=[0, 0, 1, 1], obj_index=1)]))
+    fo_dataset.media_type = "image"  # as the importers do before inserting
+    doc = fio.sample_doc(fo_dataset, str(tmp_path / "a.png"), {"width": 7, "height": 5},
+                         ["val"], fields, datetime.utcnow())
+    fio.insert_sample_docs(fo_dataset, [doc], probe)
+    ref = fo.Dataset()
+    try:
+        ref.add_sample(fo.Sample(filepath=str(tmp_path / "a.png"), tags=["val"], split="val",
+                                 metadata=fo.ImageMetadata(width=7, height=5),
+                                 hbb=fo.Detections(detections=[fo.Detection(
+                                     label="ship", bounding_box=[0.1, 0.2, 0.3, 0.4], mask=mask,
+                                     obj_index=0)])))
+        a = fo_dataset._sample_collection.find_one()
+        b = ref._sample_collection.find_one()
+        assert a["_dataset_id"] == fio.dataset_id(fo_dataset)
+        assert b["_dataset_id"] == fio.dataset_id(ref)
+        assert 0 <= a["_rand"] <= 1 and type(a["_rand"]) is type(b["_rand"])
+        skip = ("_id", "_dataset_id", "_rand", "created_at", "last_modified_at")
+        assert _strip(a, skip) == _strip(b, skip)
+        # the schema FiftyOne infers from the probe is the one add_sample made
+        assert fo_dataset.get_field_schema(flat=True).keys() >= ref.get_field_schema(
+            flat=True).keys()
+        assert np.array_equal(fo_dataset.first().hbb.detections[0].mask, mask)
+    finally:
+        ref.delete()
+
+
+def test_deserialize_mask_equals_fiftyones():
+    rng = np.random.default_rng(3)
+    for shape, dtype in [((5, 7), bool), ((1, 1), bool), ((30, 2), np.uint8), ((0, 0), bool)]:
+        a = (rng.random(shape) > 0.5).astype(dtype)
+        raw = fou.serialize_numpy_array(a)
+        assert np.array_equal(fio.deserialize_mask(raw), fou.deserialize_numpy_array(raw))
+
+
+def test_check_label_field_and_default_classes(fo_dataset, tmp_path):
+    ds = _dataset(fo_dataset, tmp_path)
+    assert fio.check_label_field(ds, "sam", fo.Detections, "prediction")
+    assert not fio.check_label_field(ds, "nope", fo.Detections, "prediction", required=False)
+    with pytest.raises(ValueError, match="'nope' does not exist"):
+        fio.check_label_field(ds.limit(1), "nope", fo.Detections, "prediction")
+    with pytest.raises(ValueError, match="holds Polylines, expected Detections"):
+        fio.check_label_field(ds, "obb", fo.Detections, "prediction")
+    assert fio.label_list_path(ds, "obb") == "obb.polylines"
+    assert fio.default_classes(ds, ["sam"]) == ["plane", "ship"]
+    ds.classes = {"sam": ["ship", "plane", "car"]}
+    assert fio.default_classes(ds.limit(2), ["hbb", "sam"]) == ["ship", "plane", "car"]
+    assert fio.dataset_of(ds.limit(2)) is ds
+
+
+def test_sidebar_group_uses_the_public_app_config(fo_dataset, tmp_path):
+    ds = _dataset(fo_dataset, tmp_path)
+    fio.add_sidebar_group(ds.limit(1), "eval", ["sam"])
+    names = [g.name for g in ds.app_config.sidebar_groups]
+    assert names[-1] == "eval" and "metadata" in names
+    fio.remove_sidebar_group(ds, "eval")
+    assert "eval" not in [g.name for g in ds.app_config.sidebar_groups]
+
+
+def test_ensure_image_sizes_repairs_a_missing_width(fo_dataset, tmp_path):
+    import cv2
+
+    path = str(tmp_path / "img.png")
+    cv2.imwrite(path, np.zeros((12, 20, 3), np.uint8))
+    fo_dataset.add_samples([fo.Sample(filepath=path, metadata=fo.ImageMetadata(height=12)),
+                            fo.Sample(filepath=path)])
+    assert fio.ensure_image_sizes(fo_dataset) == 2
+    assert fo_dataset.values("metadata.width") == [20, 20]
+    assert fio.ensure_image_sizes(fo_dataset) == 0
+    assert ObjectId.is_valid(fo_dataset.first().id)
