@@ -107,7 +107,8 @@ def main(argv=None) -> dict:
 
     from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.formats import dota
-    from fiftyone_samrs.importing.importers import load_dota, record_to_sample
+    from fiftyone_samrs.importing.importers import load_dota
+    from fiftyone_samrs.importing.sample_docs import record_to_sample
     from fiftyone_samrs.core.records import ImportReport
 
     fo.config.show_progress_bars = False

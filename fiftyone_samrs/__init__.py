@@ -8,7 +8,7 @@ Usage::
     dataset = fsr.load_dota("/data/DOTA/val", name="dota-val", tile=True)
     fsr.segment(dataset, prompt="auto", checkpoint="sam_vit_h_4b8939.pth")
     fsr.evaluate(dataset, pred_field="sam", gt_field="gt_masks")
-    fsr.export_samrs(dataset, "/data/SOTA", subset="SOTA")
+    fsr.export_samrs(dataset, "/data/SOTA", classes="SOTA")
 
 Names are imported lazily, so ``import fiftyone_samrs`` is cheap and does not
 start FiftyOne's database or import torch.

@@ -18,38 +18,28 @@ import importlib
 
 import fiftyone.types as fot
 
+from fiftyone_samrs.formats.registry import FORMATS
+
 
 def _cls(path: str):
     module, name = path.rsplit(".", 1)
     return getattr(importlib.import_module(module), name)
 
 
-class DOTADataset(fot.LabeledImageDataset):
-    """DOTA v1.0/1.5/2.0: ``images/`` and ``labelTxt/`` (``hbb`` + ``obb``)."""
-
+def _source_type(spec) -> type:
     def get_dataset_importer_cls(self):
-        return _cls("fiftyone_samrs.importing.importers.DOTADatasetImporter")
+        return _cls("fiftyone_samrs.importing.importers.%sDatasetImporter" % spec.class_prefix)
+
+    return type(spec.class_prefix + "Dataset", (fot.LabeledImageDataset,), {
+        "__module__": __name__, "get_dataset_importer_cls": get_dataset_importer_cls,
+        "__doc__": "%s: %s (``hbb`` + ``obb``; see ``load_%s``)."
+                   % (spec.title, spec.layout, spec.name)})
 
 
-class DIORDataset(fot.LabeledImageDataset):
-    """DIOR / DIOR-R: JPEG images, VOC-style HBB and OBB XML (``hbb`` + ``obb``)."""
-
-    def get_dataset_importer_cls(self):
-        return _cls("fiftyone_samrs.importing.importers.DIORDatasetImporter")
-
-
-class FAIR1MDataset(fot.LabeledImageDataset):
-    """FAIR1M 1.0/2.0: ``.tif`` images and ``labelXml`` polygons (``hbb`` = RH-Box + ``obb``)."""
-
-    def get_dataset_importer_cls(self):
-        return _cls("fiftyone_samrs.importing.importers.FAIR1MDatasetImporter")
-
-
-class HRSC2016Dataset(fot.LabeledImageDataset):
-    """HRSC2016: ``FullDataSet`` with ship boxes, rotated boxes and GT masks."""
-
-    def get_dataset_importer_cls(self):
-        return _cls("fiftyone_samrs.importing.importers.HRSC2016DatasetImporter")
+#: one dataset type per source format of the registry (``DOTADataset``,
+#: ``DIORDataset``, ``FAIR1MDataset``, ``HRSCDataset``)
+SOURCE_TYPES = {name: _source_type(spec) for name, spec in FORMATS.items()}
+globals().update({t.__name__: t for t in SOURCE_TYPES.values()})
 
 
 class SAMRSDataset(fot.LabeledImageDataset):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fiftyone_samrs.tools.cli import build_parser, main
-from fiftyone_samrs.tools.commands.segmenting import parse_classes, parse_shard
+from fiftyone_samrs.tools.commands._common import parse_classes
+from fiftyone_samrs.tools.commands.segmenting import parse_shard
 from fiftyone_samrs.core.painting import read_label_png
 
 from test_pipeline import OBJECTS, H, W, make_dataset  # noqa: E402

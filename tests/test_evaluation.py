@@ -208,7 +208,8 @@ def test_dota_with_isaid_ground_truth(tmp_path):
     """The second real test bed: DOTA boxes, iSAID masks (generated), boxfill predictions."""
     import uuid
 
-    from fiftyone_samrs.importing.importers import load_dota, load_isaid_masks
+    from fiftyone_samrs.importing.importers import load_dota
+    from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
     from fiftyone_samrs.segmenting.pipeline import segment
     from fiftyone_samrs.testing.synthetic import make_dota_tree
 

@@ -280,7 +280,7 @@ def test_coco_json_loads_in_pycocotools_and_matches_the_masks(segmented):
     from fiftyone_samrs import export_samrs
     ds, truth, tmp = segmented
     out = str(tmp / "SOTA")
-    export_samrs(ds, out, subset="SOTA", progress=False)
+    export_samrs(ds, out, classes="SOTA", progress=False)
     path = os.path.join(out, "annotations.json")
     coco = COCO(path)
     data = json.load(open(path))
@@ -353,7 +353,7 @@ def test_round_trip_export_then_load_gives_the_same_masks_classes_boxes(segmente
 
     ds, truth, tmp = segmented
     out = str(tmp / "SOTA")
-    export_samrs(ds, out, subset="SOTA", progress=False)
+    export_samrs(ds, out, classes="SOTA", progress=False)
     back = load_samrs(out, name="samrs-rt-" + os.urandom(4).hex(), persistent=False,
                       progress=False)
     back2 = fo.Dataset.from_dir(out, dataset_type=SAMRSDataset, progress=False)
@@ -390,7 +390,7 @@ def test_fiftyone_export_route_matches_the_sdk(segmented):
 
     ds, truth, tmp = segmented
     sdk, fo_route = str(tmp / "sdk"), str(tmp / "fo")
-    export_samrs(ds, sdk, subset="SOTA", progress=False)
+    export_samrs(ds, sdk, "SOTA", progress=False)
     ds.export(fo_route, dataset_type=SAMRSDataset, label_field={"sam": "instances",
                                                                 "hbb": "prompts"},
               classes="SOTA")
@@ -783,3 +783,17 @@ def test_fast_mask_decoding_equals_fiftyone():
         b = deserialize_mask(raw)
         ref = fou.deserialize_numpy_array(raw)
         assert b.dtype == ref.dtype and b.shape == ref.shape and np.array_equal(b, ref)
+
+
+def test_export_samrs_takes_classes_like_every_call_and_subset_as_its_old_name(segmented):
+    from fiftyone_samrs import export_samrs
+
+    ds, truth, tmp = segmented
+    a = export_samrs(ds, str(tmp / "a"), classes=list(reversed(SOTA)), progress=False)
+    b = export_samrs(ds, str(tmp / "b"), subset=list(reversed(SOTA)), progress=False)
+    assert a.classes == b.classes == list(reversed(SOTA))
+    assert open(str(tmp / "a" / "classes.txt")).read() == open(str(tmp / "b" / "classes.txt")).read()
+    with pytest.raises(ValueError, match="give the class list once"):
+        export_samrs(ds, str(tmp / "c"), classes="SOTA", subset="SIOR", progress=False)
+    with pytest.raises(TypeError):
+        export_samrs(ds, str(tmp / "d"), "SOTA", "sam")  # plumbing is keyword-only

@@ -16,6 +16,9 @@ from fiftyone import ViewField as F
 
 from fiftyone_samrs.core import classes as fsc
 from fiftyone_samrs.importing import importers as imp
+from fiftyone_samrs.importing import sample_docs
+from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
+from fiftyone_samrs.importing.report import import_report
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
 
 
@@ -123,11 +126,11 @@ def test_load_records_matches_add_samples(tmp_path, names):
     records = _hand_records(tmp_path)
     fast = imp.load_records(records, name=names(), fmt="dota", progress=False)
     ref = fo.Dataset(names())
-    ref.add_samples([imp.record_to_sample(r) for r in records], dynamic=True, progress=False)
+    ref.add_samples([sample_docs.record_to_sample(r) for r in records], dynamic=True, progress=False)
     # the importer also declares its standard fields/attributes where every
     # value was None (here only the gt_masks attributes the ship lacks)
     before = _schema(ref)
-    imp.declare_standard_fields(ref, ["hbb", "obb", "gt_masks"])
+    sample_docs.declare_standard_fields(ref, ["hbb", "obb", "gt_masks"])
     assert set(_schema(ref)) - set(before) == {"gt_masks.detections.difficult",
                                                "gt_masks.detections.truncated",
                                                "gt_masks.detections.source_id"}
@@ -221,8 +224,8 @@ def test_load_records_batches_and_late_attributes(tmp_path, names):
     recs = records[1:] + [late]
     fast = imp.load_records(recs, name=names(), fmt="dota", progress=False, batch_size=1)
     ref = fo.Dataset(names())
-    ref.add_samples([imp.record_to_sample(r) for r in recs], dynamic=True, progress=False)
-    imp.declare_standard_fields(ref, ["hbb", "obb", "gt_masks"])
+    ref.add_samples([sample_docs.record_to_sample(r) for r in recs], dynamic=True, progress=False)
+    sample_docs.declare_standard_fields(ref, ["hbb", "obb", "gt_masks"])
     assert _schema(fast) == _schema(ref)
     assert "hbb.detections.score_x" in _schema(fast)
     assert _docs(fast) == _docs(ref)
@@ -348,7 +351,7 @@ def test_load_dota_quirks(tmp_path, names):
     assert ds.classes["hbb"] == fsc.SOTA
     assert ds.count_values("hbb.detections.label") == {"plane": 1, "small-vehicle": 1,
                                                        "ship": 1, "storage-tank": 1}
-    report = imp.import_report(ds)
+    report = import_report(ds)
     assert report.skipped["image without labels"] == 1 and "2 images, 4 objects" in \
         report.summary()
 
@@ -537,7 +540,7 @@ def test_load_hrsc_masks_and_all_masked(tmp_path, names):
     # the paper's protocol: test images whose every ship has a mask
     assert ds.match((F("split") == "test") & F("all_masked")).count() == \
         sum(1 for img in gt["images"] if img["split"] == "test" and img["all_masked"])
-    _same_as_from_dir(ds, types.HRSC2016Dataset, gt["root"], names())
+    _same_as_from_dir(ds, types.HRSCDataset, gt["root"], names())
     nomask = imp.load_hrsc(gt["root"], name=names(), with_masks=False, progress=False)
     assert "gt_masks" not in nomask.get_field_schema()
 
@@ -605,7 +608,7 @@ def test_load_isaid_masks(tmp_path, names):
     assert len(ds) == 5  # the first two again + P9999; keep only one copy of each
     ds.delete_samples(ds.skip(2).match(~F("filepath").ends_with("P9999.png")))
     assert len(ds) == 3
-    report = imp.load_isaid_masks(ds, gt["root"], progress=False)
+    report = load_isaid_masks(ds, gt["root"], progress=False)
     painted = [(img, i, o) for img in gt["images"] for i, o in enumerate(img["objects"])
                if o["isaid"]]
     assert report.images == 2 and report.objects == len(painted)
@@ -639,7 +642,7 @@ def test_load_isaid_masks(tmp_path, names):
     assert ds.info["samrs"]["isaid_report"]["objects"] == len(painted)
     assert "gt_masks.detections.obj_index" in ds.get_field_schema(flat=True)
     with pytest.raises(FormatError, match="no iSAID"):
-        imp.load_isaid_masks(ds, str(tmp_path / "nothing-here"), progress=False)
+        load_isaid_masks(ds, str(tmp_path / "nothing-here"), progress=False)
 
 
 def test_load_isaid_masks_on_tiles(tmp_path, names):
@@ -650,7 +653,7 @@ def test_load_isaid_masks_on_tiles(tmp_path, names):
     ds = imp.load_dota(gt["root"], name=names(), version="1.0", tile=True,
                        tile_dir=str(tmp_path / "tiles"), tile_size=256, gap=56,
                        progress=False)
-    report = imp.load_isaid_masks(ds, gt["root"], progress=False)
+    report = load_isaid_masks(ds, gt["root"], progress=False)
     assert report.images == len(ds) and not report.skipped
     img = gt["images"][0]
     painted = np.zeros((300, 400), bool)

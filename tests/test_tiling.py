@@ -197,7 +197,10 @@ def test_unreadable_source_image_is_a_counted_skip(tmp_path):
     assert report.skipped["unreadable image"] == 1
 
 
-def test_defaults():
-    assert tiling.DEFAULTS["dota"] == dict(size=1024, gap=200, keep_thresh=0.7)
-    assert tiling.DEFAULTS["fair1m"] == dict(size=600, gap=150, keep_thresh=0.5)
-    assert tiling.DEFAULTS["dior"] is None and tiling.DEFAULTS["hrsc"] is None
+def test_defaults_come_from_the_format_registry():
+    from fiftyone_samrs.formats.registry import FORMATS, Tiling
+
+    assert FORMATS["dota"].tiling == Tiling(1024, 200, 0.7)
+    assert FORMATS["fair1m"].tiling == Tiling(600, 150, 0.5)
+    assert {name: spec.subset for name, spec in FORMATS.items()} == {
+        "dota": "SOTA", "dior": "SIOR", "fair1m": "FAST", "hrsc": "HRSC"}

@@ -64,14 +64,6 @@ SUBSETS: Dict[str, List[str]] = {
     "HRSC": HRSC,
 }
 
-#: which subset a source format maps to by default
-DEFAULT_SUBSET: Dict[str, str] = {
-    "dota": "SOTA",
-    "dior": "SIOR",
-    "fair1m": "FAST",
-    "hrsc": "HRSC",
-}
-
 IGNORE_INDEX = 255
 
 

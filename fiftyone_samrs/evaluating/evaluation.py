@@ -371,6 +371,7 @@ def evaluate(
     pred_field: str = "sam",
     gt_field: str = "gt_masks",
     eval_key: str = "eval",
+    *,
     protocol: bool = False,
     progress: bool = True,
     min_iou: float = 0.0,

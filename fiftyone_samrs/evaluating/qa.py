@@ -73,6 +73,7 @@ def worst_samples(view, n: int = 50, eval_key: str = "eval"):
 def save_qa_views(
     dataset,
     eval_key: str = "eval",
+    *,
     low_iou: float = 0.5,
     n_worst: int = 50,
     tag: bool = True,

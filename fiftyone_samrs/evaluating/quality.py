@@ -198,6 +198,7 @@ class QualityReport:
 def compute_quality(
     sample_collection,
     pred_field: str = "sam",
+    *,
     box_field: str = "hbb",
     obb_field: Optional[str] = "obb",
     thresholds=None,

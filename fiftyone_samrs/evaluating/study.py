@@ -260,6 +260,7 @@ def prompt_study(
     backend: str = "sam",
     model: Optional[str] = None,
     checkpoint: Optional[str] = None,
+    *,
     engine=None,
     gt_field: str = "gt_masks",
     box_field: str = "hbb",

@@ -467,6 +467,7 @@ def export_coco(
     labels_path: str,
     label_field: str = "sam",
     classes=None,
+    *,
     export_media=False,
     images_dir: Optional[str] = None,
     prompt_field: Optional[str] = "hbb",

@@ -438,22 +438,22 @@ def transfer_media(src: str, dst: str, mode, where: str) -> None:
 
 
 def resolve_export_classes(
-    sample_collection, subset, label_field: str, seg_field: Optional[str] = None
+    sample_collection, classes, label_field: str, seg_field: Optional[str] = None
 ) -> List[str]:
     """The class list of an export.
 
-    Order of preference: ``subset`` (a subset name like ``"SOTA"`` or a list
-    of names), the ``mask_targets`` of ``seg_field`` (the list the
+    Order of preference: ``classes`` (a subset name like ``"SOTA"``, a list
+    of names or a comma-separated string), the ``mask_targets`` of ``seg_field`` (the list the
     segmentation painted with), ``dataset.info["samrs"]["subset"]``, the
     dataset's ``classes`` of ``label_field`` or of ``hbb``, and finally the
     sorted labels found in ``label_field``.
     """
-    if subset is not None:
-        if isinstance(subset, str) and "," in subset:
-            subset = [s.strip() for s in subset.split(",") if s.strip()]
-        return classes_mod.resolve_classes(subset)
+    if classes is not None:
+        if isinstance(classes, str) and "," in classes:
+            classes = [s.strip() for s in classes.split(",") if s.strip()]
+        return classes_mod.resolve_classes(classes)
     if sample_collection is None:
-        raise ValueError("Give the class list: subset='SOTA' or a list of class names")
+        raise ValueError("Give the class list: classes='SOTA' or a list of class names")
     if seg_field:
         targets = targets_to_classes(sample_collection.mask_targets.get(seg_field))
         if targets:

@@ -317,6 +317,8 @@ def _pickle_item(inst: Instance, idx: int, rle: dict, area: int, classes) -> dic
 def export_samrs(
     sample_collection,
     export_dir: str,
+    classes=None,
+    *,
     subset=None,
     label_field: str = "sam",
     seg_field: Optional[str] = "sam_seg",
@@ -341,9 +343,10 @@ def export_samrs(
         sample_collection: a dataset or view (view stages apply)
         export_dir: the folder to write; refused when it holds files, unless
             ``overwrite``
-        subset: ``"SOTA"``, ``"SIOR"``, ``"FAST"``, ``"HRSC"``, a list of class
+        classes: ``"SOTA"``, ``"SIOR"``, ``"FAST"``, ``"HRSC"``, a list of class
             names, or None (the segmentation field's mask targets, then
             ``info["samrs"]["subset"]``, the dataset classes, the sorted labels)
+        subset: the same as ``classes`` (the name 0.1.0 used)
         label_field: the Detections field with instance masks
         seg_field: the Segmentation field (defaults; ``gray_from="seg"``)
         prompt_field: the prompt boxes (pickle ``bbox``, JSON ``prompt_bbox``)
@@ -373,11 +376,16 @@ def export_samrs(
         FileExistsError: for a non-empty ``export_dir`` without ``overwrite``
     """
     timer = Timer()
+    if subset is not None:
+        if classes is not None and classes != subset:
+            raise ValueError("give the class list once: classes=%r or subset=%r"
+                             % (classes, subset))
+        classes = subset
     if gray_from == "seg" and not existing_field(sample_collection, seg_field):
         raise ValueError("gray_from='seg' needs the segmentation field %r, which %s does not "
                          "have" % (seg_field, sample_collection.name))
     exporter = SAMRSDatasetExporter(
-        export_dir, classes=subset, export_media=export_media, unknown=unknown,
+        export_dir, classes=classes, export_media=export_media, unknown=unknown,
         paint_order=paint_order, gray_from=gray_from, split_ratio=split_ratio, seed=seed,
         pickles=pickles, color=color, category_id_start=category_id_start,
         keep_empty=keep_empty, overwrite=overwrite, num_workers=num_workers,

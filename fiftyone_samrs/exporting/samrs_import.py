@@ -194,6 +194,7 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
 def load_samrs(
     export_dir: str,
     name: Optional[str] = None,
+    *,
     label_field: str = "sam",
     seg_field: str = "sam_seg",
     persistent: bool = True,

@@ -1,21 +1,19 @@
-"""FiftyOne importers for DOTA, DIOR, FAIR1M and HRSC2016 (and iSAID GT masks).
+"""FiftyOne importers for DOTA, DIOR, FAIR1M and HRSC2016.
 
-Each source format is reachable three ways, all on one implementation
-(:func:`load_records`):
+Each source format (an entry of :mod:`fiftyone_samrs.formats.registry`) is
+reachable three ways, all on one implementation (:func:`load_format`):
 
 - SDK: :func:`load_dota`, :func:`load_dior`, :func:`load_fair1m`,
-  :func:`load_hrsc` (and :func:`load_isaid_masks` to add iSAID ground-truth
-  masks to a DOTA v1.0 dataset);
+  :func:`load_hrsc` (and :func:`fiftyone_samrs.load_isaid_masks` to add iSAID
+  ground-truth masks to a DOTA v1.0 dataset);
 - FiftyOne dataset types: ``fo.Dataset.from_dir(d, dataset_type=fsr.types.DOTADataset)``
   (the importer classes below);
 - the CLI: ``samrs import dota DIR --name NAME``.
 
-The parsers in :mod:`fiftyone_samrs.formats` yield plain records;
-:mod:`fiftyone_samrs.importing.sample_docs` turns them into FiftyOne labels and
-documents (fields written: see there and ``docs/importing.md``);
-:func:`load_records` bulk-inserts those documents; :mod:`fiftyone_samrs.importing.isaid_gt`
-adds iSAID masks; :mod:`fiftyone_samrs.importing.report` keeps the import report.
-The names of those modules used before the split are importable from here.
+A format's scanner yields plain records, optionally through
+:mod:`.tiling`; :mod:`.sample_docs` turns them into FiftyOne's documents,
+which :func:`load_records` bulk-inserts; :mod:`.report` keeps the import
+report on the dataset.
 """
 
 from __future__ import annotations
@@ -23,42 +21,27 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 import fiftyone as fo
 import fiftyone.utils.data as foud
 
 from fiftyone_samrs.core import classes as fsc
-from fiftyone_samrs.importing.report import import_report, report_to_dict, update_samrs_info
-from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport
 from fiftyone_samrs.fiftyone_io import insert_sample_docs
+from fiftyone_samrs.formats.registry import FORMATS, get_format
+from fiftyone_samrs.importing.report import import_report, report_to_dict, update_samrs_info
 from fiftyone_samrs.importing.sample_docs import (
-    GT_FIELD,
-    HBB_FIELD,
-    OBB_FIELD,
-    OBJECT_ATTRIBUTES,
-    RECORD_FIELDS,
-    STANDARD_ATTRIBUTE_FIELDS,
-    STANDARD_SAMPLE_FIELDS,
     DocBuilder,
     declare_standard_fields,
-    object_attributes,
     record_fields,
     record_image_size,
     record_to_labels,
-    record_to_sample,
 )
 
 __all__ = [
-    "load_records", "load_dota", "load_dior", "load_fair1m", "load_hrsc", "LOADERS",
-    "DOTADatasetImporter", "DIORDatasetImporter", "FAIR1MDatasetImporter",
-    "HRSC2016DatasetImporter",
-    # re-exported from the modules split out of this one
-    "load_isaid_masks", "import_report", "report_to_dict", "declare_standard_fields",
-    "object_attributes", "record_fields", "record_to_labels", "record_to_sample",
-    "HBB_FIELD", "OBB_FIELD", "GT_FIELD", "OBJECT_ATTRIBUTES", "RECORD_FIELDS",
-    "STANDARD_SAMPLE_FIELDS", "STANDARD_ATTRIBUTE_FIELDS",
+    "load_records", "load_format", "load_dota", "load_dior", "load_fair1m", "load_hrsc",
+    "IMPORTERS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,8 +74,8 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 def _class_list(fmt: str, classes: Optional[List[str]], seen: Iterable[str]) -> List[str]:
     if classes is not None:
         base = fsc.resolve_classes(classes)
-    elif fmt in fsc.DEFAULT_SUBSET:
-        base = list(fsc.SUBSETS[fsc.DEFAULT_SUBSET[fmt]])
+    elif fmt in FORMATS:
+        base = fsc.resolve_classes(FORMATS[fmt].subset)
     else:
         base = []
     extra = [c for c in seen if c not in base]
@@ -103,6 +86,7 @@ def _class_list(fmt: str, classes: Optional[List[str]], seen: Iterable[str]) -> 
 def load_records(
     records: Iterable[ImageRecord],
     name: Optional[str] = None,
+    *,
     dataset: Optional[fo.Dataset] = None,
     overwrite: bool = False,
     persistent: bool = True,
@@ -192,7 +176,7 @@ def _finish(dataset, fmt, classes, seen_labels, report, source_dir, fields,
             source=None) -> None:
     update_samrs_info(dataset, {
         "format": fmt,
-        "subset": fsc.DEFAULT_SUBSET.get(fmt),
+        "subset": FORMATS[fmt].subset if fmt in FORMATS else None,
         "source_dir": None if source_dir is None else os.path.abspath(str(source_dir)),
         "import_report": report_to_dict(report, source=source),
     })
@@ -218,144 +202,154 @@ def _tile_dir(dataset: fo.Dataset, tile_dir: Optional[str]) -> str:
 
 def _tiled(records, fmt, dataset, tile, tile_dir, tile_size, gap, keep_thresh, report,
            tile_options=None):
-    """Routes records through :func:`fiftyone_samrs.importing.tiling.tile_images` when asked."""
+    """Routes records through :func:`fiftyone_samrs.importing.tiling.tile_images`
+    when asked, with the format's tiling defaults for what is not given."""
     if not tile:
         return records
     from fiftyone_samrs.importing import tiling
-    defaults = tiling.DEFAULTS.get(fmt) or tiling.DEFAULTS["dota"]
-    opts = dict(tile_options or {})
+
+    defaults = get_format(fmt).tiling
     return tiling.tile_images(
         records,
         _tile_dir(dataset, tile_dir),
-        size=tile_size if tile_size is not None else defaults["size"],
-        gap=gap if gap is not None else defaults["gap"],
-        keep_thresh=keep_thresh if keep_thresh is not None else defaults["keep_thresh"],
+        size=tile_size if tile_size is not None else defaults.size,
+        gap=gap if gap is not None else defaults.gap,
+        keep_thresh=keep_thresh if keep_thresh is not None else defaults.keep_thresh,
         report=report,
-        **opts,
+        **dict(tile_options or {}),
     )
 
 
-def _load(fmt: str, scan: Callable[[ImportReport], Iterable[ImageRecord]], dataset_dir,
-          name, dataset, tile, tile_dir, tile_size, gap, keep_thresh, overwrite, persistent,
-          progress, classes=None, tags=None, tile_options=None, batch_size=1000):
+def load_format(
+    fmt: str,
+    dataset_dir,
+    name: Optional[str] = None,
+    split: Optional[str] = None,
+    *,
+    unlabeled: str = "skip",
+    tile: bool = False,
+    tile_dir: Optional[str] = None,
+    tile_size: Optional[int] = None,
+    gap: Optional[int] = None,
+    keep_thresh: Optional[float] = None,
+    overwrite: bool = False,
+    persistent: bool = True,
+    progress: bool = True,
+    dataset: Optional[fo.Dataset] = None,
+    classes=None,
+    tags: Optional[List[str]] = None,
+    tile_options: Optional[Dict[str, Any]] = None,
+    batch_size: int = 1000,
+    **options,
+) -> fo.Dataset:
+    """Imports a source dataset of any registered format (see ``load_dota``...).
+
+    Args:
+        fmt: a format of :data:`fiftyone_samrs.formats.registry.FORMATS`
+            (``"dota"``, ``"dior"``, ``"fair1m"``, ``"hrsc"``)
+        dataset_dir: the dataset's root folder
+        name: dataset name
+        split: only this split (the format's split names)
+        unlabeled: ``"skip"`` (counted) or ``"keep"`` images without labels
+        tile: cut the images into tiles first and import the tiles
+        tile_dir: where the tile images go (default
+            ``<fo.config.default_dataset_dir>/<name>/tiles``)
+        tile_size, gap, keep_thresh: tiling settings (default: the format's)
+        overwrite: replace an existing dataset of that name
+        persistent: make the dataset persistent
+        progress: show progress bars
+        dataset: add to this existing dataset instead of creating one
+        classes: class list for ``dataset.classes`` (default: the format's subset)
+        tags: extra tags for every sample
+        tile_options: extra keyword arguments for
+            :func:`fiftyone_samrs.importing.tiling.tile_images` (``skip_empty``,
+            ``pad``, ``ext``, ``workers``)
+        batch_size: samples per bulk insert
+        **options: the format's own scan options (DOTA ``version``,
+            ``keep_unknown``; HRSC ``with_masks``)
+
+    Returns:
+        the dataset (``dataset.info["samrs"]["import_report"]`` has the report)
+
+    Raises:
+        FormatError: naming the file, for bad input
+        ValueError: an unknown format, split or option, or an existing name
+    """
+    spec = get_format(fmt)
+    options = spec.check_options(options)
+    spec.check_split(split)
     if not os.path.isdir(str(dataset_dir)):
         raise FormatError(dataset_dir, "not a directory")
     report = ImportReport()
     created = dataset is None
     dataset = _get_or_create(name, dataset, overwrite, persistent)
     try:
-        records = scan(report)
-        records = _tiled(records, fmt, dataset, tile, tile_dir, tile_size, gap, keep_thresh,
-                         report, tile_options)
-        return load_records(records, dataset=dataset, fmt=fmt, classes=classes, report=report,
-                            progress=progress, source_dir=dataset_dir, tags=tags,
-                            batch_size=batch_size)
+        records = spec.scan(dataset_dir, split=split, unlabeled=unlabeled, report=report,
+                            **options)
+        records = _tiled(records, spec.name, dataset, tile, tile_dir, tile_size, gap,
+                         keep_thresh, report, tile_options)
+        return load_records(records, dataset=dataset, fmt=spec.name, classes=classes,
+                            report=report, progress=progress, source_dir=dataset_dir,
+                            tags=tags, batch_size=batch_size)
     except BaseException:
         if created and not dataset.deleted:
             dataset.delete()  # no half-imported dataset left behind
         raise
 
 
-def load_dota(dataset_dir, name=None, version=None, split=None, tile=False, tile_dir=None,
-              tile_size=None, gap=None, keep_thresh=None, keep_unknown=False, unlabeled="skip",
-              overwrite=False, persistent=True, progress=True, dataset=None, classes=None,
-              tags=None, tile_options=None, batch_size=1000) -> fo.Dataset:
+def load_dota(dataset_dir, name=None, split=None, *, version=None, keep_unknown=False,
+              **kwargs) -> fo.Dataset:
     """Imports a DOTA v1.0/1.5/2.0 tree (``images/`` + ``labelTxt/``, or split folders).
 
     Args:
         dataset_dir: the DOTA root (with ``images/`` and ``labelTxt/``, or
             ``train/``, ``val/``, ``test/`` folders holding them)
         name: dataset name
-        version: ``"1.0"``, ``"1.5"``, ``"2.0"`` or None (detected)
         split: the split to import (None: all found)
-        tile: cut the images into tiles first (DOTA devkit style) and import
-            the tiles
-        tile_dir: where the tile images go (default
-            ``<fo.config.default_dataset_dir>/<name>/tiles``)
-        tile_size, gap, keep_thresh: tiling settings (default 1024, 200, 0.7)
+        version: ``"1.0"``, ``"1.5"``, ``"2.0"`` or None (from a
+            ``labelTxt-v<version>`` folder name, else guessed and reported)
         keep_unknown: keep objects of unknown classes (counted warning)
             instead of raising
-        unlabeled: ``"skip"`` (counted) or ``"keep"`` images without label files
-        overwrite: replace an existing dataset of that name
-        persistent: make the dataset persistent
-        progress: show progress bars
-        dataset: add to this existing dataset instead of creating one
-        classes: class list for ``dataset.classes`` (default SOTA)
-        tags: extra tags for every sample
-        tile_options: extra keyword arguments for
-            :func:`fiftyone_samrs.importing.tiling.tile_images` (``skip_empty``,
-            ``pad``, ``ext``, ``workers``)
-        batch_size: samples per bulk insert
+        **kwargs: as :func:`load_format` (``tile=True`` cuts 1024/200/0.7
+            tiles; default classes SOTA)
 
     Returns:
         the dataset (``dataset.info["samrs"]["import_report"]`` has the report)
     """
-    from fiftyone_samrs.formats import dota
-
-    def scan(report):
-        return dota.scan(dataset_dir, version=version, split=split, keep_unknown=keep_unknown,
-                         unlabeled=unlabeled, report=report)
-
-    return _load("dota", scan, dataset_dir, name, dataset, tile, tile_dir, tile_size, gap,
-                 keep_thresh, overwrite, persistent, progress, classes, tags, tile_options,
-                 batch_size)
+    return load_format("dota", dataset_dir, name, split, version=version,
+                       keep_unknown=keep_unknown, **kwargs)
 
 
-def load_dior(dataset_dir, name=None, split=None, unlabeled="skip", tile=False, tile_dir=None,
-              tile_size=None, gap=None, keep_thresh=None, overwrite=False, persistent=True,
-              progress=True, dataset=None, classes=None, tags=None, tile_options=None,
-              batch_size=1000) -> fo.Dataset:
+def load_dior(dataset_dir, name=None, split=None, **kwargs) -> fo.Dataset:
     """Imports DIOR / DIOR-R (JPEG images, HBB and/or OBB VOC-style XML).
 
     Args:
         dataset_dir: the DIOR root (``JPEGImages-*``, ``Annotations``, ``ImageSets``)
         name: dataset name
-        split: ``"train"``, ``"val"``, ``"test"`` or None (all)
-        unlabeled: ``"skip"`` (counted) or ``"keep"`` images without annotations
-        tile...: as :func:`load_dota` (DIOR images are 800x800, so tiling is
-            off by default and has no format defaults: DOTA's are used)
-        overwrite, persistent, progress, dataset, classes, tags, batch_size:
-            as :func:`load_dota` (default classes: SIOR)
+        split: ``"train"``, ``"val"``, ``"test"``, ``"trainval"`` or None (all)
+        **kwargs: as :func:`load_format` (DIOR images are 800x800: tiling is
+            off by default; default classes SIOR)
     """
-    from fiftyone_samrs.formats import dior
-
-    def scan(report):
-        return dior.scan(dataset_dir, split=split, report=report, unlabeled=unlabeled)
-
-    return _load("dior", scan, dataset_dir, name, dataset, tile, tile_dir, tile_size, gap,
-                 keep_thresh, overwrite, persistent, progress, classes, tags, tile_options,
-                 batch_size)
+    return load_format("dior", dataset_dir, name, split, **kwargs)
 
 
-def load_fair1m(dataset_dir, name=None, tile=False, tile_dir=None, tile_size=None, gap=None,
-                keep_thresh=None, overwrite=False, persistent=True, progress=True, dataset=None,
-                classes=None, tags=None, tile_options=None, batch_size=1000) -> fo.Dataset:
+def load_fair1m(dataset_dir, name=None, split=None, **kwargs) -> fo.Dataset:
     """Imports FAIR1M 1.0/2.0 (``.tif`` images, ``labelXml`` polygons).
 
-    ``hbb`` holds the RH-Box of each rotated box (``rh`` = True). Tiling
-    defaults are FAIR1M's: 600 / 150 / 0.5.
+    ``hbb`` holds the RH-Box of each rotated box (``rh`` = True).
 
     Args:
         dataset_dir: the FAIR1M root (``train/part*/``, ``validation/``, or
             ``images/`` + ``labelXml/``)
-        name, tile, tile_dir, tile_size, gap, keep_thresh, overwrite, persistent,
-        progress, dataset, classes, tags, tile_options, batch_size: as
-            :func:`load_dota` (default classes: FAST)
+        name: dataset name
+        split: ``"train"``, ``"val"``, ``"test"`` or None (all)
+        **kwargs: as :func:`load_format` (tiling defaults 600/150/0.5;
+            default classes FAST)
     """
-    from fiftyone_samrs.formats import fair1m
-
-    def scan(report):
-        return fair1m.scan(dataset_dir, report=report)
-
-    return _load("fair1m", scan, dataset_dir, name, dataset, tile, tile_dir, tile_size, gap,
-                 keep_thresh, overwrite, persistent, progress, classes, tags, tile_options,
-                 batch_size)
+    return load_format("fair1m", dataset_dir, name, split, **kwargs)
 
 
-def load_hrsc(dataset_dir, name=None, split=None, with_masks=True, tile=False, tile_dir=None,
-              tile_size=None, gap=None, keep_thresh=None, overwrite=False, persistent=True,
-              progress=True, dataset=None, classes=None, tags=None, tile_options=None,
-              batch_size=1000) -> fo.Dataset:
+def load_hrsc(dataset_dir, name=None, split=None, *, with_masks=True, **kwargs) -> fo.Dataset:
     """Imports HRSC2016 (``FullDataSet`` + ``ImageSets``), with GT masks.
 
     Samples get ``all_masked`` (every ship of the image has a GT mask: the
@@ -364,27 +358,11 @@ def load_hrsc(dataset_dir, name=None, split=None, with_masks=True, tile=False, t
     Args:
         dataset_dir: the HRSC root (containing ``FullDataSet``) or ``FullDataSet``
         name: dataset name
-        split: ``"trainval"``, ``"test"`` ... or None (all)
+        split: ``"trainval"``, ``"train"``, ``"val"``, ``"test"`` or None (all)
         with_masks: read the GT masks from the colour PNGs
-        others: as :func:`load_dota` (default classes: ``["ship"]``)
+        **kwargs: as :func:`load_format` (default classes ``["ship"]``)
     """
-    from fiftyone_samrs.formats import hrsc
-
-    def scan(report):
-        return hrsc.scan(dataset_dir, split=split, with_masks=with_masks, report=report)
-
-    return _load("hrsc", scan, dataset_dir, name, dataset, tile, tile_dir, tile_size, gap,
-                 keep_thresh, overwrite, persistent, progress, classes, tags, tile_options,
-                 batch_size)
-
-
-LOADERS: Dict[str, Callable[..., fo.Dataset]] = {
-    "dota": load_dota,
-    "dior": load_dior,
-    "fair1m": load_fair1m,
-    "hrsc": load_hrsc,
-}
-
+    return load_format("hrsc", dataset_dir, name, split, with_masks=with_masks, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -393,30 +371,39 @@ LOADERS: Dict[str, Callable[..., fo.Dataset]] = {
 
 
 class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter):
-    """Base of the format importers.
+    """Base of the format importers; ``fmt`` names the registry entry.
 
     FiftyOne sees a :class:`~fiftyone.utils.data.importers.BatchDatasetImporter`
-    and calls :meth:`import_samples`, which runs :func:`load_records` (the fast
+    and calls :meth:`import_samples`, which runs :func:`load_format` (the fast
     path): ``fo.Dataset.from_dir`` gives the same dataset as ``load_*``.
     Iterating the importer yields ``(image_path, ImageMetadata, labels)``
     tuples (labels: a dict of the label and sample fields), as a
     :class:`~fiftyone.utils.data.importers.LabeledImageDatasetImporter`.
+
+    Args:
+        dataset_dir: the source root
+        shuffle, seed, max_samples: as FiftyOne's importers
+        **options: as :func:`load_format` (``split``, ``tile``, the format's
+            own scan options...)
     """
 
     fmt = ""
-    _loader_name = ""
 
     def __init__(self, dataset_dir=None, shuffle=False, seed=None, max_samples=None, **options):
         super().__init__(dataset_dir=dataset_dir, shuffle=shuffle, seed=seed,
                          max_samples=max_samples)
-        self.options = options
+        spec = get_format(self.fmt)
+        scan_keys = {o.name for o in spec.options} | {"split", "unlabeled"}
+        self.scan_options = {k: v for k, v in options.items() if k in scan_keys}
+        self.options = {k: v for k, v in options.items() if k not in scan_keys}
+        spec.check_options({k: v for k, v in self.scan_options.items()
+                            if k not in ("split", "unlabeled")})
         self.report = ImportReport()
         self._iter = None
 
     # -- batch import (the fast path) --------------------------------------
 
     def import_samples(self, dataset, tags=None, progress=None):
-        loader = LOADERS[self.fmt]
         before = len(dataset)
         opts = dict(self.options)
         if progress is not None:
@@ -432,17 +419,19 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
                          classes=opts.get("classes"), progress=opts.get("progress", True),
                          source_dir=self.dataset_dir, tags=tags)
         else:
-            loader(self.dataset_dir, dataset=dataset, tags=tags, **opts)
+            load_format(self.fmt, self.dataset_dir, dataset=dataset, tags=tags,
+                        **self.scan_options, **opts)
             self.report = import_report(dataset)
         return dataset.skip(before).values("id")
 
     # -- iteration (the generic FiftyOne path) -----------------------------
 
-    def _scan_kwargs(self) -> Dict[str, Any]:
-        raise NotImplementedError
-
     def _records(self, report: ImportReport) -> Iterator[ImageRecord]:
-        raise NotImplementedError
+        spec = get_format(self.fmt)
+        opts = dict(self.scan_options)
+        return spec.scan(self.dataset_dir, split=opts.pop("split", None),
+                         unlabeled=opts.pop("unlabeled", "skip"), report=report,
+                         **spec.check_options(opts))
 
     def setup(self):
         records = self._records(self.report)
@@ -474,87 +463,36 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
         return None
 
 
-class DOTADatasetImporter(_SAMRSImporter):
-    """Importer for DOTA trees; see :func:`load_dota` for the options.
-
-    Example::
-
-        ds = fo.Dataset.from_dir("/data/DOTA/val", dataset_type=fsr.types.DOTADataset,
-                                 name="dota-val", version="1.0")
-    """
-
-    fmt = "dota"
-
-    def __init__(self, dataset_dir=None, version=None, split=None, tile=False, tile_dir=None,
-                 tile_size=None, gap=None, keep_thresh=None, keep_unknown=False,
-                 unlabeled="skip", classes=None, tile_options=None, shuffle=False, seed=None,
-                 max_samples=None):
-        super().__init__(dataset_dir, shuffle, seed, max_samples, version=version, split=split,
-                         tile=tile, tile_dir=tile_dir, tile_size=tile_size, gap=gap,
-                         keep_thresh=keep_thresh, keep_unknown=keep_unknown,
-                         unlabeled=unlabeled, classes=classes, tile_options=tile_options)
-
-    def _records(self, report):
-        from fiftyone_samrs.formats import dota
-
-        o = self.options
-        return dota.scan(self.dataset_dir, version=o["version"], split=o["split"],
-                         keep_unknown=o["keep_unknown"], unlabeled=o["unlabeled"], report=report)
+#: the import options an importer class takes besides the format's own
+_IMPORTER_OPTIONS = (("split", None), ("unlabeled", "skip"), ("tile", False), ("tile_dir", None),
+                     ("tile_size", None), ("gap", None), ("keep_thresh", None),
+                     ("classes", None), ("tile_options", None))
 
 
-class DIORDatasetImporter(_SAMRSImporter):
-    """Importer for DIOR / DIOR-R; see :func:`load_dior` for the options."""
+def _importer_class(fmt: str) -> type:
+    """The FiftyOne importer class of a format, with every option of the format
+    as a named constructor argument (FiftyOne passes only those to it)."""
+    import inspect
 
-    fmt = "dior"
+    spec = get_format(fmt)
 
-    def __init__(self, dataset_dir=None, split=None, unlabeled="skip", tile=False,
-                 tile_dir=None, tile_size=None, gap=None, keep_thresh=None, classes=None,
-                 tile_options=None, shuffle=False, seed=None, max_samples=None):
-        super().__init__(dataset_dir, shuffle, seed, max_samples, split=split,
-                         unlabeled=unlabeled, tile=tile, tile_dir=tile_dir, tile_size=tile_size,
-                         gap=gap, keep_thresh=keep_thresh, classes=classes,
-                         tile_options=tile_options)
+    def __init__(self, dataset_dir=None, shuffle=False, seed=None, max_samples=None,
+                 **options):
+        _SAMRSImporter.__init__(self, dataset_dir, shuffle, seed, max_samples, **options)
 
-    def _records(self, report):
-        from fiftyone_samrs.formats import dior
-
-        return dior.scan(self.dataset_dir, split=self.options["split"], report=report,
-                         unlabeled=self.options["unlabeled"])
-
-
-class FAIR1MDatasetImporter(_SAMRSImporter):
-    """Importer for FAIR1M 1.0/2.0; see :func:`load_fair1m` for the options."""
-
-    fmt = "fair1m"
-
-    def __init__(self, dataset_dir=None, tile=False, tile_dir=None, tile_size=None, gap=None,
-                 keep_thresh=None, classes=None, tile_options=None, shuffle=False, seed=None,
-                 max_samples=None):
-        super().__init__(dataset_dir, shuffle, seed, max_samples, tile=tile, tile_dir=tile_dir,
-                         tile_size=tile_size, gap=gap, keep_thresh=keep_thresh, classes=classes,
-                         tile_options=tile_options)
-
-    def _records(self, report):
-        from fiftyone_samrs.formats import fair1m
-
-        return fair1m.scan(self.dataset_dir, report=report)
+    names = [("dataset_dir", None), ("shuffle", False), ("seed", None), ("max_samples", None)]
+    names += list(_IMPORTER_OPTIONS) + [(o.name, o.default) for o in spec.options]
+    __init__.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)
+           for n, d in names])
+    return type(spec.class_prefix + "DatasetImporter", (_SAMRSImporter,), {
+        "fmt": spec.name, "__module__": __name__, "__init__": __init__,
+        "__doc__": "Importer for %s (``%s``); options as :func:`load_format` with fmt=%r."
+                   % (spec.title, spec.layout, spec.name)})
 
 
-class HRSC2016DatasetImporter(_SAMRSImporter):
-    """Importer for HRSC2016; see :func:`load_hrsc` for the options."""
-
-    fmt = "hrsc"
-
-    def __init__(self, dataset_dir=None, split=None, with_masks=True, tile=False,
-                 tile_dir=None, tile_size=None, gap=None, keep_thresh=None, classes=None,
-                 tile_options=None, shuffle=False, seed=None, max_samples=None):
-        super().__init__(dataset_dir, shuffle, seed, max_samples, split=split,
-                         with_masks=with_masks, tile=tile, tile_dir=tile_dir,
-                         tile_size=tile_size, gap=gap, keep_thresh=keep_thresh, classes=classes,
-                         tile_options=tile_options)
-
-    def _records(self, report):
-        from fiftyone_samrs.formats import hrsc
-
-        return hrsc.scan(self.dataset_dir, split=self.options["split"],
-                         with_masks=self.options["with_masks"], report=report)
+#: the importer class of each format (``DOTADatasetImporter``...), also
+#: module attributes so FiftyOne finds them by path
+IMPORTERS: Dict[str, type] = {fmt: _importer_class(fmt) for fmt in FORMATS}
+globals().update({cls.__name__: cls for cls in IMPORTERS.values()})

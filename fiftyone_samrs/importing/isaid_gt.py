@@ -59,7 +59,7 @@ def _objects_from_sample(sample, hbb_field: str, obb_field: Optional[str], width
     return out
 
 
-def load_isaid_masks(dataset, isaid_dir, gt_field: str = GT_FIELD, min_iou: float = 0.3,
+def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: float = 0.3,
                      hbb_field: str = HBB_FIELD, obb_field: str = OBB_FIELD,
                      progress: bool = True) -> ImportReport:
     """Adds iSAID instance masks to the DOTA v1.0 samples of a dataset as ``gt_masks``.

@@ -46,14 +46,6 @@ from fiftyone_samrs.core.records import (
     ObjectRecord,
 )
 
-#: SAMRS's tiling settings per source format (None: not tiled)
-DEFAULTS = {
-    "dota": dict(size=1024, gap=200, keep_thresh=0.7),
-    "fair1m": dict(size=600, gap=150, keep_thresh=0.5),
-    "dior": None,
-    "hrsc": None,
-}
-
 _EPS = 1e-9
 
 
@@ -357,6 +349,7 @@ def _write_tiles(record: ImageRecord, tiles: List[ImageRecord], size: int, pad: 
 def tile_images(
     records: Iterable[ImageRecord],
     out_dir,
+    *,
     size: int = 1024,
     gap: int = 200,
     keep_thresh: float = 0.7,

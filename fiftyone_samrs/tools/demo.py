@@ -54,7 +54,8 @@ def run_demo(
     from fiftyone_samrs.evaluating.evaluation import evaluate
     from fiftyone_samrs.exporting.coco_export import export_coco
     from fiftyone_samrs.exporting.samrs_export import export_samrs
-    from fiftyone_samrs.importing.importers import load_dota, load_isaid_masks
+    from fiftyone_samrs.importing.importers import load_dota
+    from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
     from fiftyone_samrs.segmenting.pipeline import segment
     from fiftyone_samrs.evaluating.qa import save_qa_views
     from fiftyone_samrs.evaluating.quality import compute_quality
@@ -113,7 +114,7 @@ def run_demo(
     t = _step("4/4 export the SAMRS layout and COCO instance JSON")
     samrs_dir = os.path.join(out_dir, "export", "SOTA")
     coco_path = os.path.join(out_dir, "export", "coco", "annotations.json")
-    export_samrs(dataset, samrs_dir, subset="SOTA", label_field="sam", seg_field="sam_seg")
+    export_samrs(dataset, samrs_dir, classes="SOTA", label_field="sam", seg_field="sam_seg")
     export_coco(dataset, coco_path, label_field="sam", classes="SOTA", export_media=False)
     print("SAMRS layout: %s" % samrs_dir)
     print("COCO JSON:    %s" % coco_path)

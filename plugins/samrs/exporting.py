@@ -132,7 +132,7 @@ class ExportDataset(common.SamrsOperator):
                     overwrite=overwrite, progress=progress)
             split_ratio = float(ctx.params.get("split_ratio") or 0.0)
             return fsr.export_samrs(
-                view, export_dir, subset=classes, label_field=label_field,
+                view, export_dir, classes=classes, label_field=label_field,
                 seg_field=common.param_str(ctx, "seg_field"), export_media=export_media,
                 split_ratio=split_ratio if 0.0 < split_ratio < 1.0 else None,
                 seed=int(ctx.params.get("seed") or 0), overwrite=overwrite, progress=progress)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any, Dict
 
@@ -11,20 +10,20 @@ import fiftyone.operators.types as types
 
 from . import common
 
-FORMATS = [
-    ("dota", "DOTA (v1.0 / v1.5 / v2.0)", "load_dota"),
-    ("dior", "DIOR / DIOR-R", "load_dior"),
-    ("fair1m", "FAIR1M (1.0 / 2.0)", "load_fair1m"),
-    ("hrsc", "HRSC2016", "load_hrsc"),
-]
-LOADERS = {key: fn for key, _, fn in FORMATS}
-#: formats tiled by default (FAIR1M images are large; SAMRS cut them to 1024 px)
-TILE_BY_DEFAULT = {"fair1m"}
+from fiftyone_samrs.formats.registry import FORMATS, get_format
+
+#: how a format option's value shows in the form: None as "auto"
+_AUTO = "auto"
+
+
+def _option_param(fmt: str, name: str) -> str:
+    return "%s_%s" % (fmt, name)
 
 
 def import_kwargs(ctx) -> Dict[str, Any]:
-    """The ``load_*`` keyword arguments chosen in the form."""
-    fmt = common.param_str(ctx, "format", "dota")
+    """The :func:`fiftyone_samrs.importing.importers.load_format` keyword
+    arguments chosen in the form (the format's registry entry decides which)."""
+    spec = get_format(common.param_str(ctx, "format", "dota"))
     kwargs: Dict[str, Any] = {
         "name": common.param_str(ctx, "name"),
         "overwrite": bool(ctx.params.get("overwrite", False)),
@@ -32,13 +31,10 @@ def import_kwargs(ctx) -> Dict[str, Any]:
     split = common.param_str(ctx, "split")
     if split:
         kwargs["split"] = split
-    if fmt == "dota":
-        version = common.param_str(ctx, "version", "auto")
-        if version != "auto":
-            kwargs["version"] = version
-    if fmt == "hrsc":
-        kwargs["with_masks"] = bool(ctx.params.get("with_masks", True))
-    if bool(ctx.params.get("tile", fmt in TILE_BY_DEFAULT)):
+    for o in spec.options:
+        value = ctx.params.get(_option_param(spec.name, o.name), o.default)
+        kwargs[o.name] = None if value == _AUTO else value
+    if bool(ctx.params.get("tile", False)):
         kwargs["tile"] = True
         for key, cast in (("tile_size", int), ("gap", int), ("keep_thresh", float)):
             value = ctx.params.get(key)
@@ -63,12 +59,13 @@ class ImportDataset(common.SamrsOperator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         dropdown = types.DropdownView()
-        for key, label, _ in FORMATS:
-            dropdown.add_choice(key, label=label)
-        inputs.enum("format", [f[0] for f in FORMATS], default="dota", required=False,
+        for key, spec in FORMATS.items():
+            dropdown.add_choice(key, label=spec.title, description=spec.layout)
+        inputs.enum("format", list(FORMATS), default="dota", required=False,
                     label="Format", description="the layout of the source folder",
                     view=dropdown)
         fmt = ctx.params.get("format") or "dota"
+        spec = get_format(fmt)
 
         common.folder_input(
             ctx, inputs, "dataset_dir", label="Dataset folder",
@@ -90,23 +87,30 @@ class ImportDataset(common.SamrsOperator):
                                        "check Overwrite" % name)
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="replace an existing dataset of that name")
-        inputs.str("split", required=False, label="Split (optional)",
-                   description="import only this split (train / val / test); empty = all")
-        if fmt == "dota":
-            inputs.enum("version", ["auto", "1.0", "1.5", "2.0"], default="auto",
-                        label="DOTA version", view=types.DropdownView())
-        if fmt == "hrsc":
-            inputs.bool("with_masks", default=True, label="Import GT masks",
-                        description="the ship masks of HRSC2016's Segmentations folder")
+        splits = types.DropdownView()
+        splits.add_choice("", label="all")
+        for split in spec.splits:
+            splits.add_choice(split, label=split)
+        inputs.enum("split", [""] + list(spec.splits), default="", required=False,
+                    label="Split", description="import only this split", view=splits)
+        for o in spec.options:
+            if isinstance(o.default, bool):
+                inputs.bool(_option_param(fmt, o.name), default=o.default, label=o.label,
+                            description=o.help)
+            else:
+                values = [_AUTO if v is None else v for v in o.choices]
+                inputs.enum(_option_param(fmt, o.name), values,
+                            default=_AUTO if o.default is None else o.default,
+                            label=o.label, description=o.help, view=types.DropdownView())
 
-        tile = bool(ctx.params.get("tile", fmt in TILE_BY_DEFAULT))
-        inputs.bool("tile", default=fmt in TILE_BY_DEFAULT, label="Tile large images",
+        tile = bool(ctx.params.get("tile", False))
+        inputs.bool("tile", default=False, label="Tile large images",
                     description="cut images into overlapping windows as SAMRS did "
                                 "(objects clipped, kept when enough of them is inside)")
         if tile:
-            inputs.int("tile_size", default=1024, min=64, label="Tile size (px)")
-            inputs.int("gap", default=200, min=0, label="Overlap (px)")
-            inputs.float("keep_thresh", default=0.7, min=0.0, max=1.0,
+            inputs.int("tile_size", default=spec.tiling.size, min=64, label="Tile size (px)")
+            inputs.int("gap", default=spec.tiling.gap, min=0, label="Overlap (px)")
+            inputs.float("keep_thresh", default=spec.tiling.keep_thresh, min=0.0, max=1.0,
                          label="Keep threshold",
                          description="keep a clipped object when this fraction of it is inside")
         common.add_execution_mode(
@@ -121,26 +125,19 @@ class ImportDataset(common.SamrsOperator):
 
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
-        import fiftyone_samrs as fsr
+        from fiftyone_samrs.importing.importers import load_format
 
-        fmt = common.param_str(ctx, "format", "dota")
-        if fmt not in LOADERS:
-            raise ValueError("unknown format %r; choose one of %s" % (fmt, ", ".join(LOADERS)))
+        fmt = get_format(common.param_str(ctx, "format", "dota")).name
         folder = common.param_path(ctx, "dataset_dir")
         if not folder or not os.path.isdir(folder):
             raise ValueError("dataset folder %r does not exist on the server" % folder)
         kwargs = import_kwargs(ctx)
         if not kwargs["name"]:
             kwargs["name"] = os.path.basename(folder.rstrip(os.sep))
-        loader = getattr(fsr, LOADERS[fmt])
-        accepted = inspect.signature(loader).parameters
-        takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
-        if kwargs.get("tile") and "tile" not in accepted and not takes_any:
-            raise ValueError("tiling is not available for %s" % fmt)
 
         def work(report):
             report(0.0, "importing %s from %s" % (fmt, folder))
-            return loader(folder, progress=False, **kwargs)
+            return load_format(fmt, folder, progress=False, **kwargs)
 
         dataset = yield from common.run_with_progress(ctx, work)
         info = (dataset.info or {}).get("samrs", {})

@@ -59,7 +59,7 @@ def execute_export(args: argparse.Namespace) -> int:
     )
     try:
         if args.format == "samrs":
-            kwargs = dict(common, subset=classes, seg_field=args.seg_field or None,
+            kwargs = dict(common, classes=classes, seg_field=args.seg_field or None,
                           paint_order=args.paint_order, gray_from=args.gray_from,
                           split_ratio=args.split_ratio, seed=args.seed, pickles=args.pickles,
                           color=not args.no_color)

@@ -16,44 +16,59 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Iterable, List
 
+from fiftyone_samrs.formats.registry import FORMATS, get_format
 from fiftyone_samrs.tools.commands._common import fail
 
-FORMATS = ("dota", "dior", "fair1m", "hrsc")
+
+def _per_format(attr: str) -> str:
+    return ", ".join("%s %s" % (name, getattr(spec.tiling, attr))
+                     for name, spec in FORMATS.items())
 
 
-def _common_tiling_args(parser: argparse.ArgumentParser) -> None:
+def _format_args(parser: argparse.ArgumentParser) -> None:
+    """The source format and folder, the split and the tiling settings."""
+    parser.add_argument("format", choices=tuple(FORMATS), help="source format")
+    parser.add_argument("dataset_dir", help="the source dataset's root folder")
+
+
+def _common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", default=None,
+                        help="only this split (%s)" % "; ".join(
+                            "%s: %s" % (n, ", ".join(s.splits)) for n, s in FORMATS.items()))
     parser.add_argument("--size", type=int, default=None,
-                        help="tile size in pixels (default: DOTA 1024, FAIR1M 600)")
+                        help="tile size in pixels (default: %s)" % _per_format("size"))
     parser.add_argument("--gap", type=int, default=None,
-                        help="overlap between tiles in pixels (default: DOTA 200, FAIR1M 150)")
+                        help="overlap between tiles in pixels (default: %s)" % _per_format("gap"))
     parser.add_argument("--keep-thresh", type=float, default=None,
                         help="keep an object in a tile when intersection / object area >= this "
-                             "(default: DOTA 0.7, FAIR1M 0.5)")
+                             "(default: %s)" % _per_format("keep_thresh"))
+
+
+def _options_help() -> str:
+    lines = []
+    for name, spec in FORMATS.items():
+        for o in spec.options:
+            lines.append("%s: %s=%r (%s)" % (name, o.name, o.default, o.help))
+    return "; ".join(lines)
 
 
 def execute_import(args: argparse.Namespace) -> int:
-    from fiftyone_samrs.tools.cli import parse_kwargs
-    from fiftyone_samrs.importing.importers import LOADERS, import_report
     from fiftyone_samrs.core.records import FormatError
+    from fiftyone_samrs.importing.importers import load_format
+    from fiftyone_samrs.importing.report import import_report
+    from fiftyone_samrs.tools.cli import parse_kwargs
 
     kwargs = parse_kwargs(args.kwargs)
-    if args.split is not None:
-        if args.format == "fair1m":
-            print("error: FAIR1M has no --split option (its splits come from the folders)",
-                  file=sys.stderr)
-            return 2
-        kwargs["split"] = args.split
     if args.tile:
         kwargs.update(tile=True, tile_dir=args.tile_dir, tile_size=args.size, gap=args.gap,
                       keep_thresh=args.keep_thresh)
     try:
-        dataset = LOADERS[args.format](
-            args.dataset_dir, name=args.name, overwrite=args.overwrite,
-            persistent=not args.temporary, progress=not args.quiet, **kwargs
-        )
+        dataset = load_format(
+            args.format, args.dataset_dir, name=args.name, split=args.split,
+            overwrite=args.overwrite, persistent=not args.temporary, progress=not args.quiet,
+            **kwargs)
     except (FormatError, ValueError, TypeError) as e:
         return fail(e)
     report = import_report(dataset)
@@ -108,34 +123,24 @@ def write_dota_labels(records: Iterable, label_dir: str) -> Iterable:
         yield record
 
 
-def _scan(fmt: str, dataset_dir: str, split, report, kwargs):
-    from fiftyone_samrs.formats import dior, dota, fair1m, hrsc
-
-    if fmt == "dota":
-        return dota.scan(dataset_dir, split=split, report=report, **kwargs)
-    if fmt == "dior":
-        return dior.scan(dataset_dir, split=split, report=report, **kwargs)
-    if fmt == "fair1m":
-        return fair1m.scan(dataset_dir, report=report, **kwargs)
-    return hrsc.scan(dataset_dir, split=split, report=report, **kwargs)
-
-
 def execute_tile(args: argparse.Namespace) -> int:
     from fiftyone_samrs.importing import tiling
     from fiftyone_samrs.tools.cli import parse_kwargs
     from fiftyone_samrs.core.records import FormatError, ImportReport
 
     kwargs = parse_kwargs(args.kwargs)
-    defaults = tiling.DEFAULTS.get(args.format) or tiling.DEFAULTS["dota"]
-    size = args.size if args.size is not None else defaults["size"]
-    gap = args.gap if args.gap is not None else defaults["gap"]
-    keep = args.keep_thresh if args.keep_thresh is not None else defaults["keep_thresh"]
+    spec = get_format(args.format)
+    size = args.size if args.size is not None else spec.tiling.size
+    gap = args.gap if args.gap is not None else spec.tiling.gap
+    keep = args.keep_thresh if args.keep_thresh is not None else spec.tiling.keep_thresh
     report = ImportReport()
     images_dir = os.path.join(args.out_dir, "images")
     tile_kwargs = {k: kwargs.pop(k) for k in ("skip_empty", "pad", "ext", "workers")
                    if k in kwargs}
+    unlabeled = kwargs.pop("unlabeled", "skip")
     try:
-        records = _scan(args.format, args.dataset_dir, args.split, report, kwargs)
+        records = spec.scan(args.dataset_dir, split=spec.check_split(args.split),
+                            unlabeled=unlabeled, report=report, **spec.check_options(kwargs))
         tiles = tiling.tile_images(records, images_dir, size=size, gap=gap, keep_thresh=keep,
                                    report=report, **tile_kwargs)
         n_tiles = n_objects = 0
@@ -156,19 +161,17 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "import", help="import a DOTA, DIOR, FAIR1M or HRSC2016 tree into a FiftyOne dataset",
         description="Import a source dataset into FiftyOne (hbb, obb, gt_masks fields) and "
-                    "print the import summary. Extra SDK options go in -k key=value "
-                    "(e.g. -k version=1.0 keep_unknown=True unlabeled=keep with_masks=False).",
+                    "print the import summary. Extra SDK options go in -k key=value: "
+                    "unlabeled=keep, and per format " + _options_help() + ".",
     )
-    p.add_argument("format", choices=FORMATS, help="source format")
-    p.add_argument("dataset_dir", help="the source dataset's root folder")
+    _format_args(p)
     p.add_argument("--name", "-n", required=True, help="FiftyOne dataset name")
-    p.add_argument("--split", default=None, help="only this split (DOTA, DIOR, HRSC)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     p.add_argument("--temporary", action="store_true", help="do not make the dataset persistent")
     p.add_argument("--tile", action="store_true", help="tile large images first")
     p.add_argument("--tile-dir", default=None,
                    help="where tiles go (default <fiftyone dataset dir>/<name>/tiles)")
-    _common_tiling_args(p)
+    _common_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--max-messages", type=int, default=10,
                    help="how many skip/warning messages to print")
@@ -181,15 +184,13 @@ def register(subparsers) -> None:
         "tile", help="cut a source dataset's images into tiles (DOTA devkit style)",
         description="Write tiles of every image as image files in OUT_DIR/images and their "
                     "objects as DOTA-style label files in OUT_DIR/labelTxt. Resumable: tiles "
-                    "that exist are not written again. -k passes scan options (version=, "
-                    "keep_unknown=, with_masks=) and tiling options (skip_empty=, pad=, ext=, "
+                    "that exist are not written again. -k passes scan options (unlabeled=, "
+                    + _options_help() + ") and tiling options (skip_empty=, pad=, ext=, "
                     "workers=).",
     )
-    t.add_argument("format", choices=FORMATS, help="source format")
-    t.add_argument("dataset_dir", help="the source dataset's root folder")
+    _format_args(t)
     t.add_argument("out_dir", help="output folder")
-    t.add_argument("--split", default=None, help="only this split (DOTA, DIOR, HRSC)")
-    _common_tiling_args(t)
+    _common_args(t)
     t.add_argument("--max-messages", type=int, default=10,
                    help="how many skip/warning messages to print")
     from fiftyone_samrs.tools.cli import add_kwargs_argument

@@ -6,7 +6,7 @@ import argparse
 from typing import Tuple
 
 from fiftyone_samrs.tools.cli import add_kwargs_argument, parse_kwargs
-from fiftyone_samrs.tools.commands._common import (  # noqa: F401 - parse_classes: re-exported
+from fiftyone_samrs.tools.commands._common import (
     add_view_tag_argument,
     fail,
     load_dataset,
