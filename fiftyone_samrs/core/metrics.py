@@ -26,21 +26,6 @@ from fiftyone_samrs.core.records import InstanceMask
 Match = Tuple[Optional[int], Optional[int], int, int]
 
 
-def _clip_crop(m: InstanceMask, size: Optional[Tuple[int, int]]) -> InstanceMask:
-    """Drops the part of a crop that lies outside a ``(height, width)`` image."""
-    if size is None:
-        return m
-    height, width = size
-    x0, y0, x1, y1 = m.box
-    cx0, cy0 = max(x0, 0), max(y0, 0)
-    cx1, cy1 = min(x1, width), min(y1, height)
-    if (cx0, cy0, cx1, cy1) == (x0, y0, x1, y1):
-        return m
-    if cx1 <= cx0 or cy1 <= cy0:
-        return InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
-    return InstanceMask(m.mask[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0], cx0, cy0)
-
-
 def mask_intersection(a: InstanceMask, b: InstanceMask) -> int:
     """Number of pixels set in both masks (compared on the crops' overlap only)."""
     ax0, ay0, ax1, ay1 = a.box
@@ -70,7 +55,8 @@ def mask_iou(
         ``(intersection, union)`` as pixel counts; ``(0, 0)`` when both are
         empty
     """
-    a, b = _clip_crop(a, size), _clip_crop(b, size)
+    if size is not None:
+        a, b = a.clipped(*size), b.clipped(*size)
     inter = mask_intersection(a, b)
     union = int(np.count_nonzero(a.mask)) + int(np.count_nonzero(b.mask)) - inter
     return inter, union

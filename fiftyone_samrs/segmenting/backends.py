@@ -11,11 +11,14 @@ module does not import torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
 from fiftyone_samrs.core.records import InstanceMask
+
+if TYPE_CHECKING:
+    from fiftyone_samrs.segmenting.prompts import PromptSet
 
 
 @dataclass
@@ -45,18 +48,8 @@ class Backend(Protocol):
     name: str
 
     def predict_batch(
-        self, images: List[np.ndarray], prompts: List[PromptSet]
+        self, images: List[np.ndarray], prompts: List["PromptSet"]
     ) -> List[List[MaskResult]]:
-        ...
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What the pipeline runs: images + prompt sets -> one MaskResult per prompt."""
-
-    name: str
-
-    def predict_batch(self, images: List[np.ndarray], prompts: list) -> List[List[MaskResult]]:
         ...
 
 

@@ -48,7 +48,6 @@ def run_demo(
         seed: generator seed
         name: FiftyOne dataset name (overwritten on every run)
     """
-    import fiftyone as fo
 
     from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.evaluating.evaluation import evaluate

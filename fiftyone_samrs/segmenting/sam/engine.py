@@ -28,7 +28,7 @@ from fiftyone_samrs.core.geometry import box_to_int_region
 from fiftyone_samrs.segmenting.backends import MaskResult, as_rgb_uint8
 from fiftyone_samrs.segmenting.prompts import PromptSet
 from fiftyone_samrs.core.records import InstanceMask
-from fiftyone_samrs.segmenting.sam.models import load_sam, resolve_device, resolve_dtype
+from fiftyone_samrs.segmenting.sam.models import resolve_device, resolve_dtype
 from fiftyone_samrs.segmenting.sam.upsample import RegionUpsampler, stability_score
 
 logger = logging.getLogger(__name__)
