@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from typing import (Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
                     Sequence, Tuple)
 
-from fiftyone_samrs.formats.images import image_size, max_image_pixels
+from fiftyone_samrs.formats.images import check_decodable, image_size, max_image_pixels
 from fiftyone_samrs.core.geometry import box_area, clip_box, clip_quad, quad_area, quad_to_hbox
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
@@ -128,7 +128,10 @@ def read_rgb(path, what: str = "mask", size: Optional[Tuple[int, int]] = None):
 
     The header is read first: a mask whose size differs from ``size``, or
     over the pixel limit of :func:`~fiftyone_samrs.formats.images.image_size`,
-    is refused before any pixel is decoded.
+    is refused before any pixel is decoded. A PNG is then checked whole
+    (:func:`~fiftyone_samrs.formats.images.check_decodable`: chunk CRCs and
+    data length), since libpng only warns about some damage and OpenCV then
+    returns the damaged pixels.
 
     Args:
         path: the PNG file
@@ -151,6 +154,14 @@ def read_rgb(path, what: str = "mask", size: Optional[Tuple[int, int]] = None):
     if size is not None and (w, h) != (int(size[0]), int(size[1])):
         raise FormatError(path, "%s is %dx%d but its image is %dx%d"
                           % (what, w, h, int(size[0]), int(size[1])))
+    with open(path, "rb") as f:
+        is_png = f.read(8) == b"\x89PNG\r\n\x1a\n"
+    if is_png:
+        try:
+            check_decodable(path)
+        except FormatError as e:
+            raise FormatError(path, "unreadable %s PNG (%s)" % (what, str(e)[len(path) + 2:])) \
+                from None
     try:
         img = cv2.imread(path, cv2.IMREAD_COLOR)
     except cv2.error as e:

@@ -280,6 +280,67 @@ def _check_png(f: BinaryIO) -> None:
         raise ValueError("image data holds %d bytes, the header needs %d" % (out, expected))
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+#: Huffman-coded JPEG frames (arithmetic coding can spend under a bit per block)
+_HUFFMAN_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7}
+
+
+def _check_jpeg_length(f: BinaryIO) -> None:
+    """Refuses a JPEG too short for the blocks its frame header declares.
+
+    Each 8x8 block of the first component costs at least one bit of
+    Huffman-coded data (its DC code), so the bytes after the first scan
+    header must number at least ``blocks / 8``. libjpeg itself only warns
+    when data runs out early and pads the image with grey, so a header that
+    lies about the size (or a file cut just before its end marker) decodes
+    "fine" without this check.
+    """
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(2)
+    frame = None
+    while True:
+        b = _read(f, 1)
+        if b != b"\xff":
+            raise ValueError("JPEG marker expected, got byte 0x%02x" % b[0])
+        marker = _read(f, 1)[0]
+        while marker == 0xFF:
+            marker = _read(f, 1)[0]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            continue
+        if marker == 0xD9:
+            raise ValueError("JPEG ends before its image data")
+        (length,) = struct.unpack(">H", _read(f, 2))
+        if marker == 0xDA:
+            break
+        body = _read(f, length - 2)
+        if marker in _SOF:
+            _p, height, width, n = struct.unpack(">BHHB", body[:6])
+            comps = [body[6 + 3 * i: 9 + 3 * i] for i in range(n)]
+            if len(comps) != n or n == 0 or any(len(c) != 3 for c in comps):
+                raise ValueError("JPEG frame header is cut short")
+            hs = [c[1] >> 4 for c in comps]
+            vs = [c[1] & 15 for c in comps]
+            if min(hs + vs) <= 0:
+                raise ValueError("JPEG sampling factor 0")
+            frame = (marker, width, height, hs[0], vs[0], max(hs), max(vs))
+    if frame is None:
+        raise ValueError("JPEG has no frame header")
+    marker, width, height, h0, v0, hmax, vmax = frame
+    if marker not in _HUFFMAN_SOF:
+        return
+    blocks_x = _ceil_div(_ceil_div(width * h0, hmax), 8)
+    blocks_y = _ceil_div(_ceil_div(height * v0, vmax), 8)
+    needed = blocks_x * blocks_y // 8
+    have = size - f.tell()
+    if have < needed:
+        raise ValueError("%d bytes of image data, but %dx%d pixels need at least %d"
+                         % (have, width, height, needed))
+
+
 def _check_with_pil(path: str, kind: Optional[str]) -> None:
     """Decodes through the PIL plugin itself (no decompression-bomb refusal);
     JPEG at 1/8 scale (libjpeg's DCT scaling)."""
@@ -306,8 +367,10 @@ def check_decodable(path, max_pixels: Optional[int] = None) -> None:
     - PNG: every chunk's CRC, and the zlib stream inflated to the end (in
       blocks, nothing kept) to exactly the size the header implies. No pixel
       array is made, so a 20000x20000 PNG costs one inflate pass.
-    - JPEG: decoded by libjpeg at 1/8 scale (truncated or broken entropy
-      data fails).
+    - JPEG: long enough for the 8x8 blocks its header declares (at least
+      one bit each; libjpeg only warns about missing data and pads with
+      grey), then decoded by libjpeg at 1/8 scale (truncated or broken
+      entropy data fails).
     - BMP, TIFF and other formats: decoded in full by PIL.
 
     Args:
@@ -327,6 +390,9 @@ def check_decodable(path, max_pixels: Optional[int] = None) -> None:
             with open(path, "rb") as f:
                 _check_png(f)
         else:
+            if kind == "JPEG":
+                with open(path, "rb") as f:
+                    _check_jpeg_length(f)
             _check_with_pil(path, kind)
     except _Truncated:
         raise FormatError(path, "undecodable image (%s file cut short)" % kind) from None
