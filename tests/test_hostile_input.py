@@ -466,6 +466,8 @@ def test_match_skips_objects_far_from_every_instance():
     got = isaid.match_to_objects(instances, objs, width=100, height=80)
     assert time.perf_counter() - t < 2.0
     assert got[0] is None and got[1] is None and got[2] is instances[0][0]
+    got = isaid.match_to_objects(instances, objs)  # uncut: the huge region is not matched
+    assert got[1] is None and got[2] is instances[0][0]
 
 
 @pytest.fixture

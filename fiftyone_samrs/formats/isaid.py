@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.formats._common import rasterize, read_rgb, rgb_key
+from fiftyone_samrs.formats.images import max_image_pixels
 from fiftyone_samrs.core.records import FormatError, InstanceMask, ObjectRecord
 
 #: iSAID class colours in ``*_instance_color_RGB.png`` (RGB order, as PIL reads
@@ -181,7 +182,8 @@ def match_to_objects(
     taken greedily: same-class pairs first, then by decreasing IoU; pairs
     below ``min_iou`` are never taken. Only objects whose box meets some
     instance's box are rasterised, so hostile geometry (a quad far outside
-    the image) costs no pixel work.
+    the image) costs no pixel work; without ``width``/``height`` a region
+    larger than the pixel limit (larger than any mask image) is not matched.
 
     Args:
         instances: from :func:`read_instances`
@@ -207,6 +209,10 @@ def match_to_objects(
         if px0 >= ux1 or ux0 >= px1 or py0 >= uy1 or uy0 >= py1:
             regions.append(None)  # meets no instance: nothing to rasterise
             continue
+        if width is None or height is None:
+            if (px1 - px0) * (py1 - py0) > max_image_pixels():
+                regions.append(None)  # uncut and larger than any mask image: no match
+                continue
         regions.append(rasterize([poly], width, height))
     pairs = []
     for j, (m, name) in enumerate(instances):
