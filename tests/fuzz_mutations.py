@@ -599,7 +599,9 @@ def case_isaid(rng: random.Random, tmp: str, mutated: bool = True) -> Tuple[str,
     def run():
         found = (isaid.read_instances(pa, pb, size=(w, h)) if sized
                  else isaid.read_instances(pa, pb))
-        if len(found) > max(50, 10 * truth):
+        # up to isaid.MAX_SPECKS specks are accepted by design (load_isaid_masks
+        # then counts each as an "unmatched iSAID instance"); hundreds are not
+        if len(found) > max(100, 20 * truth):
             raise _Implausible("%d instances read from a file painted with %d"
                                % (len(found), truth))
         if clipped:  # older versions rasterise unclipped: 74 GiB for the 1e5 quad

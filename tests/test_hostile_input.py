@@ -4,7 +4,6 @@ object) or a counted, reported warning; NaN/inf are never stored; wrong-size
 masks are refused; hostile geometry is clipped before rasterising; image
 sizes are read without PIL's 179-megapixel refusal."""
 
-import os
 import struct
 import time
 import uuid
