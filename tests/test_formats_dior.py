@@ -9,7 +9,10 @@ from PIL import Image
 from fiftyone_samrs.formats import dior
 from fiftyone_samrs.core.records import FormatError, ImportReport
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+# ../shared/samples of the checkout, or of any folder above it (worktrees)
+SAMPLES = next((d / "shared" / "samples" for d in Path(__file__).resolve().parents
+                if (d / "shared" / "samples").is_dir()),
+               Path(__file__).resolve().parents[1].parent / "shared" / "samples")
 HBB = "Annotations/Horizontal Bounding Boxes"
 OBB = "Annotations/Oriented Bounding Boxes"
 

@@ -11,7 +11,10 @@ from fiftyone_samrs.core.classes import DOTA_V1_0
 from fiftyone_samrs.formats import dota
 from fiftyone_samrs.core.records import FormatError, ImportReport
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+# ../shared/samples of the checkout, or of any folder above it (worktrees)
+SAMPLES = next((d / "shared" / "samples" for d in Path(__file__).resolve().parents
+                if (d / "shared" / "samples").is_dir()),
+               Path(__file__).resolve().parents[1].parent / "shared" / "samples")
 
 
 def _write(path: Path, text: str, crlf: bool = False) -> Path:

@@ -11,7 +11,10 @@ from fiftyone_samrs.formats import hrsc
 from fiftyone_samrs.core.geometry import quad_to_hbox, rbox_to_quad
 from fiftyone_samrs.core.records import FormatError, ImportReport
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+# ../shared/samples of the checkout, or of any folder above it (worktrees)
+SAMPLES = next((d / "shared" / "samples" for d in Path(__file__).resolve().parents
+                if (d / "shared" / "samples").is_dir()),
+               Path(__file__).resolve().parents[1].parent / "shared" / "samples")
 
 
 def _ship(obj_id, box, rbox, seg_color="", header=None):

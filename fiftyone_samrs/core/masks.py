@@ -176,13 +176,18 @@ def points_in_polygon(xs: np.ndarray, ys: np.ndarray, polygon: np.ndarray,
     return shapely.contains_xy(poly, xs, np.asarray(ys, dtype=np.float64))
 
 
+#: points tested per block by :func:`polygon_pixels` (bounds its memory)
+RASTER_BLOCK = 1 << 22
+
+
 def polygon_pixels(polygon: np.ndarray, region: IntBox, dilate: float = 0.0) -> np.ndarray:
     """The pixels of a region whose centre lies inside a polygon.
 
     Pixel ``(i, j)`` (column, row) covers ``[i, i + 1) x [j, j + 1)`` and is
     inside when ``(i + 0.5, j + 0.5)`` is strictly inside the polygon, so a
     box ``(10, 20, 30, 25)`` covers exactly 20 x 5 pixels. Only the pixels
-    under the polygon's bounds are tested.
+    under the polygon's bounds are tested, in row blocks of
+    :data:`RASTER_BLOCK` points, so memory stays near the (bool) result's.
 
     Args:
         polygon: ``(K, 2)`` corners in image pixels
@@ -207,9 +212,12 @@ def polygon_pixels(polygon: np.ndarray, region: IntBox, dilate: float = 0.0) -> 
     r1 = int(np.clip(np.ceil(py1 + 0.5) - y0, 0, out.shape[0]))
     if c1 <= c0 or r1 <= r0:
         return out
-    ys, xs = np.mgrid[r0:r1, c0:c1]
     shapely.prepare(poly)
-    out[r0:r1, c0:c1] = shapely.contains_xy(poly, xs + (x0 + 0.5), ys + (y0 + 0.5))
+    xs = np.arange(c0, c1, dtype=np.float64)[None, :] + (x0 + 0.5)
+    step = max(1, RASTER_BLOCK // (c1 - c0))
+    for r in range(r0, r1, step):
+        ys = np.arange(r, min(r + step, r1), dtype=np.float64)[:, None] + (y0 + 0.5)
+        out[r : r + len(ys), c0:c1] = shapely.contains_xy(poly, xs, ys)
     return out
 
 
@@ -218,28 +226,39 @@ def rasterize(polygons: Sequence[np.ndarray], width: Optional[int] = None,
     """The pixels inside any of the polygons (:func:`polygon_pixels` rule), as
     an :class:`InstanceMask` cropped to the polygons' pixel region.
 
-    With ``width``/``height`` the region is cut to the image first, so the work
-    is bounded by the image whatever the coordinates. An empty result is a
-    ``(0, 0)`` mask at the origin.
+    With ``width``/``height`` the region is cut to the image *before* any
+    pixel is tested, so a polygon far outside its image costs nothing. An
+    empty result is a ``(0, 0)`` mask at the origin.
+
+    Raises:
+        ValueError: on a non-finite vertex, or an uncut region over the pixel
+            limit of :func:`fiftyone_samrs.core.limits.max_image_pixels`
     """
+    from fiftyone_samrs.core.limits import max_image_pixels
+
+    empty = InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
     polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
+    polys = [p for p in polys if len(p)]
     if not polys:
-        return InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
+        return empty
     pts = np.concatenate(polys)
     if not np.isfinite(pts).all():
-        return InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
-    x0, y0 = int(np.floor(pts[:, 0].min())), int(np.floor(pts[:, 1].min()))
-    x1, y1 = int(np.ceil(pts[:, 0].max())), int(np.ceil(pts[:, 1].max()))
+        raise ValueError("rasterize: non-finite polygon vertex")
+    x0, y0 = math.floor(pts[:, 0].min()), math.floor(pts[:, 1].min())
+    x1, y1 = math.ceil(pts[:, 0].max()), math.ceil(pts[:, 1].max())
     if width is not None:
         x0, x1 = max(x0, 0), min(x1, int(width))
     if height is not None:
         y0, y1 = max(y0, 0), min(y1, int(height))
     if x1 <= x0 or y1 <= y0:
-        return InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0)
+        return empty
+    if (x1 - x0) * (y1 - y0) > max_image_pixels():
+        raise ValueError("rasterize: a %dx%d region is over the pixel limit; pass the "
+                         "image's width and height to cut it" % (x1 - x0, y1 - y0))
     inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
     for p in polys:
         inside |= polygon_pixels(p, (x0, y0, x1, y1))
-    return InstanceMask(inside, x0, y0)
+    return InstanceMask(inside, int(x0), int(y0))
 
 
 def polygon_fraction(mask: InstanceMask, polygon: np.ndarray) -> Optional[float]:

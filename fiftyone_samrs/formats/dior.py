@@ -25,8 +25,11 @@ from fiftyone_samrs.formats._common import (
     clip_objects,
     integer,
     number,
+    find_objects,
     paired_records,
+    read_text_lines,
     read_xml,
+    report_structure,
     scan_root,
     text,
 )
@@ -50,9 +53,15 @@ def _values(elem, tags, path, what) -> Optional[List[float]]:
     return vals
 
 
-def parse_xml(path, classes: Optional[Sequence[str]] = None) -> Tuple[dict, List[ObjectRecord]]:
+def parse_xml(path, classes: Optional[Sequence[str]] = None,
+              report: Optional[ImportReport] = None) -> Tuple[dict, List[ObjectRecord]]:
     """Parses one DIOR (HBB) or DIOR-R (OBB) annotation file.
 
+    Every ``<object>`` element is read, wherever it is (one that is not a
+    child of the root is counted as an ``"object outside container"``
+    warning); a ``<bndbox>``/``<robndbox>`` outside any object (``"stray
+    element"``) and a repeated child such as a second ``<bndbox>``
+    (``"duplicate element"``, the first is used) are counted warnings too.
     Per ``<object>``: ``<bndbox>`` gives the H-Box; ``<robndbox>`` gives the
     quad (corners ``x_left_top .. y_left_bottom``, or roLabelImg's ``cx, cy,
     w, h, angle`` in radians), or an H-Box when it holds ``xmin..ymax`` (the
@@ -63,15 +72,18 @@ def parse_xml(path, classes: Optional[Sequence[str]] = None) -> Tuple[dict, List
         path: the XML file
         classes: the allowed normalised names (default: the 20 DIOR classes
             via :func:`fiftyone_samrs.core.classes.normalize_dior`)
+        report: receives the structure warnings (also listed in
+            ``header["warnings"]``)
 
     Returns:
         ``(header, objects)``; header has ``filename``, ``width``, ``height``
-        (ints or None) and ``kind`` (``"obb"`` when any object has a quad,
-        else ``"hbb"``)
+        (ints or None), ``kind`` (``"obb"`` when any object has a quad,
+        else ``"hbb"``), and ``warnings`` (the messages above) when there are any
 
     Raises:
-        FormatError: broken XML, an unknown class or a box missing or not
-            numeric, naming the file and the object (1-based)
+        FormatError: broken or hostile XML, an unknown class, a box missing,
+            not numeric, NaN/inf or out of range, naming the file and the
+            object (1-based)
     """
     path = os.fspath(path)
     root = read_xml(path)
@@ -83,9 +95,16 @@ def parse_xml(path, classes: Optional[Sequence[str]] = None) -> Tuple[dict, List
         "height": integer(size, "height", path, "<size>"),
     }
     allowed = set(classes) if classes is not None else None
+    elems, misplaced, parents = find_objects(root, "object", lambda p: p is root)
+    warnings = report_structure(
+        path, root, elems, misplaced, parents, markers=("bndbox", "robndbox"),
+        once=("name", "bndbox", "robndbox", "difficult", "truncated", "angle"),
+        expected="the <annotation> root", report=report)
+    if warnings:
+        header["warnings"] = warnings
     objects = []
     any_quad = False
-    for k, obj in enumerate(root.findall("object"), 1):
+    for k, obj in enumerate(elems, 1):
         what = "object %d" % k
         raw = text(obj, "name")
         if raw is None:
@@ -234,11 +253,10 @@ def _read_split_files(root: str) -> Dict[str, str]:
     for s in ("trainval", "train", "val", "test"):
         p = os.path.join(main, s + ".txt")
         if os.path.isfile(p):
-            with open(p, encoding="utf-8-sig") as f:
-                for line in f:
-                    stem = line.strip().split()[0] if line.strip() else ""
-                    if stem:
-                        splits[os.path.splitext(os.path.basename(stem))[0]] = s
+            for line in read_text_lines(p, "split file"):
+                stem = line.strip().split()[0] if line.strip() else ""
+                if stem:
+                    splits[os.path.splitext(os.path.basename(stem))[0]] = s
     return splits
 
 
@@ -263,8 +281,9 @@ def scan(
         oriented annotation exists for the image, else ``"DIOR"``
 
     Raises:
-        FormatError: on a missing folder, broken XML, an unknown class, or HBB
-            and OBB files of one image with different object counts
+        FormatError: on a missing folder, broken XML, an unknown class, a
+            non-UTF-8 split file, or HBB and OBB files of one image with
+            different object counts
     """
     report = check_scan_args(report, unlabeled)
     root = scan_root(dataset_dir, "DIOR")
@@ -316,7 +335,7 @@ def scan(
                 # HBB or OBB, is read from it), even when its image is missing
                 parsed_plain.clear()
                 if stem in plain:
-                    parsed_plain[stem] = parse_xml(plain[stem])
+                    parsed_plain[stem] = parse_xml(plain[stem], report=report)
                 yield stem
 
     def parse(stem: str, label: str):
@@ -330,9 +349,9 @@ def scan(
             elif h_path is None:
                 h_path, h_objs = plain[stem], objs
         if h_path is not None and h_objs is None:
-            header, h_objs = parse_xml(h_path)
+            header, h_objs = parse_xml(h_path, report=report)
         if o_path is not None and o_objs is None:
-            o_header, o_objs = parse_xml(o_path)
+            o_header, o_objs = parse_xml(o_path, report=report)
             header = header or o_header
         if h_objs is not None and o_objs is not None:
             objects = merge(h_path, h_objs, o_path, o_objs, report)

@@ -2,7 +2,10 @@
 
 A label file is any number of ``key:value`` header lines (``imagesource``,
 ``gsd``, ``acquisition dates``...) followed by object lines
-``x1 y1 x2 y2 x3 y3 x4 y4 class [difficult]``. See ``docs/formats.md``.
+``x1 y1 x2 y2 x3 y3 x4 y4 class [difficult]``. A line is a header line only
+when it is ``key:value`` with a non-numeric key *and* does not have the shape
+of an object line (see :func:`is_header_line`), so a damaged object line is an
+error, never swallowed as a header. See ``docs/formats.md``.
 
 No FiftyOne import here.
 """
@@ -18,10 +21,12 @@ import numpy as np
 
 from fiftyone_samrs.core.classes import DOTA_CLASSES, normalize_dota
 from fiftyone_samrs.formats._common import (
+    MAX_ABS_COORD,
     Pair,
     check_scan_args,
     clip_objects,
     paired_records,
+    read_text_lines,
     scan_root,
 )
 from fiftyone_samrs.formats.images import index_files, index_images
@@ -39,11 +44,32 @@ def _parse_gsd(value: str, path: str, lineno: int, report: Optional[ImportReport
         return None
     try:
         g = float(v)
-    except ValueError:
+    except (ValueError, OverflowError):
+        g = None
+    if g is None or not math.isfinite(g) or g <= 0:
         if report is not None:
             report.warn("non-numeric gsd", "%s:%d: gsd %r read as None" % (path, lineno, v))
         return None
-    return g if math.isfinite(g) and g > 0 else None
+    return g
+
+
+def is_header_line(line: str) -> bool:
+    """Whether a stripped, non-empty line is a ``key:value`` header line.
+
+    It is one when it holds a ``:``, the key (the text before the first
+    ``:``) is not empty and not a number, and the line does not have the
+    shape of an object line: 9 or 10 tokens of which at least 4 of the first
+    8 are numbers. ``imagesource:GoogleEarth``, ``gsd:0.146`` and
+    ``acquisition dates:2017-03-10`` are headers; ``12:5 30 10 30 20 10 20
+    10 plane 0`` (a damaged object line) is not.
+    """
+    key, colon, _ = line.partition(":")
+    if not colon or not key.strip() or _is_float(key.strip()):
+        return False
+    tokens = line.split()
+    if len(tokens) in (9, 10) and sum(_is_float(t) for t in tokens[:8]) >= 4:
+        return False
+    return True
 
 
 def parse_header_and_objects(
@@ -82,17 +108,17 @@ def parse_header_and_objects(
         if not line:
             continue
         tokens = line.split()
-        if in_header and ":" in line:
-            try:
-                float(tokens[0])
-            except ValueError:
-                key, _, value = line.partition(":")
-                key = key.strip().lower()
-                if key == "gsd":
-                    header[key] = _parse_gsd(value, path, lineno, report)
-                else:
-                    header[key] = value.strip()
-                continue
+        if in_header and is_header_line(line):
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in header and report is not None:
+                report.warn("duplicate header", "%s:%d: header %r repeated; the last value is "
+                            "used" % (path, lineno, key))
+            if key == "gsd":
+                header[key] = _parse_gsd(value, path, lineno, report)
+            else:
+                header[key] = value.strip()
+            continue
         in_header = False
         n = len(tokens)
         if n not in (9, 10):
@@ -107,8 +133,11 @@ def parse_header_and_objects(
         except ValueError:
             bad = next(t for t in tokens[:8] if not _is_float(t))
             raise FormatError(path, "bad coordinate %r" % bad, line=lineno) from None
-        if not math.isfinite(sum(c)):  # nan and inf propagate through the sum
+        if not all(math.isfinite(v) for v in c):
             raise FormatError(path, "non-finite coordinate in %r" % line[:80], line=lineno)
+        if max(abs(v) for v in c) > MAX_ABS_COORD:
+            raise FormatError(path, "coordinate out of range (|value| > %g) in %r"
+                              % (MAX_ABS_COORD, line[:80]), line=lineno)
         label = normalize_dota(tokens[8])
         if known is not None and label not in known:
             if not keep_unknown:
@@ -167,15 +196,7 @@ def _is_float(t: str) -> bool:
 
 
 def _read_lines(path: str) -> List[str]:
-    try:
-        with open(path, "r", encoding="utf-8-sig") as f:
-            return f.readlines()
-    except FileNotFoundError:
-        raise FormatError(path, "label file not found") from None
-    except UnicodeDecodeError as e:
-        raise FormatError(path, "not a UTF-8 text file (%s)" % e) from None
-    except OSError as e:
-        raise FormatError(path, "cannot read label file (%s)" % e) from None
+    return read_text_lines(path, "label file")
 
 
 def parse_label_file(

@@ -24,10 +24,13 @@ from fiftyone_samrs.core.classes import normalize_fair1m
 from fiftyone_samrs.formats._common import (
     Pair,
     check_scan_args,
+    checked_float,
     clip_objects,
+    find_objects,
     integer,
     paired_records,
     read_xml,
+    report_structure,
     scan_root,
     text,
 )
@@ -44,21 +47,34 @@ SPLIT_FOLDERS = {
 }
 
 
-def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
+def parse_xml(path, report: Optional[ImportReport] = None) -> Tuple[dict, List[ObjectRecord]]:
     """Parses one FAIR1M ``labelXml`` file.
+
+    Every ``<object>`` element is read, wherever it is: one outside
+    ``<objects>`` (a file without that wrapper, say) is kept and counted as
+    an ``"object outside container"`` warning. A ``<points>`` or
+    ``<possibleresult>`` outside any object (``"stray element"``) and a
+    repeated one inside an object (``"duplicate element"``, the first is
+    used) are counted warnings too.
 
     Each object's ``<points>`` has 5 points (the 5th repeating the 1st) or 4;
     with 5 distinct points the 5th is dropped. Coordinates may be fractional,
     negative or beyond the image: they are kept as written here (:func:`scan`
     clips them). ``hbox`` is the RH-Box of the quad (``hbox_is_rh=True``).
 
+    Args:
+        path: the XML file
+        report: receives the structure warnings
+
     Returns:
         ``(header, objects)``; header has ``filename``, ``version`` (e.g.
-        ``"1.0"`` or None), ``width``, ``height``, ``origin``
+        ``"1.0"`` or None), ``width``, ``height``, ``origin``, and
+        ``warnings`` (the structure warnings' messages) when there are any
 
     Raises:
-        FormatError: broken XML, an unknown class name, or bad points, naming
-            the file and the object (1-based)
+        FormatError: broken or hostile XML, an unknown class name, bad points
+            (not ``x,y``, NaN/inf, out of range) or a bad ``<probability>``,
+            naming the file and the object (1-based)
     """
     path = os.fspath(path)
     root = read_xml(path)
@@ -72,9 +88,15 @@ def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
         "width": integer(size, "width", path, "<size>"),
         "height": integer(size, "height", path, "<size>"),
     }
-    objs_elem = root.find("objects")
+    elems, misplaced, parents = find_objects(
+        root, "object", lambda p: p is not None and p.tag == "objects")
+    warnings = report_structure(
+        path, root, elems, misplaced, parents, markers=("points", "possibleresult"),
+        once=("possibleresult", "points"), expected="<objects>", report=report)
+    if warnings:
+        header["warnings"] = warnings
     objects: List[ObjectRecord] = []
-    for k, obj in enumerate(objs_elem.findall("object") if objs_elem is not None else [], 1):
+    for k, obj in enumerate(elems, 1):
         what = "object %d" % k
         result = obj.find("possibleresult")
         raw = text(result, "name")
@@ -86,11 +108,11 @@ def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
         pts = []
         points = obj.find("points")
         for p in points.findall("point") if points is not None else []:
-            try:
-                x, y = (float(v) for v in (p.text or "").split(","))
-            except ValueError:
-                raise FormatError(path, "%s: bad point %r (expected 'x,y')" % (what, p.text)) from None
-            pts.append((x, y))
+            xy = (p.text or "").split(",")
+            if len(xy) != 2:
+                raise FormatError(path, "%s: bad point %r (expected 'x,y')" % (what, p.text))
+            pts.append(tuple(checked_float(v.strip(), path, "%s: bad point %r" % (what, p.text))
+                             for v in xy))
         if len(pts) == 5:
             pts = pts[:4]
         if len(pts) != 4:
@@ -101,10 +123,7 @@ def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
         attrs = {}
         prob = text(result, "probability")
         if prob is not None:
-            try:
-                attrs["probability"] = float(prob)
-            except ValueError:
-                pass
+            attrs["probability"] = checked_float(prob, path, "%s: <probability>" % what)
         if raw.strip() != label:
             attrs["raw_label"] = raw.strip()
         objects.append(
@@ -182,7 +201,7 @@ def scan(
     seen_uids: Dict[str, str] = {}
 
     def parse(stem: str, lab: str):
-        return parse_xml(lab)
+        return parse_xml(lab, report=report)
 
     for folder, sp, prefix in leaves:
         images_dir = os.path.join(folder, "images")

@@ -31,11 +31,14 @@ from fiftyone_samrs.formats._common import (
     Pair,
     check_scan_args,
     clip_objects,
+    find_objects,
     integer,
     number,
     paired_records,
     read_rgb,
+    read_text_lines,
     read_xml,
+    report_structure,
     rgb_key,
     scan_root,
     text,
@@ -60,11 +63,20 @@ def parse_seg_color(value: Optional[str]) -> Optional[Tuple[int, int, int]]:
         return None
     try:
         rgb = tuple(int(float(p)) for p in parts)
-    except ValueError:
+    except (ValueError, OverflowError):  # "red", "nan", "inf", "1e999"
         return None
     if any(v < 0 or v > 255 for v in rgb) or rgb == (0, 0, 0):
         return None
     return rgb  # type: ignore[return-value]
+
+
+def _is_black(value: str) -> bool:
+    """Whether a ``seg_color`` text is black (``0,0,0``: no colour, not an error)."""
+    parts = value.replace(";", ",").split(",")
+    try:
+        return len(parts) == 3 and all(float(p) == 0 for p in parts)
+    except ValueError:
+        return False
 
 
 def _bow_distance(cx, cy, w, angle, hx, hy) -> float:
@@ -72,8 +84,19 @@ def _bow_distance(cx, cy, w, angle, hx, hy) -> float:
     return min(math.hypot(cx + dx - hx, cy + dy - hy), math.hypot(cx - dx - hx, cy - dy - hy))
 
 
-def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
+_OBJECT_TAGS = ("Object_ID", "box_xmin", "box_ymin", "box_xmax", "box_ymax", "mbox_cx",
+                "mbox_cy", "mbox_w", "mbox_h", "mbox_ang", "seg_color", "header_x", "header_y")
+
+
+def parse_xml(path, report: Optional[ImportReport] = None) -> Tuple[dict, List[ObjectRecord]]:
     """Parses one HRSC2016 annotation file.
+
+    Every ``<HRSC_Object>`` is read, wherever it is: one outside
+    ``<HRSC_Objects>`` is kept and counted as an ``"object outside
+    container"`` warning. A ``<box_xmin>`` or ``<mbox_cx>`` outside any
+    object (``"stray element"``) and a repeated object child such as a second
+    ``<mbox_ang>`` (``"duplicate element"``, the first is used) are counted
+    warnings too.
 
     Objects are labelled ``"ship"``; ``hbox`` is ``box_xmin..box_ymax`` (or the
     RH-Box of the rotated box when those are empty), ``quad`` the rotated box
@@ -83,12 +106,20 @@ def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
     None), ``box_agreement`` (IoU of the RH-Box and the H-Box, when both
     exist), ``angle_negated`` (True when the bow point asked for ``-mbox_ang``).
 
+    Args:
+        path: the XML file
+        report: receives the structure warnings
+
     Returns:
         ``(header, objects)``; header has ``id``, ``width``, ``height``,
-        ``segmented`` (bool or None), ``file_format``
+        ``segmented`` (bool or None), ``file_format``, and ``warnings`` (the
+        structure warnings' messages) when there are any
 
     Raises:
-        FormatError: broken XML or a non-numeric value, naming file and object
+        FormatError: broken or hostile XML, a value that is not a finite
+            number in range (``mbox_ang inf`` included), or a ``seg_color``
+            that is not empty, black or ``r,g,b`` in 0..255, naming file and
+            object
     """
     path = os.fspath(path)
     root = read_xml(path)
@@ -101,17 +132,27 @@ def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
     seg = integer(root, "segmented", path, "image")
     header["segmented"] = None if seg is None else bool(seg)
     objects: List[ObjectRecord] = []
-    container = root.find("HRSC_Objects")
-    elems = container.findall("HRSC_Object") if container is not None else []
+    elems, misplaced, parents = find_objects(
+        root, "HRSC_Object", lambda p: p is not None and p.tag == "HRSC_Objects")
+    warnings = report_structure(
+        path, root, elems, misplaced, parents, markers=("box_xmin", "mbox_cx"),
+        once=_OBJECT_TAGS, expected="<HRSC_Objects>", report=report)
+    if warnings:
+        header["warnings"] = warnings
     for k, obj in enumerate(elems, 1):
         obj_id = text(obj, "Object_ID")
         what = "object %d (Object_ID %s)" % (k, obj_id)
+        raw_color = text(obj, "seg_color")
+        color = parse_seg_color(raw_color)
+        if raw_color is not None and color is None and not _is_black(raw_color):
+            raise FormatError(path, "%s: bad <seg_color> %r (expected r,g,b in 0..255)"
+                              % (what, raw_color))
         box = [number(obj, t, path, what) for t in ("box_xmin", "box_ymin", "box_xmax", "box_ymax")]
         rb = [number(obj, t, path, what) for t in ("mbox_cx", "mbox_cy", "mbox_w", "mbox_h", "mbox_ang")]
         hx, hy = number(obj, "header_x", path, what), number(obj, "header_y", path, what)
         attrs: Dict[str, object] = {
             "class_id": text(obj, "Class_ID"),
-            "seg_color": parse_seg_color(text(obj, "seg_color")),
+            "seg_color": color,
             "header": (hx, hy) if hx is not None and hy is not None else None,
         }
         quad = None
@@ -151,17 +192,25 @@ def parse_xml(path) -> Tuple[dict, List[ObjectRecord]]:
     return header, objects
 
 
-def read_gt_masks(mask_png_path, objects: Sequence[ObjectRecord]) -> List[Optional[InstanceMask]]:
+def read_gt_masks(mask_png_path, objects: Sequence[ObjectRecord],
+                  size: Optional[Tuple[int, int]] = None) -> List[Optional[InstanceMask]]:
     """Cuts each ship's GT mask out of the image's colour mask PNG.
 
     A ship's mask is the set of pixels whose RGB colour is exactly its
     ``attributes["seg_color"]``. Ships without a valid colour, or whose colour
     matches no pixel, get None.
 
+    Args:
+        mask_png_path: the colour mask PNG
+        objects: the image's ships
+        size: the image's ``(width, height)``; a mask of another size is
+            refused (checked from the PNG header, before decoding)
+
     Raises:
-        FormatError: if the PNG is missing or unreadable
+        FormatError: if the PNG is missing or unreadable, or its size is not
+            ``size`` (naming the mask file and both sizes)
     """
-    key = rgb_key(read_rgb(mask_png_path, "mask"))
+    key = rgb_key(read_rgb(mask_png_path, "mask", size=size))
     out: List[Optional[InstanceMask]] = []
     for o in objects:
         rgb = o.attributes.get("seg_color")
@@ -198,9 +247,8 @@ def _read_sets(sets_dir: Optional[str]) -> Dict[str, List[str]]:
     for s in ("trainval", "train", "val", "test"):
         p = os.path.join(sets_dir, s + ".txt")
         if os.path.isfile(p):
-            with open(p, encoding="utf-8-sig") as f:
-                out[s] = [os.path.splitext(os.path.basename(t.split()[0]))[0]
-                          for t in f if t.strip()]
+            out[s] = [os.path.splitext(os.path.basename(t.split()[0]))[0]
+                      for t in read_text_lines(p, "split file") if t.strip()]
     return out
 
 
@@ -230,7 +278,8 @@ def scan(
         GT mask (without ``with_masks``: a valid ``seg_color``)
 
     Raises:
-        FormatError: on a missing folder or split file, broken XML
+        FormatError: on a missing folder or split file, a non-UTF-8 split
+            file, broken XML, or a mask PNG whose size is not its image's
     """
     report = check_scan_args(report, unlabeled)
     dataset_dir = scan_root(dataset_dir, "HRSC2016")
@@ -254,7 +303,7 @@ def scan(
     mask_dirs = [os.path.join(full, d) for d in MASK_DIRS]
 
     def parse(stem: str, ann: str):
-        return parse_xml(ann)
+        return parse_xml(ann, report=report)
 
     def build(p: Pair) -> ImageRecord:
         objects, stem = p.objects, p.stem
@@ -277,7 +326,8 @@ def scan(
                     report.warn("mask file missing", "%s: %d ships have seg_color but no %s.png in %s"
                                 % (where, len(colored), stem, " or ".join(MASK_DIRS)))
             else:
-                for o, m in zip(objects, read_gt_masks(mask_path, objects)):
+                for o, m in zip(objects, read_gt_masks(mask_path, objects,
+                                                       size=(p.width, p.height))):
                     o.mask = m
                     if m is None and o.attributes.get("seg_color"):
                         report.warn("empty mask", "%s (%s): seg_color %s matches no pixel of %s"

@@ -19,6 +19,7 @@ import numpy as np
 from fiftyone_samrs.fiftyone_io import dataset_of, label_attr, object_inputs
 from fiftyone_samrs.importing.report import report_to_dict, update_samrs_info
 from fiftyone_samrs.core.records import FormatError, ImportReport, ObjectRecord
+from fiftyone_samrs.formats.images import image_size
 from fiftyone_samrs.importing.sample_docs import GT_FIELD, HBB_FIELD, OBB_FIELD, mask_box
 from fiftyone_samrs.importing.tiling import crop_mask
 
@@ -72,7 +73,11 @@ def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: f
     (:func:`fiftyone_samrs.formats.isaid.match_to_objects`); a matched mask
     gets the object's label and ``obj_index``; an unmatched instance is kept
     with its iSAID class and ``obj_index`` None, counted as a warning.
-    Samples without iSAID files are counted as skips.
+    Samples without iSAID files are counted as skips. The PNG pair must have
+    the DOTA image's size and look lossless (see
+    :func:`fiftyone_samrs.formats.isaid.read_instances`); object regions are
+    cut to the sample before rasterising, so a quad far outside its image
+    costs nothing.
 
     Args:
         dataset: a dataset (or view) imported with :func:`load_dota`
@@ -86,6 +91,11 @@ def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: f
         an :class:`ImportReport`: ``images`` = samples given masks,
         ``objects`` = masks written; also stored as
         ``dataset.info["samrs"]["isaid_report"]``
+
+    Raises:
+        FormatError: no iSAID files, a missing colour PNG, a PNG whose size
+            is not its image's (naming the PNG and both sizes), or a lossy
+            looking instance PNG; nothing is written then
     """
     from fiftyone_samrs.formats import isaid
 
@@ -112,15 +122,26 @@ def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: f
                                                   isaid_dir))
             continue
         id_png, color_png = index[stem]
-        if stem not in cache:
-            if not os.path.exists(color_png):
-                raise FormatError(color_png, "missing (the class colours for %s)" % id_png)
-            cache.clear()  # tiles of one source come together; keep one image's instances
-            cache[stem] = isaid.read_instances(id_png, color_png)
-        instances = cache[stem]
         if sample.metadata is None or not sample.metadata.width:
             raise FormatError(sample.filepath, "sample has no metadata width/height")
         width, height = sample.metadata.width, sample.metadata.height
+        if stem not in cache:
+            if not os.path.exists(color_png):
+                raise FormatError(color_png, "missing (the class colours for %s)" % id_png)
+            # the PNGs must have the DOTA image's size: the sample's, or for a
+            # tile its source image's (read from the header)
+            expected: Optional[Tuple[int, int]] = (width, height)
+            if src:
+                if os.path.isfile(src):
+                    expected = image_size(src)
+                else:
+                    expected = None
+                    report.warn("iSAID size not checked",
+                                "%s: source image %s is gone; the size of %s is not checked"
+                                % (sample.filepath, src, os.path.basename(id_png)))
+            cache.clear()  # tiles of one source come together; keep one image's instances
+            cache[stem] = isaid.read_instances(id_png, color_png, size=expected)
+        instances = cache[stem]
         if src:
             ox, oy = int(sample["tile_x"]), int(sample["tile_y"])
             cropped = []
@@ -133,7 +154,8 @@ def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: f
             instances_here = instances
         objects = _objects_from_sample(sample, hbb_field,
                                        obb_field if obb_field in fields else None, width, height)
-        matched = isaid.match_to_objects(instances_here, objects, min_iou=min_iou)
+        matched = isaid.match_to_objects(instances_here, objects, min_iou=min_iou,
+                                         width=width, height=height)
         used = set()
         dets = []
         for obj, m in zip(objects, matched):
