@@ -83,14 +83,22 @@ def _reference(predictor, ps, rows):
 
 
 def _check(results, ps, predictor, rows, full_image=False):
+    """Our masks against the reference, inside each prompt's region; with
+    ``full_image`` (whole masks) over the whole image: the crop must hold
+    every reference pixel."""
     logits, iou, _ = _reference(predictor, ps, rows)
     h, w = predictor.original_size
     for k, i in enumerate(rows):
         r = results[i]
         x0, y0, x1, y1 = r.mask.box
-        ref_logits = logits[k, y0:y1, x0:x1]
+        if full_image:
+            ref_logits = logits[k]
+            ours = r.mask.to_full(h, w)
+            assert r.mask.area == ours.sum()  # the crop lies inside the image
+        else:
+            ref_logits = logits[k, y0:y1, x0:x1]
+            ours = r.mask.mask
         ref = (ref_logits > 0).numpy()
-        ours = r.mask.mask
         assert ours.shape == ref.shape
         union = (ours | ref).sum()
         iou_pix = (ours & ref).sum() / union if union else 1.0
@@ -100,8 +108,6 @@ def _check(results, ps, predictor, rows, full_image=False):
         if ref.size:
             stab = float(calculate_stability_score(ref_logits[None], 0.0, 1.0)[0]) if (ref_logits > -1).any() else 0.0
             assert r.stability == pytest.approx(stab, abs=2e-3)
-        if full_image:
-            assert (x0, y0, x1, y1) == (0, 0, w, h)
 
 
 def test_encoder_matches_predictor(scenes):
@@ -227,3 +233,37 @@ def test_region_upsampler_equals_postprocess_masks(sam, size):
         got = up.apply(low[0, 0, r0:r1, c0:c1], (r0, c0), region)
         torch.testing.assert_close(got, ref[y0:y1, x0:x1], atol=1e-5, rtol=1e-5)
     assert np.allclose(bilinear_matrix(5, 11).sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("size", [(300, 500), (1500, 900), (1024, 1024)])
+def test_support_of_whole_masks_holds_every_pixel_and_follows_the_mask(sam, size):
+    """Whole masks are upsampled only where a logit can exceed the threshold:
+    the region holds every reference pixel above it, is small for a small
+    blob, and the full-map path is SAM's own post-processing."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    h, w = size
+    input_size = ResizeLongestSide.get_preprocess_shape(h, w, 1024)
+    up = RegionUpsampler(input_size, size)
+    g = torch.Generator().manual_seed(7)
+    low = torch.full((256, 256), -5.0)
+    low[40:52, 60:75] = torch.rand(12, 15, generator=g) * 8 - 2  # one small blob
+    low[200, 10] = 0.5  # and a far single cell
+    ref = sam.postprocess_masks(low[None, None], input_size, size)[0, 0]
+    for thr in (0.0, -1.0):
+        region = up.support(low, (0, 0), thr)
+        x0, y0, x1, y1 = region
+        inside = torch.zeros_like(ref, dtype=torch.bool)
+        inside[y0:y1, x0:x1] = True
+        assert not ((ref > thr) & ~inside).any()
+        assert (ref[y0:y1, x0:x1] > thr).any()
+    blob = torch.full((256, 256), -5.0)
+    blob[40:52, 60:75] = 3.0
+    x0, y0, x1, y1 = up.support(blob, (0, 0), 0.0)
+    assert (x1 - x0) * (y1 - y0) < 0.02 * h * w  # the cost follows the mask
+    assert up.support(torch.full((256, 256), -0.5), (0, 0), 0.0) is None
+    region = (x0, y0, x1, y1)
+    torch.testing.assert_close(up.apply_full(low, region), ref[y0:y1, x0:x1])
+    r0, r1, c0, c1 = up.lowres_window(region)
+    torch.testing.assert_close(up.apply(low[r0:r1, c0:c1], (r0, c0), region), ref[y0:y1, x0:x1],
+                               atol=1e-5, rtol=1e-5)

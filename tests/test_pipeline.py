@@ -476,7 +476,7 @@ def test_tiny_sam_through_the_pipeline(fo_dataset, tmp_path):
     for s, o in zip(ds.sort_by("filepath"), objs):
         boxes = np.array([b for _, b in o], dtype=float)
         ref = engine.predict_batch([read_image(s.filepath)],
-                                   [build_prompts(boxes, None, "hbox", (H, W))])[0]
+                                   [build_prompts(boxes, None, "hbox", (H, W), margin=None)])[0]
         label = read_label_png(s.sam_seg.mask_path)
         expected = np.full((H, W), 255, np.uint8)
         for d, r, (lab, _) in zip(s.sam.detections, ref, o):

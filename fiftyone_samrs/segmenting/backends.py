@@ -95,6 +95,11 @@ def _boxfill(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Back
     return BoxFillBackend(**kw)
 
 
+#: the ``margin`` a backend runs with when ``segment`` is given none: SAM
+#: computes whole masks (None), as the SAMRS release; the baselines work on the
+#: box grown by 10% (GrabCut needs some surroundings, a filled box no more)
+DEFAULT_MARGINS: Dict[str, Optional[float]] = {"sam": None, "grabcut": 0.1, "boxfill": 0.1}
+
 #: backend name -> factory ``(model, checkpoint, device, dtype, **kw) -> Backend``
 BACKENDS: Dict[str, Callable[..., Backend]] = {
     "sam": _sam,

@@ -52,6 +52,8 @@ def box_mask(box: Sequence[float], x0: int, y0: int, width: int, height: int) ->
 
 class _Baseline:
     name = "baseline"
+    #: the prompt box grown by 10%: GrabCut's surroundings (see ``segment``)
+    default_margin = 0.1
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """Checks and converts an image to RGB uint8 (thread-safe; mirrors SamEngine)."""

@@ -53,6 +53,7 @@ from fiftyone_samrs.fiftyone_io import (
     object_inputs,
 )
 from fiftyone_samrs.formats.images import read_image
+from fiftyone_samrs.segmenting.backends import DEFAULT_MARGINS
 from fiftyone_samrs.segmenting.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.segmenting.runs import (
     ResumePlan,
@@ -226,7 +227,7 @@ def segment(
     dtype=None,
     overwrite: bool = False,
     shard: Optional[Tuple[int, int]] = None,
-    margin: Optional[float] = 0.1,
+    margin: Optional[float] = None,
     clip_to_rbox: bool = False,
     rbox_margin: float = 2.0,
     paint_order: str = "annotation",
@@ -261,8 +262,11 @@ def segment(
         dtype: encoder dtype on CUDA (None = bf16 where supported, else fp16)
         overwrite: redo samples that are already finished
         shard: ``(i, n)``: process only shard ``i`` of ``n`` (by sample id)
-        margin: how far (fraction of the box side) a mask may reach beyond
-            its prompt box
+        margin: None (default): SAM's whole masks, wherever they reach, as
+            the SAMRS release (computed only where they can be, so the cost
+            follows the mask); a fraction: masks are cut to their prompt box
+            grown by ``max(margin * side, 8 px)``. The baselines run with 0.1
+            when None (:data:`~.backends.DEFAULT_MARGINS`)
         clip_to_rbox: AND each mask with its rotated box grown by
             ``rbox_margin`` pixels, where the object has one
         rbox_margin: see ``clip_to_rbox``
@@ -286,8 +290,11 @@ def segment(
     start = time.time()
     shard = _check_arguments(sample_collection, prompt, batch_size, shard, paint_order)
     dataset = dataset_of(sample_collection)
+    backend_name = getattr(engine, "name", backend) if engine is not None else backend
+    if margin is None:
+        margin = getattr(engine, "default_margin", DEFAULT_MARGINS.get(backend_name))
     settings = _resolve_settings(
-        dataset, prompt=prompt, backend=getattr(engine, "name", backend) if engine else backend,
+        dataset, prompt=prompt, backend=backend_name,
         model=model, checkpoint=checkpoint, label_field=label_field, seg_field=seg_field,
         box_field=box_field, obb_field=obb_field, classes=classes, seg_dir=seg_dir,
         margin=margin, clip_to_rbox=clip_to_rbox, rbox_margin=rbox_margin,

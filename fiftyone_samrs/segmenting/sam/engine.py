@@ -93,6 +93,8 @@ class SamEngine:
     """
 
     name = "sam"
+    #: whole masks unless a region margin is asked for (see ``segment``)
+    default_margin = None
 
     def __init__(
         self,
@@ -254,16 +256,40 @@ class SamEngine:
                                      for i, w in enumerate(windows)]
                 iou = iou.float().cpu().numpy()
                 for i, region in enumerate(chunk_regions):
-                    results.append(self._finish(up, logit_windows[i], region, float(iou[i])))
+                    whole = region == (0, 0, width, height)
+                    results.append(self._finish(up, logit_windows[i], region, float(iou[i]),
+                                                whole))
         return results
 
-    def _finish(self, up: RegionUpsampler, window, region, score: float) -> MaskResult:
+    def _finish(self, up: RegionUpsampler, window, region, score: float,
+                whole: bool) -> MaskResult:
+        """The mask of one prompt from its low-res logits.
+
+        With a region (``whole=False``) the mask is computed and kept inside
+        it. A whole mask (``whole=True``: the window is the full low-res map)
+        is computed exactly where the upsampled logits can exceed
+        ``threshold - 1`` (:meth:`RegionUpsampler.support`; the 1 is the
+        stability score's offset), so the mask and its stability score are
+        those of the whole image.
+        """
         x0, y0, x1, y1 = region
         if window is None or x1 <= x0 or y1 <= y0:
             mask = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
             return MaskResult(InstanceMask(mask, x0, y0), score, 0.0, True)
         logits, offset = window
-        region_logits = up.apply(logits, offset, region)
+        if whole:
+            region = up.support(logits, offset, self.mask_threshold - 1.0)
+            if region is None:
+                return MaskResult(InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0), score,
+                                  0.0, True)
+            x0, y0 = region[0], region[1]
+            by_matrices, by_resize = up.cost(region)
+            if by_resize < by_matrices and logits.shape[-2:] == (up.low, up.low):
+                region_logits = up.apply_full(logits, region, self.img_size)
+            else:
+                region_logits = up.apply(logits, offset, region)
+        else:
+            region_logits = up.apply(logits, offset, region)
         mask_t = region_logits > self.mask_threshold
         stability = stability_score(region_logits, self.mask_threshold, 1.0)
         mask = mask_t.cpu().numpy()

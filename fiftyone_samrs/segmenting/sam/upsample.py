@@ -12,12 +12,21 @@ with ``A_y`` (H x 256) and ``A_x`` (W x 256) the composed interpolation
 matrices. Only a narrow band of ``L`` feeds a window, so each box costs
 O(window) instead of O(H x W). The result equals the reference up to float
 rounding.
+
+For a whole mask (no region given), the bilinear weights are all
+non-negative and each output pixel is a convex combination of its taps, so a
+pixel can exceed a threshold only if one of its low-res taps does:
+:meth:`RegionUpsampler.support` finds the smallest output region outside
+which every pixel is at or below the threshold, and only that region is
+upsampled, by the matrices when it is small or by SAM's own two
+``F.interpolate`` calls when it covers much of the image. The cost follows
+the mask, not the image, and memory is one image's worth at most.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -103,6 +112,58 @@ class RegionUpsampler:
         self.ay = torch.from_numpy(np.ascontiguousarray(ay, dtype=np.float32)).to(dev)
         self.ax = torch.from_numpy(np.ascontiguousarray(ax, dtype=np.float32)).to(dev)
 
+    def support(self, logits: torch.Tensor, offset: Tuple[int, int],
+                threshold: float) -> Optional[Tuple[int, int, int, int]]:
+        """The output region ``(x0, y0, x1, y1)`` outside which every upsampled
+        logit is ``<= threshold``, or None when no low-res logit exceeds it.
+
+        Exact, not a heuristic: an output pixel is a convex combination of
+        the low-res logits it taps (non-negative weights summing to one).
+
+        Args:
+            logits: ``(h, w)`` low-res logits whose ``[0, 0]`` is low-res
+                ``(row, col) = offset``
+            offset: low-res ``(row, col)`` of ``logits[0, 0]``
+            threshold: the mask threshold (or a lower level, for stability)
+        """
+        above = (logits > threshold)
+        rows = above.any(dim=1).cpu().numpy()
+        cols = above.any(dim=0).cpu().numpy()
+        if not rows.any():
+            return None
+        orow, ocol = offset
+        y = _touching(rows, orow, self.low, self._y_lo, self._y_hi)
+        x = _touching(cols, ocol, self.low, self._x_lo, self._x_hi)
+        if y is None or x is None:
+            return None
+        return x[0], y[0], x[1], y[1]
+
+    def apply_full(self, logits: torch.Tensor, region: Tuple[int, int, int, int],
+                   img_size: int = 1024) -> torch.Tensor:
+        """Logits of a region the reference way: the whole ``(low, low)`` map
+        through ``Sam.postprocess_masks``' two bilinear resizes, then cut.
+
+        Cheaper than :meth:`apply` when the region covers much of the image.
+        """
+        import torch.nn.functional as F
+
+        x0, y0, x1, y1 = region
+        h_in, w_in = self.input_size
+        m = F.interpolate(logits.float()[None, None], (img_size, img_size), mode="bilinear",
+                          align_corners=False)[..., :h_in, :w_in]
+        m = F.interpolate(m, self.original_size, mode="bilinear", align_corners=False)
+        return m[0, 0, y0:y1, x0:x1]
+
+    def cost(self, region: Tuple[int, int, int, int]) -> Tuple[float, float]:
+        """Estimated multiply-adds of :meth:`apply` and of :meth:`apply_full`
+        for a region (to pick the cheaper)."""
+        x0, y0, x1, y1 = region
+        r0, r1, c0, c1 = self.lowres_window(region)
+        h, w, r, c = y1 - y0, x1 - x0, r1 - r0, c1 - c0
+        matrices = min(h * r * c + h * c * w, r * c * w + h * r * w)
+        H, W = self.original_size
+        return float(matrices), float(8 * (self.low * 4) ** 2 + 8 * H * W)
+
     def lowres_window(self, region: Tuple[int, int, int, int]) -> Tuple[int, int, int, int]:
         """The low-res rows/cols ``(r0, r1, c0, c1)`` feeding an output region.
 
@@ -144,6 +205,19 @@ class RegionUpsampler:
         if (y1 - y0) * (c1 - c0) <= (r1 - r0) * (x1 - x0):
             return (ay @ win) @ ax.T
         return ay @ (win @ ax.T)
+
+
+def _touching(hit: np.ndarray, offset: int, low: int, lo: np.ndarray,
+              hi: np.ndarray) -> Optional[Tuple[int, int]]:
+    """``(first, last + 1)`` of the output indices whose low-res taps
+    ``[lo, hi)`` include a hit (``hit[k]`` = low-res index ``offset + k``)."""
+    full = np.zeros(low + 1, dtype=np.int64)
+    full[offset + 1 : offset + 1 + len(hit)] = hit
+    count = np.cumsum(full)
+    touched = np.flatnonzero(count[hi] - count[lo] > 0)
+    if touched.size == 0:
+        return None
+    return int(touched[0]), int(touched[-1]) + 1
 
 
 def stability_score(logits: torch.Tensor, threshold: float = 0.0, offset: float = 1.0) -> float:
