@@ -578,7 +578,7 @@ class ObjectInputs:
 
 
 def object_inputs(dets: Optional[Sequence], polylines: Optional[Sequence], width: int,
-                  height: int) -> ObjectInputs:
+                  height: int, whole: bool = True) -> ObjectInputs:
     """The :class:`ObjectInputs` of a sample's box Detections and rotated-box
     Polylines (FiftyOne labels or raw labels).
 
@@ -586,14 +586,22 @@ def object_inputs(dets: Optional[Sequence], polylines: Optional[Sequence], width
         dets: the box Detections (None: none)
         polylines: the rotated boxes, or None when no rotated-box field is read
         width, height: the image size
+        whole: for an object cut by a tile edge, its whole box and quad (the
+            ``prompt_box`` / ``prompt_quad`` attributes tiling gives it, which
+            may reach beyond the tile: what SAM is prompted with) instead of
+            its clipped label
     """
     dets = list(dets or [])
     n = len(dets)
     hboxes = np.zeros((n, 4), dtype=np.float64)
     labels, ids, links, rh = [], [], [], []
     for i, det in enumerate(dets):
-        hboxes[i] = _geometry.clip_box(
-            _geometry.relative_to_box(det.bounding_box, width, height), width, height)
+        full = label_attr(det, "prompt_box") if whole else None
+        if full is not None and len(full) == 4:
+            hboxes[i] = [float(v) for v in full]
+        else:
+            hboxes[i] = _geometry.clip_box(
+                _geometry.relative_to_box(det.bounding_box, width, height), width, height)
         labels.append(det.label)
         ids.append(det.id)
         links.append(int(label_attr(det, "obj_index", i)))
@@ -604,10 +612,15 @@ def object_inputs(dets: Optional[Sequence], polylines: Optional[Sequence], width
     if polylines is not None:
         by_index = {}
         for j, pl in enumerate(polylines):
-            pts = pl.points[0] if pl.points else []
-            if len(pts) >= 4:
-                by_index.setdefault(int(label_attr(pl, "obj_index", j)), np.round(
-                    _geometry.relative_to_points(pts[:4], width, height), 6))
+            full = label_attr(pl, "prompt_quad") if whole else None
+            if full is not None and len(full) == 4:
+                quad = np.asarray(full, dtype=np.float64).reshape(4, 2)
+            else:
+                pts = pl.points[0] if pl.points else []
+                if len(pts) < 4:
+                    continue
+                quad = _geometry.relative_to_points(pts[:4], width, height)
+            by_index.setdefault(int(label_attr(pl, "obj_index", j)), np.round(quad, 6))
         quads = np.full((n, 4, 2), np.nan)
         for i, k in enumerate(links):
             if k in by_index:

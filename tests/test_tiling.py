@@ -72,10 +72,16 @@ def test_rotated_object_cut_by_the_tile_edge():
     assert d[0] == d.min()
 
 
-def test_degenerate_object_kept_where_its_box_lies():
-    d = ObjectRecord(label="tank", hbox=(10, 10, 10, 10), quad=np.full((4, 2), 10.0), degenerate=True)
-    assert len(tiling.tile_objects([d], 0, 0, 100, 300, 300, 0.7)) == 1
-    assert tiling.tile_objects([d], 50, 0, 100, 300, 300, 0.7) == []
+def test_degenerate_objects_are_dropped_and_counted_as_the_peers_do(tmp_path):
+    d = ObjectRecord(label="tank", hbox=(10, 10, 10, 10), quad=np.full((4, 2), 10.0), degenerate=True,
+                     source_id="P0042.txt:3")
+    assert tiling.tile_objects([d], 0, 0, 100, 300, 300, 0.7) == []
+    rec, _ = _record(tmp_path, objects=[d, _rect("a", 5, 5, 20, 20)])
+    report = ImportReport()
+    tiles = tiling.tile_record(rec, 128, 28, 0.7, report=report, out_dir=tmp_path / "t")
+    assert [o.label for t in tiles for o in t.objects] == ["a"]
+    assert report.skipped["degenerate object"] == 1 and "P0042.txt:3" in report.messages[0]
+    assert not report.warned  # not also "in no tile"
 
 
 def test_hbox_without_quad_and_separate_hbox():
@@ -115,9 +121,10 @@ def test_tile_files_names_content_and_padding(tmp_path):
                                     keep_thresh=0.7, report=report, workers=1))
     # windows: x in (0, 100, 122), y in (0, 52); (0, 52) is empty and skipped
     names = [Path(t.filepath).name for t in tiles]
-    assert names == ["P0042__128__0___0.png", "P0042__128__100___0.png",
-                     "P0042__128__100___52.png", "P0042__128__122___0.png",
-                     "P0042__128__122___52.png"]
+    # named after the record's uid (FAIR1M's stems repeat across splits)
+    assert names == ["train_P0042__128__0___0.png", "train_P0042__128__100___0.png",
+                     "train_P0042__128__100___52.png", "train_P0042__128__122___0.png",
+                     "train_P0042__128__122___52.png"]
     assert dict(report.skipped) == {"empty tile": 1} and not report.warned
     assert sorted(os.listdir(tmp_path / "tiles")) == sorted(names)
     # c (x 120..140) is 40% inside tile x=0 (dropped), whole in x=100, 90% in x=122
@@ -125,6 +132,10 @@ def test_tile_files_names_content_and_padding(tmp_path):
     assert [[o.truncated for o in t.objects] for t in tiles] == [
         [None], [None], [True], [True], [None]]
     assert tiles[3].objects[0].hbox == (0, 20, 18, 40)
+    # the cut object keeps its whole box and quad for the prompt; inside ones have none
+    assert tiles[3].objects[0].attributes["prompt_box"] == [-2, 20, 18, 40]
+    assert tiles[3].objects[0].attributes["prompt_quad"] == [[-2, 20], [18, 20], [18, 40], [-2, 40]]
+    assert "prompt_box" not in tiles[1].objects[0].attributes
     t = tiles[-1]
     assert t.tile == {"source_image": rec.filepath, "x": 122, "y": 52}
     assert (t.width, t.height, t.source, t.split, t.gsd, t.imagesource) == (
@@ -143,7 +154,11 @@ def test_padding_of_small_images_and_no_pad(tmp_path):
     (t,) = tiling.tile_images([rec], tmp_path / "t1", size=128, gap=28, workers=1)
     pix = cv2.imread(t.filepath)
     assert pix.shape == (128, 128, 3) and (t.width, t.height) == (128, 128)
-    assert np.array_equal(pix[:40, :60], img) and not pix[40:].any() and not pix[:, 60:].any()
+    assert np.array_equal(pix[:40, :60], img)
+    # padded with SAMRS's value, BGR (104, 116, 124), as BboxToolkit's split configs
+    assert (pix[40:] == (104, 116, 124)).all() and (pix[:, 60:] == (104, 116, 124)).all()
+    (t,) = tiling.tile_images([rec], tmp_path / "t0", size=128, gap=28, pad_value=(0,), workers=1)
+    assert not cv2.imread(t.filepath)[40:].any()
     (t,) = tiling.tile_images([rec], tmp_path / "t2", size=128, gap=28, pad=False, workers=1)
     assert cv2.imread(t.filepath).shape == (40, 60, 3) and (t.width, t.height) == (60, 40)
 
@@ -201,6 +216,23 @@ def test_defaults_come_from_the_format_registry():
     from fiftyone_samrs.formats.registry import FORMATS, Tiling
 
     assert FORMATS["dota"].tiling == Tiling(1024, 200, 0.7)
-    assert FORMATS["fair1m"].tiling == Tiling(600, 150, 0.5)
+    assert FORMATS["fair1m"].tiling == Tiling(1024, 200, 0.7)  # SAMRS's fair1m_1024
     assert {name: spec.subset for name, spec in FORMATS.items()} == {
         "dota": "SOTA", "dior": "SIOR", "fair1m": "FAST", "hrsc": "HRSC"}
+
+
+def test_release_names_and_tiles_never_share_a_file(tmp_path):
+    rec, _ = _record(tmp_path, objects=[_rect("a", 5, 5, 20, 20), _rect("b", 200, 150, 240, 170)])
+    rec.attributes = {}
+    tiles = list(tiling.tile_images([rec], tmp_path / "r", size=128, gap=28, names="release",
+                                    workers=1))
+    # BboxToolkit's <stem>_<window index>: windows (0,0) (0,52) (100,0) (100,52) (122,0) (122,52)
+    assert [Path(t.filepath).name for t in tiles] == ["P0042_0000.png", "P0042_0003.png",
+                                                      "P0042_0005.png"]
+    other = tmp_path / "other" / "P0042.png"
+    other.parent.mkdir()
+    cv2.imwrite(str(other), np.zeros((180, 250, 3), np.uint8))
+    twin = ImageRecord(filepath=str(other), width=250, height=180,
+                       objects=[_rect("a", 5, 5, 20, 20)])
+    with pytest.raises(ValueError, match="would share the file"):
+        list(tiling.tile_images([rec, twin], tmp_path / "s", size=128, gap=28, workers=1))

@@ -119,7 +119,9 @@ class FormatSpec:
         return split
 
 
-#: DOTA's split settings, the usual ones (and SAMRS's 1024 crops)
+#: SAMRS's split settings (BboxToolkit's, DOTA's usual ones): SAMRS cut DOTA and
+#: FAIR1M alike into 1024 px tiles (the release's ``dotav2_1024`` and
+#: ``fair1m_1024`` folders)
 DOTA_TILING = Tiling(size=1024, gap=200, keep_thresh=0.7)
 
 FORMATS: Dict[str, FormatSpec] = {
@@ -142,7 +144,7 @@ FORMATS: Dict[str, FormatSpec] = {
             layout="JPEGImages-*/ + Annotations/ (+ ImageSets/Main/)"),
         FormatSpec(
             name="fair1m", title="FAIR1M (1.0 / 2.0)", class_prefix="FAIR1M", module="fair1m", subset="FAST",
-            splits=("train", "val", "test"), tiling=Tiling(size=600, gap=150, keep_thresh=0.5),
+            splits=("train", "val", "test"), tiling=DOTA_TILING,
             layout="train/part*/, validation/ (or images/ + labelXml/)"),
         FormatSpec(
             name="hrsc", title="HRSC2016", class_prefix="HRSC", module="hrsc", subset="HRSC",

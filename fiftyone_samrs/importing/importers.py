@@ -262,7 +262,7 @@ def load_format(
         classes: class list for ``dataset.classes`` (default: the format's subset)
         tags: extra tags for every sample
         tile_options: extra keyword arguments for
-            :func:`fiftyone_samrs.importing.tiling.tile_images` (``skip_empty``,
+            :func:`fiftyone_samrs.importing.tiling.tile_images` (``skip_empty``, ``pad_value``, ``names``,
             ``pad``, ``ext``, ``workers``)
         batch_size: samples per bulk insert
         **options: the format's own scan options (DOTA ``version``,
@@ -343,7 +343,7 @@ def load_fair1m(dataset_dir, name=None, split=None, **kwargs) -> fo.Dataset:
             ``images/`` + ``labelXml/``)
         name: dataset name
         split: ``"train"``, ``"val"``, ``"test"`` or None (all)
-        **kwargs: as :func:`load_format` (tiling defaults 600/150/0.5;
+        **kwargs: as :func:`load_format` (tiling defaults 1024/200/0.7, as SAMRS;
             default classes FAST)
     """
     return load_format("fair1m", dataset_dir, name, split, **kwargs)

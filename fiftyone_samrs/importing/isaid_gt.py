@@ -48,7 +48,7 @@ def _objects_from_sample(sample, hbb_field: str, obb_field: Optional[str], width
     polys = None
     if obb_field:
         polys = sample[obb_field].polylines if sample[obb_field] is not None else []
-    objs = object_inputs(dets, polys, width, height)
+    objs = object_inputs(dets, polys, width, height, whole=False)
     out = []
     for i, d in enumerate(dets):
         quad = objs.quads[i] if objs.quads is not None else None

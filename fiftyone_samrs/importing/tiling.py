@@ -1,6 +1,8 @@
 """Tiling of large images into fixed-size windows, as SAMRS did before SAM.
 
-This follows the DOTA devkit's ``ImgSplit``:
+SAMRS cut its sources with BboxToolkit's ``img_split`` (1024/200, keep
+threshold 0.7, padding value (104, 116, 124), empty tiles skipped); the
+windows below are BboxToolkit's (and the DOTA devkit's):
 
 - windows of ``size`` pixels with stride ``size - gap``; the last window of a
   row or column is pushed back to end exactly at the image border (images no
@@ -20,11 +22,21 @@ This follows the DOTA devkit's ``ImgSplit``:
   as for DOTA and FAIR1M), or the source H-Box clipped to the tile (when the
   source has a separate H-Box). ``difficult`` is kept as it was (the devkit
   writes 2 there; here ``truncated`` says it);
-- zero-area objects are kept in a tile when their box lies inside it;
+- an object cut by the tile border also keeps its whole geometry in tile
+  coordinates, which may reach beyond the tile: ``attributes["prompt_box"]``
+  (its H-Box, or RH-Box) and ``attributes["prompt_quad"]``. SAM is prompted
+  with those, as the release prompted with the whole object's box, while the
+  stored labels stay clipped;
+- zero-area objects are dropped, as the devkit, BboxToolkit and mmrotate do
+  (counted ``"degenerate object"``);
 - GT masks are cropped to the tile.
 
-Tiles are written as ``<stem>__<size>__<x>___<y><ext>`` (devkit names), edge
-tiles padded with zeros to ``size`` by default. No FiftyOne import here.
+Tiles are written as ``<stem>__<size>__<x>___<y><ext>`` (devkit names;
+``names="release"`` gives BboxToolkit's ``<stem>_<window:04d>``), where the
+stem is the record's ``uid`` when it has one (FAIR1M's ``train_0`` /
+``valid_0``: stems repeat across splits), and two tiles of one run may never
+share a file. Edge tiles are padded to ``size`` with :data:`PAD_VALUE`.
+No FiftyOne import here.
 """
 
 from __future__ import annotations
@@ -47,6 +59,13 @@ from fiftyone_samrs.core.records import (
 )
 
 _EPS = 1e-9
+
+#: the padding of edge tiles, BGR (OpenCV's channel order), as SAMRS's
+#: BboxToolkit split configuration: the ImageNet mean
+PAD_VALUE = (104, 116, 124)
+
+#: tile name styles: the DOTA devkit's, or BboxToolkit's (the SAMRS release)
+NAME_STYLES = ("devkit", "release")
 
 
 def _starts(length: int, size: int, step: int) -> List[int]:
@@ -75,8 +94,13 @@ def windows(width: int, height: int, size: int, gap: int) -> List[Tuple[int, int
     return [(x, y) for x in xs for y in ys]
 
 
-def tile_name(stem: str, size: int, x: int, y: int, ext: str = ".png") -> str:
-    """The devkit's tile file name ``<stem>__<size>__<x>___<y><ext>``."""
+def tile_name(stem: str, size: int, x: int, y: int, ext: str = ".png",
+              style: str = "devkit", index: int = 0) -> str:
+    """A tile's file name: the devkit's ``<stem>__<size>__<x>___<y><ext>``, or
+    (``style="release"``) BboxToolkit's ``<stem>_<index:04d><ext>``, ``index``
+    being the window's position among all the image's windows."""
+    if style == "release":
+        return "%s_%04d%s" % (stem, index, ext)
     return "%s__%d__%d___%d%s" % (stem, size, x, y, ext)
 
 
@@ -173,6 +197,8 @@ def _object_in_tile(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
     inside = bx0 >= x and by0 >= y and bx1 <= x1 and by1 <= y1
     area = quad_area(obj.quad) if obj.quad is not None else box_area(obj.hbox)
     shift = np.array([x, y], dtype=np.float64)
+    if obj.degenerate or area <= _EPS:
+        return None, 0.0
     if inside:
         out = copy.copy(obj)
         out.quad = None if obj.quad is None else np.asarray(obj.quad, dtype=np.float64) - shift
@@ -180,8 +206,6 @@ def _object_in_tile(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
         out.mask = crop_mask(obj.mask, x, y, tw, th)
         out.attributes = dict(obj.attributes)
         return out, 1.0
-    if obj.degenerate or area <= _EPS:
-        return None, 0.0
     poly = _polygon(obj)
     inter = poly.intersection(sbox(x, y, x1, y1))
     ratio = inter.area / poly.area if poly.area > 0 else 0.0
@@ -190,6 +214,12 @@ def _object_in_tile(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
     out = copy.copy(obj)
     out.attributes = dict(obj.attributes)
     out.truncated = True
+    # the whole object, in tile pixels: what SAM is prompted with
+    whole = quad_to_hbox(obj.quad) if _hbox_from_quad(obj) else obj.hbox
+    out.attributes["prompt_box"] = [whole[0] - x, whole[1] - y, whole[2] - x, whole[3] - y]
+    if obj.quad is not None:
+        out.attributes["prompt_quad"] = (np.asarray(obj.quad, dtype=np.float64)
+                                         - shift).tolist()
     if obj.quad is not None:
         q = _reduce_to_quad(inter, np.asarray(obj.quad, dtype=np.float64))
         out.quad = q - shift
@@ -254,6 +284,7 @@ def tile_record(
     ext: str = ".png",
     pad: bool = True,
     report: Optional[ImportReport] = None,
+    names: str = "devkit",
 ) -> List[ImageRecord]:
     """Plans the tiles of one image: records only, no file is written.
 
@@ -264,7 +295,9 @@ def tile_record(
         out_dir: folder of the planned tile files (default: the image's folder)
         ext: tile file extension
         pad: tiles are ``size x size`` (edge tiles padded); else cut at the border
-        report: where empty tiles and objects kept in no tile are counted
+        report: where empty tiles, degenerate objects and objects kept in no
+            tile are counted
+        names: ``"devkit"`` or ``"release"`` (see :func:`tile_name`)
 
     Returns:
         one record per tile: ``filepath`` the planned tile file, ``tile =
@@ -272,12 +305,20 @@ def tile_record(
         ``gsd``, ``imagesource``, ``label_path`` and attributes (a FAIR1M
         ``uid`` gets the tile suffix ``__<size>__<x>___<y>``)
     """
+    if names not in NAME_STYLES:
+        raise ValueError("names must be one of %s, got %r" % (NAME_STYLES, names))
     width, height = _record_size(record)
-    stem = os.path.splitext(os.path.basename(record.filepath))[0]
+    stem = record.attributes.get("uid") or os.path.splitext(os.path.basename(record.filepath))[0]
     folder = os.fspath(out_dir) if out_dir is not None else os.path.dirname(record.filepath)
     best = [0.0] * len(record.objects)
     tiles = []
-    for x, y in windows(width, height, size, gap):
+    if report is not None:
+        for obj in record.objects:
+            if obj.degenerate:
+                report.skip("degenerate object",
+                            "%s (%s, %s): zero-area object left out of the tiles"
+                            % (record.label_path or record.filepath, obj.source_id, obj.label))
+    for index, (x, y) in enumerate(windows(width, height, size, gap)):
         tw, th = min(size, width - x), min(size, height - y)
         objs = []
         for k, obj in enumerate(record.objects):
@@ -285,7 +326,7 @@ def tile_record(
             best[k] = max(best[k], ratio)
             if o is not None:
                 objs.append(o)
-        name = tile_name(stem, size, x, y, ext)
+        name = tile_name(stem, size, x, y, ext, style=names, index=index)
         if not objs and skip_empty:
             if report is not None:
                 report.skip("empty tile", "%s: tile %s has no object" % (record.filepath, name))
@@ -310,7 +351,7 @@ def tile_record(
         )
     if report is not None:
         for k, obj in enumerate(record.objects):
-            if best[k] < keep_thresh:
+            if best[k] < keep_thresh and not obj.degenerate:
                 report.warn(
                     "object in no tile",
                     "%s (%s, %s): at most %.0f%% of it falls in one tile (keep_thresh %.2f)"
@@ -320,8 +361,20 @@ def tile_record(
     return tiles
 
 
+def pad_tile(crop: np.ndarray, size: int, value: Sequence[int] = PAD_VALUE) -> np.ndarray:
+    """An edge crop padded at its right and bottom to ``size x size`` with
+    ``value`` (one value per channel, BGR; the first for a one-channel image)."""
+    value = np.asarray(value, dtype=np.float64).reshape(-1)
+    channels = crop.shape[2] if crop.ndim == 3 else 1
+    fill = value[:channels] if len(value) >= channels else np.resize(value, channels)
+    padded = np.empty((size, size) + crop.shape[2:], dtype=crop.dtype)
+    padded[...] = fill.astype(crop.dtype) if crop.ndim == 3 else fill[0].astype(crop.dtype)
+    padded[: crop.shape[0], : crop.shape[1]] = crop
+    return padded
+
+
 def _write_tiles(record: ImageRecord, tiles: List[ImageRecord], size: int, pad: bool,
-                 report: ImportReport) -> List[ImageRecord]:
+                 report: ImportReport, pad_value: Sequence[int] = PAD_VALUE) -> List[ImageRecord]:
     import cv2
 
     todo = [t for t in tiles if not os.path.isfile(t.filepath)]
@@ -335,9 +388,7 @@ def _write_tiles(record: ImageRecord, tiles: List[ImageRecord], size: int, pad: 
         x, y = t.tile["x"], t.tile["y"]
         crop = img[y : y + size, x : x + size]
         if pad and crop.shape[:2] != (size, size):
-            padded = np.zeros((size, size) + crop.shape[2:], dtype=crop.dtype)
-            padded[: crop.shape[0], : crop.shape[1]] = crop
-            crop = padded
+            crop = pad_tile(crop, size, pad_value)
         stem, ext = os.path.splitext(t.filepath)
         tmp = stem + ".partial" + ext
         if not cv2.imwrite(tmp, crop):
@@ -355,6 +406,8 @@ def tile_images(
     keep_thresh: float = 0.7,
     skip_empty: bool = True,
     pad: bool = True,
+    pad_value: Sequence[int] = PAD_VALUE,
+    names: str = "devkit",
     ext: str = ".png",
     workers: int = 2,
     report: Optional[ImportReport] = None,
@@ -372,7 +425,9 @@ def tile_images(
         out_dir: where tile files go (created)
         size, gap, keep_thresh: see :func:`windows` and :func:`tile_objects`
         skip_empty: leave out tiles with no object (counted ``"empty tile"``)
-        pad: pad edge tiles with zeros to ``size x size``
+        pad: pad edge tiles to ``size x size``
+        pad_value: their padding, BGR (default :data:`PAD_VALUE`, as SAMRS)
+        names: tile names, ``"devkit"`` or ``"release"`` (see :func:`tile_name`)
         ext: tile file extension (``.png`` is lossless)
         workers: threads reading and writing images
         report: receives skips (``"empty tile"``, ``"unreadable image"``) and
@@ -381,6 +436,10 @@ def tile_images(
 
     Yields:
         tile records (see :func:`tile_record`), in input order
+
+    Raises:
+        ValueError: when two tiles of the run would share a file (e.g. two
+            source images of one stem), naming both sources
     """
     from tqdm import tqdm
 
@@ -389,17 +448,25 @@ def tile_images(
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)
     total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
+    owners: dict = {}
 
     def work(record: ImageRecord) -> Tuple[List[ImageRecord], ImportReport]:
         local = ImportReport()
         try:
             tiles = tile_record(record, size, gap, keep_thresh, skip_empty=skip_empty,
-                                out_dir=out_dir, ext=ext, pad=pad, report=local)
+                                out_dir=out_dir, ext=ext, pad=pad, report=local, names=names)
         except FormatError as e:  # no size given and the image header is unreadable
             local.skip("unreadable image", str(e))
             return [], local
+        for t in tiles:  # one file per tile, whatever the stems of the sources
+            first = owners.setdefault(t.filepath, record.filepath)
+            if first != record.filepath:
+                raise ValueError(
+                    "tiles of %s and %s would share the file %s (their stems are equal); "
+                    "tile them into different folders or give the records a unique 'uid'"
+                    % (first, record.filepath, t.filepath))
         if tiles:
-            tiles = _write_tiles(record, tiles, size, pad, local)
+            tiles = _write_tiles(record, tiles, size, pad, local, pad_value)
         return tiles, local
 
     workers = max(1, int(workers or 1))

@@ -5,7 +5,7 @@ Examples::
     samrs import dota /data/DOTA/val --name dota-val -k version=1.0
     samrs import hrsc /data/HRSC2016 --name hrsc --split test
     samrs import dota /data/DOTA/train --name dota-train --tile --size 1024 --gap 200
-    samrs tile fair1m /data/FAIR1M /data/FAIR1M-tiles --size 600 --gap 150
+    samrs tile fair1m /data/FAIR1M /data/FAIR1M-tiles --names release
 
 Both verbs are thin calls into :mod:`fiftyone_samrs.importing.importers` and
 :mod:`fiftyone_samrs.importing.tiling`; they print the import summary (images,
@@ -93,9 +93,9 @@ def _dota_line(obj) -> str:
         x0, y0, x1, y1 = obj.hbox
         q = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
     coords = " ".join("%g" % v for v in q.reshape(-1))
+    # kept parts keep their flag, as the DOTA devkit writes them (it writes 2
+    # only for parts below the keep threshold, which are not kept here)
     difficult = 0 if obj.difficult is None else int(obj.difficult)
-    if obj.truncated and difficult == 0:
-        difficult = 2  # the DOTA devkit's mark for a part cut by the tile
     return "%s %s %d" % (coords, obj.label.replace(" ", "-"), difficult)
 
 
@@ -104,8 +104,8 @@ def write_dota_labels(records: Iterable, label_dir: str) -> Iterable:
 
     Header lines: ``imagesource``, ``gsd``, ``tile_source`` and ``tile_offset``
     (``x,y``); then one ``x1 y1 ... x4 y4 class difficult`` line per object
-    (the H-Box corners where there is no quad; truncated objects get
-    ``difficult`` 2 as the devkit writes).
+    (the H-Box corners where there is no quad; ``difficult`` as the source
+    had it, as the devkit writes the parts it keeps).
     """
     os.makedirs(label_dir, exist_ok=True)
     for record in records:
@@ -135,7 +135,8 @@ def execute_tile(args: argparse.Namespace) -> int:
     keep = args.keep_thresh if args.keep_thresh is not None else spec.tiling.keep_thresh
     report = ImportReport()
     images_dir = os.path.join(args.out_dir, "images")
-    tile_kwargs = {k: kwargs.pop(k) for k in ("skip_empty", "pad", "ext", "workers")
+    tile_kwargs = {k: kwargs.pop(k) for k in ("skip_empty", "pad", "pad_value", "names", "ext",
+                                              "workers")
                    if k in kwargs}
     unlabeled = kwargs.pop("unlabeled", "skip")
     try:
@@ -185,7 +186,8 @@ def register(subparsers) -> None:
         description="Write tiles of every image as image files in OUT_DIR/images and their "
                     "objects as DOTA-style label files in OUT_DIR/labelTxt. Resumable: tiles "
                     "that exist are not written again. -k passes scan options (unlabeled=, "
-                    + _options_help() + ") and tiling options (skip_empty=, pad=, ext=, "
+                    + _options_help() + ") and tiling options (skip_empty=, pad=, pad_value=, "
+                    "names=release, ext=, "
                     "workers=).",
     )
     _format_args(t)
