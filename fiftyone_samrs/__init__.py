@@ -40,6 +40,7 @@ _EXPORTS = {
     "prompt_study": "evaluating.study",
     "compute_quality": "evaluating.quality",
     "save_qa_views": "evaluating.qa",
+    "dataset_stats": "evaluating.stats",
     # exporting
     "export_samrs": "exporting.samrs_export",
     "export_coco": "exporting.coco_export",

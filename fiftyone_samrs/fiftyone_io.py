@@ -257,14 +257,15 @@ class RawLabel:
         value = self.doc.get(name)
         return default if value is None else value
 
-    def get_mask(self) -> Optional[np.ndarray]:
-        """The mask array (from ``mask`` or ``mask_path``), or None."""
+    def get_mask(self, where: Optional[str] = None) -> Optional[np.ndarray]:
+        """The mask array (from ``mask`` or ``mask_path``), or None; a missing
+        mask file is a FormatError naming ``where`` (default: the file)."""
         mask = self.doc.get("mask")
         if mask is not None:
             return deserialize_mask(mask) if isinstance(mask, (bytes, bytearray)) \
                 else np.asarray(mask)
         path = self.doc.get("mask_path")
-        return read_mask_file(path, path) if path else None
+        return read_mask_file(path, where or path) if path else None
 
 
 def raw_labels(docs) -> List[RawLabel]:
@@ -283,15 +284,16 @@ def label_attr(label, name: str, default=None):
     return default if value is None else value
 
 
-def label_mask(label) -> Optional[np.ndarray]:
+def label_mask(label, where: Optional[str] = None) -> Optional[np.ndarray]:
     """The mask of a Detection or :class:`RawLabel` (``mask`` or
-    ``mask_path``), or None."""
+    ``mask_path``), or None; a missing mask file is a FormatError naming
+    ``where`` (default: the file)."""
     if isinstance(label, RawLabel):
-        return label.get_mask()
+        return label.get_mask(where)
     if getattr(label, "mask", None) is not None:
         return label.mask
     path = getattr(label, "mask_path", None)
-    return read_mask_file(path, path) if path else None
+    return read_mask_file(path, where or path) if path else None
 
 
 def raw_values(sample_collection, fields: Sequence[str]) -> list:

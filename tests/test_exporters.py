@@ -91,14 +91,20 @@ def test_area_and_bbox_come_from_the_mask_also_past_255_objects():
     assert np.array_equal(_full(back, bx, by, H, W), _full(crop, x0, y0, H, W))
 
 
-def test_palette_is_fixed_distinct_and_255_is_black():
+def test_palette_is_the_releases_fixed_distinct_and_255_is_white():
+    from fiftyone_samrs.exporting.palette import RELEASE_COLORS
+
     assert PALETTE.shape == (256, 3)
-    assert tuple(PALETTE[255]) == (0, 0, 0)
+    assert tuple(PALETTE[255]) == (255, 255, 255)
     colours = {tuple(c) for c in PALETTE[:255]}
-    assert len(colours) == 255 and (0, 0, 0) not in colours
+    assert len(colours) == 255 and (255, 255, 255) not in colours
+    # the SAMRS release's MAPPING: index 0 -> (0, 127, 255), 6 -> (0, 0, 63), 36 -> (0, 191, 64)
+    assert [tuple(PALETTE[i]) for i in (0, 6, 12, 36)] == [
+        (0, 127, 255), (0, 0, 63), (0, 100, 155), (0, 191, 64)]
+    assert [tuple(c) for c in PALETTE[:37]] == list(RELEASE_COLORS)
     label = np.array([[0, 255], [17, 3]], np.uint8)
     rgb = colorize(label)
-    assert rgb.shape == (2, 2, 3) and tuple(rgb[0, 1]) == (0, 0, 0)
+    assert rgb.shape == (2, 2, 3) and tuple(rgb[0, 1]) == (255, 255, 255)
     assert tuple(rgb[1, 0]) == tuple(PALETTE[17])
 
 
@@ -259,8 +265,9 @@ def test_export_samrs_writes_the_layout(segmented):
         assert len(items) == len(truth[path])
         for item, (label, full, prompt, _) in zip(items, truth[path]):
             assert set(item) == {"mask", "bbox", "category", "label", "size"}
+            assert isinstance(item["mask"]["counts"], str)
             assert np.array_equal(mask_utils.decode(item["mask"]).astype(bool), full)
-            assert item["bbox"] == [float(v) for v in prompt]
+            assert item["bbox"].tolist() == [float(v) for v in prompt]
             assert item["category"] == label and item["label"] == SOTA.index(label)
             assert item["size"] == int(full.sum())
     train = open(os.path.join(out, "train.txt")).read().split()
@@ -772,7 +779,7 @@ def test_progress_callback_and_missing_instance_field_choice(segmented):
 def test_fast_mask_decoding_equals_fiftyone():
     import fiftyone.core.utils as fou
 
-    from fiftyone_samrs.exporting.common import deserialize_mask
+    from fiftyone_samrs.fiftyone_io import deserialize_mask
 
     rng = np.random.default_rng(5)
     arrays = [rng.random((7, 9)) > 0.5, rng.random((7, 9)) > 0.5,  # same header: cached

@@ -673,3 +673,31 @@ def test_load_isaid_masks_on_tiles(tmp_path, names):
         crop = painted[y:y + 256, x:x + 256]
         want[:crop.shape[0], :crop.shape[1]] = crop
         np.testing.assert_array_equal(union, want)
+
+
+def test_load_isaid_masks_counts_cross_class_matches(tmp_path, names):
+    """A DOTA large-vehicle box matched to an iSAID small-vehicle instance keeps the
+    box's label, but the match is counted, named and recorded (isaid_label)."""
+    import cv2
+
+    root = tmp_path / "D"
+    _png(str(root / "images" / "P0001.png"), 64, 48)
+    _write(str(root / "labelTxt" / "P0001.txt"),
+           "10 10 30 10 30 20 10 20 large-vehicle 0\n40 30 50 30 50 40 40 40 plane 0\n")
+    inst = np.zeros((48, 64, 3), np.uint8)
+    inst[10:20, 10:30] = (1, 0, 0)
+    inst[30:40, 40:50] = (2, 0, 0)
+    color = np.zeros((48, 64, 3), np.uint8)
+    color[10:20, 10:30] = (0, 0, 127)   # small-vehicle (RGB)
+    color[30:40, 40:50] = (0, 127, 255)  # plane
+    os.makedirs(root / "iSAID")
+    cv2.imwrite(str(root / "iSAID" / "P0001_instance_id_RGB.png"), inst[:, :, ::-1])
+    cv2.imwrite(str(root / "iSAID" / "P0001_instance_color_RGB.png"), color[:, :, ::-1])
+    ds = imp.load_dota(str(root), name=names(), version="1.0", progress=False)
+    report = load_isaid_masks(ds, str(root), progress=False)
+    assert report.warned["cross-class match"] == 1
+    assert any("large-vehicle box got the mask of an iSAID small-vehicle" in m
+               for m in report.messages)
+    dets = {d.label: d for d in ds.first().gt_masks.detections}
+    assert dets["large-vehicle"].isaid_label == "small-vehicle"
+    assert dets["plane"].isaid_label == "plane"

@@ -32,6 +32,7 @@ import fiftyone.utils.data as foud
 
 from fiftyone_samrs import __version__
 from fiftyone_samrs.core.classes import class_index
+from fiftyone_samrs.fiftyone_io import raw_labels
 from fiftyone_samrs.exporting.coco_rle import encode_crops, rle_area, rle_bbox, rle_to_json
 from fiftyone_samrs.exporting.common import (
     UNKNOWN_CHOICES,
@@ -44,8 +45,7 @@ from fiftyone_samrs.exporting.common import (
     check_export_target,
     class_indices,
     existing_field,
-    instances_from_detections,
-    instances_from_docs,
+    instances_of,
     iter_sample_docs,
     normalize_export_media,
     resolve_export_classes,
@@ -316,7 +316,8 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
 
     @property
     def label_cls(self):
-        return {"instances": fol.Detections, "prompts": fol.Detections}
+        return {"instances": fol.Detections, "prompts": fol.Detections,
+                "quads": fol.Polylines}
 
     def _targets(self) -> List[str]:
         """The files and folders this export writes (checked for overwrite)."""
@@ -353,12 +354,15 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                     % ", ".join(sorted(label)))
             instances_label = label.get("instances")
             prompts = label.get("prompts")
+            quads = label.get("quads")
             semantic = label.get("semantic")
         else:
-            instances_label, prompts, semantic = label, None, None
-        instances = instances_from_detections(
-            instances_label, metadata.width, metadata.height, filepath,
-            field_name=self.instances_field, prompts=prompts, result=self.result)
+            instances_label, prompts, quads, semantic = label, None, None, None
+        instances = instances_of(
+            instances_label.detections if instances_label is not None else None,
+            metadata.width, metadata.height, filepath, field_name=self.instances_field,
+            prompts=prompts.detections if prompts is not None else None,
+            quads=quads.polylines if quads is not None else None, result=self.result)
         self.write(filepath, metadata.width, metadata.height, instances,
                    has_label=instances_label is not None, semantic=semantic)
 
@@ -382,9 +386,10 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
 
     def write_doc(self, doc: SampleDoc) -> None:
         """Exports one sample read by :func:`~fiftyone_samrs.exporting.common.iter_sample_docs`."""
-        instances = instances_from_docs(
-            doc.labels, doc.width, doc.height, doc.filepath, field_name=self.instances_field,
-            prompt_docs=doc.prompts, result=self.result)
+        instances = instances_of(
+            raw_labels(doc.labels), doc.width, doc.height, doc.filepath,
+            field_name=self.instances_field, prompts=raw_labels(doc.prompts),
+            quads=raw_labels(doc.quads), result=self.result)
         self.write(doc.filepath, doc.width, doc.height, instances,
                    has_label=doc.labels is not None, semantic=doc.semantic)
 
@@ -441,17 +446,19 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
 
 
 def run_export(exporter, sample_collection, label_field: str, prompt_field: Optional[str],
-               seg_field: Optional[str], progress) -> ExportResult:
+               seg_field: Optional[str], progress,
+               quads_field: Optional[str] = None) -> ExportResult:
     """Drives an exporter over the raw documents of a collection (the fast
     route of :func:`export_coco` and :func:`~fiftyone_samrs.exporting.samrs_export.export_samrs`)."""
     prompt_field = existing_field(sample_collection, prompt_field)
+    quads_field = existing_field(sample_collection, quads_field)
     ok = False
     exporter.setup()
     try:
         exporter.log_collection(sample_collection)
         exporter._ensure_classes()
         for doc in iter_sample_docs(sample_collection, label_field, prompt_field, seg_field,
-                                    progress=progress):
+                                    progress=progress, quads_field=quads_field):
             exporter.write_doc(doc)
         ok = True
     finally:

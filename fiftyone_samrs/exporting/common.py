@@ -1,11 +1,10 @@
 """What the SAMRS and COCO exporters share.
 
 - :class:`Instance`: one predicted object ready to write (class name, mask
-  crop in image pixels, score, prompt box), built from FiftyOne
-  ``Detection`` objects (:func:`instances_from_detections`, the
-  ``dataset.export`` path) or straight from the database documents
-  (:func:`instances_from_docs`, the fast path of the SDK calls): both go
-  through :func:`place_mask`, so they give the same pixels.
+  crop in image pixels, score, prompt box and rotated box), built by
+  :func:`instances_of` from FiftyOne ``Detection`` objects (the
+  ``dataset.export`` path) or from the database documents (the fast path of
+  the SDK calls), through :func:`place_mask` (FiftyOne's own placement).
 - :class:`ExportResult`: counts, skips and warnings of an export.
 - the export folder check, unique file stems, split files, class-list
   resolution and a small bounded pool of background file writers.
@@ -28,9 +27,9 @@ from fiftyone_samrs.core import classes as classes_mod
 from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.fiftyone_io import (
     default_classes,
-    deserialize_mask,
     iter_raw_docs,
-    read_mask_file,
+    label_attr,
+    label_mask,
 )
 
 #: how the exporters treat a label that is not in the class list
@@ -54,7 +53,10 @@ class Instance:
         crop: ``(h, w)`` bool mask, inside the image
         x0, y0: position of ``crop[0, 0]`` in the image
         score: SAM's predicted IoU (the Detection's confidence), or None
-        prompt_box: the prompt box ``(x0, y0, x1, y1)`` in pixels, or None
+        prompt_box: the prompt box ``(x0, y0, x1, y1)`` in pixels (the whole
+            object's, for one cut by a tile edge), or None
+        prompt_quad: the object's rotated box ``(4, 2)`` in pixels, or None
+        prompt: the prompt the mask was made with (``"hbox"``, ``"rhbox"``...)
     """
 
     label: str
@@ -63,6 +65,8 @@ class Instance:
     y0: int
     score: Optional[float] = None
     prompt_box: Optional[Box] = None
+    prompt_quad: Optional[np.ndarray] = None
+    prompt: Optional[str] = None
 
     @property
     def empty(self) -> bool:
@@ -195,105 +199,86 @@ def _where(filepath: str, field_name: str, index: int, label: Any) -> str:
     return "%s: %s object %d (%r)" % (filepath, field_name, index, label)
 
 
-def instances_from_detections(
-    detections,
+def instances_of(
+    labels: Optional[Sequence],
     width: int,
     height: int,
     filepath: str,
     field_name: str = "sam",
-    prompts=None,
+    prompts: Optional[Sequence] = None,
+    quads: Optional[Sequence] = None,
     result: Optional[ExportResult] = None,
 ) -> List[Instance]:
-    """Instances of a ``fo.Detections`` label (the ``dataset.export`` path).
+    """The instances of a sample's Detections, from FiftyOne labels (the
+    ``dataset.export`` route) or raw documents wrapped as
+    :class:`~fiftyone_samrs.fiftyone_io.RawLabel` (the SDK calls' fast route):
+    one code path, so both give the same pixels.
 
     Args:
-        detections: a ``fo.Detections`` (or None)
+        labels: the instance Detections (or None)
         width, height: the image size
         filepath: the sample's filepath, for messages
         field_name: the field's name, for messages
-        prompts: the prompt ``fo.Detections`` (``hbb``): a Detection's
-            ``source_id`` attribute names its prompt; or None
+        prompts: the prompt boxes (``hbb``): a Detection's ``source_id`` names
+            its prompt, whose ``prompt_box`` (whole object, for cut ones) or
+            box is the instance's ``prompt_box``; or None
+        quads: the rotated boxes (``obb``), linked by ``obj_index``, for the
+            instance's ``prompt_quad``; or None
         result: where to count warnings
 
     Raises:
         FormatError: naming the sample, for an object without a mask or
             whose mask file is missing
     """
-    if detections is None:
+    if not labels:
         return []
-    boxes = {}
-    if prompts is not None:
-        for p in prompts.detections:
-            boxes[p.id] = p.bounding_box
+    boxes = {p.id: _prompt_box(p, width, height) for p in prompts or []}
+    quad_of = {}
+    for q in quads or []:
+        quad = _prompt_quad(q, width, height)
+        if quad is not None:
+            quad_of.setdefault(label_attr(q, "obj_index"), quad)
     out = []
-    for i, det in enumerate(detections.detections):
+    for i, det in enumerate(labels):
         where = _where(filepath, field_name, i, det.label)
-        if det.mask is not None:
-            mask = det.mask
-        elif det.mask_path:
-            mask = read_mask_file(det.mask_path, where)
-        else:
+        mask = label_mask(det, where)
+        if mask is None:
             raise FormatError(where, "has no instance mask: export a field with masks "
                                      "(e.g. label_field='sam'), not a box field")
-        crop, x0, y0 = place_mask(mask, det.bounding_box, width, height, where, result)
-        prompt = boxes.get(det.get_attribute_value("source_id", None)) if boxes else None
+        crop, x0, y0 = place_mask(mask, det.bounding_box or (0, 0, 0, 0), width, height,
+                                  where, result)
+        conf = det.confidence
         out.append(Instance(
             label=det.label, crop=crop, x0=x0, y0=y0,
-            score=None if det.confidence is None else float(det.confidence),
-            prompt_box=_to_px(prompt, width, height),
-        ))
-    return out
-
-
-def instances_from_docs(
-    docs: Optional[Sequence[dict]],
-    width: int,
-    height: int,
-    filepath: str,
-    field_name: str = "sam",
-    prompt_docs: Optional[Sequence[dict]] = None,
-    result: Optional[ExportResult] = None,
-) -> List[Instance]:
-    """Instances of raw Detection documents (``sample["sam"]["detections"]``
-    as stored in MongoDB): the same as :func:`instances_from_detections`
-    without building FiftyOne objects (about 10x faster)."""
-    if not docs:
-        return []
-    boxes = {}
-    if prompt_docs:
-        for p in prompt_docs:
-            boxes[str(p.get("_id"))] = p.get("bounding_box")
-    out = []
-    for i, d in enumerate(docs):
-        label = d.get("label")
-        where = _where(filepath, field_name, i, label)
-        raw = d.get("mask")
-        if raw is not None:
-            mask = deserialize_mask(raw) if isinstance(raw, (bytes, bytearray)) else raw
-        elif d.get("mask_path"):
-            mask = read_mask_file(d["mask_path"], where)
-        else:
-            raise FormatError(where, "has no instance mask: export a field with masks "
-                                     "(e.g. label_field='sam'), not a box field")
-        crop, x0, y0 = place_mask(mask, d.get("bounding_box") or (0, 0, 0, 0), width, height,
-                                  where, result)
-        conf = d.get("confidence")
-        prompt = boxes.get(d.get("source_id")) if boxes else None
-        out.append(Instance(
-            label=label, crop=crop, x0=x0, y0=y0,
             score=None if conf is None else float(conf),
-            prompt_box=_to_px(prompt, width, height),
+            prompt_box=boxes.get(label_attr(det, "source_id")),
+            prompt_quad=quad_of.get(label_attr(det, "obj_index")),
+            prompt=label_attr(det, "prompt"),
         ))
     return out
 
 
-def _to_px(rel, width, height) -> Optional[Box]:
+def _prompt_box(label, width, height) -> Optional[Box]:
+    whole = label_attr(label, "prompt_box")
+    if whole is not None and len(whole) == 4:
+        return tuple(float(v) for v in whole)
+    rel = label.bounding_box
     if rel is None:
         return None
     x, y, w, h = (float(v) for v in rel)
     x0, y0 = x * width, y * height
     # rounded to 1e-6 px: drops the float noise of the relative round trip
     return (round(x0, 6), round(y0, 6), round(x0 + w * width, 6), round(y0 + h * height, 6))
+
+
+def _prompt_quad(label, width, height) -> Optional[np.ndarray]:
+    whole = label_attr(label, "prompt_quad")
+    if whole is not None and len(whole) == 4:
+        return np.asarray(whole, dtype=np.float64).reshape(4, 2)
+    pts = label.points[0] if label.points else []
+    if len(pts) < 4:
+        return None
+    return np.round(np.asarray(pts[:4], dtype=np.float64) * (width, height), 6)
 
 
 def class_indices(
@@ -548,6 +533,7 @@ class SampleDoc:
     labels: Optional[List[dict]]
     prompts: Optional[List[dict]]
     semantic: Optional[dict]
+    quads: Optional[List[dict]] = None
 
 
 def existing_field(sample_collection, name: Optional[str]) -> Optional[str]:
@@ -563,6 +549,7 @@ def iter_sample_docs(
     prompt_field: Optional[str] = None,
     seg_field: Optional[str] = None,
     progress=True,
+    quads_field: Optional[str] = None,
 ) -> Iterable[SampleDoc]:
     """Streams the samples of a collection as :class:`SampleDoc`\\ s.
 
@@ -578,6 +565,7 @@ def iter_sample_docs(
         prompt_field: the Detections field of the prompt boxes, or None
         seg_field: the Segmentation field, or None
         progress: True/False/None or a callback, as FiftyOne's ProgressBar
+        quads_field: the Polylines field of the rotated boxes, or None
     """
     import fiftyone.core.metadata as fom
     import fiftyone.core.utils as fou
@@ -588,7 +576,7 @@ def iter_sample_docs(
     if not sample_collection.has_field(label_field):
         raise ValueError("%s has no field %r; segment it first (samrs segment) or pass "
                          "label_field" % (sample_collection.name, label_field))
-    fields = [f for f in (label_field, prompt_field, seg_field) if f]
+    fields = [f for f in (label_field, prompt_field, seg_field, quads_field) if f]
     total = sample_collection.count()
     cursor = iter_raw_docs(sample_collection, fields)
     with fou.ProgressBar(total=total, progress=progress) as pb:
@@ -603,9 +591,11 @@ def iter_sample_docs(
                 width, height = m.width, m.height
             labels = doc.get(label_field) or {}
             prompts = (doc.get(prompt_field) or {}) if prompt_field else {}
+            quads = (doc.get(quads_field) or {}) if quads_field else {}
             yield SampleDoc(
                 id=str(doc["_id"]), filepath=filepath, width=int(width), height=int(height),
                 labels=labels.get("detections") if labels else None,
                 prompts=prompts.get("detections") if prompts else None,
                 semantic=doc.get(seg_field) if seg_field else None,
+                quads=quads.get("polylines") if quads else None,
             )

@@ -1,9 +1,11 @@
-"""The fixed colour palette of the SAMRS colour labels.
+"""The fixed colour palette of the SAMRS colour labels: the release's.
 
-Class ``i`` of a class list gets colour ``PALETTE[i]``: the PASCAL VOC label
-colour map shifted by one, so that no class is black; pixel value 255 (not
-covered) is black. The palette does not depend on the class list, so the same
-index always has the same colour across exports.
+Class ``i`` of a class list gets colour ``PALETTE[i]``: for ``i < 37`` the
+colour the SAMRS release paints it with (its ``MAPPING``; the first 15 are
+iSAID's class colours), beyond that a PASCAL VOC label colour not used
+above. Pixel value 255 (not covered) is white, as the release's colour PNGs.
+The palette does not depend on the class list, so the same index always has
+the same colour across exports.
 """
 
 from __future__ import annotations
@@ -16,8 +18,19 @@ import numpy as np
 
 from fiftyone_samrs.core.classes import IGNORE_INDEX
 
-#: colour of "not covered" (pixel value 255)
-IGNORE_COLOR = (0, 0, 0)
+#: colour of "not covered" (pixel value 255): white, as the release
+IGNORE_COLOR = (255, 255, 255)
+
+#: the SAMRS release's colour of each class index (RGB)
+RELEASE_COLORS = (
+    (0, 127, 255), (0, 63, 0), (0, 127, 63), (0, 63, 255), (0, 0, 127), (0, 127, 127),
+    (0, 0, 63), (0, 63, 127), (0, 63, 191), (0, 191, 127), (0, 127, 191), (0, 63, 63),
+    (0, 100, 155), (0, 0, 255), (0, 0, 191), (64, 191, 127), (64, 0, 191), (128, 63, 63),
+    (128, 0, 63), (191, 63, 0), (255, 127, 0), (63, 0, 0), (127, 63, 0), (63, 255, 0),
+    (0, 127, 0), (127, 127, 0), (63, 0, 63), (63, 127, 0), (63, 191, 0), (191, 127, 0),
+    (127, 191, 0), (63, 63, 0), (100, 155, 0), (0, 255, 0), (0, 191, 0), (191, 127, 64),
+    (0, 191, 64),
+)
 
 
 def _voc_colormap(n: int = 256) -> np.ndarray:
@@ -35,8 +48,11 @@ def _voc_colormap(n: int = 256) -> np.ndarray:
 
 
 def _build_palette() -> np.ndarray:
-    voc = _voc_colormap(257)
-    palette = voc[1:257].copy()  # class i -> VOC colour i + 1: never black
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[: len(RELEASE_COLORS)] = RELEASE_COLORS
+    used = {tuple(c) for c in RELEASE_COLORS} | {IGNORE_COLOR, (0, 0, 0)}
+    spare = [tuple(int(v) for v in c) for c in _voc_colormap(1024) if tuple(c) not in used]
+    palette[len(RELEASE_COLORS) : IGNORE_INDEX] = spare[: IGNORE_INDEX - len(RELEASE_COLORS)]
     palette[IGNORE_INDEX] = IGNORE_COLOR
     return palette
 

@@ -169,7 +169,7 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
     @property
     def label_cls(self):
         return {"instances": fol.Detections, "prompts": fol.Detections,
-                "semantic": fol.Segmentation}
+                "quads": fol.Polylines, "semantic": fol.Segmentation}
 
     def _targets(self) -> List[str]:
         return [os.path.join(self.export_dir, name) for name in LAYOUT]
@@ -304,14 +304,27 @@ def _remap_table(targets: Dict[Any, str], index: Dict[str, int]):
 
 
 def _pickle_item(inst: Instance, idx: int, rle: dict, area: int, classes) -> dict:
-    """One object in the SAMRS release's pickle format."""
-    return {
-        "mask": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"]},
-        "bbox": None if inst.prompt_box is None else [float(v) for v in inst.prompt_box],
-        "category": classes[idx],
-        "label": int(idx),
-        "size": int(area),
-    }
+    """One object in the SAMRS release's pickle format.
+
+    As the release's scripts write them: ``mask`` (COCO RLE of the full-image
+    mask, ``counts`` a string), the prompt geometry, ``category`` (name),
+    ``label`` (class index) and ``size`` (mask pixels). The geometry is
+    ``bbox`` (the prompt H-Box, ``xyxy``) for H-Box prompts (DOTA, DIOR), and
+    ``rbox`` (the rotated box, ``(4, 2)``) + ``rhbox`` (the prompt RH-Box) for
+    RH-Box prompts (FAIR1M), as numpy arrays.
+    """
+    counts = rle["counts"]
+    item = {"mask": {"size": [int(s) for s in rle["size"]],
+                     "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}}
+    box = None if inst.prompt_box is None else np.asarray(inst.prompt_box, dtype=np.float64)
+    if str(inst.prompt or "").startswith("rhbox"):
+        item["rbox"] = None if inst.prompt_quad is None else np.asarray(inst.prompt_quad,
+                                                                         dtype=np.float64)
+        item["rhbox"] = box
+    else:
+        item["bbox"] = box
+    item.update({"category": classes[idx], "label": int(idx), "size": np.int64(area)})
+    return item
 
 
 def export_samrs(
@@ -323,6 +336,7 @@ def export_samrs(
     label_field: str = "sam",
     seg_field: Optional[str] = "sam_seg",
     prompt_field: Optional[str] = "hbb",
+    quads_field: Optional[str] = "obb",
     export_media=True,
     unknown: str = "error",
     paint_order: Optional[str] = None,
@@ -349,7 +363,8 @@ def export_samrs(
         subset: the same as ``classes`` (the name 0.1.0 used)
         label_field: the Detections field with instance masks
         seg_field: the Segmentation field (defaults; ``gray_from="seg"``)
-        prompt_field: the prompt boxes (pickle ``bbox``, JSON ``prompt_bbox``)
+        prompt_field: the prompt boxes (pickle ``bbox``/``rhbox``, JSON ``prompt_bbox``)
+        quads_field: the rotated boxes (pickle ``rbox``)
         export_media: True / ``"copy"``, ``"move"``, ``"symlink"`` or False
         unknown: ``"error"`` or ``"ignore"`` (255 in the PNG, left out of the
             JSON, counted)
@@ -391,7 +406,8 @@ def export_samrs(
         keep_empty=keep_empty, overwrite=overwrite, num_workers=num_workers,
         instances_field=label_field, seg_field=seg_field)
     result = run_export(exporter, sample_collection, label_field, prompt_field,
-                        seg_field if gray_from == "seg" else None, progress)
+                        seg_field if gray_from == "seg" else None, progress,
+                        quads_field=quads_field if pickles else None)
     result.seconds = timer.seconds
     return result
 

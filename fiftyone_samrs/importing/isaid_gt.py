@@ -158,14 +158,23 @@ def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: f
                                          width=width, height=height)
         used = set()
         dets = []
+        class_of = {id(inst): cls for inst, cls in instances_here}
         for obj, m in zip(objects, matched):
             if m is None:
                 continue
             used.add(id(m))
+            isaid_class = class_of.get(id(m))
+            if isaid_class != obj.label:
+                report.warn("cross-class match",
+                            "%s (%s): the %s box got the mask of an iSAID %s instance of %s "
+                            "(kept with the box's label; isaid_label says the instance's)"
+                            % (sample.filepath, obj.attributes.get("source_id"), obj.label,
+                               isaid_class, os.path.basename(id_png)))
             dets.append(fol.Detection(label=obj.label, bounding_box=mask_box(m, width, height),
                                       mask=m.mask.astype(bool),
                                       obj_index=int(obj.attributes["obj_index"]),
-                                      source_id=obj.attributes.get("source_id")))
+                                      source_id=obj.attributes.get("source_id"),
+                                      isaid_label=isaid_class))
             seen_labels[obj.label] = None
         for inst, cls in instances_here:
             if id(inst) in used:

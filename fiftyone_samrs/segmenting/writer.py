@@ -35,7 +35,7 @@ from fiftyone_samrs.fiftyone_io import (
 #: the attributes of the predicted Detections, declared on the label field
 DETECTION_ATTRIBUTES = {"source_id": fo.StringField, "obj_index": fo.IntField,
                         "prompt": fo.StringField, "empty": fo.BooleanField,
-                        "stability": fo.FloatField}
+                        "stability": fo.FloatField, "area": fo.IntField}
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def build_labels(job, options: LabelOptions, stats: Counter, unknown: Counter):
         docs.append(detection_doc(
             label, bbox, mask, confidence=float(res.score), source_id=objs.ids[i],
             obj_index=int(objs.obj_indexes[i]), prompt=names[i] if i < len(names) else None,
-            empty=bool(empty),
+            empty=bool(empty), area=int(tight.area),
             stability=float("nan") if res.stability is None else float(res.stability)))
     stats["boxes"] += len(docs)
     semantic = paint_semantic(job.height, job.width, painted, order=options.paint_order)

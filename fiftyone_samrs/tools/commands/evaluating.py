@@ -146,6 +146,26 @@ def _qa_options(parser) -> None:
                         help="do not save QA views or tag samples")
 
 
+def execute_stats(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.evaluating.stats import dataset_stats
+    from fiftyone_samrs.tools.commands._common import parse_classes
+
+    dataset = load_dataset(args.dataset)
+    if dataset is None:
+        return 1
+    try:
+        stats = dataset_stats(tagged_view(dataset, args.view_tag), label_field=args.label_field,
+                              classes=parse_classes(args.classes),
+                              progress=not args.no_progress)
+    except ValueError as e:
+        return fail(e)
+    print(stats.to_markdown(), end="")
+    if args.out:
+        for path in stats.write(args.out):
+            print("wrote %s" % path)
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
@@ -192,6 +212,23 @@ def register(subparsers) -> None:
     p.add_argument("--eval-key", default="eval", help="the evaluation to plot")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=execute_plots)
+
+    p = subparsers.add_parser(
+        "stats",
+        help="pixels and instances per class and the mask-size distribution (SAMRS Figs. 5-6)",
+        description="The paper's dataset statistics of a segmented field: per class the "
+                    "number of instances and of mask pixels (the sum of instance areas, as "
+                    "the release's statistic.py), and the mask sizes; --out writes stats.json, "
+                    "stats.md and the plots.",
+    )
+    p.add_argument("dataset", help="the FiftyOne dataset name")
+    p.add_argument("--label-field", default="sam", help="the Detections field with masks")
+    p.add_argument("--classes", default=None,
+                   help="SOTA, SIOR, FAST, HRSC or a,b,c (default: the segmentation's)")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the JSON, table and plots")
+    add_view_tag_argument(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=execute_stats)
 
     p = subparsers.add_parser(
         "prompt-study",
