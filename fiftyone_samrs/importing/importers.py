@@ -201,7 +201,7 @@ def _tile_dir(dataset: fo.Dataset, tile_dir: Optional[str]) -> str:
 
 
 def _tiled(records, fmt, dataset, tile, tile_dir, tile_size, gap, keep_thresh, report,
-           tile_options=None):
+           tile_options=None, progress=True):
     """Routes records through :func:`fiftyone_samrs.importing.tiling.tile_images`
     when asked, with the format's tiling defaults for what is not given."""
     if not tile:
@@ -216,7 +216,7 @@ def _tiled(records, fmt, dataset, tile, tile_dir, tile_size, gap, keep_thresh, r
         gap=gap if gap is not None else defaults.gap,
         keep_thresh=keep_thresh if keep_thresh is not None else defaults.keep_thresh,
         report=report,
-        **dict(tile_options or {}),
+        **dict({"progress": bool(progress)}, **dict(tile_options or {})),
     )
 
 
@@ -287,7 +287,7 @@ def load_format(
         records = spec.scan(dataset_dir, split=split, unlabeled=unlabeled, report=report,
                             **options)
         records = _tiled(records, spec.name, dataset, tile, tile_dir, tile_size, gap,
-                         keep_thresh, report, tile_options)
+                         keep_thresh, report, tile_options, progress=progress)
         return load_records(records, dataset=dataset, fmt=spec.name, classes=classes,
                             report=report, progress=progress, source_dir=dataset_dir,
                             tags=tags, batch_size=batch_size)
@@ -414,7 +414,7 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
             records = _tiled(records, self.fmt, dataset, opts.pop("tile", False),
                              opts.pop("tile_dir", None), opts.pop("tile_size", None),
                              opts.pop("gap", None), opts.pop("keep_thresh", None), self.report,
-                             opts.pop("tile_options", None))
+                             opts.pop("tile_options", None), progress=opts.get("progress", True))
             load_records(records, dataset=dataset, fmt=self.fmt, report=self.report,
                          classes=opts.get("classes"), progress=opts.get("progress", True),
                          source_dir=self.dataset_dir, tags=tags)
