@@ -138,8 +138,31 @@ def declare_label_field(dataset: fo.Dataset, field: str, doc_type,
                                  for k, v in attributes.items()})
 
 
+def image_metadata(filepath: str) -> fo.ImageMetadata:
+    """The :class:`fiftyone.core.metadata.ImageMetadata` of an image from its
+    header (:func:`fiftyone_samrs.formats.images.image_size`): width, height,
+    ``size_bytes`` and ``mime_type``. Unlike FiftyOne's ``compute_metadata``
+    (PIL), it has no 179-megapixel limit, so 20000x20000 DOTA v2.0 images work.
+
+    Raises:
+        FormatError: naming the file, when it is missing or its header unreadable
+    """
+    import mimetypes
+    import os
+
+    from fiftyone_samrs.formats.images import image_size
+
+    width, height = image_size(filepath)
+    return fo.ImageMetadata(width=width, height=height, size_bytes=os.path.getsize(filepath),
+                            mime_type=mimetypes.guess_type(filepath)[0])
+
+
 def ensure_image_sizes(sample_collection, ids: Optional[Iterable[str]] = None) -> int:
-    """Computes the image metadata of samples whose width or height is unknown.
+    """Fills in the image metadata of samples whose width or height is unknown,
+    from the image headers (:func:`image_metadata`: no PIL size limit).
+
+    A sample whose image is missing or unreadable is left as it is (logged);
+    whoever needs its size then names it (:func:`sample_size`).
 
     Args:
         sample_collection: a dataset or view
@@ -150,16 +173,22 @@ def ensure_image_sizes(sample_collection, ids: Optional[Iterable[str]] = None) -
     """
     view = sample_collection.match(
         ~F("metadata.width").exists() | ~F("metadata.height").exists())
-    missing = view.values("id")
+    missing_ids, paths = view.values(["id", "filepath"])
     if ids is not None:
         wanted = set(ids)
-        missing = [s for s in missing if s in wanted]
-    for start in range(0, len(missing), 20000):
-        dataset_of(sample_collection).select(missing[start : start + 20000]).compute_metadata(
-            overwrite=True)
-    if missing:
-        logger.info("computed the metadata of %d samples", len(missing))
-    return len(missing)
+        keep = [k for k, s in enumerate(missing_ids) if s in wanted]
+        missing_ids, paths = [missing_ids[k] for k in keep], [paths[k] for k in keep]
+    fixed: Dict[str, Any] = {}
+    for sid, path in zip(missing_ids, paths):
+        try:
+            fixed[sid] = image_metadata(path)
+        except FormatError as e:
+            logger.warning("no image size for sample %s: %s", sid, e)
+    dataset = dataset_of(sample_collection)
+    if fixed:
+        dataset.set_values("metadata", fixed, key_field="id")
+        logger.info("read the image sizes of %d samples from their headers", len(fixed))
+    return len(fixed)
 
 
 def default_classes(sample_collection, fields: Sequence[str]) -> List[str]:

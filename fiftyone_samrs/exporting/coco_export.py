@@ -27,11 +27,11 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import fiftyone.core.labels as fol
-import fiftyone.core.metadata as fom
 import fiftyone.utils.data as foud
 
 from fiftyone_samrs import __version__
 from fiftyone_samrs.core.classes import class_index
+from fiftyone_samrs.fiftyone_io import image_metadata
 from fiftyone_samrs.exporting.coco_rle import encode_crops, rle_area, rle_bbox, rle_to_json
 from fiftyone_samrs.exporting.common import (
     UNKNOWN_CHOICES,
@@ -344,7 +344,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                              "supported" % type(self).__name__)
         filepath = image_or_path
         if metadata is None or not metadata.width:
-            metadata = fom.ImageMetadata.build_for(filepath)
+            metadata = image_metadata(filepath)
         if isinstance(label, dict):
             if "instances" not in label:
                 raise ValueError(

@@ -29,6 +29,7 @@ from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.fiftyone_io import (
     default_classes,
     deserialize_mask,
+    image_metadata,
     iter_raw_docs,
     read_mask_file,
 )
@@ -579,7 +580,6 @@ def iter_sample_docs(
         seg_field: the Segmentation field, or None
         progress: True/False/None or a callback, as FiftyOne's ProgressBar
     """
-    import fiftyone.core.metadata as fom
     import fiftyone.core.utils as fou
 
     if sample_collection.media_type != "image":
@@ -599,7 +599,7 @@ def iter_sample_docs(
             if not width or not height:
                 if not os.path.isfile(filepath):
                     raise FormatError(filepath, "image file not found (and no metadata)")
-                m = fom.ImageMetadata.build_for(filepath)
+                m = image_metadata(filepath)
                 width, height = m.width, m.height
             labels = doc.get(label_field) or {}
             prompts = (doc.get(prompt_field) or {}) if prompt_field else {}
