@@ -71,6 +71,24 @@ def collection_name(sample_collection) -> str:
     return dataset_of(sample_collection).name
 
 
+def dataset_dir(dataset, *parts: str) -> str:
+    """The default folder of a dataset's files (tiles, PNGs, mask files):
+    ``<fo.config.default_dataset_dir>/<dataset name>/<parts...>``.
+
+    Args:
+        dataset: a dataset, a view, or a dataset name
+        parts: sub-folder names (e.g. a field name)
+
+    Raises:
+        ValueError: when the name (or a part) is not a safe folder name (see
+            :func:`fiftyone_samrs.core.paths.safe_folder_name`), e.g. ``../../x``
+    """
+    from fiftyone_samrs.core.paths import folder_under
+
+    name = dataset if isinstance(dataset, str) else collection_name(dataset)
+    return folder_under(fo.config.default_dataset_dir, name, *parts)
+
+
 def dataset_id(dataset: fo.Dataset) -> ObjectId:
     """The dataset's id, as its sample documents store it in ``_dataset_id``."""
     return dataset._doc.id
@@ -563,6 +581,13 @@ def polyline_doc(label: Optional[str], points: list, oid: Optional[ObjectId] = N
     """The document of ``fo.Polyline(label, points, closed, filled, **attributes)``."""
     return label_doc("Polyline", oid or ObjectId(), label, attributes, points=points,
                      closed=closed, filled=filled)
+
+
+def bson_size(doc: dict) -> int:
+    """The size in bytes of a document as MongoDB stores it (its BSON encoding)."""
+    import bson
+
+    return len(bson.encode(doc))
 
 
 def label_list_doc(doc_type, items: List[dict]) -> dict:

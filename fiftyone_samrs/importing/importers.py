@@ -28,6 +28,7 @@ import fiftyone.utils.data as foud
 
 from fiftyone_samrs.core import classes as fsc
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport
+from fiftyone_samrs.fiftyone_io import dataset_dir as dataset_folder
 from fiftyone_samrs.fiftyone_io import insert_sample_docs
 from fiftyone_samrs.formats.registry import FORMATS, get_format
 from fiftyone_samrs.importing.report import import_report, report_to_dict, update_samrs_info
@@ -197,7 +198,7 @@ def _finish(dataset, fmt, classes, seen_labels, report, source_dir, fields,
 def _tile_dir(dataset: fo.Dataset, tile_dir: Optional[str]) -> str:
     if tile_dir:
         return os.path.abspath(tile_dir)
-    return os.path.join(fo.config.default_dataset_dir, dataset.name, "tiles")
+    return dataset_folder(dataset, "tiles")
 
 
 def _tiled(records, fmt, dataset, tile, tile_dir, tile_size, gap, keep_thresh, report,

@@ -46,6 +46,7 @@ from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.fiftyone_io import (
     ObjectInputs,
     check_label_field,
+    dataset_dir,
     dataset_of,
     declare_label_field,
     default_classes,
@@ -381,8 +382,7 @@ def _resolve_settings(dataset, *, prompt, backend, model, checkpoint, label_fiel
     check_label_field(dataset, label_field, fo.Detections, "Label", required=False)
     if seg_field:
         check_label_field(dataset, seg_field, fo.Segmentation, "Segmentation", required=False)
-        seg_dir = os.path.abspath(seg_dir or os.path.join(
-            fo.config.default_dataset_dir, dataset.name, seg_field))
+        seg_dir = os.path.abspath(seg_dir) if seg_dir else dataset_dir(dataset, seg_field)
     else:
         seg_dir = None
     class_list = resolve_classes(classes) if classes is not None else default_classes(
