@@ -13,9 +13,10 @@ private use                              what it saves; its canary test
                                          labels (:func:`raw_values`)
 ``SampleCollection._aggregate``          one projected cursor over a view
                                          (:func:`iter_raw_docs`)
-``Dataset._sample_collection``           ``insert_many`` of sample documents
-                                         and the label positions of
-                                         :func:`write_values`
+``Dataset._sample_collection``           ``insert_many`` of sample documents,
+                                         the label positions of
+                                         :func:`write_values` and the stored
+                                         sizes of :func:`document_sizes`
 ``Dataset._bulk_write``                  one ``$set`` per sample
                                          (:func:`bulk_set`)
 ``Dataset._expand_schema``               declaring the schema of a probe
@@ -516,6 +517,29 @@ def write_values(sample_collection, sample_sets: Dict[str, dict],
         if update:
             updates[sid] = update
     bulk_set(dataset, updates)
+
+
+def document_sizes(dataset: fo.Dataset, ids: Sequence[str],
+                   without: Sequence[str] = ()) -> Dict[str, int]:
+    """The stored size (BSON bytes) of sample documents, less the size of the
+    fields ``without`` (those about to be replaced), in one aggregation
+    (MongoDB's ``$bsonSize``).
+
+    Returns:
+        ``{sample_id: bytes}`` for the samples found
+    """
+    if not ids:
+        return {}
+    minus = [{"$ifNull": [{"$bsonSize": {"$cond": [{"$eq": [{"$type": "$" + f}, "object"]},
+                                                   "$" + f, None]}}, 0]}
+             for f in without if f]
+    size: Any = {"$bsonSize": "$$ROOT"}
+    if minus:
+        size = {"$subtract": [size, {"$add": minus}]}
+    pipeline = [{"$match": {"_id": {"$in": [ObjectId(i) for i in ids]}}},
+                {"$project": {"size": size}}]
+    return {str(d["_id"]): int(d["size"])
+            for d in dataset._sample_collection.aggregate(pipeline)}
 
 
 def insert_sample_docs(dataset: fo.Dataset, docs: List[dict],

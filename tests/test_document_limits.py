@@ -107,3 +107,25 @@ def test_size_estimate_is_exact_bson(tmp_path, names):
     doc = coll.find_one()
     assert bson_size(doc) == len(__import__("bson").encode(doc))
     assert limits.MAX_SAMPLE_BYTES < limits.MONGO_DOC_LIMIT == 16 * 1024 * 1024
+
+
+def test_check_images_skips_undecodable_images_at_import(tmp_path, names):
+    import cv2
+
+    from fiftyone_samrs.importing.report import import_report
+
+    root = tmp_path / "DOTA"
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    for stem in ("P0001", "P0002"):
+        cv2.imwrite(str(root / "images" / (stem + ".png")),
+                    np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+        (root / "labelTxt" / (stem + ".txt")).write_text("10 10 30 10 30 20 10 20 plane 0\n")
+    data = (root / "images" / "P0002.png").read_bytes()
+    (root / "images" / "P0002.png").write_bytes(data[:60] + b"\x00" * (len(data) - 60))
+    ds = imp.load_dota(str(root), name=names(), version="1.0", progress=False)
+    assert len(ds) == 2  # off by default: headers only
+    ds = imp.load_dota(str(root), name=names(), version="1.0", progress=False, check_images=True)
+    rep = import_report(ds)
+    assert len(ds) == 1 and rep.skipped["undecodable image"] == 1
+    assert "P0002.png" in rep.messages[0] and "undecodable image" in rep.messages[0]

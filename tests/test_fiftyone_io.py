@@ -231,3 +231,20 @@ def test_ensure_image_sizes_reads_headers_past_pils_limit(fo_dataset, tmp_path):
     md = fo_dataset.first().metadata
     assert (md.width, md.height, md.mime_type) == (20000, 20000, "image/png")
     assert fo_dataset.values("metadata.width") == [20000, None]
+
+
+def test_document_sizes_are_the_stored_bson_sizes(fo_dataset, tmp_path):
+    # canary: _sample_collection.aggregate with $bsonSize against the documents themselves
+    import bson
+
+    ds = _dataset(fo_dataset, tmp_path)
+    ids = ds.values("id")
+    sizes = fio.document_sizes(ds, ids)
+    for doc in ds._sample_collection.find({}):
+        assert sizes[str(doc["_id"])] == len(bson.encode(doc))
+    less = fio.document_sizes(ds, ids, ["sam", "not_a_field"])
+    for doc in ds._sample_collection.find({}):
+        field = doc.get("sam")
+        minus = len(bson.encode(field)) if isinstance(field, dict) else 0
+        assert less[str(doc["_id"])] == len(bson.encode(doc)) - minus
+    assert fio.document_sizes(ds, []) == {}

@@ -221,6 +221,22 @@ def _tiled(records, fmt, dataset, tile, tile_dir, tile_size, gap, keep_thresh, r
     )
 
 
+def decodable_records(records: Iterable[ImageRecord], report: ImportReport) -> Iterator[ImageRecord]:
+    """Passes on the records whose image decodes
+    (:func:`fiftyone_samrs.formats.images.check_decodable`: PNG chunks and
+    zlib stream to the end, JPEG at 1/8 scale, others in full); the others are
+    counted skips (``"undecodable image"``) naming the file and the fault."""
+    from fiftyone_samrs.formats.images import check_decodable
+
+    for record in records:
+        try:
+            check_decodable(record.filepath)
+        except FormatError as e:
+            report.skip("undecodable image", "%s (not imported: segment would stop there)" % e)
+            continue
+        yield record
+
+
 def load_format(
     fmt: str,
     dataset_dir,
@@ -241,6 +257,7 @@ def load_format(
     tags: Optional[List[str]] = None,
     tile_options: Optional[Dict[str, Any]] = None,
     batch_size: int = 1000,
+    check_images: bool = False,
     **options,
 ) -> fo.Dataset:
     """Imports a source dataset of any registered format (see ``load_dota``...).
@@ -266,6 +283,11 @@ def load_format(
             :func:`fiftyone_samrs.importing.tiling.tile_images` (``skip_empty``, ``pad_value``, ``names``,
             ``pad``, ``ext``, ``workers``)
         batch_size: samples per bulk insert
+        check_images: decode-check every image first and skip (counted,
+            ``"undecodable image"``) those whose body is damaged; off by
+            default: it reads every image in full, which costs several times
+            the import itself (see ``docs/importing.md``); without it such an
+            image is found by ``segment`` (``skip_failures=True`` skips it)
         **options: the format's own scan options (DOTA ``version``,
             ``keep_unknown``; HRSC ``with_masks``)
 
@@ -287,6 +309,8 @@ def load_format(
     try:
         records = spec.scan(dataset_dir, split=split, unlabeled=unlabeled, report=report,
                             **options)
+        if check_images:
+            records = decodable_records(records, report)
         records = _tiled(records, spec.name, dataset, tile, tile_dir, tile_size, gap,
                          keep_thresh, report, tile_options, progress=progress)
         return load_records(records, dataset=dataset, fmt=spec.name, classes=classes,
@@ -412,6 +436,8 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
         if self.shuffle or self.max_samples is not None:
             records = self._records(self.report)
             records = self._preprocess_list(list(records) if self.shuffle else records)
+            if opts.pop("check_images", False):
+                records = decodable_records(records, self.report)
             records = _tiled(records, self.fmt, dataset, opts.pop("tile", False),
                              opts.pop("tile_dir", None), opts.pop("tile_size", None),
                              opts.pop("gap", None), opts.pop("keep_thresh", None), self.report,
@@ -467,7 +493,7 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
 #: the import options an importer class takes besides the format's own
 _IMPORTER_OPTIONS = (("split", None), ("unlabeled", "skip"), ("tile", False), ("tile_dir", None),
                      ("tile_size", None), ("gap", None), ("keep_thresh", None),
-                     ("classes", None), ("tile_options", None))
+                     ("classes", None), ("tile_options", None), ("check_images", False))
 
 
 def _importer_class(fmt: str) -> type:
