@@ -237,7 +237,7 @@ def test_export_samrs_writes_the_layout(segmented):
     assert result.images == 5 and result.labeled_images == 3 and result.instances == n_obj
     assert sorted(os.listdir(out)) == sorted(
         ["images", "gray", "color", "pickles", "annotations.json", "classes.txt",
-         "palette.json", "train.txt", "val.txt"])
+         "palette.json", "train.txt", "val.txt", "samrs_export_manifest.jsonl"])
     assert open(os.path.join(out, "classes.txt")).read().splitlines() == SOTA
     palette = json.load(open(os.path.join(out, "palette.json")))
     assert palette["palette"][4] == {"index": 4, "name": "plane",
@@ -588,7 +588,7 @@ def test_non_empty_export_dir_is_refused_unless_overwrite(segmented):
     result = export_samrs(ds, str(out), subset="SOTA", overwrite=True, progress=False)
     assert result.images == 5
     assert (out / "notes.txt").read_text() == "mine"  # not ours: left alone
-    assert not (out / "gray" / "stale.png").exists()
+    assert (out / "gray" / "stale.png").read_bytes() == b"x"  # not ours either
     with pytest.raises(FileExistsError):
         export_coco(ds, str(out / "annotations.json"), classes="SOTA", progress=False)
     from fiftyone_samrs.types import SAMRSDataset
