@@ -48,17 +48,82 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _get_or_create(name: Optional[str], dataset, overwrite: bool, persistent: bool) -> fo.Dataset:
+def _jsonable(value):
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _unfinished(dataset: fo.Dataset) -> Optional[dict]:
+    """The ``info["samrs"]`` of a dataset whose import did not finish, else None."""
+    info = (dataset.info or {}).get("samrs") or {}
+    return info if info.get("import_complete") is False else None
+
+
+def _open_target(name: Optional[str], dataset, overwrite: bool, persistent: bool,
+                 resume: bool = False, settings: Optional[dict] = None):
+    """The dataset an import writes to: ``(dataset, created, resumed)``.
+
+    A new dataset is marked ``info["samrs"]["import_complete"] = False`` (with
+    the import's settings) before any sample is written, and
+    :func:`_finish` sets it True: a killed import leaves a dataset that says
+    it is incomplete. Such a dataset is continued with ``resume=True`` (the
+    samples already there are skipped) or replaced with ``overwrite=True``;
+    without either the error says so.
+
+    Raises:
+        ValueError: an existing name without ``overwrite`` (or ``resume`` for
+            an unfinished import), or a resume with other settings
+    """
     if dataset is not None:
-        return dataset
+        return dataset, False, False
     if name and fo.dataset_exists(name):
+        existing = fo.load_dataset(name)
+        unfinished = _unfinished(existing)
+        if unfinished is not None and resume and not overwrite:
+            before = unfinished.get("import_settings")
+            now = _jsonable(settings or {})
+            if before is not None and before != now:
+                changed = ["%s: %r -> %r" % (k, before.get(k), now.get(k))
+                           for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+                raise ValueError(
+                    "Dataset %r holds an unfinished import with other settings (%s); resume it "
+                    "with the same ones, or pass overwrite=True to start again"
+                    % (name, "; ".join(changed)))
+            return existing, False, True
         if not overwrite:
+            if unfinished is not None:
+                raise ValueError(
+                    "Dataset %r holds an import that did not finish (%d samples written from "
+                    "%s, started %s; the process was killed or crashed). Pass resume=True "
+                    "(CLI: --resume) to import the rest into it, or overwrite=True (CLI: "
+                    "--overwrite) to remove it and import again"
+                    % (name, len(existing), unfinished.get("source_dir") or "?",
+                       unfinished.get("import_started") or "?"))
             raise ValueError(
                 "A FiftyOne dataset named %r already exists: pass overwrite=True "
                 "(CLI: --overwrite) to replace it, or choose another name" % name
             )
         fo.delete_dataset(name)
-    return fo.Dataset(name, persistent=persistent)
+    created = fo.Dataset(name, persistent=persistent)
+    update_samrs_info(created, {
+        "import_complete": False,
+        "import_started": datetime.now().replace(microsecond=0).isoformat(),
+        "import_settings": _jsonable(settings or {}),
+        "source_dir": (settings or {}).get("source_dir"),
+    })
+    created.save()
+    return created, True, False
+
+
+def _skip_imported(records: Iterable[ImageRecord], dataset: fo.Dataset,
+                   report: ImportReport) -> Iterator[ImageRecord]:
+    """The records whose image is not in ``dataset`` yet (a resumed import)."""
+    done = set(dataset.values("filepath"))
+    for record in records:
+        if os.path.abspath(os.path.expanduser(record.filepath)) in done:
+            continue
+        yield record
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -129,8 +194,9 @@ def load_records(
         rebuilds the :class:`ImportReport`)
     """
     report = report if report is not None else ImportReport()
-    created = dataset is None
-    dataset = _get_or_create(name, dataset, overwrite, persistent)
+    dataset, created, _ = _open_target(name, dataset, overwrite, persistent, settings={
+        "format": fmt, "source_dir": None if source_dir is None else os.path.abspath(
+            str(source_dir))})
     try:
         _insert_records(dataset, records, fmt, classes, report, batch_size, progress,
                         source_dir, tags)
@@ -142,7 +208,7 @@ def load_records(
 
 
 def _insert_records(dataset, records, fmt, classes, report, batch_size, progress, source_dir,
-                    tags) -> None:
+                    tags, already=(0, 0)) -> None:
     if dataset.media_type is None:
         dataset.media_type = "image"
     elif dataset.media_type != "image":
@@ -166,8 +232,8 @@ def _insert_records(dataset, records, fmt, classes, report, batch_size, progress
     source = None
     if builder.tiles and scanned[0]:
         source = {"source_images": scanned[0], "source_objects": scanned[1]}
-    report.images = builder.images
-    report.objects = builder.objects
+    report.images = builder.images + already[0]
+    report.objects = builder.objects + already[1]
     _finish(dataset, fmt, classes, builder.label_names, report, source_dir,
             fields=list(builder.labels), source=source)
     logger.info("Imported %d images, %d objects", report.images, report.objects)
@@ -180,7 +246,12 @@ def _finish(dataset, fmt, classes, seen_labels, report, source_dir, fields,
         "subset": FORMATS[fmt].subset if fmt in FORMATS else None,
         "source_dir": None if source_dir is None else os.path.abspath(str(source_dir)),
         "import_report": report_to_dict(report, source=source),
+        "import_complete": True,
     })
+    info = dict(dataset.info)
+    for key in ("import_started", "import_settings"):  # only an unfinished import needs them
+        info["samrs"].pop(key, None)
+    dataset.info = info
     class_list = _class_list(fmt, classes, seen_labels)
     dataset_classes = dict(dataset.classes)
     for field in fields:
@@ -258,6 +329,7 @@ def load_format(
     tile_options: Optional[Dict[str, Any]] = None,
     batch_size: int = 1000,
     check_images: bool = False,
+    resume: bool = False,
     **options,
 ) -> fo.Dataset:
     """Imports a source dataset of any registered format (see ``load_dota``...).
@@ -288,6 +360,11 @@ def load_format(
             default: it reads every image in full, which costs several times
             the import itself (see ``docs/importing.md``); without it such an
             image is found by ``segment`` (``skip_failures=True`` skips it)
+        resume: continue an import into ``name`` that did not finish (killed:
+            its ``info["samrs"]["import_complete"]`` is False), with the same
+            settings; the samples already there are kept and skipped. Without
+            it (and without ``overwrite``) such a dataset is an error that
+            says so
         **options: the format's own scan options (DOTA ``version``,
             ``keep_unknown``; HRSC ``with_masks``)
 
@@ -296,7 +373,8 @@ def load_format(
 
     Raises:
         FormatError: naming the file, for bad input
-        ValueError: an unknown format, split or option, or an existing name
+        ValueError: an unknown format, split or option, an existing name, or
+            an unfinished import (pass ``resume`` or ``overwrite``)
     """
     spec = get_format(fmt)
     options = spec.check_options(options)
@@ -304,8 +382,15 @@ def load_format(
     if not os.path.isdir(str(dataset_dir)):
         raise FormatError(dataset_dir, "not a directory")
     report = ImportReport()
-    created = dataset is None
-    dataset = _get_or_create(name, dataset, overwrite, persistent)
+    settings = {
+        "format": spec.name, "source_dir": os.path.abspath(str(dataset_dir)), "split": split,
+        "unlabeled": unlabeled, "tile": bool(tile), "tile_dir": tile_dir,
+        "tile_size": tile_size, "gap": gap, "keep_thresh": keep_thresh,
+        "tile_options": tile_options, "classes": classes, "tags": tags,
+        "check_images": bool(check_images), "options": options,
+    }
+    dataset, created, resumed = _open_target(name, dataset, overwrite, persistent, resume,
+                                             settings)
     try:
         records = spec.scan(dataset_dir, split=split, unlabeled=unlabeled, report=report,
                             **options)
@@ -313,9 +398,16 @@ def load_format(
             records = decodable_records(records, report)
         records = _tiled(records, spec.name, dataset, tile, tile_dir, tile_size, gap,
                          keep_thresh, report, tile_options, progress=progress)
-        return load_records(records, dataset=dataset, fmt=spec.name, classes=classes,
-                            report=report, progress=progress, source_dir=dataset_dir,
-                            tags=tags, batch_size=batch_size)
+        already = (0, 0)
+        if resumed:
+            records = _skip_imported(records, dataset, report)
+            already = (len(dataset), dataset.count("hbb.detections")
+                       if dataset.has_sample_field("hbb") else 0)
+            logger.info("resuming the import into %r: %d samples already there",
+                        dataset.name, already[0])
+        _insert_records(dataset, records, spec.name, classes, report, batch_size, progress,
+                        dataset_dir, tags, already=already)
+        return dataset
     except BaseException:
         if created and not dataset.deleted:
             dataset.delete()  # no half-imported dataset left behind
