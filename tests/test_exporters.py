@@ -421,7 +421,9 @@ def test_export_media_false_and_symlink(segmented):
     data = json.load(open(os.path.join(out, "annotations.json")))
     assert sorted(im["file_name"] for im in data["images"]) == sorted(truth)
     assert not os.path.exists(os.path.join(out, "images"))
-    back = load_samrs(out, persistent=False, progress=False)
+    with pytest.raises(FormatError, match="absolute path"):
+        load_samrs(out, persistent=False, progress=False)  # names outside the folder
+    back = load_samrs(out, persistent=False, progress=False, allow_outside=True)
     try:
         assert sorted(back.values("filepath")) == sorted(truth)
         assert back.count("sam.detections") == sum(len(v) for v in truth.values())
@@ -456,7 +458,7 @@ def test_colliding_stems_get_distinct_label_files(fo_dataset, tmp_path):
         out = str(tmp_path / ("out%s" % media))
         export_samrs(fo_dataset, out, subset="SOTA", export_media=media, progress=False)
         assert sorted(os.listdir(os.path.join(out, "gray"))) == ["P0001-2.png", "P0001.png"]
-        back = load_samrs(out, persistent=False, progress=False)
+        back = load_samrs(out, persistent=False, progress=False, allow_outside=not media)
         try:
             for s in back:
                 width = s.sam.detections[0].mask.shape[1]
