@@ -129,3 +129,21 @@ def test_check_images_skips_undecodable_images_at_import(tmp_path, names):
     rep = import_report(ds)
     assert len(ds) == 1 and rep.skipped["undecodable image"] == 1
     assert "P0002.png" in rep.messages[0] and "undecodable image" in rep.messages[0]
+
+
+def test_isaid_masks_too_large_for_the_document_become_mask_files(tmp_path, names,
+                                                                  monkeypatch):
+    from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
+    from fiftyone_samrs.testing import synthetic
+
+    gt = synthetic.make_dota_tree(tmp_path / "D", n_images=1, n_objects=6, size=(300, 200),
+                                  with_isaid=True)
+    ds = imp.load_dota(gt["root"], name=names(), version="1.0", progress=False)
+    monkeypatch.setattr(limits, "INLINE_MASK_BYTES", 100)
+    report = load_isaid_masks(ds, gt["root"], progress=False)
+    assert report.warned["masks as files"] == 1
+    dets = ds.first().gt_masks.detections
+    assert dets and all(d.mask is None and os.path.isfile(d.mask_path) for d in dets)
+    from fiftyone_samrs.fiftyone_io import instance_from_label
+
+    assert all(instance_from_label(d, 300, 200).area > 0 for d in dets)
