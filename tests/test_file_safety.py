@@ -155,6 +155,15 @@ def test_demo_refuses_a_folder_it_did_not_create(tmp_path):
     assert not os.path.exists(os.path.join(out, "export"))
     assert open(os.path.join(out, "notes.txt")).read() == "mine"
     prepare_out_dir(str(tmp_path / "empty"))  # a new or empty folder is fine
+    # a demo folder from before the marker: only the demo's own entries
+    old = tmp_path / "old"
+    (old / "source" / "DOTA-v1.0" / "labelTxt").mkdir(parents=True)
+    (old / "export").mkdir()
+    prepare_out_dir(str(old))
+    assert sorted(os.listdir(old)) == [MARKER]
+    (mine / "source" / "DOTA-v1.0" / "labelTxt").mkdir(parents=True)
+    with pytest.raises(FileExistsError):  # thesis.tex: not only the demo's entries
+        prepare_out_dir(str(mine))
 
 
 def test_cli_demo_says_why(tmp_path, capsys):

@@ -7,7 +7,8 @@
   (:func:`instances_from_docs`, the fast path of the SDK calls): both go
   through :func:`place_mask`, so they give the same pixels.
 - :class:`ExportResult`: counts, skips and warnings of an export.
-- the export folder check, unique file stems, split files, class-list
+- the export manifest (what an export wrote: the only files overwrite removes),
+  unique file stems, split files, class-list
   resolution and a small bounded pool of background file writers.
 """
 

@@ -29,12 +29,21 @@ MARKER = ".samrs-demo"
 DEMO_ENTRIES = ("source", "sam_seg", "export")
 
 
+def _pre_marker_demo(out_dir: str) -> bool:
+    """A folder an older demo made, before the marker: nothing in it but the
+    demo's own entries, and its generated DOTA tree."""
+    entries = set(os.listdir(out_dir))
+    return (entries <= set(DEMO_ENTRIES)
+            and os.path.isdir(os.path.join(out_dir, "source", "DOTA-v1.0", "labelTxt")))
+
+
 def prepare_out_dir(out_dir: str) -> str:
     """Makes ``out_dir`` ready for a demo run and returns it (absolute).
 
     A missing or empty folder is created and marked (:data:`MARKER`). A
-    folder the demo made before (it holds the marker) loses only what the
-    demo writes there (:data:`DEMO_ENTRIES`); anything else in it is kept.
+    folder the demo made before (it holds the marker; or, made before the
+    marker existed, it holds nothing but the demo's own entries) loses only
+    what the demo writes there (:data:`DEMO_ENTRIES`); anything else is kept.
     Any other non-empty folder is refused: the demo never deletes files it
     did not create.
 
@@ -45,7 +54,8 @@ def prepare_out_dir(out_dir: str) -> str:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise FileExistsError("--out-dir %s is a file, not a folder" % out_dir)
     marker = os.path.join(out_dir, MARKER)
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(marker):
+    if (os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(marker)
+            and not _pre_marker_demo(out_dir)):
         raise FileExistsError(
             "--out-dir %s is not empty and was not made by samrs demo (no %s in it); the demo "
             "does not delete files it did not create: choose a new or empty folder"
