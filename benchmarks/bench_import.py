@@ -98,6 +98,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--skip-add-samples", action="store_true",
                         help="only time the importer")
+    parser.add_argument("--check-images", action="store_true",
+                        help="also time the importer with check_images=True (decode-checks "
+                             "every image; use --generator synthetic: the fast tree's one flat "
+                             "image decodes unrealistically fast)")
     parser.add_argument("--keep", action="store_true", help="keep the generated tree")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out",
                                                       "bench_import.json"))
@@ -153,6 +157,14 @@ def main(argv=None) -> dict:
         results["importer_s"] = imp_s
         results["importer_labels_per_s"] = rate(n_labels, imp_s)
 
+        if args.check_images:
+            t = time.perf_counter()
+            ds = load_dota(root, name=name + "-checked", persistent=False, progress=False,
+                           batch_size=args.batch_size, check_images=True)
+            results["importer_check_images_s"] = time.perf_counter() - t
+            results["check_images_cost"] = results["importer_check_images_s"] / imp_s
+            datasets.append(ds)
+
         # (2) add_samples on prebuilt samples
         if not args.skip_add_samples:
             t = time.perf_counter()
@@ -183,6 +195,9 @@ def main(argv=None) -> dict:
     print("  parse only (formats.dota)  %8.2f s" % results["parse_s"])
     print("  importer end to end        %8.2f s  %10.0f labels/s"
           % (results["importer_s"], results["importer_labels_per_s"]))
+    if "importer_check_images_s" in results:
+        print("  importer, check_images=True %7.2f s  (%.1fx the importer)"
+              % (results["importer_check_images_s"], results["check_images_cost"]))
     if "add_samples_s" in results:
         print("  build fo.Sample objects    %8.2f s  (excluded below)" % results["build_samples_s"])
         print("  add_samples(dynamic=True)  %8.2f s  %10.0f labels/s"

@@ -13,9 +13,10 @@ private use                              what it saves; its canary test
                                          labels (:func:`raw_values`)
 ``SampleCollection._aggregate``          one projected cursor over a view
                                          (:func:`iter_raw_docs`)
-``Dataset._sample_collection``           ``insert_many`` of sample documents
-                                         and the label positions of
-                                         :func:`write_values`
+``Dataset._sample_collection``           ``insert_many`` of sample documents,
+                                         the label positions of
+                                         :func:`write_values` and the stored
+                                         sizes of :func:`document_sizes`
 ``Dataset._bulk_write``                  one ``$set`` per sample
                                          (:func:`bulk_set`)
 ``Dataset._expand_schema``               declaring the schema of a probe
@@ -69,6 +70,24 @@ def dataset_of(sample_collection) -> fo.Dataset:
 def collection_name(sample_collection) -> str:
     """The name of a dataset, or of the dataset of a view."""
     return dataset_of(sample_collection).name
+
+
+def dataset_dir(dataset, *parts: str) -> str:
+    """The default folder of a dataset's files (tiles, PNGs, mask files):
+    ``<fo.config.default_dataset_dir>/<dataset name>/<parts...>``.
+
+    Args:
+        dataset: a dataset, a view, or a dataset name
+        parts: sub-folder names (e.g. a field name)
+
+    Raises:
+        ValueError: when the name (or a part) is not a safe folder name (see
+            :func:`fiftyone_samrs.core.paths.safe_folder_name`), e.g. ``../../x``
+    """
+    from fiftyone_samrs.core.paths import folder_under
+
+    name = dataset if isinstance(dataset, str) else collection_name(dataset)
+    return folder_under(fo.config.default_dataset_dir, name, *parts)
 
 
 def dataset_id(dataset: fo.Dataset) -> ObjectId:
@@ -138,8 +157,31 @@ def declare_label_field(dataset: fo.Dataset, field: str, doc_type,
                                  for k, v in attributes.items()})
 
 
+def image_metadata(filepath: str) -> fo.ImageMetadata:
+    """The :class:`fiftyone.core.metadata.ImageMetadata` of an image from its
+    header (:func:`fiftyone_samrs.formats.images.image_size`): width, height,
+    ``size_bytes`` and ``mime_type``. Unlike FiftyOne's ``compute_metadata``
+    (PIL), it has no 179-megapixel limit, so 20000x20000 DOTA v2.0 images work.
+
+    Raises:
+        FormatError: naming the file, when it is missing or its header unreadable
+    """
+    import mimetypes
+    import os
+
+    from fiftyone_samrs.formats.images import image_size
+
+    width, height = image_size(filepath)
+    return fo.ImageMetadata(width=width, height=height, size_bytes=os.path.getsize(filepath),
+                            mime_type=mimetypes.guess_type(filepath)[0])
+
+
 def ensure_image_sizes(sample_collection, ids: Optional[Iterable[str]] = None) -> int:
-    """Computes the image metadata of samples whose width or height is unknown.
+    """Fills in the image metadata of samples whose width or height is unknown,
+    from the image headers (:func:`image_metadata`: no PIL size limit).
+
+    A sample whose image is missing or unreadable is left as it is (logged);
+    whoever needs its size then names it (:func:`sample_size`).
 
     Args:
         sample_collection: a dataset or view
@@ -150,16 +192,22 @@ def ensure_image_sizes(sample_collection, ids: Optional[Iterable[str]] = None) -
     """
     view = sample_collection.match(
         ~F("metadata.width").exists() | ~F("metadata.height").exists())
-    missing = view.values("id")
+    missing_ids, paths = view.values(["id", "filepath"])
     if ids is not None:
         wanted = set(ids)
-        missing = [s for s in missing if s in wanted]
-    for start in range(0, len(missing), 20000):
-        dataset_of(sample_collection).select(missing[start : start + 20000]).compute_metadata(
-            overwrite=True)
-    if missing:
-        logger.info("computed the metadata of %d samples", len(missing))
-    return len(missing)
+        keep = [k for k, s in enumerate(missing_ids) if s in wanted]
+        missing_ids, paths = [missing_ids[k] for k in keep], [paths[k] for k in keep]
+    fixed: Dict[str, Any] = {}
+    for sid, path in zip(missing_ids, paths):
+        try:
+            fixed[sid] = image_metadata(path)
+        except FormatError as e:
+            logger.warning("no image size for sample %s: %s", sid, e)
+    dataset = dataset_of(sample_collection)
+    if fixed:
+        dataset.set_values("metadata", fixed, key_field="id")
+        logger.info("read the image sizes of %d samples from their headers", len(fixed))
+    return len(fixed)
 
 
 def default_classes(sample_collection, fields: Sequence[str]) -> List[str]:
@@ -473,6 +521,29 @@ def write_values(sample_collection, sample_sets: Dict[str, dict],
     bulk_set(dataset, updates)
 
 
+def document_sizes(dataset: fo.Dataset, ids: Sequence[str],
+                   without: Sequence[str] = ()) -> Dict[str, int]:
+    """The stored size (BSON bytes) of sample documents, less the size of the
+    fields ``without`` (those about to be replaced), in one aggregation
+    (MongoDB's ``$bsonSize``).
+
+    Returns:
+        ``{sample_id: bytes}`` for the samples found
+    """
+    if not ids:
+        return {}
+    minus = [{"$ifNull": [{"$bsonSize": {"$cond": [{"$eq": [{"$type": "$" + f}, "object"]},
+                                                   "$" + f, None]}}, 0]}
+             for f in without if f]
+    size: Any = {"$bsonSize": "$$ROOT"}
+    if minus:
+        size = {"$subtract": [size, {"$add": minus}]}
+    pipeline = [{"$match": {"_id": {"$in": [ObjectId(i) for i in ids]}}},
+                {"$project": {"size": size}}]
+    return {str(d["_id"]): int(d["size"])
+            for d in dataset._sample_collection.aggregate(pipeline)}
+
+
 def insert_sample_docs(dataset: fo.Dataset, docs: List[dict],
                        probe: Optional[fo.Sample] = None) -> None:
     """Inserts sample documents (from :func:`sample_doc`) into a dataset.
@@ -536,6 +607,13 @@ def polyline_doc(label: Optional[str], points: list, oid: Optional[ObjectId] = N
     """The document of ``fo.Polyline(label, points, closed, filled, **attributes)``."""
     return label_doc("Polyline", oid or ObjectId(), label, attributes, points=points,
                      closed=closed, filled=filled)
+
+
+def bson_size(doc: dict) -> int:
+    """The size in bytes of a document as MongoDB stores it (its BSON encoding)."""
+    import bson
+
+    return len(bson.encode(doc))
 
 
 def label_list_doc(doc_type, items: List[dict]) -> dict:

@@ -11,6 +11,8 @@ import uuid
 os.environ["FIFTYONE_DATABASE_NAME"] = "samrs-test-%s" % uuid.uuid4().hex[:8]
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+# the App forms write only under SAMRS_APP_ROOT; the tests' folders are in the temp dir
+os.environ.setdefault("SAMRS_APP_ROOT", __import__("tempfile").gettempdir())
 
 import pytest  # noqa: E402
 

@@ -243,7 +243,7 @@ def test_export_samrs_writes_the_layout(segmented):
     assert result.images == 5 and result.labeled_images == 3 and result.instances == n_obj
     assert sorted(os.listdir(out)) == sorted(
         ["images", "gray", "color", "pickles", "annotations.json", "classes.txt",
-         "palette.json", "train.txt", "val.txt"])
+         "palette.json", "train.txt", "val.txt", "samrs_export_manifest.jsonl"])
     assert open(os.path.join(out, "classes.txt")).read().splitlines() == SOTA
     palette = json.load(open(os.path.join(out, "palette.json")))
     assert palette["palette"][4] == {"index": 4, "name": "plane",
@@ -428,7 +428,9 @@ def test_export_media_false_and_symlink(segmented):
     data = json.load(open(os.path.join(out, "annotations.json")))
     assert sorted(im["file_name"] for im in data["images"]) == sorted(truth)
     assert not os.path.exists(os.path.join(out, "images"))
-    back = load_samrs(out, persistent=False, progress=False)
+    with pytest.raises(FormatError, match="absolute path"):
+        load_samrs(out, persistent=False, progress=False)  # names outside the folder
+    back = load_samrs(out, persistent=False, progress=False, allow_outside=True)
     try:
         assert sorted(back.values("filepath")) == sorted(truth)
         assert back.count("sam.detections") == sum(len(v) for v in truth.values())
@@ -463,7 +465,7 @@ def test_colliding_stems_get_distinct_label_files(fo_dataset, tmp_path):
         out = str(tmp_path / ("out%s" % media))
         export_samrs(fo_dataset, out, subset="SOTA", export_media=media, progress=False)
         assert sorted(os.listdir(os.path.join(out, "gray"))) == ["P0001-2.png", "P0001.png"]
-        back = load_samrs(out, persistent=False, progress=False)
+        back = load_samrs(out, persistent=False, progress=False, allow_outside=not media)
         try:
             for s in back:
                 width = s.sam.detections[0].mask.shape[1]
@@ -595,7 +597,7 @@ def test_non_empty_export_dir_is_refused_unless_overwrite(segmented):
     result = export_samrs(ds, str(out), subset="SOTA", overwrite=True, progress=False)
     assert result.images == 5
     assert (out / "notes.txt").read_text() == "mine"  # not ours: left alone
-    assert not (out / "gray" / "stale.png").exists()
+    assert (out / "gray" / "stale.png").read_bytes() == b"x"  # not ours either
     with pytest.raises(FileExistsError):
         export_coco(ds, str(out / "annotations.json"), classes="SOTA", progress=False)
     from fiftyone_samrs.types import SAMRSDataset

@@ -207,3 +207,44 @@ def test_ensure_image_sizes_repairs_a_missing_width(fo_dataset, tmp_path):
     assert fo_dataset.values("metadata.width") == [20, 20]
     assert fio.ensure_image_sizes(fo_dataset) == 0
     assert ObjectId.is_valid(fo_dataset.first().id)
+
+
+def _png_header(path, width, height):
+    """A PNG whose header says ``width x height`` (no pixel data)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(
+        ">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk)
+
+
+def test_ensure_image_sizes_reads_headers_past_pils_limit(fo_dataset, tmp_path):
+    # DOTA v2.0 has 20000x20000 images: over PIL's 179 Mpx, which
+    # compute_metadata (PIL) refuses with DecompressionBombError
+    big, gone = str(tmp_path / "P9999.png"), str(tmp_path / "gone.png")
+    _png_header(big, 20000, 20000)
+    fo_dataset.add_samples([fo.Sample(filepath=big), fo.Sample(filepath=gone)])
+    assert fio.ensure_image_sizes(fo_dataset) == 1  # the missing file stays unknown
+    md = fo_dataset.first().metadata
+    assert (md.width, md.height, md.mime_type) == (20000, 20000, "image/png")
+    assert fo_dataset.values("metadata.width") == [20000, None]
+
+
+def test_document_sizes_are_the_stored_bson_sizes(fo_dataset, tmp_path):
+    # canary: _sample_collection.aggregate with $bsonSize against the documents themselves
+    import bson
+
+    ds = _dataset(fo_dataset, tmp_path)
+    ids = ds.values("id")
+    sizes = fio.document_sizes(ds, ids)
+    for doc in ds._sample_collection.find({}):
+        assert sizes[str(doc["_id"])] == len(bson.encode(doc))
+    less = fio.document_sizes(ds, ids, ["sam", "not_a_field"])
+    for doc in ds._sample_collection.find({}):
+        field = doc.get("sam")
+        minus = len(bson.encode(field)) if isinstance(field, dict) else 0
+        assert less[str(doc["_id"])] == len(bson.encode(doc)) - minus
+    assert fio.document_sizes(ds, []) == {}

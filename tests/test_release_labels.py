@@ -22,9 +22,7 @@ reference logit is within 1e-3 of the threshold; the test reports how many.
 """
 
 import math
-import os
 import uuid
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -11,6 +11,7 @@ from fiftyone_samrs.testing import synthetic
 
 from fiftyone_samrs.importing import tiling
 from fiftyone_samrs.formats import dota
+from fiftyone_samrs.core import geometry as geo
 from fiftyone_samrs.core.geometry import quad_area
 from fiftyone_samrs.core.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
 
@@ -236,3 +237,131 @@ def test_release_names_and_tiles_never_share_a_file(tmp_path):
                        objects=[_rect("a", 5, 5, 20, 20)])
     with pytest.raises(ValueError, match="would share the file"):
         list(tiling.tile_images([rec, twin], tmp_path / "s", size=128, gap=28, workers=1))
+
+
+# --------------------------------------------------------------------------
+# the spatial index gives exactly the windows x objects planner's result
+
+
+def _same_objects(a, b):
+    assert len(a) == len(b)
+    for o, r in zip(a, b):
+        assert (o.label, o.difficult, o.truncated, o.source_id, o.degenerate, o.hbox_is_rh) == (
+            r.label, r.difficult, r.truncated, r.source_id, r.degenerate, r.hbox_is_rh)
+        assert tuple(o.hbox) == tuple(r.hbox)
+        assert (o.quad is None) == (r.quad is None)
+        if o.quad is not None:
+            assert np.array_equal(o.quad, r.quad)
+        assert o.attributes == r.attributes
+        assert (o.mask is None) == (r.mask is None)
+        if o.mask is not None:
+            assert (o.mask.x0, o.mask.y0) == (r.mask.x0, r.mask.y0)
+            assert np.array_equal(o.mask.mask, r.mask.mask)
+
+
+def _same_tiling(rec, size, gap, keep, **kw):
+    from fiftyone_samrs.testing import tiling_reference
+
+    r1, r2 = ImportReport(), ImportReport()
+    got = tiling.tile_record(rec, size, gap, keep, report=r1, out_dir="/t", **kw)
+    ref = tiling_reference.tile_record(rec, size, gap, keep, report=r2, out_dir="/t", **kw)
+    assert [(t.filepath, t.width, t.height, t.tile, t.attributes) for t in got] == [
+        (t.filepath, t.width, t.height, t.tile, t.attributes) for t in ref]
+    for t, u in zip(got, ref):
+        _same_objects(t.objects, u.objects)
+    assert (r1.skipped, r1.warned, r1.messages) == (r2.skipped, r2.warned, r2.messages)
+    return got
+
+
+def _random_objects(rng, n, width, height):
+    objs = []
+    for i in range(n):
+        kind = rng.integers(0, 6)
+        cx, cy = rng.uniform(-50, width + 50), rng.uniform(-50, height + 50)
+        w, h = rng.uniform(1, 300), rng.uniform(1, 120)
+        if kind == 0:  # an H-Box only
+            objs.append(ObjectRecord(label="a", hbox=(cx, cy, cx + w, cy + h), source_id=str(i)))
+            continue
+        q = geo.rbox_to_quad(cx, cy, w, h, rng.uniform(-np.pi, np.pi))
+        if kind == 1:  # integer corners, axis-aligned or not
+            q = np.round(q)
+        if kind == 2:  # zero-area
+            q = np.repeat(q[:1], 4, axis=0)
+        if kind == 3:  # a bow tie (self-crossing)
+            q = q[[0, 2, 1, 3]]
+        hb = geo.quad_to_hbox(q)
+        rh = kind != 4
+        if kind == 4:  # a separate H-Box (DIOR-R style)
+            hb = (hb[0] + 1, hb[1] - 2, hb[2] + 3, hb[3] - 1)
+        attrs = {"k": int(kind)} if i % 3 else {}
+        mask = None
+        if i % 7 == 0:
+            m = rng.random((int(h) + 2, int(w) + 2)) > 0.3
+            mask = InstanceMask(m, int(cx), int(cy))
+        objs.append(ObjectRecord(label="b%d" % kind, hbox=hb, quad=q, difficult=int(i % 3),
+                                 source_id=str(i), degenerate=kind == 2, hbox_is_rh=rh,
+                                 mask=mask, attributes=attrs))
+    return objs
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_index_equals_windows_x_objects_on_random_objects(seed):
+    rng = np.random.default_rng(seed)
+    width, height = int(rng.integers(300, 2600)), int(rng.integers(300, 2600))
+    rec = ImageRecord(filepath="/src/P%d.png" % seed, width=width, height=height,
+                      objects=_random_objects(rng, 400, width, height), source="DOTA-v1.0",
+                      attributes={"uid": "u%d" % seed} if seed else {})
+    tiles = _same_tiling(rec, 512, 100, 0.7)
+    assert sum(o.truncated is True for t in tiles for o in t.objects) > 10
+    _same_tiling(rec, 300, 0, 0.5, skip_empty=False, pad=False, names="release")
+    _same_tiling(rec, 4000, 200, 0.7)  # one window
+
+
+def test_index_equals_windows_x_objects_on_generated_trees(tmp_path):
+    gt = synthetic.make_dota_tree(tmp_path / "D", n_images=2, n_objects=60, size=(1500, 900),
+                                  with_isaid=False)
+    for rec in dota.scan(gt["root"]):
+        _same_tiling(rec, 512, 112, 0.7)
+        _same_tiling(rec, 256, 56, 0.3)
+    gt = synthetic.make_fair1m_tree(tmp_path / "F", n_images=2, n_objects=40)
+    from fiftyone_samrs.formats import fair1m
+
+    for rec in fair1m.scan(gt["root"]):
+        _same_tiling(rec, 300, 50, 0.7)
+
+
+def test_progress_bar_counts_tiles_not_images(tmp_path, monkeypatch):
+    import tqdm
+
+    seen = []
+    real = tqdm.tqdm
+
+    class Bar(real):
+        def update(self, n=1):
+            seen.append((n, self.total))
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    objs = [_rect("a", 5, 5, 20, 20), _rect("b", 200, 150, 240, 170), _rect("c", 120, 20, 140, 40)]
+    rec, _ = _record(tmp_path, objects=objs)
+    tiles = list(tiling.tile_images([rec], tmp_path / "tiles", size=128, gap=28, workers=1))
+    assert len(tiles) == 5
+    assert [n for n, _ in seen] == [1] * 5 and seen[-1][1] == 5  # one update per tile
+    seen.clear()
+    list(tiling.tile_images([rec], tmp_path / "tiles", size=128, gap=28, workers=2))
+    assert sum(n for n, _ in seen) == 5  # resumed: the existing tiles count as done
+
+
+def test_large_images_are_decoded_one_at_a_time():
+    import threading
+
+    budget = tiling._PixelBudget(100)
+    budget.acquire(500)  # over the budget alone: allowed when nothing else is decoded
+    got = []
+    t = threading.Thread(target=lambda: (budget.acquire(10), got.append(1)))
+    t.start()
+    t.join(0.2)
+    assert not got  # waits for the large one
+    budget.release(500)
+    t.join(5)
+    assert got == [1]

@@ -27,12 +27,11 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import fiftyone.core.labels as fol
-import fiftyone.core.metadata as fom
 import fiftyone.utils.data as foud
 
 from fiftyone_samrs import __version__
 from fiftyone_samrs.core.classes import class_index
-from fiftyone_samrs.fiftyone_io import raw_labels
+from fiftyone_samrs.fiftyone_io import image_metadata, raw_labels
 from fiftyone_samrs.exporting.coco_rle import encode_crops, rle_area, rle_bbox, rle_to_json
 from fiftyone_samrs.exporting.common import (
     UNKNOWN_CHOICES,
@@ -42,9 +41,11 @@ from fiftyone_samrs.exporting.common import (
     SampleDoc,
     StemMaker,
     Timer,
-    check_export_target,
+    MANIFEST_SUFFIX,
+    ExportManifest,
     class_indices,
     existing_field,
+    prepare_export_target,
     instances_of,
     iter_sample_docs,
     normalize_export_media,
@@ -307,6 +308,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         self._stems = StemMaker()
         self._pool: Optional[BackgroundWriter] = None
         self._timer: Optional[Timer] = None
+        self._manifest: Optional[ExportManifest] = None
 
     # -- FiftyOne exporter interface ---------------------------------------
 
@@ -319,19 +321,32 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         return {"instances": fol.Detections, "prompts": fol.Detections,
                 "quads": fol.Polylines}
 
-    def _targets(self) -> List[str]:
-        """The files and folders this export writes (checked for overwrite)."""
+    def _contents(self) -> List[str]:
+        """What must not exist (a folder: be non-empty) unless ``overwrite``."""
         out = [self.labels_path]
+        if self.export_media is not False:
+            out.append(self.data_path)
+        return out
+
+    def _manifest_path(self) -> str:
+        return self.labels_path + MANIFEST_SUFFIX
+
+    def _roots(self) -> List[str]:
+        """The folders this export writes into (its manifest lists nothing else)."""
+        out = [os.path.dirname(self.labels_path)]
         if self.export_media is not False:
             out.append(self.data_path)
         return out
 
     def setup(self) -> None:
         self._timer = Timer()
-        check_export_target(self._targets(), self.overwrite,
-                            "The export target %s" % (self.export_dir or self.labels_path))
+        self._manifest = ExportManifest(self._manifest_path(), self._roots(), self._format)
+        prepare_export_target(self._manifest, self._contents(), self.overwrite,
+                              "The export target %s" % (self.export_dir or self.labels_path))
+        for suffix in ("", ".images.part", ".annotations.part", ".tmp"):
+            self._manifest.claim(self.labels_path + suffix)
         if self.export_media is not False:
-            os.makedirs(self.data_path, exist_ok=True)
+            self._manifest.makedirs(self.data_path)
         self._pool = BackgroundWriter(self.num_workers)
         self.result.export_dir = self.export_dir and os.path.abspath(self.export_dir)
         self.result.labels_path = self.labels_path
@@ -345,7 +360,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                              "supported" % type(self).__name__)
         filepath = image_or_path
         if metadata is None or not metadata.width:
-            metadata = fom.ImageMetadata.build_for(filepath)
+            metadata = image_metadata(filepath)
         if isinstance(label, dict):
             if "instances" not in label:
                 raise ValueError(
@@ -375,10 +390,14 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             if failed:
                 if self._coco is not None:
                     self._coco.abort()
+                if self._manifest is not None:
+                    self._manifest.close(complete=False)
                 return
         self._ensure_classes()
         self._finish()
         self._coco.close()
+        if self._manifest is not None:
+            self._manifest.close(complete=True)
         self.result.instances = self._coco.num_annotations
         self.result.seconds = self._timer.seconds if self._timer else 0.0
 
@@ -407,8 +426,9 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             file_name = os.path.abspath(filepath)
         else:
             file_name = stem + ext
-            self._pool.submit(transfer_media, filepath, os.path.join(self.data_path, file_name),
-                              self.export_media, filepath)
+            target = self._claim(os.path.join(self.data_path, file_name),
+                                 moved=self.export_media == "move")
+            self._pool.submit(transfer_media, filepath, target, self.export_media, filepath)
         indices = class_indices(instances, self._index, self.unknown, filepath, self.result,
                                 self._class_list)
         written = self._coco.add_image(file_name, width, height, instances, indices, filepath,
@@ -416,6 +436,11 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         self.result.images += 1
         self._write_extras(stem, filepath, width, height, instances, indices, written,
                            has_label, semantic)
+
+    def _claim(self, path: str, moved: bool = False) -> str:
+        """``path``, listed in the manifest before it is written (refused when
+        it exists and is not an earlier export's)."""
+        return self._manifest.claim(path, moved=moved) if self._manifest is not None else path
 
     def _write_extras(self, stem, filepath, width, height, instances, indices, written,
                       has_label, semantic) -> None:

@@ -155,3 +155,71 @@ def rle_to_crop(
         bbox = mask_utils.toBbox(rle)
     x, y, w, h = (int(round(v)) for v in bbox)
     return full[y : y + h, x : x + w], x, y
+
+
+def rle_counts(counts) -> List[int]:
+    """The run lengths of a COCO RLE ``counts`` value: a list as given, or a
+    compressed string decoded as ``pycocotools`` does (``rleFrString``).
+
+    Raises:
+        ValueError: for a value that is neither, a character outside the
+            encoding's alphabet, a string cut in the middle of a number, or a
+            negative run
+    """
+    if isinstance(counts, (list, tuple)):
+        out = []
+        for v in counts:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError("run lengths must be integers, found %r" % (v,))
+            if v < 0:
+                raise ValueError("negative run length %d" % v)
+            out.append(int(v))
+        return out
+    if isinstance(counts, str):
+        counts = counts.encode("latin-1", errors="replace")
+    if not isinstance(counts, (bytes, bytearray)):
+        raise ValueError("counts must be a list or a string, found %s" % type(counts).__name__)
+    out: List[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise ValueError("compressed counts cut inside a number")
+            c = counts[p] - 48
+            if not 0 <= c < 64:
+                raise ValueError("byte 0x%02x is not in the RLE alphabet" % counts[p])
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(out) > 2:
+            x += out[-2]
+        if x < 0:
+            raise ValueError("negative run length %d at run %d" % (x, len(out)))
+        out.append(x)
+    return out
+
+
+def check_rle(rle, height: int, width: int) -> None:
+    """Checks that an RLE describes a ``height x width`` mask: the size
+    matches and the runs add up to exactly ``height * width`` pixels
+    (``pycocotools`` decodes garbage into some mask without complaint).
+
+    Raises:
+        ValueError: saying what is wrong
+    """
+    if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
+        raise ValueError("an RLE needs 'size' and 'counts'")
+    size = rle["size"]
+    if not isinstance(size, (list, tuple)) or [int(v) if isinstance(v, (int, np.integer))
+                                               else None for v in size] != [height, width]:
+        raise ValueError("mask size %r disagrees with the image %dx%d (size is [height, width])"
+                         % (size, width, height))
+    runs = rle_counts(rle["counts"])
+    total = sum(runs)
+    if total != height * width:
+        raise ValueError("its runs cover %d pixels, the %dx%d image has %d (garbage or cut RLE)"
+                         % (total, width, height, height * width))

@@ -6,7 +6,8 @@
   ``dataset.export`` path) or from the database documents (the fast path of
   the SDK calls), through :func:`place_mask` (FiftyOne's own placement).
 - :class:`ExportResult`: counts, skips and warnings of an export.
-- the export folder check, unique file stems, split files, class-list
+- the export manifest (what an export wrote: the only files overwrite removes),
+  unique file stems, split files, class-list
   resolution and a small bounded pool of background file writers.
 """
 
@@ -27,6 +28,7 @@ from fiftyone_samrs.core import classes as classes_mod
 from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.fiftyone_io import (
     default_classes,
+    image_metadata,
     iter_raw_docs,
     label_attr,
     label_mask,
@@ -320,43 +322,6 @@ def _short(classes: Sequence[str], n: int = 8) -> str:
 # folders, names, splits
 
 
-def check_export_target(paths: Iterable[str], overwrite: bool, what: str) -> None:
-    """Refuses to write over existing files unless ``overwrite``; with
-    ``overwrite`` removes them (only the given paths, never their parents).
-
-    Args:
-        paths: the files and folders the export will write
-        overwrite: whether to remove them first
-        what: names the target in the error message
-
-    Raises:
-        FileExistsError: when one of them exists (a folder: is non-empty)
-            and ``overwrite`` is False
-    """
-    existing = [p for p in paths if os.path.isfile(p) or os.path.islink(p)
-                or (os.path.isdir(p) and os.listdir(p))]
-    if not existing:
-        return
-    if not overwrite:
-        raise FileExistsError(
-            "%s already holds files (%s); pass overwrite=True (CLI: --overwrite) to replace "
-            "them, or choose an empty folder" % (what, ", ".join(existing[:3])))
-    for p in existing:
-        if os.path.isdir(p) and not os.path.islink(p):
-            shutil.rmtree(p)
-        else:
-            os.remove(p)
-
-
-def check_export_dir(export_dir: str, overwrite: bool) -> None:
-    """Refuses a non-empty export folder unless ``overwrite``; with
-    ``overwrite`` removes the folder's content."""
-    if not os.path.isdir(export_dir) or not os.listdir(export_dir):
-        return
-    entries = [os.path.join(export_dir, e) for e in sorted(os.listdir(export_dir))]
-    check_export_target(entries, overwrite, "Export folder %s" % export_dir)
-
-
 class StemMaker:
     """Unique file stems for the exported images: the image's own stem, or
     ``<stem>-2``, ``<stem>-3``... when another image of the export has it.
@@ -470,6 +435,206 @@ def resolve_paint_order(sample_collection, paint_order: Optional[str], label_fie
 
 
 # --------------------------------------------------------------------------
+# what an export wrote: the manifest, and overwrite that removes only that
+
+
+#: file name of the SAMRS layout's manifest (in the export folder); a COCO
+#: export's is ``<labels file>`` + :data:`MANIFEST_SUFFIX`
+MANIFEST_NAME = "samrs_export_manifest.jsonl"
+MANIFEST_SUFFIX = ".samrs_export_manifest.jsonl"
+
+
+class ExportManifest:
+    """The list of files and folders an export writes, kept next to them.
+
+    Every export writes one: a JSON-lines file whose first line says what
+    wrote it, then one line per file (``{"f": path}``) or folder created
+    (``{"d": path}``), appended *before* each is written (so a killed export
+    still lists everything it may have left), and a last ``{"complete":
+    true}`` line. Paths are relative to the manifest's folder.
+
+    ``overwrite=True`` removes exactly the files an earlier manifest lists
+    (and the folders it created, once empty), never anything else: a file
+    the user put there stays, and a new file that would replace one the
+    manifest does not list is refused (:meth:`claim`).
+
+    Args:
+        path: the manifest file
+        roots: the folders the export writes into; a listed path outside them
+            is never removed (a hand-edited manifest cannot delete elsewhere)
+        what: the export's format, recorded in the header
+    """
+
+    def __init__(self, path: str, roots: Sequence[str], what: str):
+        self.path = os.path.abspath(path)
+        self.base = os.path.dirname(self.path)
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.what = what
+        self._f = None
+        self._claimed: set = set()
+        self.removed: List[str] = []
+
+    # -- reading an earlier one ------------------------------------------
+
+    def previous(self) -> Tuple[List[str], List[str]]:
+        """``(files, folders)`` an earlier export listed here (absolute paths,
+        inside :attr:`roots`); empty when there is no manifest."""
+        import json
+
+        from fiftyone_samrs.core.paths import is_inside
+
+        files: List[str] = []
+        dirs: List[str] = []
+        if not os.path.isfile(self.path):
+            return files, dirs
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a kill
+                if not isinstance(entry, dict):
+                    continue
+                for key, out in (("f", files), ("d", dirs)):
+                    rel = entry.get(key)
+                    if isinstance(rel, str) and rel and not os.path.isabs(rel):
+                        p = os.path.normpath(os.path.join(self.base, rel))
+                        if any(is_inside(r, p) for r in self.roots) and p != self.path:
+                            out.append(p)
+        return files, dirs
+
+    def remove_previous(self) -> List[str]:
+        """Removes what the earlier manifest lists (files, then its folders
+        when empty, deepest first), then the manifest; returns the paths removed."""
+        files, dirs = self.previous()
+        removed = []
+        for p in files:
+            if os.path.islink(p) or os.path.isfile(p):
+                os.remove(p)
+                removed.append(p)
+        for d in sorted(set(dirs), key=len, reverse=True):
+            try:
+                os.rmdir(d)  # only when empty: a user's file in it keeps it
+                removed.append(d)
+            except OSError:
+                pass
+        if os.path.isfile(self.path):
+            os.remove(self.path)
+        self.removed = removed
+        return removed
+
+    # -- writing this one -------------------------------------------------
+
+    def open(self) -> None:
+        import json
+        from datetime import datetime
+
+        from fiftyone_samrs import __version__
+
+        os.makedirs(self.base, exist_ok=True)
+        self._f = open(self.path, "w", encoding="utf-8")
+        self._f.write(json.dumps({"samrs_export": 1, "format": self.what,
+                                  "version": __version__,
+                                  "created": datetime.now().replace(microsecond=0).isoformat()})
+                      + "\n")
+        self._f.flush()
+
+    def _add(self, key: str, path: str) -> None:
+        import json
+
+        if self._f is None:
+            self.open()
+        self._f.write(json.dumps({key: os.path.relpath(path, self.base)}) + "\n")
+        self._f.flush()
+
+    def claim(self, path: str, moved: bool = False) -> str:
+        """Lists ``path`` as written by this export (before it is written);
+        ``moved``: the file is the user's own image moved in
+        (``export_media="move"``), listed but never removed by an overwrite.
+
+        Raises:
+            FileExistsError: when ``path`` exists and is not this export's
+                (the user's file, or an export without a manifest)
+        """
+        path = os.path.abspath(path)
+        if path in self._claimed:
+            return path
+        if os.path.lexists(path):
+            raise FileExistsError(
+                "%s exists and was not written by a samrs export of this folder (it is not in "
+                "%s); the export does not replace files it did not write: move it away, or "
+                "export to another folder" % (path, os.path.basename(self.path)))
+        self._claimed.add(path)
+        self._add("m" if moved else "f", path)
+        return path
+
+    def makedirs(self, folder: str) -> None:
+        """Creates ``folder`` (and parents), listing those this export creates."""
+        folder = os.path.abspath(folder)
+        missing = []
+        p = folder
+        while not os.path.isdir(p):
+            missing.append(p)
+            parent = os.path.dirname(p)
+            if parent == p:
+                break
+            p = parent
+        for d in reversed(missing):
+            self._add("d", d)
+        os.makedirs(folder, exist_ok=True)
+
+    def close(self, complete: bool) -> None:
+        import json
+
+        if self._f is None:
+            return
+        if complete:
+            self._f.write(json.dumps({"complete": True, "files": len(self._claimed)}) + "\n")
+        self._f.close()
+        self._f = None
+
+
+def describe_overwrite(manifest_path: str, roots: Sequence[str]) -> str:
+    """What ``overwrite=True`` would remove in an export folder (for forms and
+    messages): the count of files an earlier samrs export listed, or that
+    nothing will be removed."""
+    files, _ = ExportManifest(manifest_path, roots, "").previous()
+    present = [p for p in files if os.path.lexists(p)]
+    if not present:
+        return "nothing is removed (no earlier samrs export here); other files are kept"
+    return ("removes the %d files an earlier samrs export wrote (listed in %s); other files "
+            "are kept" % (len(present), os.path.basename(manifest_path)))
+
+
+def prepare_export_target(manifest: ExportManifest, contents: Sequence[str], overwrite: bool,
+                          what: str) -> None:
+    """Refuses to write over existing files unless ``overwrite``; with
+    ``overwrite`` removes what an earlier export listed in its manifest, and
+    only that. Then starts this export's manifest.
+
+    Args:
+        manifest: this export's manifest (at the path the earlier one used)
+        contents: the existing files and folders the export may write over
+            (a folder counts when it is non-empty)
+        overwrite: whether an earlier export's files may be replaced
+        what: names the target in the error message
+
+    Raises:
+        FileExistsError: when something exists there and ``overwrite`` is False
+    """
+    existing = [p for p in contents if os.path.isfile(p) or os.path.islink(p)
+                or (os.path.isdir(p) and os.listdir(p))]
+    if existing and not overwrite:
+        raise FileExistsError(
+            "%s already holds files (%s); pass overwrite=True (CLI: --overwrite) to replace "
+            "what an earlier samrs export wrote there (files it did not write are kept), or "
+            "choose an empty folder" % (what, ", ".join(existing[:3])))
+    if overwrite:
+        manifest.remove_previous()
+    manifest.open()
+
+
+# --------------------------------------------------------------------------
 # background writers
 
 
@@ -567,7 +732,6 @@ def iter_sample_docs(
         progress: True/False/None or a callback, as FiftyOne's ProgressBar
         quads_field: the Polylines field of the rotated boxes, or None
     """
-    import fiftyone.core.metadata as fom
     import fiftyone.core.utils as fou
 
     if sample_collection.media_type != "image":
@@ -587,7 +751,7 @@ def iter_sample_docs(
             if not width or not height:
                 if not os.path.isfile(filepath):
                     raise FormatError(filepath, "image file not found (and no metadata)")
-                m = fom.ImageMetadata.build_for(filepath)
+                m = image_metadata(filepath)
                 width, height = m.width, m.height
             labels = doc.get(label_field) or {}
             prompts = (doc.get(prompt_field) or {}) if prompt_field else {}

@@ -11,6 +11,12 @@
       annotations.json        COCO instance JSON (RLE), see export_coco
       pickles/<stem>.pkl      optional: the SAMRS release's per-image pickle
       train.txt, val.txt      optional: stems of the labelled images
+      samrs_export_manifest.jsonl   every file and folder this export wrote
+
+``overwrite=True`` removes only what the manifest of an earlier export
+lists (see :class:`~fiftyone_samrs.exporting.common.ExportManifest`): files
+the user put in the folder are kept, and the export refuses to replace a
+file it did not write.
 
 Images whose field holds no object get no label PNG (as the release) but are
 listed in ``annotations.json`` and counted.
@@ -37,6 +43,7 @@ import fiftyone.core.labels as fol
 
 from fiftyone_samrs.core.classes import IGNORE_INDEX
 from fiftyone_samrs.exporting.common import (
+    MANIFEST_NAME,
     ExportResult,
     Instance,
     Timer,
@@ -51,9 +58,9 @@ from fiftyone_samrs.core.records import FormatError, InstanceMask
 #: where the gray label comes from
 GRAY_SOURCES = ("instances", "seg")
 
-#: the files and folders of the layout (replaced with overwrite=True)
+#: the files and folders of the layout
 LAYOUT = ("images", "gray", "color", "pickles", "annotations.json", "classes.txt",
-          "palette.json", "train.txt", "val.txt")
+          "palette.json", "train.txt", "val.txt", MANIFEST_NAME)
 
 
 def _write_png(path: str, label: np.ndarray) -> None:
@@ -171,20 +178,29 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
         return {"instances": fol.Detections, "prompts": fol.Detections,
                 "quads": fol.Polylines, "semantic": fol.Segmentation}
 
-    def _targets(self) -> List[str]:
-        return [os.path.join(self.export_dir, name) for name in LAYOUT]
+    def _contents(self) -> List[str]:
+        if not os.path.isdir(self.export_dir):
+            return []
+        return [os.path.join(self.export_dir, e) for e in sorted(os.listdir(self.export_dir))]
+
+    def _manifest_path(self) -> str:
+        return os.path.join(self.export_dir, MANIFEST_NAME)
+
+    def _roots(self) -> List[str]:
+        return [self.export_dir]
 
     def setup(self) -> None:
         if (not self.overwrite and os.path.isdir(self.export_dir)
                 and os.listdir(self.export_dir)):
             raise FileExistsError(
                 "Export folder %s is not empty; pass overwrite=True (CLI: --overwrite) to "
-                "replace the SAMRS files in it, or choose an empty folder" % self.export_dir)
+                "replace what an earlier samrs export wrote in it (listed in its %s; other "
+                "files are kept), or choose an empty folder" % (self.export_dir, MANIFEST_NAME))
         super().setup()
         for sub in ("gray", "color", "pickles"):
             if sub == "color" and not self.color or sub == "pickles" and not self.pickles:
                 continue
-            os.makedirs(os.path.join(self.export_dir, sub), exist_ok=True)
+            self._manifest.makedirs(os.path.join(self.export_dir, sub))
 
     def _on_classes(self) -> None:
         coll = self._collection
@@ -216,13 +232,14 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
                 ((InstanceMask(inst.crop, inst.x0, inst.y0), idx)
                  for inst, idx in zip(instances, indices)),
                 order=self._order)
-        self._pool.submit(_write_png, os.path.join(self.export_dir, "gray", stem + ".png"), label)
+        self._pool.submit(_write_png, self._claim(os.path.join(self.export_dir, "gray",
+                                                               stem + ".png")), label)
         if self.color:
-            self._pool.submit(_write_color,
-                              os.path.join(self.export_dir, "color", stem + ".png"), label)
+            self._pool.submit(_write_color, self._claim(
+                os.path.join(self.export_dir, "color", stem + ".png")), label)
         if self.pickles:
-            self._pool.submit(_write_pickle,
-                              os.path.join(self.export_dir, "pickles", stem + ".pkl"),
+            self._pool.submit(_write_pickle, self._claim(
+                os.path.join(self.export_dir, "pickles", stem + ".pkl")),
                               [_pickle_item(inst, idx, rle, area, self._class_list)
                                for inst, idx, rle, area in written])
         self._labeled.append(stem)
@@ -276,11 +293,13 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
         return self._lut[label]
 
     def _finish(self) -> None:
+        for name in ("classes.txt", "palette.json"):
+            self._claim(os.path.join(self.export_dir, name))
         write_palette_files(self.export_dir, self._class_list)
         if self.split_ratio is not None:
             train, val = split_names(self._labeled, float(self.split_ratio), self.seed)
             for name, stems in (("train", train), ("val", val)):
-                with open(os.path.join(self.export_dir, name + ".txt"), "w") as f:
+                with open(self._claim(os.path.join(self.export_dir, name + ".txt")), "w") as f:
                     f.write("".join(s + "\n" for s in stems))
                 self.result.splits[name] = len(stems)
 

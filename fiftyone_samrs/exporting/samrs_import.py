@@ -5,7 +5,13 @@ box), ``gray/<stem>.png`` (the semantic label, referenced by ``mask_path``),
 ``classes.txt`` and the images. Export, then import, gives the same masks,
 classes and boxes (boxes are the tight boxes of the masks).
 
-Like FiftyOne's own COCO importer it reads the JSON file whole.
+Like FiftyOne's own COCO importer it reads the JSON file whole. Every entry
+is checked before a sample is made (a FormatError names the file and the
+entry, and no dataset is left): image file names must stay inside the
+export's ``images/`` folder (absolute names, as a labels-only export writes
+them, only with ``allow_outside=True``), ids must be unique and refer to
+each other, and every RLE must cover exactly its image (``pycocotools``
+decodes garbage into some mask without complaint).
 """
 
 from __future__ import annotations
@@ -23,16 +29,48 @@ import fiftyone.utils.data as foud
 from pycocotools import mask as mask_utils
 
 from fiftyone_samrs.core import classes as classes_mod
-from fiftyone_samrs.exporting.coco_rle import rle_to_crop
+from fiftyone_samrs.exporting.coco_rle import check_rle, rle_to_crop
 from fiftyone_samrs.exporting.common import StemMaker
 from fiftyone_samrs.core.records import FormatError
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _numbers(v, n: Optional[int] = None) -> bool:
+    import math
+
+    return (isinstance(v, list) and (n is None or len(v) == n)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                    for x in v))
+
+
+def safe_file_name(file_name, allow_outside: bool = False) -> Optional[str]:
+    """Why an ``images[].file_name`` may not be used (None when it may): it
+    must be a relative path inside ``images/`` (no ``..``, not absolute),
+    unless ``allow_outside`` accepts absolute names."""
+    if not isinstance(file_name, str) or not file_name.strip() or "\0" in file_name:
+        return "file_name must be a non-empty string"
+    if os.path.isabs(file_name) or file_name.startswith(("/", "\\")):
+        return None if allow_outside else (
+            "file_name %r is an absolute path, outside the export folder (a labels-only "
+            "export writes those: pass allow_outside=True, CLI --allow-outside, if you trust "
+            "this file)" % file_name)
+    parts = file_name.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "file_name %r leads outside the export's images/ folder" % file_name
+    return None
 
 
 def _read_classes(dataset_dir: str, categories: List[dict], start: int) -> List[str]:
     path = os.path.join(dataset_dir, "classes.txt")
     if os.path.isfile(path):
-        with open(path) as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
+        with open(path, encoding="utf-8", errors="strict") as f:
+            try:
+                return [line.rstrip("\n") for line in f if line.strip()]
+            except UnicodeDecodeError as e:
+                raise FormatError(path, "not UTF-8 text (%s)" % e) from None
     ids = sorted(int(c["id"]) for c in categories)
     names = {int(c["id"]): c["name"] for c in categories}
     if ids != list(range(start, start + len(ids))):
@@ -60,6 +98,8 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
         instances_field: name of the instance field
         seg_field: name of the semantic field
         shuffle, seed, max_samples: as FiftyOne importers
+        allow_outside: accept absolute image file names (a labels-only
+            export, ``export_media=False``); ``..`` is refused always
     """
 
     def __init__(
@@ -70,11 +110,13 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
         shuffle: bool = False,
         seed=None,
         max_samples: Optional[int] = None,
+        allow_outside: bool = False,
     ):
         super().__init__(dataset_dir=dataset_dir, shuffle=shuffle, seed=seed,
                          max_samples=max_samples)
         self.instances_field = instances_field
         self.seg_field = seg_field
+        self.allow_outside = allow_outside
         self._labels_path = os.path.join(dataset_dir, "annotations.json")
         self._images: List[dict] = []
         self._anns: Dict[int, List[dict]] = {}
@@ -95,32 +137,107 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
         return {self.instances_field: fol.Detections, self.seg_field: fol.Segmentation}
 
     def setup(self) -> None:
-        if not os.path.isfile(self._labels_path):
-            raise FormatError(self._labels_path, "not found: not a SAMRS export folder")
+        path = self._labels_path
+        if not os.path.isfile(path):
+            raise FormatError(path, "not found: not a SAMRS export folder")
         try:
-            with open(self._labels_path) as f:
-                data = json.load(f)
+            with open(path, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
         except json.JSONDecodeError as e:
-            raise FormatError(self._labels_path, "invalid JSON: %s" % e, line=e.lineno) from e
-        start = int((data.get("info") or {}).get("category_id_start", 0))
-        categories = data.get("categories") or []
+            raise FormatError(path, "invalid JSON: %s" % e, line=e.lineno) from None
+        except (UnicodeDecodeError, RecursionError, MemoryError) as e:
+            raise FormatError(path, "unreadable JSON (%s)" % type(e).__name__) from None
+        if not isinstance(data, dict):
+            raise FormatError(path, "the top level must be an object, found %s"
+                              % type(data).__name__)
+        info = data.get("info") or {}
+        start = info.get("category_id_start", 0) if isinstance(info, dict) else 0
+        if not _is_int(start):
+            raise FormatError(path, "info.category_id_start must be an integer, found %r"
+                              % (start,))
+        categories = self._list(data, "categories")
+        for k, c in enumerate(categories):
+            if not isinstance(c, dict) or not _is_int(c.get("id")) or not isinstance(
+                    c.get("name"), str):
+                raise FormatError(path, "categories[%d]: needs an integer 'id' and a string "
+                                        "'name', found %r" % (k, _short(c)))
+        names = {c["id"]: c["name"] for c in categories}
+        if len(names) != len(categories):
+            raise FormatError(path, "categories: repeated ids")
         self._classes = _read_classes(self.dataset_dir, categories, start)
-        names = {int(c["id"]): c["name"] for c in categories}
         index = classes_mod.class_index(self._classes)
         for cid, name in names.items():
             if name not in index:
-                raise FormatError(self._labels_path, "category %r is not in classes.txt" % name)
+                raise FormatError(path, "category %r is not in classes.txt" % name)
             self._cat_index[cid] = index[name]
-        anns = defaultdict(list)
-        for ann in data.get("annotations") or []:
-            anns[ann["image_id"]].append(ann)
-        self._anns = dict(anns)
-        stems = StemMaker()
         images = []
-        for img in data.get("images") or []:
+        sizes: Dict[int, tuple] = {}
+        stems = StemMaker()
+        for k, img in enumerate(self._list(data, "images")):
+            where = "images[%d]" % k
+            if not isinstance(img, dict):
+                raise FormatError(path, "%s: must be an object, found %r" % (where, _short(img)))
+            iid, w, h = img.get("id"), img.get("width"), img.get("height")
+            if not _is_int(iid) or not (_is_int(w) and w > 0) or not (_is_int(h) and h > 0):
+                raise FormatError(path, "%s: needs an integer 'id' and positive integer "
+                                        "'width' and 'height', found %r" % (where, _short(img)))
+            if iid in sizes:
+                raise FormatError(path, "%s: image id %d is repeated" % (where, iid))
+            why = safe_file_name(img.get("file_name"), self.allow_outside)
+            if why:
+                raise FormatError(path, "%s: %s" % (where, why))
+            sizes[iid] = (h, w)
             stem, _ = stems(img["file_name"])
             images.append(dict(img, _stem=stem))
+        anns = defaultdict(list)
+        for k, ann in enumerate(self._list(data, "annotations")):
+            where = "annotations[%d]" % k
+            if not isinstance(ann, dict):
+                raise FormatError(path, "%s: must be an object, found %r" % (where, _short(ann)))
+            where = "%s (id %r)" % (where, ann.get("id"))
+            iid = ann.get("image_id")
+            if not _is_int(iid) or iid not in sizes:
+                raise FormatError(path, "%s: image_id %r is not the id of an image"
+                                  % (where, iid))
+            if ann.get("category_id") not in self._cat_index:
+                raise FormatError(path, "%s: unknown category_id %r"
+                                  % (where, ann.get("category_id")))
+            for key in ("bbox", "prompt_bbox"):
+                if ann.get(key) is not None and not _numbers(ann[key], 4):
+                    raise FormatError(path, "%s: %s must be 4 finite numbers, found %r"
+                                      % (where, key, _short(ann[key])))
+            score = ann.get("score")
+            if score is not None and not _numbers([score]):
+                raise FormatError(path, "%s: score must be a finite number, found %r"
+                                  % (where, _short(score)))
+            h, w = sizes[iid]
+            self._check_segmentation(ann.get("segmentation"), h, w, path, where)
+            anns[iid].append(ann)
+        self._anns = dict(anns)
         self._images = self._preprocess_list(images)
+
+    def _list(self, data: dict, key: str) -> list:
+        value = data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise FormatError(self._labels_path, "%r must be a list, found %s"
+                              % (key, type(value).__name__))
+        return value
+
+    @staticmethod
+    def _check_segmentation(seg, height: int, width: int, path: str, where: str) -> None:
+        if isinstance(seg, list):  # polygons
+            if not seg or not all(_numbers(p) and len(p) >= 6 and len(p) % 2 == 0 for p in seg):
+                raise FormatError(path, "%s: polygons must be lists of at least 3 finite "
+                                        "x, y pairs" % where)
+            return
+        if not isinstance(seg, dict):
+            raise FormatError(path, "%s: has no segmentation (an RLE or polygons)" % where)
+        try:
+            check_rle(seg, height, width)
+        except ValueError as e:
+            raise FormatError(path, "%s: bad RLE: %s" % (where, e)) from None
 
     def __len__(self) -> int:
         return len(self._images)
@@ -132,8 +249,8 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
     def __next__(self):
         img = next(self._iter)
         file_name = img["file_name"]
-        image_path = file_name if os.path.isabs(file_name) else os.path.join(
-            self.dataset_dir, "images", file_name)
+        image_path = file_name if os.path.isabs(file_name) else os.path.normpath(os.path.join(
+            self.dataset_dir, "images", file_name))
         width, height = int(img["width"]), int(img["height"])
         metadata = fom.ImageMetadata(width=width, height=height)
         dets = [self._detection(ann, width, height) for ann in self._anns.get(img["id"], [])]
@@ -144,22 +261,15 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
 
     def _detection(self, ann: dict, width: int, height: int) -> fol.Detection:
         seg = ann.get("segmentation")
-        where = "%s: annotation %s" % (self._labels_path, ann.get("id"))
-        if isinstance(seg, list):  # polygons
+        if isinstance(seg, list):  # polygons (checked in setup)
             rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-        elif isinstance(seg, dict):
-            rle = seg
-            if list(seg.get("size", [])) != [height, width]:
-                raise FormatError(where, "mask size %s disagrees with the image %dx%d"
-                                  % (seg.get("size"), width, height))
-        else:
-            raise FormatError(where, "has no segmentation")
+        else:  # an RLE of the image's size covering it exactly (checked in setup)
+            rle = dict(seg)
+            if isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode("ascii")
         if isinstance(rle.get("counts"), list):
             rle = mask_utils.frPyObjects(rle, height, width)
-        cid = ann["category_id"]
-        if cid not in self._cat_index:
-            raise FormatError(where, "unknown category_id %r" % cid)
-        label = self._classes[self._cat_index[cid]]
+        label = self._classes[self._cat_index[ann["category_id"]]]
         attrs: Dict[str, Any] = {}
         if ann.get("prompt_bbox") is not None:
             attrs["prompt_bbox"] = [float(v) for v in ann["prompt_bbox"]]
@@ -191,6 +301,11 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
         }
 
 
+def _short(value, n: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
 def load_samrs(
     export_dir: str,
     name: Optional[str] = None,
@@ -201,6 +316,7 @@ def load_samrs(
     overwrite: bool = False,
     max_samples: Optional[int] = None,
     progress=True,
+    allow_outside: bool = False,
 ):
     """Loads a SAMRS-layout folder (gray PNGs + COCO JSON + images) into a dataset.
 
@@ -213,17 +329,75 @@ def load_samrs(
         overwrite: replace an existing dataset of that name
         max_samples: import at most this many images
         progress: progress bar
+        allow_outside: accept absolute image paths in the JSON (what a
+            labels-only export, ``export_media=False``, writes); by default
+            only names inside the export's ``images/`` are accepted
 
     Returns:
         a ``fiftyone.core.dataset.Dataset``
+
+    Raises:
+        FormatError: naming ``annotations.json`` and the entry, for malformed
+            JSON, a file name leading outside the folder, or a garbage RLE;
+            no dataset is left behind
+        ValueError: for an existing name without ``overwrite``
     """
     import fiftyone as fo
 
-    from fiftyone_samrs.types import SAMRSDataset
+    from fiftyone_samrs.importing.report import update_samrs_info
 
     if not os.path.isdir(export_dir):
         raise FormatError(export_dir, "not a folder")
-    return fo.Dataset.from_dir(
-        dataset_dir=export_dir, dataset_type=SAMRSDataset, name=name, persistent=persistent,
-        overwrite=overwrite, progress=progress, instances_field=label_field,
-        seg_field=seg_field, max_samples=max_samples)
+    importer = SAMRSDatasetImporter(export_dir, instances_field=label_field,
+                                    seg_field=seg_field, max_samples=max_samples,
+                                    allow_outside=allow_outside)
+    importer.setup()  # reads and checks the whole JSON before a dataset exists
+    if name and fo.dataset_exists(name) and not overwrite:
+        raise ValueError("A FiftyOne dataset named %r already exists: pass overwrite=True "
+                         "(CLI: --overwrite) to replace it, or choose another name" % name)
+    dataset = fo.Dataset(name, persistent=persistent, overwrite=overwrite)
+    try:
+        dataset.add_importer(_Prepared(importer), progress=progress)
+        update_samrs_info(dataset, {"import_complete": True})
+        dataset.save()
+    except BaseException:
+        if not dataset.deleted:
+            dataset.delete()  # no partial dataset
+        raise
+    return dataset
+
+
+class _Prepared(foud.LabeledImageDatasetImporter):
+    """An importer whose ``setup`` already ran (FiftyOne calls it again)."""
+
+    def __init__(self, inner: SAMRSDatasetImporter):
+        super().__init__(dataset_dir=inner.dataset_dir)
+        self.inner = inner
+
+    def setup(self):
+        pass
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __iter__(self):
+        iter(self.inner)
+        return self
+
+    def __next__(self):
+        return next(self.inner)
+
+    @property
+    def has_dataset_info(self):
+        return True
+
+    @property
+    def has_image_metadata(self):
+        return True
+
+    @property
+    def label_cls(self):
+        return self.inner.label_cls
+
+    def get_dataset_info(self):
+        return self.inner.get_dataset_info()

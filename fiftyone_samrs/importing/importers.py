@@ -28,6 +28,7 @@ import fiftyone.utils.data as foud
 
 from fiftyone_samrs.core import classes as fsc
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport
+from fiftyone_samrs.fiftyone_io import dataset_dir as dataset_folder
 from fiftyone_samrs.fiftyone_io import insert_sample_docs
 from fiftyone_samrs.formats.registry import FORMATS, get_format
 from fiftyone_samrs.importing.report import import_report, report_to_dict, update_samrs_info
@@ -47,17 +48,82 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _get_or_create(name: Optional[str], dataset, overwrite: bool, persistent: bool) -> fo.Dataset:
+def _jsonable(value):
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _unfinished(dataset: fo.Dataset) -> Optional[dict]:
+    """The ``info["samrs"]`` of a dataset whose import did not finish, else None."""
+    info = (dataset.info or {}).get("samrs") or {}
+    return info if info.get("import_complete") is False else None
+
+
+def _open_target(name: Optional[str], dataset, overwrite: bool, persistent: bool,
+                 resume: bool = False, settings: Optional[dict] = None):
+    """The dataset an import writes to: ``(dataset, created, resumed)``.
+
+    A new dataset is marked ``info["samrs"]["import_complete"] = False`` (with
+    the import's settings) before any sample is written, and
+    :func:`_finish` sets it True: a killed import leaves a dataset that says
+    it is incomplete. Such a dataset is continued with ``resume=True`` (the
+    samples already there are skipped) or replaced with ``overwrite=True``;
+    without either the error says so.
+
+    Raises:
+        ValueError: an existing name without ``overwrite`` (or ``resume`` for
+            an unfinished import), or a resume with other settings
+    """
     if dataset is not None:
-        return dataset
+        return dataset, False, False
     if name and fo.dataset_exists(name):
+        existing = fo.load_dataset(name)
+        unfinished = _unfinished(existing)
+        if unfinished is not None and resume and not overwrite:
+            before = unfinished.get("import_settings")
+            now = _jsonable(settings or {})
+            if before is not None and before != now:
+                changed = ["%s: %r -> %r" % (k, before.get(k), now.get(k))
+                           for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+                raise ValueError(
+                    "Dataset %r holds an unfinished import with other settings (%s); resume it "
+                    "with the same ones, or pass overwrite=True to start again"
+                    % (name, "; ".join(changed)))
+            return existing, False, True
         if not overwrite:
+            if unfinished is not None:
+                raise ValueError(
+                    "Dataset %r holds an import that did not finish (%d samples written from "
+                    "%s, started %s; the process was killed or crashed). Pass resume=True "
+                    "(CLI: --resume) to import the rest into it, or overwrite=True (CLI: "
+                    "--overwrite) to remove it and import again"
+                    % (name, len(existing), unfinished.get("source_dir") or "?",
+                       unfinished.get("import_started") or "?"))
             raise ValueError(
                 "A FiftyOne dataset named %r already exists: pass overwrite=True "
                 "(CLI: --overwrite) to replace it, or choose another name" % name
             )
         fo.delete_dataset(name)
-    return fo.Dataset(name, persistent=persistent)
+    created = fo.Dataset(name, persistent=persistent)
+    update_samrs_info(created, {
+        "import_complete": False,
+        "import_started": datetime.now().replace(microsecond=0).isoformat(),
+        "import_settings": _jsonable(settings or {}),
+        "source_dir": (settings or {}).get("source_dir"),
+    })
+    created.save()
+    return created, True, False
+
+
+def _skip_imported(records: Iterable[ImageRecord], dataset: fo.Dataset,
+                   report: ImportReport) -> Iterator[ImageRecord]:
+    """The records whose image is not in ``dataset`` yet (a resumed import)."""
+    done = set(dataset.values("filepath"))
+    for record in records:
+        if os.path.abspath(os.path.expanduser(record.filepath)) in done:
+            continue
+        yield record
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -128,8 +194,9 @@ def load_records(
         rebuilds the :class:`ImportReport`)
     """
     report = report if report is not None else ImportReport()
-    created = dataset is None
-    dataset = _get_or_create(name, dataset, overwrite, persistent)
+    dataset, created, _ = _open_target(name, dataset, overwrite, persistent, settings={
+        "format": fmt, "source_dir": None if source_dir is None else os.path.abspath(
+            str(source_dir))})
     try:
         _insert_records(dataset, records, fmt, classes, report, batch_size, progress,
                         source_dir, tags)
@@ -141,7 +208,7 @@ def load_records(
 
 
 def _insert_records(dataset, records, fmt, classes, report, batch_size, progress, source_dir,
-                    tags) -> None:
+                    tags, already=(0, 0)) -> None:
     if dataset.media_type is None:
         dataset.media_type = "image"
     elif dataset.media_type != "image":
@@ -165,8 +232,8 @@ def _insert_records(dataset, records, fmt, classes, report, batch_size, progress
     source = None
     if builder.tiles and scanned[0]:
         source = {"source_images": scanned[0], "source_objects": scanned[1]}
-    report.images = builder.images
-    report.objects = builder.objects
+    report.images = builder.images + already[0]
+    report.objects = builder.objects + already[1]
     _finish(dataset, fmt, classes, builder.label_names, report, source_dir,
             fields=list(builder.labels), source=source)
     logger.info("Imported %d images, %d objects", report.images, report.objects)
@@ -179,7 +246,12 @@ def _finish(dataset, fmt, classes, seen_labels, report, source_dir, fields,
         "subset": FORMATS[fmt].subset if fmt in FORMATS else None,
         "source_dir": None if source_dir is None else os.path.abspath(str(source_dir)),
         "import_report": report_to_dict(report, source=source),
+        "import_complete": True,
     })
+    info = dict(dataset.info)
+    for key in ("import_started", "import_settings"):  # only an unfinished import needs them
+        info["samrs"].pop(key, None)
+    dataset.info = info
     class_list = _class_list(fmt, classes, seen_labels)
     dataset_classes = dict(dataset.classes)
     for field in fields:
@@ -197,11 +269,11 @@ def _finish(dataset, fmt, classes, seen_labels, report, source_dir, fields,
 def _tile_dir(dataset: fo.Dataset, tile_dir: Optional[str]) -> str:
     if tile_dir:
         return os.path.abspath(tile_dir)
-    return os.path.join(fo.config.default_dataset_dir, dataset.name, "tiles")
+    return dataset_folder(dataset, "tiles")
 
 
 def _tiled(records, fmt, dataset, tile, tile_dir, tile_size, gap, keep_thresh, report,
-           tile_options=None):
+           tile_options=None, progress=True):
     """Routes records through :func:`fiftyone_samrs.importing.tiling.tile_images`
     when asked, with the format's tiling defaults for what is not given."""
     if not tile:
@@ -216,8 +288,24 @@ def _tiled(records, fmt, dataset, tile, tile_dir, tile_size, gap, keep_thresh, r
         gap=gap if gap is not None else defaults.gap,
         keep_thresh=keep_thresh if keep_thresh is not None else defaults.keep_thresh,
         report=report,
-        **dict(tile_options or {}),
+        **dict({"progress": bool(progress)}, **dict(tile_options or {})),
     )
+
+
+def decodable_records(records: Iterable[ImageRecord], report: ImportReport) -> Iterator[ImageRecord]:
+    """Passes on the records whose image decodes
+    (:func:`fiftyone_samrs.formats.images.check_decodable`: PNG chunks and
+    zlib stream to the end, JPEG at 1/8 scale, others in full); the others are
+    counted skips (``"undecodable image"``) naming the file and the fault."""
+    from fiftyone_samrs.formats.images import check_decodable
+
+    for record in records:
+        try:
+            check_decodable(record.filepath)
+        except FormatError as e:
+            report.skip("undecodable image", "%s (not imported: segment would stop there)" % e)
+            continue
+        yield record
 
 
 def load_format(
@@ -240,6 +328,8 @@ def load_format(
     tags: Optional[List[str]] = None,
     tile_options: Optional[Dict[str, Any]] = None,
     batch_size: int = 1000,
+    check_images: bool = False,
+    resume: bool = False,
     **options,
 ) -> fo.Dataset:
     """Imports a source dataset of any registered format (see ``load_dota``...).
@@ -265,6 +355,16 @@ def load_format(
             :func:`fiftyone_samrs.importing.tiling.tile_images` (``skip_empty``, ``pad_value``, ``names``,
             ``pad``, ``ext``, ``workers``)
         batch_size: samples per bulk insert
+        check_images: decode-check every image first and skip (counted,
+            ``"undecodable image"``) those whose body is damaged; off by
+            default: it reads every image in full, which costs several times
+            the import itself (see ``docs/importing.md``); without it such an
+            image is found by ``segment`` (``skip_failures=True`` skips it)
+        resume: continue an import into ``name`` that did not finish (killed:
+            its ``info["samrs"]["import_complete"]`` is False), with the same
+            settings; the samples already there are kept and skipped. Without
+            it (and without ``overwrite``) such a dataset is an error that
+            says so
         **options: the format's own scan options (DOTA ``version``,
             ``keep_unknown``; HRSC ``with_masks``)
 
@@ -273,7 +373,8 @@ def load_format(
 
     Raises:
         FormatError: naming the file, for bad input
-        ValueError: an unknown format, split or option, or an existing name
+        ValueError: an unknown format, split or option, an existing name, or
+            an unfinished import (pass ``resume`` or ``overwrite``)
     """
     spec = get_format(fmt)
     options = spec.check_options(options)
@@ -281,16 +382,32 @@ def load_format(
     if not os.path.isdir(str(dataset_dir)):
         raise FormatError(dataset_dir, "not a directory")
     report = ImportReport()
-    created = dataset is None
-    dataset = _get_or_create(name, dataset, overwrite, persistent)
+    settings = {
+        "format": spec.name, "source_dir": os.path.abspath(str(dataset_dir)), "split": split,
+        "unlabeled": unlabeled, "tile": bool(tile), "tile_dir": tile_dir,
+        "tile_size": tile_size, "gap": gap, "keep_thresh": keep_thresh,
+        "tile_options": tile_options, "classes": classes, "tags": tags,
+        "check_images": bool(check_images), "options": options,
+    }
+    dataset, created, resumed = _open_target(name, dataset, overwrite, persistent, resume,
+                                             settings)
     try:
         records = spec.scan(dataset_dir, split=split, unlabeled=unlabeled, report=report,
                             **options)
+        if check_images:
+            records = decodable_records(records, report)
         records = _tiled(records, spec.name, dataset, tile, tile_dir, tile_size, gap,
-                         keep_thresh, report, tile_options)
-        return load_records(records, dataset=dataset, fmt=spec.name, classes=classes,
-                            report=report, progress=progress, source_dir=dataset_dir,
-                            tags=tags, batch_size=batch_size)
+                         keep_thresh, report, tile_options, progress=progress)
+        already = (0, 0)
+        if resumed:
+            records = _skip_imported(records, dataset, report)
+            already = (len(dataset), dataset.count("hbb.detections")
+                       if dataset.has_sample_field("hbb") else 0)
+            logger.info("resuming the import into %r: %d samples already there",
+                        dataset.name, already[0])
+        _insert_records(dataset, records, spec.name, classes, report, batch_size, progress,
+                        dataset_dir, tags, already=already)
+        return dataset
     except BaseException:
         if created and not dataset.deleted:
             dataset.delete()  # no half-imported dataset left behind
@@ -411,10 +528,12 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
         if self.shuffle or self.max_samples is not None:
             records = self._records(self.report)
             records = self._preprocess_list(list(records) if self.shuffle else records)
+            if opts.pop("check_images", False):
+                records = decodable_records(records, self.report)
             records = _tiled(records, self.fmt, dataset, opts.pop("tile", False),
                              opts.pop("tile_dir", None), opts.pop("tile_size", None),
                              opts.pop("gap", None), opts.pop("keep_thresh", None), self.report,
-                             opts.pop("tile_options", None))
+                             opts.pop("tile_options", None), progress=opts.get("progress", True))
             load_records(records, dataset=dataset, fmt=self.fmt, report=self.report,
                          classes=opts.get("classes"), progress=opts.get("progress", True),
                          source_dir=self.dataset_dir, tags=tags)
@@ -466,7 +585,7 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
 #: the import options an importer class takes besides the format's own
 _IMPORTER_OPTIONS = (("split", None), ("unlabeled", "skip"), ("tile", False), ("tile_dir", None),
                      ("tile_size", None), ("gap", None), ("keep_thresh", None),
-                     ("classes", None), ("tile_options", None))
+                     ("classes", None), ("tile_options", None), ("check_images", False))
 
 
 def _importer_class(fmt: str) -> type:

@@ -60,6 +60,42 @@ def _objects_from_sample(sample, hbb_field: str, obb_field: Optional[str], width
     return out
 
 
+def _fit_masks(dataset, sample, dets: List[fol.Detection], gt_field: str,
+               report: ImportReport) -> None:
+    """Moves a sample's GT masks to mask files (``mask_path``) when inline
+    they would take more than :data:`~fiftyone_samrs.core.limits.INLINE_MASK_BYTES`
+    or push the sample past MongoDB's document limit (as the importers do).
+
+    Raises:
+        FormatError: naming the image, when the sample is over the limit even so
+    """
+    from fiftyone_samrs.core import limits
+    from fiftyone_samrs.core.painting import write_label_png
+    from fiftyone_samrs.fiftyone_io import dataset_dir, document_sizes, serialize_mask
+    from fiftyone_samrs.importing.sample_docs import mask_file_stem
+
+    inline = sum(len(serialize_mask(d.mask)) for d in dets if d.mask is not None)
+    estimate = inline + 400 * len(dets)  # a label without its mask: a few hundred bytes
+    if inline <= limits.INLINE_MASK_BYTES and estimate < limits.MAX_SAMPLE_BYTES // 4:
+        return
+    stored = document_sizes(dataset, [sample.id], [gt_field]).get(sample.id, 0)
+    if inline > limits.INLINE_MASK_BYTES or stored + estimate > limits.MAX_SAMPLE_BYTES:
+        folder = os.path.join(dataset_dir(dataset, "masks", gt_field),
+                              mask_file_stem(sample.filepath))
+        for k, d in enumerate(dets):
+            if d.mask is None:
+                continue
+            path = os.path.join(folder, "%d.png" % k)
+            write_label_png(path, np.asarray(d.mask, dtype=bool).astype(np.uint8) * 255)
+            d.mask, d.mask_path = None, path
+        report.warn("masks as files", "%s: %d iSAID masks (%.1f MB inline) written as mask "
+                    "files in %s" % (sample.filepath, len(dets), inline / 1e6, folder))
+        estimate = 400 * len(dets)
+    if stored + estimate > limits.MAX_SAMPLE_BYTES:
+        raise FormatError(sample.filepath, limits.too_large_message(
+            "", stored + estimate, len(dets)))
+
+
 def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: float = 0.3,
                      hbb_field: str = HBB_FIELD, obb_field: str = OBB_FIELD,
                      progress: bool = True) -> ImportReport:
@@ -191,6 +227,7 @@ def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: f
             report.warn("object without iSAID mask",
                         "%s: %d of %d objects have no iSAID instance"
                         % (sample.filepath, unmatched_objects, len(objects)))
+        _fit_masks(root, sample, dets, gt_field, report)
         values[sample.id] = fol.Detections(detections=dets)
         report.images += 1
         report.objects += len(dets)

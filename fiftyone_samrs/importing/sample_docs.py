@@ -46,8 +46,11 @@ from bson import ObjectId
 
 from fiftyone_samrs.core import geometry as geo
 from fiftyone_samrs.core.masks import relative_box
+from fiftyone_samrs.core import limits
 from fiftyone_samrs.fiftyone_io import (
     LABEL_LISTS,
+    bson_size,
+    dataset_dir,
     detection_doc,
     label_doc,
     label_list_doc,
@@ -55,7 +58,13 @@ from fiftyone_samrs.fiftyone_io import (
     sample_doc,
 )
 from fiftyone_samrs.formats.images import image_size
-from fiftyone_samrs.core.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
+from fiftyone_samrs.core.records import (
+    FormatError,
+    ImageRecord,
+    ImportReport,
+    InstanceMask,
+    ObjectRecord,
+)
 
 HBB_FIELD = "hbb"
 OBB_FIELD = "obb"
@@ -289,6 +298,27 @@ class _ObjectIds:
 _OIDS = _ObjectIds()
 
 
+#: a sample gets its exact document size computed (and checked against
+#: :data:`fiftyone_samrs.core.limits.MAX_SAMPLE_BYTES`) from this many labels,
+#: or this many bytes of inline masks; below both it is far under the limit
+#: (a label is a few hundred bytes)
+_EXACT_SIZE_LABELS = 2000
+_EXACT_SIZE_MASK_BYTES = 1 << 20
+
+
+def _mask_bytes(masks: List[dict]) -> int:
+    return sum(len(m["mask"]) for m in masks if "mask" in m)
+
+
+def mask_file_stem(filepath: str) -> str:
+    """The folder name of one sample's mask files: the image stem and a
+    hash of its path (stems repeat across folders)."""
+    import hashlib
+
+    stem = os.path.splitext(os.path.basename(filepath))[0] or "image"
+    return "%s-%s" % (stem, hashlib.sha1(os.fsencode(filepath)).hexdigest()[:10])
+
+
 class DocBuilder:
     """Builds FiftyOne sample documents from records and tracks the schema they need.
 
@@ -311,6 +341,7 @@ class DocBuilder:
         self.labels_written = 0
         self.tiles = 0
         self.label_names: Dict[str, None] = {}
+        self.mask_dir: Optional[str] = None
 
     def _see_attrs(self, field: str, attrs: Dict[str, Any]) -> None:
         seen = self.attrs[field]
@@ -339,7 +370,7 @@ class DocBuilder:
                     self.top[key] = value
                     self.changed = True
 
-        dets, polys, masks = [], [], []
+        dets, polys, masks, mask_arrays = [], [], [], []
         objects = record.objects
         with_quad = [o for o in objects if o.quad is not None]
         points = _quads_points([o.quad for o in with_quad], width, height) if with_quad else []
@@ -364,6 +395,7 @@ class DocBuilder:
                 else:
                     masks.append(detection_doc(label, mask_box(obj.mask, width, height),
                                                obj.mask.mask, oid=oid, **attrs))
+                    mask_arrays.append(obj.mask.mask)
 
         fields[HBB_FIELD] = label_list_doc(fol.Detections, dets)
         self._see_label(HBB_FIELD, fol.Detections)
@@ -379,13 +411,59 @@ class DocBuilder:
             self._see_label(GT_FIELD, fol.Detections)
             self._see_attrs(GT_FIELD, _merge_first(masks))
 
+        if masks and _mask_bytes(masks) > limits.INLINE_MASK_BYTES:
+            self._masks_to_files(record, masks, mask_arrays)
+        doc = sample_doc(self.dataset, os.path.abspath(os.path.expanduser(record.filepath)),
+                         metadata, ([record.split] if record.split else []) + self.tags,
+                         fields, now)
+        self._check_size(record, doc, len(dets) + len(polys) + len(masks), masks, mask_arrays)
         self.images += 1
         self.tiles += record.tile is not None
         self.objects += len(record.objects)
         self.labels_written += len(dets) + len(polys) + len(masks)
-        return sample_doc(self.dataset, os.path.abspath(os.path.expanduser(record.filepath)),
-                          metadata, ([record.split] if record.split else []) + self.tags,
-                          fields, now)
+        return doc
+
+    def _check_size(self, record: ImageRecord, doc: dict, n_labels: int, masks: List[dict],
+                    mask_arrays: List[np.ndarray]) -> None:
+        """Refuses a sample over MongoDB's document limit (with inline GT
+        masks, those go to mask files first), saying to tile the image.
+
+        The exact BSON size is computed only for samples that could come near
+        the limit (many labels, or megabytes of masks), so this costs nothing
+        on ordinary samples.
+        """
+        if n_labels < _EXACT_SIZE_LABELS and _mask_bytes(masks) < _EXACT_SIZE_MASK_BYTES:
+            return
+        size = bson_size(doc)
+        if size > limits.MAX_SAMPLE_BYTES and any("mask" in m for m in masks):
+            self._masks_to_files(record, masks, mask_arrays)
+            size = bson_size(doc)
+        if size > limits.MAX_SAMPLE_BYTES:
+            raise FormatError(record.label_path or record.filepath, "image %s: %s" % (
+                record.filepath, limits.too_large_message("", size, len(record.objects))))
+
+    def _masks_to_files(self, record: ImageRecord, masks: List[dict],
+                        mask_arrays: List[np.ndarray]) -> None:
+        """Writes a sample's GT masks as 8-bit PNG files (``mask_path``)
+        instead of inline bytes, and says so in the report."""
+        from fiftyone_samrs.core.painting import write_label_png
+
+        if self.mask_dir is None:
+            self.mask_dir = dataset_dir(self.dataset, "masks", GT_FIELD)
+        folder = os.path.join(self.mask_dir, mask_file_stem(record.filepath))
+        moved = 0
+        for k, (d, arr) in enumerate(zip(masks, mask_arrays)):
+            if "mask" not in d:
+                continue
+            path = os.path.join(folder, "%d.png" % k)
+            write_label_png(path, np.asarray(arr, dtype=bool).astype(np.uint8) * 255)
+            moved += len(d.pop("mask"))
+            d["mask_path"] = path
+        self.report.warn("masks as files",
+                         "%s: %d GT masks (%.1f MB inline) written as mask files in %s (over "
+                         "the %d MiB per sample kept inline)"
+                         % (record.filepath, len(masks), moved / 1e6, folder,
+                            limits.INLINE_MASK_BYTES // (1024 * 1024)))
 
     def probe(self) -> fo.Sample:
         """A sample holding one value of every field and attribute seen so far."""

@@ -41,11 +41,11 @@ No FiftyOne import here.
 
 from __future__ import annotations
 
-import copy
 import os
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -118,9 +118,23 @@ def _polygon(obj: ObjectRecord):
     return poly
 
 
+_NEXT = {n: np.r_[1:n, 0] for n in range(3, 9)}
+_PREV = {n: np.r_[n - 1, 0 : n - 1] for n in range(3, 9)}
+
+
+def _next(n: int) -> np.ndarray:
+    """Index of each corner's successor (``np.roll(..., -1)`` as an index)."""
+    return _NEXT[n] if n in _NEXT else np.r_[1:n, 0]
+
+
+def _prev(n: int) -> np.ndarray:
+    return _PREV[n] if n in _PREV else np.r_[n - 1, 0 : n - 1]
+
+
 def _signed_area(q: np.ndarray) -> float:
     x, y = q[:, 0], q[:, 1]
-    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0
+    nxt = _next(len(q))
+    return float(np.dot(x, y[nxt]) - np.dot(y, x[nxt])) / 2.0
 
 
 def _reduce_polygon(pts: np.ndarray, n: int = 4) -> np.ndarray:
@@ -131,7 +145,7 @@ def _reduce_polygon(pts: np.ndarray, n: int = 4) -> np.ndarray:
     """
     pts = np.asarray(pts, dtype=np.float64)
     while len(pts) > n:
-        prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+        prev, nxt = pts[_prev(len(pts))], pts[_next(len(pts))]
         tri = np.abs((pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - prev[:, 1])
                      - (nxt[:, 0] - prev[:, 0]) * (pts[:, 1] - prev[:, 1]))
         pts = np.delete(pts, int(np.argmin(tri)), axis=0)
@@ -154,8 +168,10 @@ def _reduce_to_quad(inter, original: np.ndarray) -> np.ndarray:
     if original is not None and len(original) == 4:
         if _signed_area(q) * _signed_area(original) < 0:
             q = q[::-1]
-        start = int(np.argmin(np.hypot(*(q - original[0]).T)))
-        q = np.roll(q, -start, axis=0)
+        d = q - original[0]
+        start = int(np.argmin(np.hypot(d[:, 0], d[:, 1])))
+        if start:
+            q = q[np.r_[start:len(q), 0:start]]
     return q
 
 
@@ -183,53 +199,190 @@ def _hbox_from_quad(obj: ObjectRecord) -> bool:
     return bool(np.allclose(obj.hbox, quad_to_hbox(obj.quad), atol=1e-6))
 
 
+def _object_bounds(obj: ObjectRecord) -> Tuple[float, float, float, float]:
+    """The box around an object's quad and H-Box (what a tile must meet)."""
+    ox0, oy0, ox1, oy1 = quad_to_hbox(obj.quad) if obj.quad is not None else obj.hbox
+    hx0, hy0, hx1, hy1 = obj.hbox
+    return min(ox0, hx0), min(oy0, hy0), max(ox1, hx1), max(oy1, hy1)
+
+
+def _object_area(obj: ObjectRecord) -> float:
+    return quad_area(obj.quad) if obj.quad is not None else box_area(obj.hbox)
+
+
+def _copy(obj: ObjectRecord) -> ObjectRecord:
+    """``copy.copy(obj)``, without its generic machinery (a hot path)."""
+    out = object.__new__(type(obj))
+    out.__dict__.update(obj.__dict__)
+    return out
+
+
+def _inside_copy(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
+                 quad: Optional[np.ndarray] = None) -> ObjectRecord:
+    """An object wholly inside a tile, translated to tile pixels (``quad``:
+    its quad already translated, when the caller has it)."""
+    hx0, hy0, hx1, hy1 = obj.hbox
+    out = _copy(obj)
+    if quad is not None:
+        out.quad = quad
+    else:
+        out.quad = None if obj.quad is None else (np.asarray(obj.quad, dtype=np.float64)
+                                                  - np.array([x, y], dtype=np.float64))
+    out.hbox = (hx0 - x, hy0 - y, hx1 - x, hy1 - y)
+    out.mask = crop_mask(obj.mask, x, y, tw, th)
+    out.attributes = dict(obj.attributes)
+    return out
+
+
+def _cut_copy(obj: ObjectRecord, inter, x: int, y: int, tw: int, th: int) -> ObjectRecord:
+    """An object cut by a tile border: ``inter`` is its part inside the tile."""
+    hx0, hy0, hx1, hy1 = obj.hbox
+    shift = np.array([x, y], dtype=np.float64)
+    out = _copy(obj)
+    out.attributes = dict(obj.attributes)
+    out.truncated = True
+    # the whole object, in tile pixels: what SAM is prompted with
+    from_quad = _hbox_from_quad(obj)
+    whole = quad_to_hbox(obj.quad) if from_quad else obj.hbox
+    out.attributes["prompt_box"] = [whole[0] - x, whole[1] - y, whole[2] - x, whole[3] - y]
+    if obj.quad is not None:
+        quad = np.asarray(obj.quad, dtype=np.float64)
+        out.attributes["prompt_quad"] = (quad - shift).tolist()
+        out.quad = _reduce_to_quad(inter, quad) - shift
+    if from_quad:
+        b = inter.bounds
+        out.hbox = (b[0] - x, b[1] - y, b[2] - x, b[3] - y)
+    else:
+        out.hbox = tuple(v for v in clip_box((hx0 - x, hy0 - y, hx1 - x, hy1 - y), tw, th))
+    out.mask = crop_mask(obj.mask, x, y, tw, th)
+    return out
+
+
 def _object_in_tile(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
                     keep_thresh: float) -> Tuple[Optional[ObjectRecord], float]:
     """The object as seen in a tile (or None) and the fraction of it inside."""
     from shapely.geometry import box as sbox
 
     x1, y1 = x + tw, y + th
-    ox0, oy0, ox1, oy1 = quad_to_hbox(obj.quad) if obj.quad is not None else obj.hbox
-    hx0, hy0, hx1, hy1 = obj.hbox
-    bx0, by0, bx1, by1 = min(ox0, hx0), min(oy0, hy0), max(ox1, hx1), max(oy1, hy1)
+    bx0, by0, bx1, by1 = _object_bounds(obj)
     if bx1 < x or by1 < y or bx0 > x1 or by0 > y1:
         return None, 0.0
-    inside = bx0 >= x and by0 >= y and bx1 <= x1 and by1 <= y1
-    area = quad_area(obj.quad) if obj.quad is not None else box_area(obj.hbox)
-    shift = np.array([x, y], dtype=np.float64)
-    if obj.degenerate or area <= _EPS:
+    if obj.degenerate or _object_area(obj) <= _EPS:
         return None, 0.0
-    if inside:
-        out = copy.copy(obj)
-        out.quad = None if obj.quad is None else np.asarray(obj.quad, dtype=np.float64) - shift
-        out.hbox = (hx0 - x, hy0 - y, hx1 - x, hy1 - y)
-        out.mask = crop_mask(obj.mask, x, y, tw, th)
-        out.attributes = dict(obj.attributes)
-        return out, 1.0
+    if bx0 >= x and by0 >= y and bx1 <= x1 and by1 <= y1:
+        return _inside_copy(obj, x, y, tw, th), 1.0
     poly = _polygon(obj)
     inter = poly.intersection(sbox(x, y, x1, y1))
     ratio = inter.area / poly.area if poly.area > 0 else 0.0
     if ratio < keep_thresh or inter.is_empty or inter.area <= 0:
         return None, ratio
-    out = copy.copy(obj)
-    out.attributes = dict(obj.attributes)
-    out.truncated = True
-    # the whole object, in tile pixels: what SAM is prompted with
-    whole = quad_to_hbox(obj.quad) if _hbox_from_quad(obj) else obj.hbox
-    out.attributes["prompt_box"] = [whole[0] - x, whole[1] - y, whole[2] - x, whole[3] - y]
-    if obj.quad is not None:
-        out.attributes["prompt_quad"] = (np.asarray(obj.quad, dtype=np.float64)
-                                         - shift).tolist()
-    if obj.quad is not None:
-        q = _reduce_to_quad(inter, np.asarray(obj.quad, dtype=np.float64))
-        out.quad = q - shift
-    if _hbox_from_quad(obj):
-        b = inter.bounds
-        out.hbox = (b[0] - x, b[1] - y, b[2] - x, b[3] - y)
-    else:
-        out.hbox = tuple(v for v in clip_box((hx0 - x, hy0 - y, hx1 - x, hy1 - y), tw, th))
-    out.mask = crop_mask(obj.mask, x, y, tw, th)
-    return out, ratio
+    return _cut_copy(obj, inter, x, y, tw, th), ratio
+
+
+class _ObjectIndex:
+    """The objects of one image as arrays, for windows x objects in numpy.
+
+    ``bounds`` (the box around each object's quad and H-Box, as
+    :func:`_object_in_tile` tests it) finds the objects a window meets;
+    those wholly inside are translated without geometry, and only those
+    cut by the window's border go through shapely (polygons built once per
+    object, intersected with the window in one vectorised call).
+    """
+
+    def __init__(self, objects: Sequence[ObjectRecord]):
+        self.objects = list(objects)
+        n = len(self.objects)
+        bounds = np.empty((n, 4), dtype=np.float64)
+        area = np.empty(n, dtype=np.float64)
+        quads = [k for k, o in enumerate(self.objects)
+                 if o.quad is not None and np.shape(o.quad) == (4, 2)]
+        #: the (4, 2) quads stacked (NaN rows for the other objects)
+        self.quads = np.full((n, 4, 2), np.nan)
+        self.has_quad = np.zeros(n, dtype=bool)
+        self.has_quad[quads] = True
+        if quads:
+            q = np.stack([np.asarray(self.objects[k].quad, dtype=np.float64) for k in quads])
+            self.quads[quads] = q
+            qx, qy = q[:, :, 0], q[:, :, 1]
+            qb = np.stack([qx.min(1), qy.min(1), qx.max(1), qy.max(1)], axis=1)
+            h = np.array([self.objects[k].hbox for k in quads], dtype=np.float64).reshape(-1, 4)
+            bounds[quads] = np.concatenate([np.minimum(qb[:, :2], h[:, :2]),
+                                            np.maximum(qb[:, 2:], h[:, 2:])], axis=1)
+            nxt = _next(4)
+            area[quads] = np.abs((qx * qy[:, nxt]).sum(1) - (qy * qx[:, nxt]).sum(1)) / 2.0
+        for k in np.flatnonzero(~self.has_quad):
+            bounds[k] = _object_bounds(self.objects[k])
+            area[k] = _object_area(self.objects[k])
+        # exactly the scalar area where it decides (zero-area objects)
+        for k in np.flatnonzero(~(area >= 1e-6)):
+            area[k] = _object_area(self.objects[k])
+        self.bounds = bounds
+        degenerate = np.array([bool(o.degenerate) for o in self.objects], dtype=bool)
+        self.skip = (degenerate | (area <= _EPS)) if n else np.zeros(0, dtype=bool)
+        self._polys = np.empty(n, dtype=object)
+        self._poly_area = np.full(n, np.nan)
+        self._made = np.zeros(n, dtype=bool)
+
+    def polygons(self, idx: np.ndarray):
+        """The shapely polygons of objects ``idx`` (as :func:`_polygon`) and
+        their areas, made once per object."""
+        import shapely
+
+        missing = idx[~self._made[idx]]
+        if missing.size:
+            quad = missing[self.has_quad[missing]]
+            if quad.size:
+                polys = shapely.polygons(self.quads[quad])
+                bad = ~shapely.is_valid(polys)  # e.g. a self-crossing ("bow-tie") quad
+                if bad.any():
+                    polys[bad] = shapely.convex_hull(polys[bad])
+                self._polys[quad] = polys
+            for k in missing[~self.has_quad[missing]]:
+                self._polys[k] = _polygon(self.objects[k])
+            self._poly_area[missing] = shapely.area(self._polys[missing])
+            self._made[missing] = True
+        return self._polys[idx], self._poly_area[idx]
+
+    def column(self, x: int, x1: int) -> np.ndarray:
+        """Objects (not skipped) whose bounds meet the columns ``[x, x1]``."""
+        b = self.bounds
+        return np.flatnonzero((b[:, 2] >= x) & (b[:, 0] <= x1) & ~self.skip)
+
+    def window(self, candidates: np.ndarray, x: int, y: int, tw: int, th: int,
+               keep_thresh: float, best: np.ndarray) -> List[ObjectRecord]:
+        """The objects kept in a window, in input order; ``best`` gets each
+        object's largest inside fraction so far."""
+        import shapely
+        from shapely.geometry import box as sbox
+
+        x1, y1 = x + tw, y + th
+        b = self.bounds[candidates]
+        sel_mask = (b[:, 3] >= y) & (b[:, 1] <= y1)
+        sel = candidates[sel_mask]
+        if not sel.size:
+            return []
+        b = b[sel_mask]
+        inside = (b[:, 0] >= x) & (b[:, 1] >= y) & (b[:, 2] <= x1) & (b[:, 3] <= y1)
+        inside_idx = sel[inside]
+        best[inside_idx] = 1.0
+        kept: dict = {}
+        if inside_idx.size:
+            moved = self.quads[inside_idx] - np.array([x, y], dtype=np.float64)
+            for j, k in enumerate(inside_idx.tolist()):
+                kept[k] = _inside_copy(self.objects[k], x, y, tw, th,
+                                       moved[j] if self.has_quad[k] else None)
+        cut = sel[~inside]
+        if cut.size:
+            polys, areas = self.polygons(cut)
+            inters = shapely.intersection(polys, sbox(x, y, x1, y1))
+            inter_area = shapely.area(inters)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(areas > 0, inter_area / np.where(areas > 0, areas, 1.0), 0.0)
+            np.fmax.at(best, cut, ratio)
+            keep = (ratio >= keep_thresh) & (inter_area > 0) & ~shapely.is_empty(inters)
+            for k, inter in zip(cut[keep], inters[keep]):
+                kept[int(k)] = _cut_copy(self.objects[k], inter, x, y, tw, th)
+        return [kept[k] for k in sorted(kept)]
 
 
 def tile_objects(
@@ -310,7 +463,7 @@ def tile_record(
     width, height = _record_size(record)
     stem = record.attributes.get("uid") or os.path.splitext(os.path.basename(record.filepath))[0]
     folder = os.fspath(out_dir) if out_dir is not None else os.path.dirname(record.filepath)
-    best = [0.0] * len(record.objects)
+    best = np.zeros(len(record.objects), dtype=np.float64)
     tiles = []
     if report is not None:
         for obj in record.objects:
@@ -318,15 +471,14 @@ def tile_record(
                 report.skip("degenerate object",
                             "%s (%s, %s): zero-area object left out of the tiles"
                             % (record.label_path or record.filepath, obj.source_id, obj.label))
-    for index, (x, y) in enumerate(windows(width, height, size, gap)):
+    index = _ObjectIndex(record.objects)
+    column, column_x = None, None
+    for n, (x, y) in enumerate(windows(width, height, size, gap)):
         tw, th = min(size, width - x), min(size, height - y)
-        objs = []
-        for k, obj in enumerate(record.objects):
-            o, ratio = _object_in_tile(obj, x, y, tw, th, keep_thresh)
-            best[k] = max(best[k], ratio)
-            if o is not None:
-                objs.append(o)
-        name = tile_name(stem, size, x, y, ext, style=names, index=index)
+        if x != column_x:  # windows run column by column
+            column, column_x = index.column(x, x + tw), x
+        objs = index.window(column, x, y, tw, th, keep_thresh, best)
+        name = tile_name(stem, size, x, y, ext, style=names, index=n)
         if not objs and skip_empty:
             if report is not None:
                 report.skip("empty tile", "%s: tile %s has no object" % (record.filepath, name))
@@ -373,27 +525,89 @@ def pad_tile(crop: np.ndarray, size: int, value: Sequence[int] = PAD_VALUE) -> n
     return padded
 
 
+class _PixelBudget:
+    """Bounds the pixels of source images decoded at the same time.
+
+    A 20000x20000 RGB image is 1.2 GB decoded: with several workers, two of
+    them at once would double that. An image larger than the budget waits
+    until it is the only one decoded.
+    """
+
+    def __init__(self, pixels: int):
+        self.pixels = int(pixels)
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self.used and self.used + n > self.pixels:
+                self._cond.wait()
+            self.used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+#: source pixels decoded at once across the tiling workers (about 0.8 GB of
+#: RGB); a larger image is decoded alone
+DECODE_BUDGET_PIXELS = 1 << 28
+
+
 def _write_tiles(record: ImageRecord, tiles: List[ImageRecord], size: int, pad: bool,
-                 report: ImportReport, pad_value: Sequence[int] = PAD_VALUE) -> List[ImageRecord]:
+                 report: ImportReport, pad_value: Sequence[int] = PAD_VALUE,
+                 on_tile: Optional[Callable[[int], None]] = None,
+                 budget: Optional[_PixelBudget] = None, writers: int = 1) -> List[ImageRecord]:
+    """Writes the tile files of one image: the image is decoded once, then
+    every tile is a crop of it (padded at the edges), written by ``writers``
+    threads; ``on_tile(n)`` is called as tiles are done."""
     import cv2
 
     todo = [t for t in tiles if not os.path.isfile(t.filepath)]
+    if on_tile is not None and len(tiles) > len(todo):
+        on_tile(len(tiles) - len(todo))
     if not todo:
         return tiles
-    img = cv2.imread(record.filepath, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        report.skip("unreadable image", "%s: cannot read the image to tile it" % record.filepath)
-        return []
-    for t in todo:
-        x, y = t.tile["x"], t.tile["y"]
-        crop = img[y : y + size, x : x + size]
-        if pad and crop.shape[:2] != (size, size):
-            crop = pad_tile(crop, size, pad_value)
-        stem, ext = os.path.splitext(t.filepath)
-        tmp = stem + ".partial" + ext
-        if not cv2.imwrite(tmp, crop):
-            raise OSError("could not write tile %s" % tmp)
-        os.replace(tmp, t.filepath)
+    try:
+        w, h = _record_size(record)
+        pixels = int(w) * int(h)
+    except FormatError:
+        pixels = 0
+    if budget is not None:
+        budget.acquire(pixels)
+    try:
+        img = cv2.imread(record.filepath, cv2.IMREAD_UNCHANGED)
+        if img is None:
+            report.skip("unreadable image", "%s: cannot read the image to tile it"
+                        % record.filepath)
+            return []
+
+        def write(t: ImageRecord) -> None:
+            x, y = t.tile["x"], t.tile["y"]
+            crop = img[y : y + size, x : x + size]  # a view: no copy of the image
+            if pad and crop.shape[:2] != (size, size):
+                crop = pad_tile(crop, size, pad_value)
+            stem, ext = os.path.splitext(t.filepath)
+            tmp = stem + ".partial" + ext
+            if not cv2.imwrite(tmp, crop):
+                raise OSError("could not write tile %s" % tmp)
+            os.replace(tmp, t.filepath)
+            if on_tile is not None:
+                on_tile(1)
+
+        if writers > 1 and len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=writers,
+                                    thread_name_prefix="samrs-tile-write") as pool:
+                for f in [pool.submit(write, t) for t in todo]:
+                    f.result()
+        else:
+            for t in todo:
+                write(t)
+        del img
+    finally:
+        if budget is not None:
+            budget.release(pixels)
     return tiles
 
 
@@ -411,14 +625,19 @@ def tile_images(
     ext: str = ".png",
     workers: int = 2,
     report: Optional[ImportReport] = None,
+    progress: bool = True,
 ) -> Iterator[ImageRecord]:
     """Cuts images into tile files and yields the tile records.
 
-    Each source image is read once (``cv2.IMREAD_UNCHANGED``, so bit depth
-    and channels are kept). Resumable: a tile file that already exists is not
-    written again (and its image not read when all its tiles exist). Tiles
-    are written to a ``.partial`` name and renamed, so an interrupted run
-    leaves no half-written tile behind.
+    Each source image is decoded once (``cv2.IMREAD_UNCHANGED``, so bit depth
+    and channels are kept) and its tiles are crops of that one array; at
+    most :data:`DECODE_BUDGET_PIXELS` source pixels are decoded at a time
+    over all workers (a larger image is decoded alone), so a 20000x20000
+    image is in memory once. Resumable: a tile file that already exists is
+    not written again (and its image not read when all its tiles exist).
+    Tiles are written to a ``.partial`` name and renamed, so an interrupted
+    run leaves no half-written tile behind. The progress bar counts tiles
+    (its total grows as each image's tiles are planned).
 
     Args:
         records: source images with their objects (e.g. from a ``scan``)
@@ -429,10 +648,11 @@ def tile_images(
         pad_value: their padding, BGR (default :data:`PAD_VALUE`, as SAMRS)
         names: tile names, ``"devkit"`` or ``"release"`` (see :func:`tile_name`)
         ext: tile file extension (``.png`` is lossless)
-        workers: threads reading and writing images
+        workers: threads reading images (and writing the tiles of a large one)
         report: receives skips (``"empty tile"``, ``"unreadable image"``) and
             ``"object in no tile"`` warnings; image and object counts are
             left to the caller (they describe the source)
+        progress: show a progress bar (tiles written)
 
     Yields:
         tile records (see :func:`tile_record`), in input order
@@ -449,6 +669,27 @@ def tile_images(
     os.makedirs(out_dir, exist_ok=True)
     total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
     owners: dict = {}
+    workers = max(1, int(workers or 1))
+    budget = _PixelBudget(DECODE_BUDGET_PIXELS)
+    lock = threading.Lock()
+    images_done = [0]
+    bar = tqdm(total=0, desc="tiling", unit="tile", leave=False, disable=not progress,
+               mininterval=0.5)
+
+    def planned(n: int) -> None:
+        with lock:
+            bar.total += n
+            bar.refresh()
+
+    def on_tile(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    def image_done() -> None:
+        with lock:
+            images_done[0] += 1
+            bar.set_postfix_str("image %d%s" % (images_done[0],
+                                                "/%d" % total if total else ""), refresh=False)
 
     def work(record: ImageRecord) -> Tuple[List[ImageRecord], ImportReport]:
         local = ImportReport()
@@ -466,16 +707,17 @@ def tile_images(
                     "tile them into different folders or give the records a unique 'uid'"
                     % (first, record.filepath, t.filepath))
         if tiles:
-            tiles = _write_tiles(record, tiles, size, pad, local, pad_value)
+            planned(len(tiles))
+            tiles = _write_tiles(record, tiles, size, pad, local, pad_value, on_tile=on_tile,
+                                 budget=budget, writers=workers)
         return tiles, local
 
-    workers = max(1, int(workers or 1))
-    with tqdm(total=total, desc="tiling", unit="img", leave=False) as bar:
+    try:
         if workers == 1:
             for rec in records:
                 tiles, local = work(rec)
                 report.merge(local)
-                bar.update(1)
+                image_done()
                 yield from tiles
             return
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -492,5 +734,7 @@ def tile_images(
                     break
                 tiles, local = pending.popleft().result()
                 report.merge(local)
-                bar.update(1)
+                image_done()
                 yield from tiles
+    finally:
+        bar.close()

@@ -46,6 +46,7 @@ from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.fiftyone_io import (
     ObjectInputs,
     check_label_field,
+    dataset_dir,
     dataset_of,
     declare_label_field,
     default_classes,
@@ -95,6 +96,12 @@ class SegmentResult:
         classes: the class list of the PNGs (index = pixel value)
         shard: ``(i, n)`` or None
         seconds: wall time
+        samples_failed: samples left out with ``skip_failures=True`` (an
+            image that cannot be read, a sample too large to store); they stay
+            unfinished, so a later run tries them again
+        failures: ``{"id", "filepath", "error"}`` of each failed sample
+        mask_files: predicted masks written as mask files (``mask_path``)
+            because their sample's document would be too large otherwise
     """
 
     backend: str
@@ -112,8 +119,11 @@ class SegmentResult:
     classes: List[str] = field(default_factory=list)
     shard: Optional[Tuple[int, int]] = None
     seconds: float = 0.0
+    samples_failed: int = 0
+    failures: List[dict] = field(default_factory=list)
+    mask_files: int = 0
 
-    def summary(self) -> str:
+    def summary(self, max_failures: int = 10) -> str:
         """A few human-readable lines."""
         secs = max(self.seconds, 1e-9)
         lines = [
@@ -137,6 +147,18 @@ class SegmentResult:
                 % (n, "" if n == 1 else "s",
                    ", ".join("%s: %d" % kv for kv in sorted(self.unknown_labels.items())))
             )
+        if self.mask_files:
+            lines.append("%d masks written as mask files (mask_path): their samples would "
+                         "pass MongoDB's 16 MB document limit with inline masks" % self.mask_files)
+        if self.samples_failed:
+            lines.append("%d sample%s FAILED and skipped (skip_failures=True; not segmented, "
+                         "a rerun tries them again):" % (self.samples_failed,
+                                                        "" if self.samples_failed == 1 else "s"))
+            for f in self.failures[:max_failures]:
+                lines.append("  %s (sample %s): %s" % (f["filepath"], f["id"], f["error"]))
+            if self.samples_failed > max_failures:
+                lines.append("  ... and %d more (SegmentResult.failures, and the run record)"
+                             % (self.samples_failed - max_failures))
         return "\n".join(lines)
 
 
@@ -157,6 +179,7 @@ class _Job:
     png_path: Optional[str] = None
     image: Any = None  # the decoded image, or the engine's preprocess() result
     results: Optional[list] = None
+    failed: Optional[str] = None  # why the sample is skipped (skip_failures)
 
 
 def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margin,
@@ -188,9 +211,25 @@ def _load_image(job: _Job, engine) -> _Job:
     return job
 
 
+def _load_image_or_fail(job: _Job, engine, skip_failures: bool) -> _Job:
+    """:func:`_load_image`; with ``skip_failures`` a :class:`FormatError`
+    marks the job failed instead of stopping the run."""
+    try:
+        return _load_image(job, engine)
+    except FormatError as e:
+        message = str(e)
+        if message.startswith(e.path + ": "):
+            message = message[len(e.path) + 2:]
+        error = FormatError(e.path, "%s (sample %s)" % (message, job.sample_id))
+        if not skip_failures:
+            raise error from None
+        job.failed = str(error)
+        return job
+
+
 def _predict(engine, jobs: List[_Job]) -> None:
     """Runs the backend on the jobs that have objects; attaches the results."""
-    todo = [j for j in jobs if j.prompts is not None and len(j.prompts)]
+    todo = [j for j in jobs if j.prompts is not None and len(j.prompts) and not j.failed]
     for j in jobs:
         j.results = []
     if not todo:
@@ -234,6 +273,7 @@ def segment(
     num_workers: int = 2,
     progress=True,
     engine=None,
+    skip_failures: bool = False,
 ) -> SegmentResult:
     """Segments every box of a view with SAM (or a baseline backend).
 
@@ -277,6 +317,13 @@ def segment(
             :class:`fiftyone.core.utils.ProgressBar` after each batch)
         engine: an already-built backend (anything with ``name`` and
             ``predict_batch``); overrides ``backend``/``model``/``checkpoint``
+        skip_failures: False (default): the first sample that cannot be
+            segmented (its image missing, unreadable or undecodable, its size
+            unknown, or its document too large) stops the run with a
+            FormatError naming the sample and the file. True: such samples
+            are skipped, counted and listed (``result.samples_failed``,
+            ``result.failures``, the summary and the run record), and stay
+            unfinished
 
     Returns:
         a :class:`SegmentResult`
@@ -285,7 +332,7 @@ def segment(
         ValueError: for bad settings, a prompt that needs rotated boxes on a
             dataset without them, or a resumed run with different settings
         FormatError: for an image that cannot be read or does not match its
-            metadata
+            metadata (unless ``skip_failures``)
     """
     start = time.time()
     shard = _check_arguments(sample_collection, prompt, batch_size, shard, paint_order)
@@ -325,13 +372,16 @@ def segment(
             declare_label_field(dataset, seg_field, fo.Segmentation, {})
         ensure_image_sizes(sample_collection, plan.todo)
         _run(sample_collection, dataset, engine, plan, settings, result,
-             batch_size=batch_size, num_workers=num_workers, progress=progress)
+             batch_size=batch_size, num_workers=num_workers, progress=progress,
+             skip_failures=skip_failures)
 
     result.seconds = time.time() - start
     finish_run(dataset, settings, shard, dict(
         samples_processed=result.samples_processed, samples_skipped=result.samples_skipped,
         boxes=result.boxes, empty_masks=result.empty_masks,
-        unknown_labels=dict(result.unknown_labels), seconds=round(result.seconds, 3)))
+        unknown_labels=dict(result.unknown_labels), seconds=round(result.seconds, 3),
+        samples_failed=result.samples_failed, failures=result.failures[:100],
+        mask_files=result.mask_files))
     return result
 
 
@@ -381,8 +431,7 @@ def _resolve_settings(dataset, *, prompt, backend, model, checkpoint, label_fiel
     check_label_field(dataset, label_field, fo.Detections, "Label", required=False)
     if seg_field:
         check_label_field(dataset, seg_field, fo.Segmentation, "Segmentation", required=False)
-        seg_dir = os.path.abspath(seg_dir or os.path.join(
-            fo.config.default_dataset_dir, dataset.name, seg_field))
+        seg_dir = os.path.abspath(seg_dir) if seg_dir else dataset_dir(dataset, seg_field)
     else:
         seg_dir = None
     class_list = resolve_classes(classes) if classes is not None else default_classes(
@@ -418,7 +467,8 @@ def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_
 
 
 def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: SegmentSettings,
-         result: SegmentResult, *, batch_size: int, num_workers: int, progress) -> None:
+         result: SegmentResult, *, batch_size: int, num_workers: int, progress,
+         skip_failures: bool = False) -> None:
     from tqdm import tqdm
 
     box_field, obb_field = settings.box_field, settings.obb_field
@@ -447,13 +497,21 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
                     sid, fp, w, h, dets = row[:5]
                     polylines = (row[5] or []) if obb_field else None
                     if not w or not h:
-                        raise FormatError(fp, "sample %s has no image size in its metadata"
-                                          % sid)
+                        error = FormatError(fp, "sample %s has no image size in its metadata "
+                                                "(is the image file there and readable?)" % sid)
+                        if not skip_failures:
+                            raise error
+                        job = _Job(sid, fp, 0, 0, None, failed=str(error))
+                        f_failed: Future = Future()
+                        f_failed.set_result(job)
+                        futures.append(f_failed)
+                        continue
                     png = os.path.join(seg_dir, png_names[sid]) if seg_field else None
                     job = _make_job(sid, fp, w, h, dets, polylines, settings.prompt,
                                     settings.margin, png)
                     if job.prompts is not None and len(job.prompts):
-                        futures.append(pool.submit(_load_image, job, engine))
+                        futures.append(pool.submit(_load_image_or_fail, job, engine,
+                                                   skip_failures))
                     else:
                         f: Future = Future()
                         f.set_result(job)
@@ -490,7 +548,20 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
     options = LabelOptions(clip_to_rbox=settings.clip_to_rbox, rbox_margin=settings.rbox_margin,
                            class_index={c: i for i, c in enumerate(settings.classes)},
                            paint_order=settings.paint_order)
-    writer = Writer(dataset, settings.label_field, seg_field, options, on_done)
+    def on_failure(job, error) -> None:  # the writer's: a sample too large to store
+        job.failed = str(error)
+        _failed(job)
+
+    failed_lock = threading.Lock()
+
+    def _failed(job) -> None:
+        with failed_lock:
+            result.samples_failed += 1
+            result.failures.append({"id": job.sample_id, "filepath": job.filepath,
+                                    "error": job.failed})
+
+    writer = Writer(dataset, settings.label_field, seg_field, options, on_done,
+                    on_failure=on_failure if skip_failures else None)
     writer.start()
     loader = threading.Thread(target=load_batches, name="samrs-loader", daemon=True)
     loader.start()
@@ -502,6 +573,9 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
             if isinstance(item, BaseException):
                 raise item
             jobs = [f.result() for f in item]
+            for j in jobs:
+                if j.failed:
+                    _failed(j)
             _predict(engine, jobs)
             if writer.error is not None:
                 raise writer.error
@@ -520,5 +594,6 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
         result.boxes += writer.stats["boxes"]
         result.empty_masks += writer.stats["empty"]
         result.unknown_labels.update(writer.unknown)
+        result.mask_files += writer.mask_files
     if writer.error is not None:
         raise writer.error

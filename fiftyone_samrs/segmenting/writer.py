@@ -25,9 +25,15 @@ from fiftyone_samrs.core import geometry
 from fiftyone_samrs.core.masks import polygon_pixels, relative_box
 from fiftyone_samrs.core.painting import paint_semantic, write_label_png
 from fiftyone_samrs.core.records import InstanceMask
+from fiftyone_samrs.core import limits
+from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.fiftyone_io import (
+    bson_size,
     bulk_set,
+    dataset_dir,
+    deserialize_mask,
     detection_doc,
+    document_sizes,
     label_list_doc,
     segmentation_doc,
 )
@@ -121,13 +127,18 @@ class Writer(threading.Thread):
     """
 
     def __init__(self, dataset, label_field: str, seg_field: Optional[str],
-                 options: LabelOptions, on_done: Callable[[List[Any]], None]):
+                 options: LabelOptions, on_done: Callable[[List[Any]], None],
+                 mask_dir: Optional[str] = None,
+                 on_failure: Optional[Callable[[Any, Exception], None]] = None):
         super().__init__(name="samrs-writer", daemon=True)
         self.dataset = dataset
         self.label_field = label_field
         self.seg_field = seg_field
         self.options = options
         self.on_done = on_done
+        self.mask_dir = mask_dir
+        self.on_failure = on_failure
+        self.mask_files = 0
         self.queue: "queue.Queue[Optional[list]]" = queue.Queue(maxsize=4)
         self.error: Optional[BaseException] = None
         self.stats: Counter = Counter()
@@ -148,17 +159,62 @@ class Writer(threading.Thread):
 
     def _write(self, jobs: list) -> None:
         updates: Dict[str, dict] = {}
+        stored = document_sizes(self.dataset, [j.sample_id for j in jobs],
+                                [self.label_field, self.seg_field])
         for job in jobs:
+            if getattr(job, "failed", False):
+                continue
             stats, unknown = Counter(), Counter()
             dets, semantic = build_labels(job, self.options, stats, unknown)
             update = {self.label_field: dets}
             if self.seg_field:
-                write_label_png(job.png_path, semantic)
                 update[self.seg_field] = segmentation_doc(job.png_path)
+            try:
+                self._fit(job, update, stored.get(job.sample_id, 0))
+            except FormatError as e:
+                if self.on_failure is None:
+                    raise
+                self.on_failure(job, e)
+                continue
+            if self.seg_field:
+                write_label_png(job.png_path, semantic)
             updates[job.sample_id] = update
             self.stats.update(stats)
             self.unknown.update(unknown)
         # the PNGs are on disk before the samples count as finished
         bulk_set(self.dataset, updates)
-        self.written += len(jobs)
+        self.written += len(updates)
         self.on_done(jobs)
+
+    def _fit(self, job, update: dict, stored: int) -> None:
+        """Keeps the sample under MongoDB's document limit: its masks go to
+        mask files (``mask_path``) when they take more than
+        :data:`~fiftyone_samrs.core.limits.INLINE_MASK_BYTES` or the document
+        would pass :data:`~fiftyone_samrs.core.limits.MAX_SAMPLE_BYTES`.
+
+        Raises:
+            FormatError: naming the image, when even without inline masks the
+                sample is over the limit (it has too many objects: tile it)
+        """
+        items = update[self.label_field]["detections"]
+        inline = sum(len(d["mask"]) for d in items if "mask" in d)
+        new = bson_size(update)
+        if inline and (inline > limits.INLINE_MASK_BYTES
+                       or stored + new > limits.MAX_SAMPLE_BYTES):
+            self._masks_to_files(job, items)
+            new = bson_size(update)
+        if stored + new > limits.MAX_SAMPLE_BYTES:
+            raise FormatError(job.filepath, "sample %s: %s" % (job.sample_id, limits.too_large_message(
+                " (or segment fewer fields into it)", stored + new, len(items))))
+
+    def _masks_to_files(self, job, items: List[dict]) -> None:
+        folder = os.path.join(self.mask_dir or dataset_dir(self.dataset, "masks",
+                                                            self.label_field), job.sample_id)
+        for k, d in enumerate(items):
+            if "mask" not in d:
+                continue
+            mask = deserialize_mask(d.pop("mask"))
+            path = os.path.join(folder, "%d.png" % k)
+            write_label_png(path, np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
+            d["mask_path"] = path
+            self.mask_files += 1

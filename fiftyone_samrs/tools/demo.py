@@ -22,6 +22,55 @@ from typing import Optional
 
 DEMO_NAME = "samrs-demo"
 
+#: the file that marks a folder as the demo's own (written when it creates it)
+MARKER = ".samrs-demo"
+
+#: what the demo writes in its folder (all that a rerun removes)
+DEMO_ENTRIES = ("source", "sam_seg", "export")
+
+
+def _pre_marker_demo(out_dir: str) -> bool:
+    """A folder an older demo made, before the marker: nothing in it but the
+    demo's own entries, and its generated DOTA tree."""
+    entries = set(os.listdir(out_dir))
+    return (entries <= set(DEMO_ENTRIES)
+            and os.path.isdir(os.path.join(out_dir, "source", "DOTA-v1.0", "labelTxt")))
+
+
+def prepare_out_dir(out_dir: str) -> str:
+    """Makes ``out_dir`` ready for a demo run and returns it (absolute).
+
+    A missing or empty folder is created and marked (:data:`MARKER`). A
+    folder the demo made before (it holds the marker; or, made before the
+    marker existed, it holds nothing but the demo's own entries) loses only
+    what the demo writes there (:data:`DEMO_ENTRIES`); anything else is kept.
+    Any other non-empty folder is refused: the demo never deletes files it
+    did not create.
+
+    Raises:
+        FileExistsError: for a non-empty folder without the marker (or a file)
+    """
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError("--out-dir %s is a file, not a folder" % out_dir)
+    marker = os.path.join(out_dir, MARKER)
+    if (os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(marker)
+            and not _pre_marker_demo(out_dir)):
+        raise FileExistsError(
+            "--out-dir %s is not empty and was not made by samrs demo (no %s in it); the demo "
+            "does not delete files it did not create: choose a new or empty folder"
+            % (out_dir, MARKER))
+    os.makedirs(out_dir, exist_ok=True)
+    for entry in DEMO_ENTRIES:
+        path = os.path.join(out_dir, entry)
+        if os.path.islink(path) or os.path.isfile(path):
+            os.remove(path)
+        elif os.path.isdir(path):
+            shutil.rmtree(path)
+    with open(marker, "w") as f:
+        f.write("made by samrs demo; a rerun replaces %s here\n" % ", ".join(DEMO_ENTRIES))
+    return out_dir
+
 
 def _step(title: str) -> float:
     print("\n== %s" % title, flush=True)
@@ -40,7 +89,9 @@ def run_demo(
     """Runs the demo and returns a dict of what it produced.
 
     Args:
-        out_dir: where the generated source tree and the exports go
+        out_dir: where the generated source tree and the exports go: a new
+            or empty folder, or one an earlier demo made (see
+            :func:`prepare_out_dir`)
         checkpoint: a SAM checkpoint; None -> ``$SAMRS_CHECKPOINT`` or GrabCut
         model: SAM model type or zoo name (inferred from the checkpoint if None)
         n_images: generated images
@@ -60,10 +111,8 @@ def run_demo(
     from fiftyone_samrs.evaluating.quality import compute_quality
 
     checkpoint = checkpoint or os.environ.get("SAMRS_CHECKPOINT") or None
-    out_dir = os.path.abspath(out_dir)
+    out_dir = prepare_out_dir(out_dir)
     src = os.path.join(out_dir, "source", "DOTA-v1.0")
-    if os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)
 
     t = _step("1/4 generate and import a DOTA v1.0 tree with iSAID ground-truth masks")
     synthetic.make_dota_tree(

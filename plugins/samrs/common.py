@@ -101,6 +101,42 @@ def param_path(ctx, name: str) -> Optional[str]:
     return os.path.abspath(os.path.expanduser(str(value).strip()))
 
 
+#: environment variable naming the folder under which App forms may write or
+#: delete files (exports, study outputs); default: FiftyOne's dataset folder
+APP_ROOT_ENV = "SAMRS_APP_ROOT"
+
+
+def app_root() -> str:
+    """The folder App forms may write into: ``$SAMRS_APP_ROOT``, else
+    ``fo.config.default_dataset_dir`` (absolute, links resolved)."""
+    root = os.environ.get(APP_ROOT_ENV, "").strip() or fo.config.default_dataset_dir
+    return os.path.realpath(os.path.abspath(os.path.expanduser(root)))
+
+
+def output_path(ctx, name: str) -> Optional[str]:
+    """A path parameter for something a form writes (or deletes): relative
+    paths are taken under :func:`app_root`; the result must lie under it.
+
+    Raises:
+        ValueError: for a path outside the root, naming the root and how to
+            change it
+    """
+    value = ctx.params.get(name)
+    if isinstance(value, dict):
+        value = value.get("absolute_path") or value.get("path")
+    if not value or not str(value).strip():
+        return None
+    root = app_root()
+    path = os.path.expanduser(str(value).strip())
+    path = os.path.realpath(os.path.join(root, path))
+    if not (path == root or path.startswith(root.rstrip(os.sep) + os.sep)):
+        raise ValueError(
+            "%s is outside %s: the App writes (and, with Overwrite, removes) files only under "
+            "that folder; choose a folder there, or start the App with %s=<folder> to allow "
+            "another" % (path, root, APP_ROOT_ENV))
+    return path
+
+
 def param_str(ctx, name: str, default: Optional[str] = None) -> Optional[str]:
     """A string parameter, stripped; empty -> ``default``."""
     value = ctx.params.get(name)

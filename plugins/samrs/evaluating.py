@@ -166,7 +166,9 @@ class PromptStudy(common.SamrsOperator):
         inputs.bool("protocol", default=False, label="Paper protocol",
                     description="only HRSC test images whose every ship has a mask")
         inputs.str("out_dir", required=False, label="Output folder (optional)",
-                   description="writes study.md, study.csv and study.png there")
+                   description="writes study.md, study.csv and study.png there (replacing "
+                               "those three); under %s (%s)"
+                               % (common.app_root(), common.APP_ROOT_ENV))
         common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
                                   target=target)
         return types.Property(inputs, view=types.View(label="Prompt study"))
@@ -183,7 +185,7 @@ class PromptStudy(common.SamrsOperator):
             obb_field=common.param_str(ctx, "obb_field"),
             configs=common.param_list(ctx, "configs"),
             protocol=bool(ctx.params.get("protocol", False)),
-            out_dir=common.param_path(ctx, "out_dir"),
+            out_dir=common.output_path(ctx, "out_dir"),
         )
         if kwargs["gt_field"] not in view.get_field_schema():
             raise ValueError("the view has no ground-truth field %r" % kwargs["gt_field"])

@@ -63,7 +63,13 @@ class ExportDataset(common.SamrsOperator):
                     label="Format", view=radio)
         fmt = ctx.params.get("format") or "samrs"
         common.folder_input(ctx, inputs, "export_dir", label="Export folder",
-                            description="a new or empty folder on the server")
+                            description="a new or empty folder on the server, under %s (%s)"
+                                        % (common.app_root(), common.APP_ROOT_ENV))
+        try:
+            export_dir = common.output_path(ctx, "export_dir")
+        except ValueError as e:
+            export_dir = None
+            inputs.view("export_dir_error", types.Error(label="Not allowed", description=str(e)))
         common.field_choice(inputs, "label_field", common.label_fields(target, fo.Detections),
                             "sam", "Instance mask field", "Detections with masks (e.g. sam)")
         if fmt == "samrs":
@@ -95,7 +101,8 @@ class ExportDataset(common.SamrsOperator):
         inputs.enum("export_media", [m for m, _ in MEDIA], default="copy", label="Images",
                     view=dropdown)
         inputs.bool("overwrite", default=False, label="Overwrite",
-                    description="allow writing into a non-empty folder")
+                    description="allow writing into a non-empty folder: "
+                                + overwrite_effect(export_dir, fmt))
         common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
                                   target=target)
         return types.Property(inputs, view=types.View(label="Export segmentation"))
@@ -109,7 +116,7 @@ class ExportDataset(common.SamrsOperator):
 
         view = ctx.target_view()
         fmt = common.param_str(ctx, "format", "samrs")
-        export_dir = common.param_path(ctx, "export_dir")
+        export_dir = common.output_path(ctx, "export_dir")
         if not export_dir:
             raise ValueError("choose an export folder")
         media = common.param_str(ctx, "export_media", "copy")
@@ -140,6 +147,20 @@ class ExportDataset(common.SamrsOperator):
         result = yield from common.run_with_progress(ctx, work)
         summary = _summary(result, fmt, export_dir)
         return (yield from common.finish(ctx, self.title, summary, summary.splitlines()[0]))
+
+
+def overwrite_effect(export_dir, fmt: str) -> str:
+    """What Overwrite removes in ``export_dir``: only the files an earlier samrs
+    export listed in its manifest (the SDK's rule)."""
+    from fiftyone_samrs.exporting.common import MANIFEST_NAME, MANIFEST_SUFFIX, describe_overwrite
+
+    if not export_dir or not os.path.isdir(export_dir):
+        return "only files an earlier samrs export wrote are ever removed"
+    if fmt == "coco":
+        manifest = os.path.join(export_dir, COCO_LABELS) + MANIFEST_SUFFIX
+    else:
+        manifest = os.path.join(export_dir, MANIFEST_NAME)
+    return describe_overwrite(manifest, [export_dir])
 
 
 def _summary(result, fmt: str, export_dir: str) -> str:

@@ -6,8 +6,13 @@ import argparse
 
 
 def execute(args: argparse.Namespace) -> int:
-    from fiftyone_samrs.tools.demo import run_demo
+    from fiftyone_samrs.tools.commands._common import fail
+    from fiftyone_samrs.tools.demo import prepare_out_dir, run_demo
 
+    try:
+        prepare_out_dir(args.out_dir)
+    except FileExistsError as e:
+        return fail(e)
     run_demo(
         out_dir=args.out_dir,
         checkpoint=args.checkpoint,
@@ -23,7 +28,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="generate a small DOTA tree and run import, SAM, evaluation and export on it"
     )
-    parser.add_argument("--out-dir", default="demo-output", help="where outputs go")
+    parser.add_argument("--out-dir", default="demo-output",
+                        help="where outputs go: a new or empty folder, or one an earlier demo "
+                        "made (a non-empty folder of other files is refused, never cleared)")
     parser.add_argument("--checkpoint", default=None,
                         help="SAM checkpoint (default: $SAMRS_CHECKPOINT, else GrabCut)")
     parser.add_argument("--model", default=None, help="SAM model type (vit_b, vit_l, vit_h)")

@@ -90,7 +90,7 @@ def execute_load(args: argparse.Namespace) -> int:
     try:
         dataset = load_samrs(args.dir, name=args.name, label_field=args.label_field,
                              seg_field=args.seg_field, overwrite=args.overwrite,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, allow_outside=args.allow_outside)
     except (ValueError, FormatError, FileNotFoundError, OSError) as e:
         return fail(e)
     n_obj = dataset.count("%s.detections" % args.label_field)
@@ -158,5 +158,8 @@ def register(subparsers) -> None:
     load.add_argument("--label-field", default="sam")
     load.add_argument("--seg-field", default="sam_seg")
     load.add_argument("--overwrite", action="store_true", help="replace a dataset of that name")
+    load.add_argument("--allow-outside", action="store_true",
+                      help="accept absolute image paths in annotations.json (a labels-only "
+                           "export); by default only files inside DIR/images are")
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
     load.set_defaults(func=execute_load)

@@ -68,7 +68,7 @@ def execute_import(args: argparse.Namespace) -> int:
         dataset = load_format(
             args.format, args.dataset_dir, name=args.name, split=args.split,
             overwrite=args.overwrite, persistent=not args.temporary, progress=not args.quiet,
-            **kwargs)
+            check_images=args.check_images, resume=args.resume, **kwargs)
     except (FormatError, ValueError, TypeError) as e:
         return fail(e)
     report = import_report(dataset)
@@ -168,7 +168,13 @@ def register(subparsers) -> None:
     _format_args(p)
     p.add_argument("--name", "-n", required=True, help="FiftyOne dataset name")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an import into NAME that did not finish (it was killed); "
+                        "the samples already imported are kept")
     p.add_argument("--temporary", action="store_true", help="do not make the dataset persistent")
+    p.add_argument("--check-images", action="store_true",
+                   help="decode-check every image and skip (counted) undecodable ones; reads "
+                        "every image in full, so it is several times slower than the import")
     p.add_argument("--tile", action="store_true", help="tile large images first")
     p.add_argument("--tile-dir", default=None,
                    help="where tiles go (default <fiftyone dataset dir>/<name>/tiles)")

@@ -54,6 +54,7 @@ def execute(args: argparse.Namespace) -> int:
         paint_order=args.paint_order,
         num_workers=args.workers,
         progress=not args.no_progress,
+        skip_failures=args.skip_failures,
     )
     kwargs.update(parse_kwargs(args.kwargs))
     if args.view_tag:
@@ -105,6 +106,9 @@ def register(subparsers) -> None:
                         help="process shard I of N (e.g. one per GPU)")
     parser.add_argument("--clip-to-rbox", action="store_true",
                         help="clip each mask to its rotated box (grown by 2 px)")
+    parser.add_argument("--skip-failures", action="store_true",
+                        help="skip (count and list) samples whose image cannot be read or "
+                        "decoded, instead of stopping at the first one")
     add_view_tag_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_kwargs_argument(parser)
