@@ -286,7 +286,7 @@ class _Job:
 
 
 def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margin,
-              png_path, obb_field) -> _Job:
+              png_path, obb_field, mask_frame: str = "sam") -> _Job:
     if not width or not height:
         raise FormatError(filepath, "sample %s has no image size in its metadata" % sample_id)
     dets = list(dets or [])
@@ -326,7 +326,7 @@ def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margi
                hboxes, quads, png_path=png_path)
     if n:
         job.prompts = build_prompts(hboxes, quads, prompt, (int(height), int(width)),
-                                    has_hbox=has_hbox, margin=margin)
+                                    has_hbox=has_hbox, margin=margin, mask_frame=mask_frame)
     return job
 
 
@@ -525,7 +525,7 @@ def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_
     from fiftyone_samrs.segmenting.backends import make_backend
 
     kwargs = {}
-    if backend == "sam":
+    if backend in ("sam", "sam2", "sam_hq"):
         kwargs = dict(encoder_batch=batch_size, decoder_chunk=decoder_chunk)
     return make_backend(backend, model=model, checkpoint=checkpoint, device=device, dtype=dtype,
                         **kwargs)
@@ -580,10 +580,12 @@ def segment(
         prompt: a prompt name (``"hbox"``, ``"rhbox"``, ``"cp"``, ``"hbox_m"``,
             ``"rbox_m"``, ``"rhbox_m"``), a ``"+"`` combination, or ``"auto"``
             (H-Box where the source has horizontal boxes, else RH-Box)
-        backend: ``"sam"``, ``"grabcut"`` or ``"boxfill"``
-        model: SAM model type or FiftyOne zoo name (inferred from the
+        backend: ``"sam"``, ``"sam2"`` (SAM 2 / 2.1), ``"sam_hq"`` (HQ-SAM),
+            ``"grabcut"`` or ``"boxfill"``
+            (:mod:`fiftyone_samrs.segmenting.backends`)
+        model: model type or FiftyOne zoo name (inferred from the
             checkpoint when None)
-        checkpoint: a local SAM checkpoint (``.pth``)
+        checkpoint: a local checkpoint (``.pth`` / ``.pt``)
         label_field: the Detections field to write
         seg_field: the Segmentation field to write, or None for no PNGs
         box_field: the Detections field with the prompt boxes
@@ -796,7 +798,8 @@ def _run(sample_collection, dataset, engine, todo, result, png_names, seg_dir, *
                     sid, fp, w, h, dets = row[:5]
                     polylines = row[5] if obb_field else None
                     png = os.path.join(seg_dir, png_names[sid]) if seg_field else None
-                    job = _make_job(sid, fp, w, h, dets, polylines, prompt, margin, png, obb_field)
+                    job = _make_job(sid, fp, w, h, dets, polylines, prompt, margin, png, obb_field,
+                                    mask_frame=getattr(engine, "mask_frame", "sam"))
                     if job.prompts is not None and len(job.prompts):
                         futures.append(pool.submit(_load_image, job, engine))
                     else:

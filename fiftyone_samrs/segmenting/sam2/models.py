@@ -289,8 +289,9 @@ def load_sam2(
 
     Args:
         model: a FiftyOne zoo name (``segment-anything-2.1-hiera-tiny-image-torch``),
-            a short name (``sam2.1_hiera_t``, ``hiera_b+``...), ``"tiny"``, or
-            None (the checkpoint decides)
+            a short name (``sam2.1_hiera_t``, ``hiera_b+``...), ``"tiny"``, a
+            config (``.yaml`` path or packaged name ending in ``.yaml``: then
+            it is ``config``), or None (the checkpoint decides)
         checkpoint: a local ``.pt`` (``{"model": state_dict}``)
         config: the config: a YAML path or a packaged config name; None: the
             config of ``model``, else inferred from the checkpoint
@@ -308,6 +309,12 @@ def load_sam2(
     """
     _require_sam2()
     dev = resolve_device(device)
+    if model is not None and config is None and (
+            str(model).lower().endswith((".yaml", ".yml")) or os.path.isfile(str(model))):
+        config, model = str(model), None  # a config names the architecture
+        if checkpoint is None:
+            raise ValueError("SAM 2 config %s given without a checkpoint (checkpoint=PATH)"
+                             % config)
     if model is not None and str(model).lower() == "tiny" and checkpoint is None:
         return build_tiny_sam2(apply_postprocessing=apply_postprocessing).to(dev)
     if checkpoint is None:
