@@ -108,28 +108,26 @@ class Sam2FastDecoder(FastMaskDecoder):
 
     # -- output -------------------------------------------------------------------------
 
-    def _upscaled(self, flat: torch.Tensor, index: torch.Tensor, pix: torch.Tensor,
-                  hr: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Upscaled embedding ``(M, 16, C2)`` of M (prompt, 64x64 pixel) rows.
+    def _upscaled(self, feats: torch.Tensor, s1: Optional[torch.Tensor],
+                  s0: Optional[torch.Tensor]) -> torch.Tensor:
+        """Upscaled embedding ``(M, 16, C2)`` of M 64x64-pixel rows.
 
         Args:
-            flat: ``(N*P, C)`` transformer image output of the prompts
-            index: ``(M,)`` rows of ``flat``
-            pix: ``(M,)`` the 64x64 pixel of each row (for the high-res features)
-            hr: :meth:`high_res_cache`
+            feats: ``(M, C)`` transformer image output at those pixels
+            s1, s0: the high-res features of those pixels (``(M, 4, C1)``,
+                ``(M, 16, C2)``; see :meth:`high_res_cache`), or None
         """
-        feats = flat.index_select(0, index)
         y = torch.addmm(self.b1, feats, self.w1).reshape(-1, 4, self.c1)
-        if hr:
-            y = y + hr["s1"].index_select(0, pix)
+        if s1 is not None:
+            y = y + s1
         y = y.reshape(-1, self.c1)
         u = y.mean(-1, keepdim=True)
         v = (y - u).pow(2).mean(-1, keepdim=True)
         y = (y - u) / torch.sqrt(v + self.ln_eps)
         y = F.gelu(self.ln_w * y + self.ln_b)
         y = torch.addmm(self.b2, y, self.w2).reshape(-1, 16, self.c2)
-        if hr:
-            y = y + hr["s0"].index_select(0, pix)
+        if s0 is not None:
+            y = y + s0
         return F.gelu(y)
 
     def _window_logits(self, keys, hyper, windows, hr, grid) -> List[Logits]:
@@ -162,7 +160,10 @@ class Sam2FastDecoder(FastMaskDecoder):
         logits = torch.empty(total, 16, dtype=keys.dtype, device=dev)
         for s0 in range(0, total, self.upscale_rows):
             s1 = min(s0 + self.upscale_rows, total)
-            y = self._upscaled(flat, index[s0:s1], pix[s0:s1], hr)
+            rows = pix[s0:s1]
+            y = self._upscaled(flat.index_select(0, index[s0:s1]),
+                               hr["s1"].index_select(0, rows) if hr else None,
+                               hr["s0"].index_select(0, rows) if hr else None)
             logits[s0:s1] = torch.einsum("mkc,mc->mk", y, hyper.index_select(0, owner[s0:s1]))
         for a0, a1, gh, gw, g0, h0, i in spans:
             blk = logits[a0:a1].reshape(gh, gw, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5)
@@ -176,15 +177,13 @@ class Sam2FastDecoder(FastMaskDecoder):
             ``(iou (N,), logits (N, 4*grid, 4*grid))``
         """
         n, p, c = keys.shape
-        flat = keys.reshape(n * p, c)
-        pix = torch.arange(p, device=keys.device)
         k = self.num_mask_tokens
         # hypernetwork of every mask token: (N, K, C2)
         hyper = torch.stack([self.hypers[j](tokens[:, 1 + j]) for j in range(k)], dim=1)
         single = torch.empty(n, p, 16, dtype=keys.dtype, device=keys.device)
         ups = []
         for i in range(n):
-            y = self._upscaled(flat, pix + i * p, pix, hr)  # (P, 16, C2)
+            y = self._upscaled(keys[i], hr.get("s1"), hr.get("s0"))  # (P, 16, C2)
             single[i] = torch.einsum("mkc,c->mk", y, hyper[i, 0])
             ups.append(y)
         full = single.reshape(n, grid, grid, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)

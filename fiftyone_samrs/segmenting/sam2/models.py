@@ -90,6 +90,9 @@ TINY_OVERRIDES: Dict[str, Any] = {
     "model.memory_attention.num_layers": 1,
 }
 
+#: scale of the tiny model's hypernetwork output layers (see :func:`build_tiny_sam2`)
+HYPER_SCALE = 10.0
+
 _ALIASES: Dict[str, str] = {}
 for _short, (_cfg, _zoo, _file, _url) in SAM2_MODELS.items():
     _ALIASES[_short] = _short
@@ -266,6 +269,11 @@ def build_tiny_sam2(seed: int = 0, apply_postprocessing: bool = True):
         g = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
             model.no_mem_embed.normal_(0.0, 0.02, generator=g)
+            # the hypernetworks' last layers set the logit scale: large enough
+            # that masks are not all near the threshold (stabilities ~0.95)
+            for mlp in model.sam_mask_decoder.output_hypernetworks_mlps:
+                mlp.layers[-1].weight.mul_(HYPER_SCALE)
+                mlp.layers[-1].bias.zero_()
     return model.eval()
 
 
