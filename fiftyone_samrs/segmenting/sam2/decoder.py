@@ -71,6 +71,8 @@ class Sam2FastDecoder(FastMaskDecoder):
         #: output tokens that the final attention runs for: the IoU token
         #: and the single-mask token, or all mask tokens for the fallback
         self.final_tokens = 1 + self.num_mask_tokens if self.dynamic else 2
+        #: 64x64 pixels per piece of a whole-map upscaling (fits a CPU cache)
+        self.full_rows = 512 if self.tokens.device.type == "cpu" else 4096
 
     # -- per image ----------------------------------------------------------------------
 
@@ -173,6 +175,10 @@ class Sam2FastDecoder(FastMaskDecoder):
     def _full_logits(self, keys, tokens, iou_all, hr, grid):
         """Whole low-res maps with the dynamic multimask fallback.
 
+        Every mask token's logits are taken in the same pass over the upscaled
+        embedding (a few multiply-adds per pixel more than the single mask),
+        ``full_rows`` 64x64 pixels at a time (cache-sized pieces).
+
         Returns:
             ``(iou (N,), logits (N, 4*grid, 4*grid))``
         """
@@ -180,28 +186,30 @@ class Sam2FastDecoder(FastMaskDecoder):
         k = self.num_mask_tokens
         # hypernetwork of every mask token: (N, K, C2)
         hyper = torch.stack([self.hypers[j](tokens[:, 1 + j]) for j in range(k)], dim=1)
-        single = torch.empty(n, p, 16, dtype=keys.dtype, device=keys.device)
-        ups = []
+        s1, s0 = hr.get("s1"), hr.get("s0")
+        logits = torch.empty(n, k, p, 16, dtype=keys.dtype, device=keys.device)
+        step = self.full_rows
         for i in range(n):
-            y = self._upscaled(keys[i], hr.get("s1"), hr.get("s0"))  # (P, 16, C2)
-            single[i] = torch.einsum("mkc,c->mk", y, hyper[i, 0])
-            ups.append(y)
-        full = single.reshape(n, grid, grid, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
-        full = full.reshape(n, 4 * grid, 4 * grid)
+            for a in range(0, p, step):
+                b = min(a + step, p)
+                y = self._upscaled(keys[i, a:b], None if s1 is None else s1[a:b],
+                                   None if s0 is None else s0[a:b])  # (m, 16, C2)
+                # (m, 16, C2) @ (C2, K) as a batched matmul: a (M, C2) @ (C2, 4)
+                # matmul takes a very slow path in CPU BLAS
+                logits[i, :, a:b] = torch.matmul(y, hyper[i].T).permute(2, 0, 1)
+        full = logits.reshape(n, k, grid, grid, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        full = full.reshape(n, k, 4 * grid, 4 * grid)
         # MaskDecoder._get_stability_scores / _dynamic_multimask_via_stability
-        flat_l = full.flatten(-2)
-        area_i = torch.sum(flat_l > self.stability_delta, dim=-1).float()
-        area_u = torch.sum(flat_l > -self.stability_delta, dim=-1).float()
+        single = full[:, 0].flatten(-2)
+        area_i = torch.sum(single > self.stability_delta, dim=-1).float()
+        area_u = torch.sum(single > -self.stability_delta, dim=-1).float()
         stability = torch.where(area_u > 0, area_i / area_u, 1.0)
         stable = stability >= self.stability_thresh
-        best = torch.argmax(iou_all[:, 1:], dim=-1)
-        iou = torch.where(stable, iou_all[:, 0], iou_all[torch.arange(n), 1 + best])
-        for i in torch.nonzero(~stable).flatten().tolist():
-            j = 1 + int(best[i])
-            m = torch.einsum("mkc,c->mk", ups[i], hyper[i, j])
-            m = m.reshape(grid, grid, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5)
-            full[i] = m.reshape(4 * grid, 4 * grid)
-        return iou, full
+        best = 1 + torch.argmax(iou_all[:, 1:], dim=-1)
+        rows = torch.arange(n, device=keys.device)
+        iou = torch.where(stable, iou_all[:, 0], iou_all[rows, best])
+        chosen = torch.where(stable[:, None, None], full[:, 0], full[rows, best])
+        return iou, chosen
 
     def decode(
         self,
