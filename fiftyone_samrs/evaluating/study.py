@@ -476,5 +476,5 @@ def _model_name(engine, backend, model, checkpoint) -> str:
     name = getattr(engine, "name", backend)
     if name in SAM_BACKENDS:
         what = model or (os.path.basename(checkpoint) if checkpoint else None)
-        return "sam (%s)" % what if what else "sam"
+        return "%s (%s)" % (name, what) if what else name
     return name

@@ -249,7 +249,7 @@ def find_sam2_checkpoint(model: str, download: bool = True) -> str:
                                                 str(e).splitlines()[0] if str(e) else "")
     raise ModelNotFoundError(
         "no SAM 2 checkpoint for %r (%s)%s.\nLooked for: %s\nDownload %s and pass it with "
-        "checkpoint=PATH (CLI: --checkpoint PATH), or put it at %s so FiftyOne's zoo finds it "
+        "checkpoint=PATH (CLI: --checkpoint PATH), or save it as %s so FiftyOne's zoo finds it "
         "(FIFTYONE_MODEL_ZOO_DIR sets that folder)."
         % (model, zoo_name, (": " + why) if why else "", path, url, path))
 
