@@ -145,7 +145,7 @@ CASES = [
 
 @pytest.mark.parametrize(
     "variant, size, prompt, n, margin",
-    [("default",) + c for c in CASES] + [("mixed",) + c for c in CASES]
+    [("default",) + c for c in CASES] + [("mixed",) + c for c in CASES[1::2]]
     + [("off",) + c for c in CASES[1:5:2] + CASES[6:7]],
 )
 def test_engine_matches_predictor(scenes, variant, size, prompt, n, margin):

@@ -109,19 +109,21 @@ def test_encoder_matches_predictor(scenes):
         torch.testing.assert_close(emb.interm, predictor.interm_features[0], atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("hq_token_only", [False, True])
+CASES = [
+    ((300, 500), "hbox", 4, 0.1),
+    ((1024, 1024), "hbox", 5, 0.1),
+    ((700, 420), "hbox", 3, None),
+    ((700, 420), "hbox+cp", 4, 0.1),
+    ((300, 500), "cp", 2, 0.1),
+    ((1024, 1024), "hbox_m", 2, 0.1),
+    ((700, 420), "rhbox+rbox_m", 3, 0.1),
+    ((300, 500), "rhbox+cp+rhbox_m", 2, None),
+]
+
+
 @pytest.mark.parametrize(
-    "size, prompt, n, margin",
-    [
-        ((300, 500), "hbox", 4, 0.1),
-        ((1024, 1024), "hbox", 5, 0.1),
-        ((700, 420), "hbox", 3, None),
-        ((700, 420), "hbox+cp", 4, 0.1),
-        ((300, 500), "cp", 2, 0.1),
-        ((1024, 1024), "hbox_m", 2, 0.1),
-        ((700, 420), "rhbox+rbox_m", 3, 0.1),
-        ((300, 500), "rhbox+cp+rhbox_m", 2, None),
-    ],
+    "hq_token_only, size, prompt, n, margin",
+    [(False,) + c for c in CASES] + [(True,) + c for c in CASES[2::3]],
 )
 def test_engine_matches_predictor(scenes, hq_token_only, size, prompt, n, margin):
     engines, out = scenes
