@@ -11,7 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from test_pipeline import OBJECTS, H, W, geometry_full, make_dataset  # noqa: E402
+from plugin_fixtures import plugin  # noqa: F401 - fixture
+from test_pipeline import OBJECTS, H, W, geometry_full, make_dataset
 
 
 def _tiny(name, tmp_path):
@@ -198,3 +199,36 @@ def test_sam2_loading_configs_zoo_names_and_errors(tmp_path, monkeypatch):
         load_sam2(model="hiera_s", checkpoint=str(zoo / fname))
     sam2_v1 = build_sam2_model(SAM2_MODELS["sam2_hiera_t"][0]).state_dict()
     assert infer_config(sam2_v1) == SAM2_MODELS["sam2_hiera_t"][0]  # SAM 2 vs 2.1
+
+
+def test_app_forms_offer_the_backends(plugin, fo_dataset, tmp_path):  # noqa: F811
+    """Run SAM offers sam2 / sam_hq with their own models; the prompt study offers the
+    model backends only; the form's choice reaches fsr.segment's arguments."""
+    import sys
+
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+
+    ds = make_dataset(fo_dataset, tmp_path, objects=[OBJECTS[0]])
+
+    def ctx(**params):
+        return ExecutionContext(request_params={"dataset_name": ds.name, "params": params})
+
+    run_sam = foo.get_operator("@samrs/samrs/run_sam")
+    props = run_sam.resolve_input(ctx()).type.properties
+    assert {"sam", "sam2", "sam_hq", "grabcut", "boxfill"} == set(props["backend"].type.values)
+    props = run_sam.resolve_input(ctx(backend="sam2")).type.properties
+    assert props["model"].default == "segment-anything-2.1-hiera-large-image-torch"
+    assert "segment-anything-2.1-hiera-tiny-image-torch" in props["model"].type.values
+    props = run_sam.resolve_input(ctx(backend="sam_hq")).type.properties
+    assert props["model"].type.values == ["vit_h", "vit_l", "vit_b"] and "checkpoint" in props
+    seg = sys.modules["fiftyone.plugins.orgs.samrs.samrs.segmenting"]
+    kw = seg.model_kwargs(ctx(backend="sam2", model="segment-anything-2.1-hiera-tiny-image-torch",
+                              device="cpu"))
+    assert kw == {"backend": "sam2", "checkpoint": None, "device": "cpu",
+                  "model": "segment-anything-2.1-hiera-tiny-image-torch"}
+    assert seg.engine_name(dict(kw, checkpoint="/m/x.pt")) == "SAM 2 /m/x.pt"
+    study = foo.get_operator("@samrs/samrs/prompt_study")
+    props = study.resolve_input(ctx()).type.properties
+    assert set(props["backend"].type.values) == {"sam", "sam2", "sam_hq"}
+
