@@ -39,12 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fiftyone_samrs.segmenting.decoding import FinalTokensMixin
 from fiftyone_samrs.segmenting.sam.decoder import FastMaskDecoder, Window
 
 Logits = Optional[Tuple[torch.Tensor, Tuple[int, int]]]
 
 
-class Sam2FastDecoder(FastMaskDecoder):
+class Sam2FastDecoder(FinalTokensMixin, FastMaskDecoder):
     """SAM 2's ``sam_mask_decoder`` (``multimask_output=False``), fast and exact.
 
     Args:
@@ -92,21 +93,6 @@ class Sam2FastDecoder(FastMaskDecoder):
                 "s0": s0.reshape(grid * grid, 16, c2).contiguous()}
 
     # -- transformer ----------------------------------------------------------------------
-
-    def _final(self, queries, keys, x0, pe):
-        """Final token -> image attention for the first ``final_tokens`` tokens."""
-        f = self.final
-        t = self.final_tokens
-        q2 = queries[:, :t]
-        n = q2.shape[0]
-        q = f.m.q_proj(q2 + x0[:, :t]).reshape(n, t, f.h, f.d)
-        qk = torch.einsum("nthd,hdc->nhtc", q * f.scale, f.wk).reshape(n, f.h * t, -1)
-        s = torch.baddbmm(qk @ pe.T, qk, keys.transpose(1, 2))  # qk . (keys + pe)
-        attn = torch.softmax(s, dim=-1)
-        ak = (attn @ keys).reshape(n, f.h, t, -1)
-        out = torch.einsum("nhtc,hdc->nthd", ak, f.wv) + f.bv
-        q2 = q2 + f.m.out_proj(out.reshape(n, t, f.i))
-        return self.tr.norm_final_attn(q2)
 
     # -- output -------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ import torch
 from fiftyone_samrs.core.geometry import box_to_int_region
 from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.segmenting.backends import MaskResult, as_rgb_uint8
-from fiftyone_samrs.segmenting.prompts import SAM_MASK_SIZE, PromptSet
+from fiftyone_samrs.segmenting.prompts import PromptSet
 from fiftyone_samrs.segmenting.sam.models import resolve_device, resolve_dtype
 from fiftyone_samrs.segmenting.sam.upsample import RegionUpsampler, stability_score
 
@@ -133,7 +133,8 @@ class Sam2Engine:
                              "dynamic_multimask must match it")
         with torch.inference_mode():
             self._dense_pe = self.model.sam_prompt_encoder.get_dense_pe().float()
-        self.low = SAM_MASK_SIZE
+        # the low-res mask side: 4x the image embedding's (256 for 1024 inputs)
+        self.low = 4 * (self.img_size // int(self.model.backbone_stride))
         self._upsamplers: Dict[Tuple[int, int], RegionUpsampler] = {}
 
     # -- encoding -----------------------------------------------------------------------

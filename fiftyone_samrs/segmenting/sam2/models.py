@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -353,21 +353,3 @@ def load_sam2(
                          % (checkpoint, config, str(e).splitlines()[0])) from e
     logger.info("loaded SAM 2 (%s) from %s", config, checkpoint)
     return net.to(dev).eval()
-
-
-def describe_sam2(net) -> Dict[str, Any]:
-    """A short description of a loaded SAM 2 (trunk size, parameter count)."""
-    sd = net.state_dict()
-    embed = int(sd["image_encoder.trunk.patch_embed.proj.weight"].shape[0])
-    blocks = len(net.image_encoder.trunk.blocks)
-    return {
-        "variant": HIERA_VARIANTS.get((embed, blocks), "custom"),
-        "embed_dim": embed,
-        "blocks": blocks,
-        "parameters": int(sum(p.numel() for p in net.parameters())),
-    }
-
-
-def list_models() -> List[str]:
-    """The FiftyOne zoo names of the SAM 2 image models."""
-    return [v[1] for v in SAM2_MODELS.values()]

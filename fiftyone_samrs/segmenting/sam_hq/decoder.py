@@ -30,13 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fiftyone_samrs.segmenting.decoding import FinalTokensMixin
 from fiftyone_samrs.segmenting.sam.decoder import FastMaskDecoder, Window
 
 #: low-res pixels of context the HQ branch's two 3x3 convolutions need
 HALO = 2
 
 
-class HqFastDecoder(FastMaskDecoder):
+class HqFastDecoder(FinalTokensMixin, FastMaskDecoder):
     """HQ-SAM's mask decoder (``multimask_output=False``), fast and exact.
 
     Args:
@@ -56,6 +57,8 @@ class HqFastDecoder(FastMaskDecoder):
         self.hf_mlp = md.hf_mlp
         self.maskfeature = md.embedding_maskfeature
         self.hq_token_only = bool(hq_token_only)
+        #: the final attention runs for the IoU, first mask and HQ tokens
+        self.final_tokens = 3
 
     # -- per image ----------------------------------------------------------------------
 
@@ -65,21 +68,6 @@ class HqFastDecoder(FastMaskDecoder):
         return self.md.embedding_encoder(features.float()) + self.md.compress_vit_feat(vit)
 
     # -- transformer ----------------------------------------------------------------------
-
-    def _final(self, queries, keys, x0, pe):
-        """Final token -> image attention for the IoU, first mask and HQ tokens."""
-        f = self.final
-        t = 3
-        q2 = queries[:, :t]
-        n = q2.shape[0]
-        q = f.m.q_proj(q2 + x0[:, :t]).reshape(n, t, f.h, f.d)
-        qk = torch.einsum("nthd,hdc->nhtc", q * f.scale, f.wk).reshape(n, f.h * t, -1)
-        s = torch.baddbmm(qk @ pe.T, qk, keys.transpose(1, 2))  # qk . (keys + pe)
-        attn = torch.softmax(s, dim=-1)
-        ak = (attn @ keys).reshape(n, f.h, t, -1)
-        out = torch.einsum("nhtc,hdc->nthd", ak, f.wv) + f.bv
-        q2 = q2 + f.m.out_proj(out.reshape(n, t, f.i))
-        return self.tr.norm_final_attn(q2)
 
     # -- output -------------------------------------------------------------------------
 
