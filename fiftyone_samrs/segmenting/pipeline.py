@@ -584,7 +584,7 @@ def segment(
             ``"grabcut"`` or ``"boxfill"``
             (:mod:`fiftyone_samrs.segmenting.backends`)
         model: model type or FiftyOne zoo name (inferred from the
-            checkpoint when None)
+            checkpoint when None); for ``"sam2"`` also its config (``.yaml``)
         checkpoint: a local checkpoint (``.pth`` / ``.pt``)
         label_field: the Detections field to write
         seg_field: the Segmentation field to write, or None for no PNGs
