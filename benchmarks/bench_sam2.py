@@ -23,7 +23,9 @@ Each method runs in a fresh subprocess (model loaded before the clock
 starts). Times are reported as ratios to ``encoder`` and to ``engine``, all
 from ONE run, so that they travel between machines.
 
-``--encoders`` instead times the image encoder alone, per 1024x1024 image,
+``--interleaved`` runs the engine, the pipeline and ``apply_model`` in one
+process per K, alternating them for ``--repeats`` rounds (fairest on a shared,
+noisy machine). ``--encoders`` instead times the image encoder alone, per 1024x1024 image,
 for SAM 2.1 Hiera-T/S/B+/L and SAM ViT-B/L/H (random weights), each in its
 own subprocess, as ratios to SAM ViT-B.
 
@@ -180,7 +182,62 @@ def run_method(method, k, ckpt, config, image_path, repeats, workdir, device):
             "masks": None if masks is None else len(masks)}
 
 
-def run_encoder(name, image_path, repeats, device):
+def run_interleaved(k, ckpt, config, image_path, repeats, workdir, device):
+    """engine, pipeline and FiftyOne's apply_model in ONE process, alternating.
+
+    Each round times the three once, in turn, on the same weights, so that a
+    shared machine's changing load hits all three alike.
+    """
+    import cv2
+    import torch
+
+    os.environ["FIFTYONE_MODEL_ZOO_DIR"] = os.path.join(workdir, "zoo")
+    _fo_env()
+    import fiftyone.zoo as foz
+
+    import fiftyone_samrs as fsr
+    from fiftyone_samrs.segmenting.prompts import build_prompts
+    from fiftyone_samrs.segmenting.sam2.engine import Sam2Engine
+    from fiftyone_samrs.segmenting.sam2.models import load_sam2
+
+    img = cv2.cvtColor(cv2.imread(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    boxes = make_boxes(k, w)
+    engine = Sam2Engine(load_sam2(checkpoint=ckpt, config=config, device=device), device=device)
+    fo_model = foz.load_zoo_model(ZOO_NAME, device=device)
+    ds = _dataset(image_path, boxes, w, h)
+    times = {"engine": [], "pipeline": [], "fiftyone": []}
+
+    def sync():
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+
+    try:
+        engine.encode([img])  # warm-up of both models (first-call set-up)
+        ds.apply_model(fo_model, label_field="sam_fo_warm", prompt_field="hbb", progress=False)
+        for r in range(repeats):
+            t = time.perf_counter()
+            engine.predict_batch([img], [build_prompts(boxes, None, "hbox", (h, w))])
+            sync()
+            times["engine"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            fsr.segment(ds, prompt="hbox", engine=engine, obb_field=None, classes=["object"],
+                        label_field="sam", seg_field="sam_seg",
+                        seg_dir=os.path.join(workdir, "iseg_%d" % r), overwrite=True,
+                        progress=False)
+            sync()
+            times["pipeline"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ds.apply_model(fo_model, label_field="sam_fo_%d" % r, prompt_field="hbb",
+                           progress=False)
+            sync()
+            times["fiftyone"].append(time.perf_counter() - t)
+    finally:
+        _drop(ds)
+    return times
+
+
+def run_encoder(name, image_path, repeats, device, warmup=1):
     """Times one architecture's image encoder (random weights) per image."""
     import cv2
     import torch
@@ -200,7 +257,8 @@ def run_encoder(name, image_path, repeats, device):
     params = sum(p.numel() for p in (engine.model if hasattr(engine, "model") else engine.sam)
                  .parameters())
     pre = engine.preprocess(img)
-    engine.encode([pre])  # warm-up
+    for _ in range(warmup):
+        engine.encode([pre])
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -279,9 +337,9 @@ def encoder_report(results, args) -> str:
     lines = [
         "# Image encoder cost per 1024x1024 image (random weights)",
         "",
-        "%s (%s, torch %s, %d threads), median of %d run(s), one process per model."
-        % (args.device, platform.machine(), torch.__version__,
-           args.threads or torch.get_num_threads(), args.repeats),
+        "%s (%s, torch %s, %d threads), median of %d run(s) after %d untimed, one process "
+        "per model." % (args.device, platform.machine(), torch.__version__,
+                        args.threads or torch.get_num_threads(), args.repeats, args.warmup),
         "",
         "| model | parameters (M) | seconds | / SAM ViT-B | peak MB | note |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
@@ -305,9 +363,13 @@ def main(argv=None):
     p.add_argument("--methods", default=None, help="comma-separated subset of: "
                    + ", ".join(METHODS))
     p.add_argument("--encoders", action="store_true", help="encoder cost per image instead")
+    p.add_argument("--interleaved", action="store_true",
+                   help="engine, pipeline and FiftyOne alternating in one process (per K)")
     p.add_argument("--models", default=None, help="with --encoders: subset of "
                    + ", ".join(ENCODERS))
     p.add_argument("--quick", action="store_true", help="smoke test: tiny SAM 2, K=4,12")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="with --encoders: untimed passes before timing (0 for the big ViTs)")
     p.add_argument("--size", type=int, default=1024, help="image side")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -315,6 +377,7 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(HERE, "out"), help="output folder")
     p.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     p.add_argument("--encoder-one", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--interleaved-one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--k", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)
     p.add_argument("--config", default=None, help=argparse.SUPPRESS)
@@ -331,9 +394,14 @@ def main(argv=None):
                          args.repeats, args.workdir, args.device)
         print("RESULT " + json.dumps(res))
         return 0
+    if args.interleaved_one:
+        print("RESULT " + json.dumps(run_interleaved(args.k, args.checkpoint, args.config,
+                                                     args.image, args.repeats, args.workdir,
+                                                     args.device)))
+        return 0
     if args.encoder_one:
         print("RESULT " + json.dumps(run_encoder(args.encoder_one, args.image, args.repeats,
-                                                 args.device)))
+                                                 args.device, args.warmup)))
         return 0
 
     import cv2
@@ -352,8 +420,8 @@ def main(argv=None):
             results = {}
             for name in names:
                 t0 = time.time()
-                results[name] = _subprocess(["--encoder-one", name, "--image", image_path]
-                                            + common, args.timeout)
+                results[name] = _subprocess(["--encoder-one", name, "--image", image_path,
+                                             "--warmup", str(args.warmup)] + common, args.timeout)
                 print("%-16s %s (%.0fs)" % (name, results[name].get("error")
                                             or "%.2fs" % _t(results[name]), time.time() - t0),
                       file=sys.stderr)
@@ -388,6 +456,29 @@ def main(argv=None):
             methods = args.methods.split(",") if args.methods else [
                 m for m in METHODS if not (args.quick and m == "fiftyone")]
             results = {}
+            if args.interleaved:
+                lines = ["# SAM 2.1: engine, pipeline and FiftyOne apply_model interleaved",
+                         "", "%s, %s, %s threads, one process per K, %d rounds, each round "
+                         "times the three in turn." % (desc, args.device, args.threads or "default",
+                                                      args.repeats), "",
+                         "| K | engine s | pipeline s | fiftyone s | fiftyone / engine | "
+                         "fiftyone / pipeline |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+                for k in ks:
+                    res = _subprocess(["--interleaved-one", "--k", str(k), "--checkpoint", ckpt,
+                                       "--config", config, "--image", image_path,
+                                       "--workdir", workdir] + common, args.timeout)
+                    results[k] = res
+                    if "error" in res:
+                        lines.append("| %d | %s |" % (k, res["error"]))
+                        continue
+                    med = {m: float(np.median(v)) for m, v in res.items()}
+                    lines.append("| %d | %.2f | %.2f | %.2f | **%.2f** | **%.2f** |" % (
+                        k, med["engine"], med["pipeline"], med["fiftyone"],
+                        med["fiftyone"] / med["engine"], med["fiftyone"] / med["pipeline"]))
+                    print(lines[-1], file=sys.stderr)
+                text = "\n".join(lines)
+                name = "sam2_interleaved"
+                ks = []
             for k in ks:
                 results[k] = {}
                 for m in methods:
@@ -399,8 +490,9 @@ def main(argv=None):
                     print("K=%d %-18s %s (%.0fs)" % (k, m, res.get("error")
                                                      or "%.2fs" % _t(res), time.time() - t0),
                           file=sys.stderr)
-            text = report(results, ks, args, desc)
-            name = "sam2"
+            if not args.interleaved:
+                text = report(results, ks, args, desc)
+                name = "sam2"
         print(text)
         with open(os.path.join(args.out, name + ".md"), "w") as f:
             f.write(text + "\n")
