@@ -25,7 +25,8 @@ fi
 
 echo "[bootstrap] installing fiftyone-samrs and its dependencies into $VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test]"
+# the optional backends too, so that their exactness tests run (sam2 without its CUDA extension)
+SAM2_BUILD_CUDA=0 "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test,sam2,sam_hq]"
 "$VENV/bin/python" -m fiftyone_samrs.tools.db ensure-mongod
 echo "$want" > "$stamp"
 echo "[bootstrap] ready"

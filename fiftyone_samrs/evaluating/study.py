@@ -61,6 +61,8 @@ PAPER_TABLE1: Dict[str, Tuple[float, float]] = {
 EXTRA_CONFIGS: List[str] = ["hbox+clip_rbox", "grabcut", "boxfill", "boxfill:rbox_m"]
 
 BASELINES = ("grabcut", "boxfill")
+#: the backends that run the SAM prompt rows with one encoding per image
+SAM_BACKENDS = ("sam", "sam2", "sam_hq")
 CLIP = "clip_rbox"
 
 
@@ -279,11 +281,13 @@ def prompt_study(
     Args:
         sample_collection: a dataset or view with ``box_field`` prompts and
             ``gt_field`` ground-truth masks (e.g. ``load_hrsc``)
-        backend: what runs the SAM prompt rows: ``"sam"`` (built from
-            ``model`` / ``checkpoint``), or ``"grabcut"`` / ``"boxfill"`` (then
-            every row runs through that backend)
-        model: SAM model name (``vit_h``..., ``"tiny"``)
-        checkpoint: SAM checkpoint path
+        backend: what runs the SAM prompt rows: ``"sam"``, ``"sam2"`` (SAM 2 /
+            2.1) or ``"sam_hq"`` (HQ-SAM), built from ``model`` /
+            ``checkpoint``, each image encoded once; or ``"grabcut"`` /
+            ``"boxfill"`` (then every row runs through that backend)
+        model: model name (``vit_h``..., a zoo name, ``"tiny"``; for SAM 2
+            also a config ``.yaml``)
+        checkpoint: checkpoint path
         engine: an already-built backend (e.g. a ``SamEngine`` on the tiny
             SAM); overrides ``backend``/``model``/``checkpoint``
         gt_field: ground-truth masks (Detections with ``obj_index``)
@@ -367,7 +371,9 @@ def prompt_study(
                 try:
                     ps = build_prompts(
                         hb, qd, p.prompt, size, has_hbox=objs.has_hbox,
-                        margin=margin if p.backend == "sam" else baseline_margin)
+                        margin=margin if p.backend == "sam" else baseline_margin,
+                        mask_frame=getattr(engine, "mask_frame", "sam")
+                        if p.backend == "sam" else "sam")
                 except ValueError as e:
                     notes[c][str(e)] += 1
                     ps = None
@@ -425,7 +431,7 @@ def _model_name(engine, backend, model, checkpoint) -> str:
     if engine is None:
         return ""
     name = getattr(engine, "name", backend)
-    if name == "sam":
+    if name in SAM_BACKENDS:
         what = model or (os.path.basename(checkpoint) if checkpoint else None)
-        return "sam (%s)" % what if what else "sam"
+        return "%s (%s)" % (name, what) if what else name
     return name

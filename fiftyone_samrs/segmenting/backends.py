@@ -83,6 +83,24 @@ def _sam(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Backend:
                      device=device, dtype=dtype, **kw)
 
 
+def _sam2(model=None, checkpoint=None, device=None, dtype=None, config=None,
+          apply_postprocessing=True, **kw) -> Backend:
+    from fiftyone_samrs.segmenting.sam2.engine import Sam2Engine
+    from fiftyone_samrs.segmenting.sam2.models import load_sam2
+
+    return Sam2Engine(load_sam2(model=model, checkpoint=checkpoint, config=config, device=device,
+                                apply_postprocessing=apply_postprocessing),
+                      device=device, dtype=dtype, **kw)
+
+
+def _sam_hq(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Backend:
+    from fiftyone_samrs.segmenting.sam_hq.engine import HqSamEngine
+    from fiftyone_samrs.segmenting.sam_hq.models import load_sam_hq
+
+    return HqSamEngine(load_sam_hq(model=model, checkpoint=checkpoint, device=device),
+                       device=device, dtype=dtype, **kw)
+
+
 def _grabcut(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Backend:
     from fiftyone_samrs.segmenting.baselines import GrabCutBackend
 
@@ -98,11 +116,15 @@ def _boxfill(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Back
 #: the ``margin`` a backend runs with when ``segment`` is given none: SAM
 #: computes whole masks (None), as the SAMRS release; the baselines work on the
 #: box grown by 10% (GrabCut needs some surroundings, a filled box no more)
-DEFAULT_MARGINS: Dict[str, Optional[float]] = {"sam": None, "grabcut": 0.1, "boxfill": 0.1}
+DEFAULT_MARGINS: Dict[str, Optional[float]] = {"sam": None, "sam2": None, "sam_hq": None,
+                                                "grabcut": 0.1, "boxfill": 0.1}
 
 #: backend name -> factory ``(model, checkpoint, device, dtype, **kw) -> Backend``
+#: (module-level functions: a backend is rebuilt by name, e.g. in a worker process)
 BACKENDS: Dict[str, Callable[..., Backend]] = {
     "sam": _sam,
+    "sam2": _sam2,
+    "sam_hq": _sam_hq,
     "grabcut": _grabcut,
     "boxfill": _boxfill,
 }
@@ -120,12 +142,18 @@ def make_backend(
 
     Args:
         name: a key of :data:`BACKENDS`: ``"sam"`` (:func:`.sam.models.load_sam` +
-            :class:`.sam.engine.SamEngine`), ``"grabcut"`` or ``"boxfill"``
+            :class:`.sam.engine.SamEngine`), ``"sam2"`` (SAM 2 / 2.1:
+            :func:`.sam2.models.load_sam2` + :class:`.sam2.engine.Sam2Engine`),
+            ``"sam_hq"`` (HQ-SAM: :func:`.sam_hq.models.load_sam_hq` +
+            :class:`.sam_hq.engine.HqSamEngine`), ``"grabcut"`` or ``"boxfill"``
             (:mod:`.baselines`)
-        model, checkpoint: for ``"sam"``: see :func:`.sam.models.load_sam`
-        device, dtype: for ``"sam"``
-        **kw: passed to the backend's constructor (e.g. ``encoder_batch``,
-            ``decoder_chunk`` for SAM; ``iterations`` for GrabCut)
+        model, checkpoint: for the SAM backends: see their loaders
+        device, dtype: for the SAM backends
+        **kw: ``config`` and ``apply_postprocessing`` for ``"sam2"``'s loader;
+            the rest is passed to the backend's constructor (e.g.
+            ``encoder_batch``, ``decoder_chunk`` for the SAM backends,
+            ``dynamic_multimask`` for SAM 2, ``hq_token_only`` for HQ-SAM;
+            ``iterations`` for GrabCut)
     """
     key = (name or "sam").lower()
     if key not in BACKENDS:

@@ -183,7 +183,7 @@ class _Job:
 
 
 def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margin,
-              png_path) -> _Job:
+              png_path, mask_frame: str = "sam") -> _Job:
     objs = object_inputs(dets, polylines, width, height)
     n = len(objs)
     if polylines is None and n and needs_quads(prompt, objs.has_hbox):
@@ -194,7 +194,8 @@ def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margi
     job = _Job(sample_id, filepath, int(width), int(height), objs, png_path=png_path)
     if n:
         job.prompts = build_prompts(objs.hboxes, objs.quads, prompt, (int(height), int(width)),
-                                    has_hbox=objs.has_hbox, margin=margin)
+                                    has_hbox=objs.has_hbox, margin=margin,
+                                    mask_frame=mask_frame)
     return job
 
 
@@ -282,10 +283,11 @@ def segment(
         prompt: a prompt name (``"hbox"``, ``"rhbox"``, ``"cp"``, ``"hbox_m"``,
             ``"rbox_m"``, ``"rhbox_m"``), a ``"+"`` combination, or ``"auto"``
             (H-Box where the source has horizontal boxes, else RH-Box)
-        backend: ``"sam"``, ``"grabcut"`` or ``"boxfill"``
-        model: SAM model type or FiftyOne zoo name (inferred from the
-            checkpoint when None)
-        checkpoint: a local SAM checkpoint (``.pth``)
+        backend: ``"sam"``, ``"sam2"`` (SAM 2 / 2.1), ``"sam_hq"`` (HQ-SAM),
+            ``"grabcut"`` or ``"boxfill"`` (:mod:`fiftyone_samrs.segmenting.backends`)
+        model: model type or FiftyOne zoo name (inferred from the
+            checkpoint when None); for ``"sam2"`` also its config (``.yaml``)
+        checkpoint: a local checkpoint (``.pth`` / ``.pt``)
         label_field: the Detections field to write
         seg_field: the Segmentation field to write, or None for no PNGs
         box_field: the Detections field with the prompt boxes
@@ -460,7 +462,7 @@ def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_
     from fiftyone_samrs.segmenting.backends import make_backend
 
     kwargs = {}
-    if backend == "sam":
+    if backend in ("sam", "sam2", "sam_hq"):
         kwargs = dict(encoder_batch=batch_size, decoder_chunk=decoder_chunk)
     return make_backend(backend, model=model, checkpoint=checkpoint, device=device, dtype=dtype,
                         **kwargs)
@@ -508,7 +510,8 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
                         continue
                     png = os.path.join(seg_dir, png_names[sid]) if seg_field else None
                     job = _make_job(sid, fp, w, h, dets, polylines, settings.prompt,
-                                    settings.margin, png)
+                                    settings.margin, png,
+                                    mask_frame=getattr(engine, "mask_frame", "sam"))
                     if job.prompts is not None and len(job.prompts):
                         futures.append(pool.submit(_load_image_or_fail, job, engine,
                                                    skip_failures))

@@ -64,6 +64,11 @@ _FALLBACK = {"rhbox": "hbox", "rbox_m": "hbox_m", "rhbox_m": "hbox_m"}
 SAM_INPUT_SIZE = 1024
 SAM_MASK_SIZE = 256
 
+#: frames of the low-resolution mask prompts: ``"sam"``: SAM and HQ-SAM (longest
+#: side resized to 1024, padded to a square); ``"square"``: SAM 2 (the whole image
+#: stretched to 1024x1024). A backend names its frame in its ``mask_frame``.
+MASK_FRAMES = ("sam", "square")
+
 
 @dataclass
 class PromptSet:
@@ -82,6 +87,7 @@ class PromptSet:
         base_boxes: ``(N, 4)`` xyxy: the box each region was grown from (the
             prompt's own extent: its box and/or mask-prompt box), or None
         quads: ``(N, 4, 2)`` the rotated boxes given (NaN rows where none), or None
+        mask_frame: the frame of ``mask_inputs`` (see :data:`MASK_FRAMES`)
     """
 
     boxes: Optional[np.ndarray]
@@ -93,6 +99,7 @@ class PromptSet:
     image_size: Optional[Tuple[int, int]] = field(default=None, compare=False)
     base_boxes: Optional[np.ndarray] = field(default=None, compare=False)
     quads: Optional[np.ndarray] = field(default=None, compare=False)
+    mask_frame: str = field(default="sam", compare=False)
 
     def __len__(self) -> int:
         return int(len(self.regions))
@@ -114,6 +121,7 @@ class PromptSet:
             image_size=self.image_size,
             base_boxes=take(self.base_boxes),
             quads=take(self.quads),
+            mask_frame=self.mask_frame,
         )
 
 
@@ -171,6 +179,7 @@ def build_prompts(
     has_hbox: bool = True,
     margin: Optional[float] = 0.1,
     min_margin: float = 8.0,
+    mask_frame: str = "sam",
 ) -> PromptSet:
     """Builds the SAM prompts of one image's objects.
 
@@ -186,6 +195,8 @@ def build_prompts(
             ``max(margin * box side, min_margin)`` pixels, clipped to the
             image; None: the whole image
         min_margin: the smallest growth in pixels
+        mask_frame: the frame of the mask prompts, :data:`MASK_FRAMES`
+            (``"square"`` for SAM 2)
 
     Returns:
         the :class:`PromptSet`
@@ -194,6 +205,8 @@ def build_prompts(
         ValueError: a bad prompt, bad shapes, or a rotated prompt without quads
     """
     parts = parse_prompt(prompt, has_hbox)
+    if mask_frame not in MASK_FRAMES:
+        raise ValueError("mask_frame must be one of %s, got %r" % (MASK_FRAMES, mask_frame))
     height, width = int(image_size[0]), int(image_size[1])
     if height <= 0 or width <= 0:
         raise ValueError("image_size must be positive (height, width), got %r" % (image_size,))
@@ -240,14 +253,14 @@ def build_prompts(
         if mask_part:
             mp = used[parts.index(mask_part)]
             if mp == "hbox_m":
-                masks[i] = box_mask_prompt(hb[i], (height, width))
+                masks[i] = box_mask_prompt(hb[i], (height, width), mask_frame)
                 extent.append(hb[i])
             elif mp == "rhbox_m":
                 b = _quad_box(quad)
-                masks[i] = box_mask_prompt(b, (height, width))
+                masks[i] = box_mask_prompt(b, (height, width), mask_frame)
                 extent.append(b)
             else:  # rbox_m
-                masks[i] = box_mask_prompt(quad, (height, width))
+                masks[i] = box_mask_prompt(quad, (height, width), mask_frame)
                 extent.append(_quad_box(quad))
         if use_cp:
             if quad is not None:
@@ -271,6 +284,7 @@ def build_prompts(
         image_size=(height, width),
         base_boxes=bases,
         quads=None if q is None else q.copy(),
+        mask_frame=mask_frame,
     )
 
 
@@ -346,7 +360,7 @@ def _mask_prompt_matrix(in_size: int, resized: int) -> np.ndarray:
     return out
 
 
-def box_mask_prompt(box_or_quad, image_size: Tuple[int, int]) -> np.ndarray:
+def box_mask_prompt(box_or_quad, image_size: Tuple[int, int], frame: str = "sam") -> np.ndarray:
     """A box or rotated-box region as SAM's low-resolution mask prompt.
 
     Reproduces the SAMRS release: the region is drawn on a full-size canvas
@@ -357,9 +371,13 @@ def box_mask_prompt(box_or_quad, image_size: Tuple[int, int]) -> np.ndarray:
     applied here to a small window around the region only, so the cost does
     not grow with the image size.
 
+    With ``frame="square"`` (SAM 2) the canvas is resized to 1024x1024
+    without keeping its aspect (no padding), as SAM 2 resizes the image.
+
     Args:
         box_or_quad: ``(4,)`` xyxy box or ``(4, 2)`` quad, source pixels
         image_size: ``(height, width)``
+        frame: ``"sam"`` or ``"square"`` (:data:`MASK_FRAMES`)
 
     Returns:
         ``(1, 256, 256)`` float32
@@ -386,7 +404,7 @@ def box_mask_prompt(box_or_quad, image_size: Tuple[int, int]) -> np.ndarray:
         cv2.rectangle(canvas, (x0 - wx0, y0 - wy0), (x1 - wx0, y1 - wy0), 1, -1)
     else:
         cv2.fillPoly(canvas, [(pts - np.array([wx0, wy0], dtype=np.int32)).reshape(-1, 1, 2)], 1)
-    rh, rw = preprocess_shape(height, width)
+    rh, rw = (SAM_INPUT_SIZE, SAM_INPUT_SIZE) if frame == "square" else preprocess_shape(height, width)
     ty = _mask_prompt_matrix(height, rh)[:, wy0:wy1]
     tx = _mask_prompt_matrix(width, rw)[:, wx0:wx1]
     rows = np.flatnonzero(ty.any(axis=1))

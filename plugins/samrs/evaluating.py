@@ -162,7 +162,7 @@ class PromptStudy(common.SamrsOperator):
                     description="empty = every row of Table 1 plus the baselines; or pick "
                                 "some of: " + ", ".join(configs),
                     view=types.AutocompleteView(choices=[types.Choice(c) for c in configs]))
-        add_model_inputs(ctx, inputs, with_backend=False)
+        add_model_inputs(ctx, inputs, with_backend=True, model_backends_only=True)
         inputs.bool("protocol", default=False, label="Paper protocol",
                     description="only HRSC test images whose every ship has a mask")
         inputs.str("out_dir", required=False, label="Output folder (optional)",
@@ -193,7 +193,7 @@ class PromptStudy(common.SamrsOperator):
         def work(report):
             report(0.0, "prompt study on %d samples: loading the model" % len(view))
             return fsr.prompt_study(
-                view, backend="sam", model=model.get("model"),
+                view, backend=model.get("backend", "sam"), model=model.get("model"),
                 checkpoint=model.get("checkpoint"), device=model.get("device"),
                 progress=common.fiftyone_progress(report, 0.0, 1.0, "studied"), **kwargs)
 

@@ -11,6 +11,8 @@ from . import common
 
 BACKENDS = [
     ("sam", "Segment Anything"),
+    ("sam2", "SAM 2.1 (needs the sam2 package)"),
+    ("sam_hq", "HQ-SAM (needs segment-anything-hq)"),
     ("grabcut", "GrabCut (no model, baseline)"),
     ("boxfill", "Filled boxes (no model, baseline)"),
 ]
@@ -19,6 +21,22 @@ MODELS = [
     ("vit_l", "ViT-L (sam_vit_l_0b3195.pth)"),
     ("vit_b", "ViT-B (sam_vit_b_01ec64.pth)"),
 ]
+#: per model backend: its architectures (first = default) and the checkpoint's description
+BACKEND_MODELS = {
+    "sam": (MODELS, "a SAM .pth checkpoint"),
+    "sam2": ([
+        ("segment-anything-2.1-hiera-large-image-torch", "SAM 2.1 Hiera-L (sam2.1_hiera_large.pt)"),
+        ("segment-anything-2.1-hiera-base-plus-image-torch",
+         "SAM 2.1 Hiera-B+ (sam2.1_hiera_base_plus.pt)"),
+        ("segment-anything-2.1-hiera-small-image-torch", "SAM 2.1 Hiera-S (sam2.1_hiera_small.pt)"),
+        ("segment-anything-2.1-hiera-tiny-image-torch", "SAM 2.1 Hiera-T (sam2.1_hiera_tiny.pt)"),
+    ], "a SAM 2 / 2.1 .pt checkpoint"),
+    "sam_hq": ([
+        ("vit_h", "HQ-SAM ViT-H (sam_hq_vit_h.pth)"),
+        ("vit_l", "HQ-SAM ViT-L (sam_hq_vit_l.pth)"),
+        ("vit_b", "HQ-SAM ViT-B (sam_hq_vit_b.pth)"),
+    ], "an HQ-SAM .pth checkpoint"),
+}
 DEVICES = ["auto", "cuda", "cpu", "mps"]
 
 
@@ -29,27 +47,43 @@ def prompt_names() -> List[str]:
     return ["auto"] + [n for n in TABLE1 if n != "auto"]
 
 
-def add_model_inputs(ctx, inputs, with_backend: bool = True) -> None:
-    """Backend, model, checkpoint and device inputs (shared with prompt_study)."""
+def add_model_inputs(ctx, inputs, with_backend: bool = True,
+                     model_backends_only: bool = False) -> None:
+    """Backend, model, checkpoint and device inputs (shared with prompt_study).
+
+    Args:
+        ctx: the execution context
+        inputs: the form
+        with_backend: offer the backend choice (else SAM)
+        model_backends_only: offer only the model backends (SAM, SAM 2.1,
+            HQ-SAM), not the baselines
+    """
     backend = "sam"
     if with_backend:
+        choices = [(b, label) for b, label in BACKENDS
+                   if not model_backends_only or b in BACKEND_MODELS]
         dropdown = types.DropdownView()
-        for value, label in BACKENDS:
+        for value, label in choices:
             dropdown.add_choice(value, label=label)
-        inputs.enum("backend", [b for b, _ in BACKENDS], default="sam", label="Backend",
-                    description="Segment Anything, or a model-free baseline", view=dropdown)
+        inputs.enum("backend", [b for b, _ in choices], default="sam", label="Backend",
+                    description="Segment Anything, SAM 2.1 (cheaper encoder, often better "
+                                "masks), HQ-SAM (sharper boundaries)"
+                                + ("" if model_backends_only else ", or a model-free baseline"),
+                    view=dropdown)
         backend = ctx.params.get("backend", "sam") or "sam"
-    if backend != "sam":
+    if backend not in BACKEND_MODELS:
         return
+    models, what = BACKEND_MODELS[backend]
     dropdown = types.DropdownView()
-    for value, label in MODELS:
+    for value, label in models:
         dropdown.add_choice(value, label=label)
-    inputs.enum("model", [m for m, _ in MODELS], default="vit_h", label="Model",
-                description="SAM architecture; its FiftyOne zoo checkpoint is used when no "
-                            "checkpoint file is given", view=dropdown)
+    inputs.enum("model", [m for m, _ in models], default=models[0][0], label="Model",
+                description="the architecture; its FiftyOne zoo checkpoint (HQ-SAM: the file "
+                            "in the zoo folder) is used when no checkpoint file is given",
+                view=dropdown)
     inputs.str("checkpoint", label="Checkpoint file (optional)",
-               description="Path of a SAM .pth checkpoint on the server (the model type is "
-                           "read from the file); empty = the zoo checkpoint of the model above",
+               description="Path of %s on the server (the model is read from the file); "
+                           "empty = the checkpoint of the model above" % what,
                required=False)
     inputs.enum("device", DEVICES, default="auto", label="Device",
                 description="auto = CUDA when available, else MPS, else CPU",
@@ -61,9 +95,10 @@ def model_kwargs(ctx) -> Dict[str, Any]:
     backend = common.param_str(ctx, "backend", "sam")
     checkpoint = common.param_path(ctx, "checkpoint")
     kwargs: Dict[str, Any] = {"backend": backend}
-    if backend == "sam":
+    if backend in BACKEND_MODELS:
+        default = BACKEND_MODELS[backend][0][0][0]
         kwargs["checkpoint"] = checkpoint
-        kwargs["model"] = None if checkpoint else common.param_str(ctx, "model", "vit_h")
+        kwargs["model"] = None if checkpoint else common.param_str(ctx, "model", default)
         device = common.param_str(ctx, "device", "auto")
         kwargs["device"] = None if device == "auto" else device
     return kwargs
@@ -149,9 +184,10 @@ class RunSam(common.SamrsOperator):
 
 def engine_name(model: Dict[str, Any]) -> str:
     """How a run's backend is named in summaries."""
-    if model["backend"] != "sam":
+    names = {"sam": "SAM", "sam2": "SAM 2", "sam_hq": "HQ-SAM"}
+    if model["backend"] not in names:
         return model["backend"]
-    return "SAM %s" % (model.get("checkpoint") or model.get("model") or "")
+    return "%s %s" % (names[model["backend"]], model.get("checkpoint") or model.get("model") or "")
 
 
 def run_segment(view, model: Dict[str, Any], kwargs: Dict[str, Any], report) -> Dict[str, Any]:

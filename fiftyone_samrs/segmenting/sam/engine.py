@@ -27,9 +27,8 @@ import torch
 from fiftyone_samrs.core.geometry import box_to_int_region
 from fiftyone_samrs.segmenting.backends import MaskResult, as_rgb_uint8
 from fiftyone_samrs.segmenting.prompts import PromptSet
-from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.segmenting.sam.models import resolve_device, resolve_dtype
-from fiftyone_samrs.segmenting.sam.upsample import RegionUpsampler, stability_score
+from fiftyone_samrs.segmenting.sam.upsample import RegionUpsampler, region_mask
 
 logger = logging.getLogger(__name__)
 
@@ -256,44 +255,10 @@ class SamEngine:
                                      for i, w in enumerate(windows)]
                 iou = iou.float().cpu().numpy()
                 for i, region in enumerate(chunk_regions):
-                    whole = region == (0, 0, width, height)
-                    results.append(self._finish(up, logit_windows[i], region, float(iou[i]),
-                                                whole))
+                    results.append(region_mask(
+                        up, logit_windows[i], region, float(iou[i]), self.mask_threshold,
+                        whole=region == (0, 0, width, height), img_size=self.img_size))
         return results
-
-    def _finish(self, up: RegionUpsampler, window, region, score: float,
-                whole: bool) -> MaskResult:
-        """The mask of one prompt from its low-res logits.
-
-        With a region (``whole=False``) the mask is computed and kept inside
-        it. A whole mask (``whole=True``: the window is the full low-res map)
-        is computed exactly where the upsampled logits can exceed
-        ``threshold - 1`` (:meth:`RegionUpsampler.support`; the 1 is the
-        stability score's offset), so the mask and its stability score are
-        those of the whole image.
-        """
-        x0, y0, x1, y1 = region
-        if window is None or x1 <= x0 or y1 <= y0:
-            mask = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
-            return MaskResult(InstanceMask(mask, x0, y0), score, 0.0, True)
-        logits, offset = window
-        if whole:
-            region = up.support(logits, offset, self.mask_threshold - 1.0)
-            if region is None:
-                return MaskResult(InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0), score,
-                                  0.0, True)
-            x0, y0 = region[0], region[1]
-            by_matrices, by_resize = up.cost(region)
-            if by_resize < by_matrices and logits.shape[-2:] == (up.low, up.low):
-                region_logits = up.apply_full(logits, region, self.img_size)
-            else:
-                region_logits = up.apply(logits, offset, region)
-        else:
-            region_logits = up.apply(logits, offset, region)
-        mask_t = region_logits > self.mask_threshold
-        stability = stability_score(region_logits, self.mask_threshold, 1.0)
-        mask = mask_t.cpu().numpy()
-        return MaskResult(InstanceMask(mask, x0, y0), score, stability, not bool(mask.any()))
 
     def predict_batch(
         self, images: Sequence[Union[np.ndarray, Preprocessed]], prompts: Sequence[PromptSet]

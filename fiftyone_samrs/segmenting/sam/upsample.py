@@ -229,3 +229,48 @@ def stability_score(logits: torch.Tensor, threshold: float = 0.0, offset: float 
     inter = int((logits > (threshold + offset)).sum())
     union = int((logits > (threshold - offset)).sum())
     return inter / union if union > 0 else 0.0
+
+
+def region_mask(up: RegionUpsampler, window, region: Tuple[int, int, int, int], score: float,
+                threshold: float, whole: bool, img_size: int = 1024):
+    """The :class:`~fiftyone_samrs.segmenting.backends.MaskResult` of one prompt
+    from its low-res logits (shared by the SAM, HQ-SAM and SAM 2 engines).
+
+    With ``whole=False`` the mask is computed and kept inside ``region``. A
+    whole mask (``whole=True``: ``window`` is the full low-res map) is
+    computed exactly where the upsampled logits can exceed ``threshold - 1``
+    (:meth:`RegionUpsampler.support`; the 1 is the stability score's
+    offset), so the mask and its stability score are the whole image's.
+
+    Args:
+        up: the image's upsampler
+        window: ``(logits, (row, col) offset)`` or None (no region)
+        region: integer ``(x0, y0, x1, y1)``
+        score: the predicted IoU
+        threshold: the mask threshold (0 for SAM)
+        whole: see above
+        img_size: the model's input side (for :meth:`RegionUpsampler.apply_full`)
+    """
+    from fiftyone_samrs.core.records import InstanceMask
+    from fiftyone_samrs.segmenting.backends import MaskResult
+
+    x0, y0, x1, y1 = region
+    if window is None or x1 <= x0 or y1 <= y0:
+        mask = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+        return MaskResult(InstanceMask(mask, x0, y0), score, 0.0, True)
+    logits, offset = window
+    if whole:
+        region = up.support(logits, offset, threshold - 1.0)
+        if region is None:
+            return MaskResult(InstanceMask(np.zeros((0, 0), dtype=bool), 0, 0), score, 0.0, True)
+        x0, y0 = region[0], region[1]
+        by_matrices, by_resize = up.cost(region)
+        if by_resize < by_matrices and tuple(logits.shape[-2:]) == (up.low, up.low):
+            region_logits = up.apply_full(logits, region, img_size)
+        else:
+            region_logits = up.apply(logits, offset, region)
+    else:
+        region_logits = up.apply(logits, offset, region)
+    stability = stability_score(region_logits, threshold, 1.0)
+    mask = (region_logits > threshold).cpu().numpy()
+    return MaskResult(InstanceMask(mask, x0, y0), score, stability, not bool(mask.any()))

@@ -12,6 +12,7 @@ import sys
 from typing import Optional
 
 from fiftyone_samrs.tools.cli import add_kwargs_argument, parse_kwargs
+from fiftyone_samrs.tools.commands.segmenting import BACKEND_CHOICES
 from fiftyone_samrs.tools.commands._common import (
     add_view_tag_argument,
     fail,
@@ -239,10 +240,15 @@ def register(subparsers) -> None:
         "paper's numbers beside them for HRSC2016.",
     )
     p.add_argument("dataset", help="the FiftyOne dataset name")
-    p.add_argument("--checkpoint", default=None, help="a local SAM checkpoint (.pth)")
-    p.add_argument("--model", default=None, help="vit_b, vit_l, vit_h, a zoo name, or tiny")
-    p.add_argument("--backend", default="sam", choices=("sam", "grabcut", "boxfill"),
-                   help="what runs the SAM prompt rows (default sam)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a local checkpoint of the backend (SAM / HQ-SAM .pth, SAM 2 .pt)")
+    p.add_argument("--model", default=None,
+                   help="vit_b, vit_l, vit_h, a zoo name (SAM 2.1: "
+                   "segment-anything-2.1-hiera-tiny-image-torch...), a SAM 2 config .yaml, "
+                   "or tiny")
+    p.add_argument("--backend", default="sam", choices=BACKEND_CHOICES,
+                   help="what runs the SAM prompt rows: sam, sam2 (SAM 2 / 2.1), sam_hq "
+                   "(HQ-SAM), or a baseline (default sam)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--configs", default=None,
                    help="comma-separated configurations (default: Table 1 + extras)")

@@ -15,6 +15,10 @@ from fiftyone_samrs.tools.commands._common import (
 )
 
 
+#: the --backend choices (the registry's names, in a fixed order)
+BACKEND_CHOICES = ("sam", "sam2", "sam_hq", "grabcut", "boxfill")
+
+
 def parse_shard(text: str) -> Tuple[int, int]:
     """``"0/2"`` -> ``(0, 2)``."""
     try:
@@ -80,11 +84,16 @@ def register(subparsers) -> None:
     parser.add_argument("--prompt", default="auto",
                         help="hbox, rhbox, cp, hbox_m, rbox_m, rhbox_m, a '+' combination, or "
                         "auto (hbox where the source has horizontal boxes, else rhbox)")
-    parser.add_argument("--backend", default="sam", choices=("sam", "grabcut", "boxfill"))
+    parser.add_argument("--backend", default="sam", choices=BACKEND_CHOICES,
+                        help="sam (Segment Anything), sam2 (SAM 2 / 2.1, needs the sam2 "
+                        "package), sam_hq (HQ-SAM, needs segment-anything-hq), or a "
+                        "model-free baseline (default sam)")
     parser.add_argument("--model", default=None,
-                        help="vit_b, vit_l, vit_h or a FiftyOne zoo name (default: inferred "
-                        "from the checkpoint)")
-    parser.add_argument("--checkpoint", default=None, help="a local SAM checkpoint (.pth)")
+                        help="vit_b, vit_l, vit_h or a FiftyOne zoo name (SAM 2.1: "
+                        "segment-anything-2.1-hiera-{tiny,small,base-plus,large}-image-torch); "
+                        "for sam2 also a config .yaml; default: inferred from the checkpoint")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a local checkpoint (SAM / HQ-SAM .pth, SAM 2 .pt)")
     parser.add_argument("--label-field", default="sam", help="Detections field to write")
     parser.add_argument("--seg-field", default="sam_seg",
                         help="Segmentation field to write ('' for no PNGs)")
