@@ -52,8 +52,57 @@ def add_kwargs_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default ("(default: X)"), except where the help
+    already says it or there is nothing to show (None, False, an empty
+    list); descriptions are wrapped paragraph by paragraph, and indented
+    lines (examples) are kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is argparse.SUPPRESS or default is None
+                or default is False or default == []):
+            return text
+        return (text + " " if text else "") + "(default: %(default)s)"
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        out = []
+        for block in text.split("\n\n"):
+            if block.startswith(" "):
+                out.append("\n".join(indent + line for line in block.splitlines()))
+            else:
+                out.append(textwrap.fill(" ".join(block.split()), width,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
+
+
+class _SubParsersAction(argparse._SubParsersAction):
+    """Gives every verb its ``help`` as a description (``samrs VERB --help``
+    then says what the verb does) and the defaults-showing formatter."""
+
+    def add_parser(self, name, **kwargs):
+        text = kwargs.get("help")
+        if text and not kwargs.get("description"):
+            kwargs["description"] = text[0].upper() + text[1:] + ("" if text.endswith(".")
+                                                                   else ".")
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        return super().add_parser(name, **kwargs)
+
+
+class SamrsArgumentParser(argparse.ArgumentParser):
+    """The parser of ``samrs`` and of each of its verbs (and their verbs)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _SubParsersAction)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SamrsArgumentParser(
         prog="samrs",
         description="SAMRS for FiftyOne: detection datasets to segmentation datasets with SAM",
     )

@@ -49,6 +49,7 @@ def run_demo(
         name: FiftyOne dataset name (overwritten on every run)
     """
 
+    from fiftyone_samrs.core.text import plural
     from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.evaluating.evaluation import evaluate
     from fiftyone_samrs.exporting.coco_export import export_coco
@@ -106,7 +107,7 @@ def run_demo(
     views = save_qa_views(dataset, eval_key="eval")
     print(
         "QA views saved on dataset %r: %s"
-        % (name, ", ".join("%s (%d samples)" % kv for kv in views.items()))
+        % (name, ", ".join("%s (%s)" % (k, plural(n, "sample")) for k, n in views.items()))
     )
     print("(%.1f s)" % (time.time() - t))
 

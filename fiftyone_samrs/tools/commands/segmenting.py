@@ -79,7 +79,8 @@ def register(subparsers) -> None:
     parser.add_argument("--prompt", default="auto",
                         help="hbox, rhbox, cp, hbox_m, rbox_m, rhbox_m, a '+' combination, or "
                         "auto (hbox where the source has horizontal boxes, else rhbox)")
-    parser.add_argument("--backend", default="sam", choices=("sam", "grabcut", "boxfill"))
+    parser.add_argument("--backend", default="sam", choices=("sam", "grabcut", "boxfill"),
+                        help="Segment Anything, or a model-free baseline")
     parser.add_argument("--model", default=None,
                         help="vit_b, vit_l, vit_h or a FiftyOne zoo name (default: inferred "
                         "from the checkpoint)")
@@ -95,7 +96,9 @@ def register(subparsers) -> None:
                         help="class list of the PNGs: SOTA, SIOR, FAST, HRSC or a,b,c "
                         "(default: the dataset's subset)")
     parser.add_argument("--paint-order", default="annotation",
-                        choices=("annotation", "small_last"))
+                        choices=("annotation", "small_last"),
+                        help="which mask wins where masks overlap in the semantic PNG: the "
+                             "later object (annotation, as SAMRS), or the smaller one")
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call")
     parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: auto)")
