@@ -177,7 +177,7 @@ def test_run_sam_form(dota):
 def test_run_sam_runs_where_it_opens(dota, checkpoint, monkeypatch):
     """FiftyOne's defaults (no orchestrator): Execute, and the form says how
     to get a Schedule button; with legacy orchestrators: both, Schedule the
-    default for large views."""
+    default for Run SAM and for large views."""
     import fiftyone as fo
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
@@ -208,13 +208,15 @@ def test_run_sam_runs_where_it_opens(dota, checkpoint, monkeypatch):
 
     monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
     monkeypatch.setattr(common, "SMALL_VIEW", 50)
-    app = app_choices(op.resolve_execution_options(ctx()))
-    assert app == {"choices": ["execute", "schedule"], "default": "execute",
-                   "requires_setup": False}
-    monkeypatch.setattr(common, "SMALL_VIEW", 1)
+    # Run SAM is long: Schedule is its default wherever the App can schedule
     app = app_choices(op.resolve_execution_options(ctx()))
     assert app == {"choices": ["execute", "schedule"], "default": "schedule",
                    "requires_setup": False}
+    # other operators: Execute on a small view, Schedule on a large one
+    export = foo.get_operator("%s/export_dataset" % PLUGIN)
+    assert app_choices(export.resolve_execution_options(ctx()))["default"] == "execute"
+    monkeypatch.setattr(common, "SMALL_VIEW", 1)
+    assert app_choices(export.resolve_execution_options(ctx()))["default"] == "schedule"
     notice = op.resolve_input(ctx()).type.properties["execution_notice"].view.label
     assert "Schedule" in notice and "fiftyone delegated launch" in notice
     # a programmatic "delegate" forces one or the other
@@ -277,6 +279,12 @@ def test_run_sam_writes_masks_and_reloads(dota):
     assert any("segmented 1/2 samples" in (label or "") for _, label in progress)
     assert "2 samples segmented" in progress[-1][1]
     assert [u for u, _ in messages][-2:] == ["reload_dataset", "show_output"]
+    # the summary's lines stay lines in the App's Markdown: a headline and a list
+    summary = _only(messages, "show_output")[0]["results"]["summary"]
+    headline, _, rest = summary.partition("\n\n")
+    assert headline.startswith("**SAM ") and "2 samples segmented" in headline
+    assert [line[:2] for line in rest.splitlines()] == ["- ", "- "]
+    assert rest.splitlines()[0].startswith("- backend sam, prompt auto")
 
 
 def test_run_sam_on_the_current_view_only(dota, checkpoint):

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 COMMAND_MODULES = [
     "doctor",
     "demo",
+    "app",
     "importing",
     "segmenting",
     "evaluating",
@@ -118,19 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_embedded_database_notice() -> None:
-    """The embedded MongoDB 6.0 makes FiftyOne print an "oldest supported
-    version" notice at every start; it is the version this project installs on
-    purpose, so the CLI turns FiftyOne's version check off for the embedded
-    database (never for a shared one, and never over the user's own setting)."""
-    if "FIFTYONE_DATABASE_VALIDATION" not in os.environ and not os.environ.get(
-        "FIFTYONE_DATABASE_URI"
-    ):
-        os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    _quiet_embedded_database_notice()
+    from fiftyone_samrs.tools.db import quiet_embedded_database_notice
+
+    quiet_embedded_database_notice()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -62,7 +62,7 @@ class SamrsOperator(foo.Operator):
         return requested_delegation(ctx)
 
     def resolve_execution_options(self, ctx):
-        return execution_options(ctx, self._target_fn(ctx))
+        return execution_options(ctx, self._target_fn(ctx), long_running=self.long_running)
 
     def _target_fn(self, ctx):
         return (lambda: ctx.target_view()) if self.view_target else None
@@ -222,22 +222,26 @@ def _count(target_fn: Optional[Callable[[], Any]]) -> Optional[int]:
         return None
 
 
-def execution_options(ctx, target_fn: Optional[Callable[[], Any]] = None):
+def execution_options(ctx, target_fn: Optional[Callable[[], Any]] = None,
+                      long_running: bool = False):
     """The execution options of a @samrs/samrs operator.
 
     Immediate execution is always allowed, so the App's **Execute** runs the
     operation whatever FiftyOne's delegation set-up. Delegation is allowed
     too (**Schedule** where the App offers it, ``request_delegation=True``
-    for programmatic callers) and is the default choice for views of more
-    than :data:`SMALL_VIEW` samples when the App can schedule. A
-    ``delegate`` parameter (programmatic callers) forces one or the other.
+    for programmatic callers); where the App can schedule, it is the default
+    choice for long-running operations (Run SAM, the prompt study) and for
+    views of more than :data:`SMALL_VIEW` samples. A ``delegate`` parameter
+    (programmatic callers) forces one or the other.
     """
     forced = requested_delegation(ctx)
     if forced is not None:
         return foo.ExecutionOptions(allow_immediate_execution=not forced,
                                     allow_delegated_execution=forced)
-    n = _count(target_fn)
-    prefer = delegation_available() and n is not None and n > SMALL_VIEW
+    prefer = False
+    if delegation_available():
+        n = _count(target_fn)
+        prefer = long_running or (n is not None and n > SMALL_VIEW)
     return foo.ExecutionOptions(allow_immediate_execution=True, allow_delegated_execution=True,
                                 default_choice_to_delegated=prefer)
 
@@ -280,10 +284,9 @@ def execution_notice(n: Optional[int], long_running: bool = False) -> Optional[s
     if delegation_available():
         if not (large or long_running):
             return None
-        text = ("%s: Schedule (the default for more than %d samples) queues it for a "
-                "`fiftyone delegated launch` worker (same database and plugins dir as the "
-                "App); Execute runs it now in the App." % (what[0].upper() + what[1:],
-                                                          SMALL_VIEW))
+        text = ("%s: Schedule (the default here) queues it for a `fiftyone delegated "
+                "launch` worker (same database and plugins dir as the App); Execute (beside "
+                "Schedule) runs it now in the App." % (what[0].upper() + what[1:]))
         waiting = waiting_operations()
         if waiting:
             text += (" %d scheduled operation%s waiting for more than a minute: is a worker "

@@ -246,8 +246,8 @@ class QAPanel(foo.Panel):
                 "title": "Instance IoU (%s)" % key,
                 "xaxis": {"title": "IoU", "range": [0, 1]},
                 "yaxis": {"title": "instances"}, "bargap": 0.05, "height": 300,
-            })
+                "autosize": True,
+            }, config={"responsive": True})
         if table:
             panel.md(table, name="per_class")
-        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2,
-                                                         padding=2))
+        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2))

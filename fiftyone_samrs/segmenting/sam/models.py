@@ -240,13 +240,14 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor], source: str =
 def _load_error(error: Exception) -> str:
     """One short line on why ``torch.load(weights_only=True)`` refused a file."""
     text = str(error)
-    if "weights_only" in text or "WeightsUnpickler" in text:
-        return ("torch.load(weights_only=True) cannot read it: it is not a PyTorch weights "
-                "file, or it holds pickled objects besides tensors (never loaded here)")
     if "zip archive" in text or "central directory" in text:
         return "a truncated or damaged PyTorch file"
+    if "Unsupported global" in text or "GLOBAL" in text:
+        return ("it holds pickled Python objects besides tensors, which torch.load("
+                "weights_only=True) refuses (such files are never loaded here)")
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return first[:200]
+    first = first.replace("Weights only load failed.", "").strip() or type(error).__name__
+    return "not a PyTorch weights file (torch.load(weights_only=True): %s)" % first[:120]
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
