@@ -475,3 +475,26 @@ def test_the_demo_leaves_the_app_ready(tmp_path, monkeypatch, capsys):
 def test_samrs_app_refuses_an_unknown_dataset(capsys):
     assert main(["app", "samrs-test-no-such-dataset"]) == 1
     assert "no FiftyOne dataset named" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# the README is true
+
+
+def test_the_readme_and_docs_name_what_exists():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    verbs = set(build_parser()._subparsers._group_actions[0].choices)
+    for doc in [repo / "README.md"] + sorted((repo / "docs").glob("*.md")):
+        text = doc.read_text()
+        for image in re.findall(r"\]\(((?:docs/)?img/[^)]+\.png)\)", text):
+            path = (doc.parent / image) if not image.startswith("docs/") else repo / image
+            assert path.is_file(), "%s shows %s, which does not exist" % (doc.name, image)
+        for verb in re.findall(r"(?:^|[`(])(?:\.venv/bin/)?samrs ([a-z][a-z-]+)", text, re.M):
+            assert verb in verbs, "%s runs `samrs %s`, which is no verb" % (doc.name, verb)
+    readme = (repo / "README.md").read_text()
+    n_browser = len(re.findall(r"^def test_", (repo / "tests" / "test_browser.py").read_text(),
+                               re.M))
+    assert "tests/test_browser.py`, %d tests" % n_browser in readme
+    assert "shared/samples" in readme and "samrs app samrs-demo" in readme
