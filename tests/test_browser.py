@@ -370,7 +370,12 @@ def _eval_low_iou_of(ds, key, n):
 
     fsr.evaluate(ds, pred_field="sam", gt_field="gt_masks", eval_key=key, progress=False)
     ious = sorted(v for v in ds.values("%s_iou_i" % key) if v is not None)
-    threshold = (ious[n - 1] + ious[n]) / 2 if n < len(ious) else ious[-1] + 0.01
+    if n == 0:
+        threshold = ious[0]  # nothing is below the lowest
+    elif n < len(ious):
+        threshold = (ious[n - 1] + ious[n]) / 2
+    else:
+        threshold = ious[-1] + 0.01
     fsr.save_qa_views(ds, eval_key=key, low_iou=threshold)
     assert len(ds.load_saved_view("low_iou_%s" % key)) == n
     return threshold
@@ -416,6 +421,13 @@ def test_evaluate_qa_panel_and_export_in_the_app(page, app_url, hrsc, tmp_path):
     page.get_by_role("option", name="eval", exact=True).click()
     page.get_by_role("button", name="Open low-IoU samples (%d)" % n_low).wait_for()
     shot(page, "12-qa-panel.png")
+    # an evaluation with nothing below its threshold: the panel says why
+    _eval_low_iou_of(ds, "eval_none", 0)
+    page.get_by_role("button", name="Refresh").click()
+    page.get_by_role("combobox").filter(has_text=re.compile(r"^eval$")).click()
+    page.get_by_role("option", name="eval_none", exact=True).click()
+    page.get_by_text(re.compile("no sample has eval_none_iou_i below")).wait_for()
+    assert page.get_by_role("button", name="Open low-IoU samples (0)").is_disabled()
 
     # Export the current view as a SAMRS tree
     out = tmp_path / "samrs-export"

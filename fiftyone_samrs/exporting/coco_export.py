@@ -491,23 +491,24 @@ def assign_image_ids(sample_collection, field_name: str = IMAGE_ID_FIELD
 
     from fiftyone_samrs.fiftyone_io import dataset_of
 
-    root = dataset_of(sample_collection)
+    root = dataset_of(sample_collection)  # the object the view runs on (see dataset_of)
     if not root.has_sample_field(field_name):
         root.add_sample_field(field_name, fo.IntField,
                               description="COCO image id (stable across exports)")
-    if root.count(field_name) < len(root):
-        ids, current = root.values(["id", field_name])
-        used = [int(c) for c in current if c is not None]
-        start = max(used, default=0) + 1
-        missing = [i for i, c in zip(ids, current) if c is None]
-        root.set_values(field_name, dict(zip(missing, range(start, start + len(missing)))),
-                        key_field="id")
-    ids, paths, image_ids = sample_collection.values(["id", "filepath", field_name])
-    by_id = {i: int(c) for i, c in zip(ids, image_ids)}
+    ids, paths, current = root.values(["id", "filepath", field_name])
+    missing = [i for i, c in zip(ids, current) if c is None]
+    if missing:
+        start = max((int(c) for c in current if c is not None), default=0) + 1
+        new = dict(zip(missing, range(start, start + len(missing))))
+        root.set_values(field_name, new, key_field="id")
+        current = [new.get(i, c) for i, c in zip(ids, current)]
+    all_ids = dict(zip(ids, current))
+    by_id = {i: int(all_ids[i]) for i in sample_collection.values("id")}
     if len(set(by_id.values())) < len(by_id):
         raise ValueError("%r holds the same COCO image id for several samples: COCO image ids "
                          "must be unique" % field_name)
-    return by_id, {p: int(c) for p, c in zip(paths, image_ids)}
+    in_view = set(by_id)
+    return by_id, {p: int(c) for i, p, c in zip(ids, paths, current) if i in in_view}
 
 
 def run_export(exporter, sample_collection, label_field: str, prompt_field: Optional[str],
