@@ -113,6 +113,31 @@ def test_run_sam_runs_now_unless_scheduled(dataset, checkpoint, monkeypatch):
     DelegatedOperationService().delete_operation(op_id)
 
 
+def test_the_form_asks_whether_a_worker_runs(dataset, checkpoint, monkeypatch):
+    """With Schedule available, the form notices operations left waiting."""
+    import sys
+
+    import fiftyone as fo
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionContext
+
+    foo.list_operators()
+    common = sys.modules["fiftyone.plugins.orgs.samrs.samrs.common"]
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
+    original = common.waiting_operations
+    monkeypatch.setattr(common, "waiting_operations", lambda: original(min_age_s=0))
+    op = foo.get_operator(URI)
+    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {}})
+    assert "waiting" not in op.resolve_input(ctx).type.properties["execution_notice"].view.label
+    op_id = _queue(dataset, checkpoint=checkpoint, device="cpu")
+    try:
+        notice = op.resolve_input(ctx).type.properties["execution_notice"].view.label
+        assert "1 scheduled operation is waiting" in notice and "is a worker running?" in notice
+    finally:
+        DelegatedOperationService().delete_operation(op_id)
+
+
 def _worker_env():
     """The environment of a worker on this test's database and plugins dir."""
     import fiftyone as fo

@@ -195,8 +195,9 @@ def delegation_available() -> bool:
     """Whether the App can schedule (delegate) an operation.
 
     FiftyOne 1.22.1 (open source) has no orchestrator registry, so its App
-    shows "Background compute is not yet configured" instead of a Schedule
-    button, unless the App runs with ``allow_legacy_orchestrators``
+    offers no Schedule button (and an operator that allows only delegation
+    shows "Background compute is not yet configured" and Close), unless the
+    App runs with ``allow_legacy_orchestrators``
     (``FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true``). Scheduled operations then
     wait in the database for a worker (``fiftyone delegated launch``).
     Programmatic callers can always queue (``request_delegation=True``).
