@@ -4,6 +4,9 @@ The database name is set before anything imports fiftyone. With
 ``FIFTYONE_DATABASE_URI`` set, the tests use that MongoDB with their own
 database name; otherwise FiftyOne's embedded mongod.
 
+What FiftyOne writes under its default dataset dir (Run SAM's PNGs, tiles,
+previews) goes to a temporary folder, removed at the end too.
+
 The database is dropped however the run ends: passed, failed, errored,
 interrupted (Ctrl-C) or terminated (SIGTERM/SIGHUP, e.g. by ``timeout`` or a
 CI runner cancelling the job, are turned into an interruption so that pytest
@@ -11,10 +14,16 @@ unwinds its fixtures); ``tests/test_foundation.py`` checks it.
 """
 
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 
 os.environ["FIFTYONE_DATABASE_NAME"] = "samrs-test-%s" % uuid.uuid4().hex[:8]
+_DATASET_DIR = None
+if "FIFTYONE_DEFAULT_DATASET_DIR" not in os.environ:
+    _DATASET_DIR = tempfile.mkdtemp(prefix="samrs-test-datasets-")
+    os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = _DATASET_DIR
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
@@ -58,7 +67,11 @@ def _drop_test_database():
     try:
         yield
     finally:
-        drop_test_database()
+        try:
+            drop_test_database()
+        finally:
+            if _DATASET_DIR:
+                shutil.rmtree(_DATASET_DIR, ignore_errors=True)
 
 
 @pytest.fixture
