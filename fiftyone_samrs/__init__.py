@@ -22,6 +22,21 @@ from fiftyone_samrs import _legacy
 
 _legacy.install()
 
+
+def _quiet_database_notice() -> None:
+    """FiftyOne's "oldest supported MongoDB" notice, printed at every start
+    on the embedded MongoDB 6.0 this project installs, is turned off (only
+    then: see :func:`fiftyone_samrs.tools.db.quiet_embedded_database_notice`)."""
+    try:
+        from fiftyone_samrs.tools.db import quiet_embedded_database_notice
+
+        quiet_embedded_database_notice()
+    except Exception:  # noqa: BLE001 - a notice is never worth a failed import
+        pass
+
+
+_quiet_database_notice()
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

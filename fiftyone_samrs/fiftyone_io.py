@@ -23,6 +23,12 @@ private use                              what it saves; its canary test
                                          sample (:func:`insert_sample_docs`)
 ``fiftyone.core.odm.sample._generate_rand``  the ``_rand`` of a sample document
 ``Dataset._doc.id``                      the ``_dataset_id`` of a sample document
+``DatasetView._root_dataset``            the dataset object a view runs on
+                                         (:func:`dataset_of`): the App server
+                                         has no dataset singletons, so
+                                         ``fo.load_dataset`` there is another
+                                         object, whose new fields the view
+                                         would not see
 ======================================  =====================================
 
 Each has a canary in ``tests/test_fiftyone_io.py`` that compares it with
@@ -61,9 +67,13 @@ LABEL_LISTS = {fol.Detections: "detections", fol.Polylines: "polylines"}
 
 
 def dataset_of(sample_collection) -> fo.Dataset:
-    """The dataset a view (or dataset) belongs to."""
+    """The dataset a view (or dataset) belongs to: the very object the view
+    runs on, so that fields added through it are fields of the view."""
     if isinstance(sample_collection, fo.Dataset):
         return sample_collection
+    root = getattr(sample_collection, "_root_dataset", None)
+    if isinstance(root, fo.Dataset):
+        return root
     return fo.load_dataset(sample_collection.dataset_name)
 
 

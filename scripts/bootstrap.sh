@@ -5,6 +5,8 @@
 #   versions in constraints.txt (torch 2.14.1 comes from local disk here);
 # - makes sure FiftyOne's embedded MongoDB has a `mongod` (see README,
 #   "The embedded database");
+# - links the App plugin into FiftyOne's plugins dir (`samrs plugin install`),
+#   so that the App has the SAMRS operators and `samrs doctor` passes;
 # - does nothing when pyproject.toml and constraints.txt have not changed
 #   since the last successful run.
 set -euo pipefail
@@ -28,5 +30,8 @@ echo "[bootstrap] installing fiftyone-samrs and its dependencies into $VENV"
 # the optional backends too, so that their exactness tests run (sam2 without its CUDA extension)
 SAM2_BUILD_CUDA=0 "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test,sam2,sam_hq]"
 "$VENV/bin/python" -m fiftyone_samrs.tools.db ensure-mongod
+"$VENV/bin/samrs" plugin install \
+    || echo "[bootstrap] warning: the App plugin is not installed (see the error above); \
+\`samrs demo\` tries again, \`samrs plugin status\` says what is wrong" >&2
 echo "$want" > "$stamp"
 echo "[bootstrap] ready"

@@ -7,6 +7,7 @@ import pytest
 
 import fiftyone as fo
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.tools.cli import main
 
 
@@ -99,7 +100,7 @@ def test_import_hrsc_split(tmp_path, names, capsys):
     assert main(["import", "hrsc", gt["root"], "--name", name, "--split", "test", "-q"]) == 0
     out = capsys.readouterr().out
     n_test = sum(1 for img in gt["images"] if img["split"] == "test")
-    assert "%d images, %d objects" % (n_test, 2 * n_test) in out
+    assert "%s, %s" % (plural(n_test, "image"), plural(2 * n_test, "object")) in out
     ds = fo.load_dataset(name)
     assert ds.distinct("split") == ["test"] and ds.count("gt_masks.detections") == 2 * n_test
 
@@ -115,7 +116,7 @@ def test_import_dota_tiled(tmp_path, names, capsys):
     out = capsys.readouterr().out
     ds = fo.load_dataset(name)
     assert "%d images" % len(ds) in out
-    assert "tiles of 1 source images with 8 objects" in out
+    assert "tiles of 1 source image with 8 objects" in out
     assert set(ds.distinct("tile_source")) == {gt["images"][0]["filepath"]}
     assert all(os.path.dirname(p) == tile_dir for p in ds.values("filepath"))
 

@@ -187,6 +187,26 @@ def test_check_label_field_and_default_classes(fo_dataset, tmp_path):
     assert fio.dataset_of(ds.limit(2)) is ds
 
 
+def test_dataset_of_is_the_object_a_view_runs_on_without_singletons(fo_dataset, tmp_path,
+                                                                    monkeypatch):
+    """The canary of ``DatasetView._root_dataset``: in the App server FiftyOne
+    keeps no dataset singletons (``singleton_cache`` False), and a field added
+    through ``fo.load_dataset(name)`` there is not a field of a view made
+    earlier; through :func:`dataset_of` it is (a COCO export from the App
+    adding ``coco_id`` failed so)."""
+    ds = _dataset(fo_dataset, tmp_path)
+    monkeypatch.setattr(fo.config, "singleton_cache", False)
+    server_ds = fo.load_dataset(ds.name)
+    assert server_ds is not fo.load_dataset(ds.name)  # no singletons
+    view = server_ds.limit(2)
+    assert fio.dataset_of(view) is view._root_dataset is server_ds
+    fio.dataset_of(view).add_sample_field("canary_field", fo.IntField)
+    assert view.has_sample_field("canary_field")
+    other = fo.load_dataset(ds.name)
+    other.add_sample_field("other_field", fo.IntField)
+    assert not view.has_sample_field("other_field")  # why dataset_of avoids load_dataset
+
+
 def test_sidebar_group_uses_the_public_app_config(fo_dataset, tmp_path):
     ds = _dataset(fo_dataset, tmp_path)
     fio.add_sidebar_group(ds.limit(1), "eval", ["sam"])

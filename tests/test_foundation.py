@@ -109,3 +109,73 @@ def test_sdk_segment_stays_the_function_after_the_engine_is_imported():
     from fiftyone_samrs.segmenting.pipeline import segment
 
     assert fsr.segment is segment
+
+
+# --------------------------------------------------------------------------
+# the test database is dropped however a run ends (tests/conftest.py)
+
+_CHILD_TEST = '''
+import os
+import signal
+
+import fiftyone as fo
+
+
+def test_child():
+    fo.Dataset("samrs-test-child-dataset")  # the run's database now exists
+    with open(os.environ["SAMRS_CHILD_OUT"], "w") as f:
+        f.write(os.environ["FIFTYONE_DATABASE_NAME"])
+    if os.environ.get("SAMRS_CHILD_WAIT"):
+        signal.pause()  # until the parent terminates the run
+    assert False, "this run fails on purpose"
+'''
+
+
+def _child_run(tmp_path, wait):
+    """A pytest run on this conftest whose one test creates a dataset and
+    fails (or, with ``wait``, is terminated); returns its database name."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import fiftyone.core.odm as foo
+
+    (tmp_path / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    (tmp_path / "test_child.py").write_text(_CHILD_TEST)
+    out = tmp_path / "name.txt"
+    env = dict(os.environ, SAMRS_CHILD_OUT=str(out))
+    if not env.get("FIFTYONE_DATABASE_URI"):
+        host, port = foo.get_db_client().address
+        env["FIFTYONE_DATABASE_URI"] = "mongodb://%s:%d" % (host, port)
+    if wait:
+        env["SAMRS_CHILD_WAIT"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(tmp_path)], cwd=str(tmp_path), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if wait:
+        deadline = time.monotonic() + 300  # safety only: waits for the child's state
+        while not (out.exists() and out.read_text()) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the child run never started its test"
+            time.sleep(0.1)
+        proc.terminate()
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, output
+    name = out.read_text()
+    assert name.startswith("samrs-test-") and name != os.environ["FIFTYONE_DATABASE_NAME"]
+    return name, output
+
+
+def test_a_failed_run_drops_its_database(tmp_path):
+    import fiftyone.core.odm as foo
+
+    name, output = _child_run(tmp_path, wait=False)
+    assert "this run fails on purpose" in output
+    assert name not in foo.get_db_client().list_database_names(), output
+
+
+def test_a_terminated_run_drops_its_database(tmp_path):
+    import fiftyone.core.odm as foo
+
+    name, output = _child_run(tmp_path, wait=True)
+    assert name not in foo.get_db_client().list_database_names(), output

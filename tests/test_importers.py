@@ -198,7 +198,7 @@ def test_load_records_boxes_and_attributes(tmp_path, names):
     assert dets[2].rh is True and dets[2].difficult == 2
     polys = s.obb.polylines
     assert [p.obj_index for p in polys] == [0, 2]  # the ship has no quad
-    assert polys[0].closed and polys[0].filled
+    assert polys[0].closed and not polys[0].filled  # outlines: the masks stay visible
     pts = np.array(polys[0].points[0]) * [100, 80]
     np.testing.assert_allclose(pts, [[10, 10], [30, 12], [28, 40], [8, 38]])
     assert s.gsd == 0.25 and s.imagesource == "GoogleEarth" and s.source == "DOTA-v1.0"
@@ -335,7 +335,7 @@ def test_load_dota_quirks(tmp_path, names):
     assert [d.obj_index for d in dets] == [0, 1, 2, 3]
     assert all(d.rh is False for d in dets)
     polys = s.obb.polylines
-    assert len(polys) == 4 and all(p.closed and p.filled for p in polys)
+    assert len(polys) == 4 and all(p.closed and not p.filled for p in polys)
     np.testing.assert_allclose(np.array(polys[1].points[0]) * [200, 100],
                                [[60.5, 20], [90, 20], [90, 60], [60.5, 60]])
     empty = ds.match(F("filepath").ends_with("P0002.png")).first()
@@ -495,7 +495,8 @@ def test_load_fair1m(tmp_path, names):
     from fiftyone_samrs import types
     gt = synthetic.make_fair1m_tree(str(tmp_path / "FAIR1M"), n_images=4, n_objects=3,
                                     size=(300, 300), gt_masks=False)
-    ds = imp.load_fair1m(gt["root"], name=names(), progress=False)
+    previews = str(tmp_path / "previews")
+    ds = imp.load_fair1m(gt["root"], name=names(), progress=False, preview_dir=previews)
     assert len(ds) == 4 and ds.count("hbb.detections") == 12
     assert ds.count_values("split") == {"train": 2, "val": 2}
     # stems collide between train and validation; uid keeps them apart
@@ -508,7 +509,7 @@ def test_load_fair1m(tmp_path, names):
     assert ds.classes["obb"] == fsc.FAST and ds.info["samrs"]["format"] == "fair1m"
     # difficult is never given by FAIR1M, yet the attribute is declared
     assert "hbb.detections.difficult" in ds.get_field_schema(flat=True)
-    _same_as_from_dir(ds, types.FAIR1MDataset, gt["root"], names())
+    _same_as_from_dir(ds, types.FAIR1MDataset, gt["root"], names(), preview_dir=previews)
 
 
 def test_load_hrsc_masks_and_all_masked(tmp_path, names):

@@ -126,7 +126,28 @@ def test_operators_are_discovered(plugin):
         assert "%s/%s" % (PLUGIN, name) in uris
 
 
-def test_run_sam_form_and_delegation_rule(dota, monkeypatch):
+def app_choices(options):
+    """What the App's operator prompt offers for these execution options: the
+    logic of FiftyOne 1.22.1's ``useOperatorPromptSubmitOptions`` (its
+    ``requiresOrchestratorSetup`` is the "Background compute is not yet
+    configured / Set up now" screen with only Close)."""
+    o = options.to_dict()
+    choices = []
+    if o["allow_immediate_execution"]:
+        choices.append("execute")
+    if o["allow_delegated_execution"] and not o["orchestrator_registration_enabled"]:
+        choices.append("schedule")
+    if (o["allow_delegated_execution"] and o["allow_immediate_execution"]
+            and o["orchestrator_registration_enabled"] and not o["available_orchestrators"]):
+        choices.append("schedule (not available)")
+    setup = (o["orchestrator_registration_enabled"] and not o["available_orchestrators"]
+             and not o["allow_immediate_execution"])
+    default = "schedule" if ("schedule" in choices and o["default_choice_to_delegated"]) \
+        else (choices[0] if choices else None)
+    return {"choices": choices, "default": default, "requires_setup": setup}
+
+
+def test_run_sam_form(dota):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
     from fiftyone_samrs.segmenting.prompts import TABLE1
@@ -139,28 +160,84 @@ def test_run_sam_form_and_delegation_rule(dota, monkeypatch):
 
     props = op.resolve_input(ctx()).type.properties
     for key in ("view_target", "box_field", "obb_field", "prompt", "backend", "model",
-                "checkpoint", "device", "batch_size", "label_field", "seg_field", "overwrite",
-                "delegate"):
+                "checkpoint", "device", "batch_size", "label_field", "seg_field", "overwrite"):
         assert key in props, key
+    assert "delegate" not in props  # no checkbox: the App's Execute / Schedule decide
+    # the notice on how it runs comes first, right after the target
+    assert list(props)[:2] == ["view_target", "execution_notice"]
     assert props["box_field"].default == "hbb"
     assert props["obb_field"].default == "obb"
     assert props["prompt"].default == "auto"
     assert set(TABLE1) <= set(props["prompt"].type.values)
-    assert props["delegate"].default is True
-    assert op.resolve_delegation(ctx()) is True  # long runs: delegated by default
-    assert op.resolve_delegation(ctx(delegate=False)) is False  # small view: may run now
     # baselines need no model inputs
     props = op.resolve_input(ctx(backend="boxfill")).type.properties
     assert "model" not in props and "checkpoint" not in props
 
-    # a view larger than the immediate-execution limit is always delegated
+
+def test_run_sam_runs_where_it_opens(dota, checkpoint, monkeypatch):
+    """FiftyOne's defaults (no orchestrator): Execute, and the form says how
+    to get a Schedule button; with legacy orchestrators: both, Schedule the
+    default for Run SAM and for large views."""
+    import fiftyone as fo
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+
+    dataset = dota["dataset"]
+    op = foo.get_operator("%s/run_sam" % PLUGIN)
     common = _operator_module("common")
+
+    def ctx(**params):
+        return ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
+
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
+    for small_view in (50, 1):  # the dataset has 2 samples
+        monkeypatch.setattr(common, "SMALL_VIEW", small_view)
+        app = app_choices(op.resolve_execution_options(ctx()))
+        assert app == {"choices": ["execute", "schedule (not available)"],
+                       "default": "execute", "requires_setup": False}
+        notice = op.resolve_input(ctx()).type.properties["execution_notice"].view.label
+        assert "Execute runs" in notice
+        assert "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in notice
+        assert "fiftyone delegated launch" in notice
+    # the run with the form's defaults (a programmatic call: same defaults) runs now
+    result = execute("run_sam", dataset=dataset, checkpoint=checkpoint, device="cpu",
+                     label_field="sam_now", seg_field="")
+    assert not result.delegated
+    dataset.reload()
+    assert dataset.count("sam_now.detections") == dataset.count("hbb.detections")
+
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
+    monkeypatch.setattr(common, "SMALL_VIEW", 50)
+    # Run SAM is long: Schedule is its default wherever the App can schedule
+    app = app_choices(op.resolve_execution_options(ctx()))
+    assert app == {"choices": ["execute", "schedule"], "default": "schedule",
+                   "requires_setup": False}
+    # other operators: Execute on a small view, Schedule on a large one
+    export = foo.get_operator("%s/export_dataset" % PLUGIN)
+    assert app_choices(export.resolve_execution_options(ctx()))["default"] == "execute"
     monkeypatch.setattr(common, "SMALL_VIEW", 1)
-    props = op.resolve_input(ctx(delegate=False)).type.properties
-    assert "delegate" not in props and "delegate_notice" in props
-    assert op.resolve_delegation(ctx(delegate=False)) is True
-    options = op.resolve_execution_options(ctx(delegate=False))
-    assert options.allow_delegated_execution and not options.allow_immediate_execution
+    assert app_choices(export.resolve_execution_options(ctx()))["default"] == "schedule"
+    notice = op.resolve_input(ctx()).type.properties["execution_notice"].view.label
+    assert "Schedule" in notice and "fiftyone delegated launch" in notice
+    # a programmatic "delegate" forces one or the other
+    assert app_choices(op.resolve_execution_options(ctx(delegate=False)))["choices"] == [
+        "execute"]
+    assert op.resolve_execution_options(ctx(delegate=True)).allow_delegated_execution
+
+
+def test_every_operator_can_execute_with_fiftyone_defaults(dota, monkeypatch):
+    import fiftyone as fo
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
+    ctx = ExecutionContext(request_params={"dataset_name": dota["dataset"].name, "params": {}})
+    for name in ("import_dataset", "run_sam", "evaluate_masks", "prompt_study",
+                 "export_dataset"):
+        op = foo.get_operator("%s/%s" % (PLUGIN, name))
+        app = app_choices(op.resolve_execution_options(ctx))
+        assert app["default"] == "execute" and not app["requires_setup"], name
+        assert "delegate" not in op.resolve_input(ctx).type.properties, name
 
 
 # --------------------------------------------------------------------------
@@ -202,6 +279,12 @@ def test_run_sam_writes_masks_and_reloads(dota):
     assert any("segmented 1/2 samples" in (label or "") for _, label in progress)
     assert "2 samples segmented" in progress[-1][1]
     assert [u for u, _ in messages][-2:] == ["reload_dataset", "show_output"]
+    # the summary's lines stay lines in the App's Markdown: a headline and a list
+    summary = _only(messages, "show_output")[0]["results"]["summary"]
+    headline, _, rest = summary.partition("\n\n")
+    assert headline.startswith("**SAM ") and "2 samples segmented" in headline
+    assert [line[:2] for line in rest.splitlines()] == ["- ", "- "]
+    assert rest.splitlines()[0].startswith("- backend sam, prompt auto")
 
 
 def test_run_sam_on_the_current_view_only(dota, checkpoint):
@@ -326,35 +409,103 @@ def test_evaluate_masks_scores_and_opens_low_iou(hrsc):
     assert _progress(messages)[-1][0] == 1.0
 
 
-def test_qa_panel_shows_the_evaluation(hrsc):
+def _panel_call(dataset, method, state=None, **params):
+    """Calls a method of the QA panel as the App does; returns its requests."""
     import fiftyone.operators as foo
+
+    result = foo.execute_operator(
+        "%s/samrs_qa" % PLUGIN,
+        ctx={"dataset": dataset, "params": {"__method__": method, "panel_id": "p1",
+                                            "panel_state": state or {}, "event_args": {},
+                                            **params}})
+    return [(r["operator_uri"], r["params"]) for r in result.executor.to_json()["requests"]]
+
+
+def _panel_state(requests):
+    state = {}
+    for uri, p in requests:
+        if uri == "patch_panel_state":
+            state.update(p["state"])
+    return state
+
+
+def test_qa_panel_shows_the_evaluation(hrsc):
     from fiftyone_samrs.evaluating import evaluation
     if "eval" not in evaluation.list_runs(hrsc):
         execute("evaluate_masks", dataset=hrsc, delegate=False)
     panel = _operator_module("qa_panel")
-    summary = panel.qa_summary(hrsc)
+    summary = panel.qa_summary(hrsc, "eval")
     results = evaluation.load_results(hrsc, "eval")
     assert summary["eval_key"] == "eval" and "eval" in summary["eval_keys"]
     assert len(summary["ious"]) == int(np.isfinite(results.ious).sum()) == 6
     assert "mIoU_I" in summary["markdown"]
 
-    def panel_call(method, **params):
-        result = foo.execute_operator(
-            "%s/samrs_qa" % PLUGIN,
-            ctx={"dataset": hrsc, "params": {"__method__": method, "panel_id": "p1",
-                                             "state": {}, "event_args": {}, **params}})
-        return [(r["operator_uri"], r["params"]) for r in result.executor.to_json()["requests"]]
-
-    requests = panel_call("on_load")
+    requests = _panel_call(hrsc, "on_load", state={"eval_key": "eval"})
     data = [p["data"] for u, p in requests if u == "patch_panel_data"]
     hist = [d["iou_hist"] for d in data if "iou_hist" in d][0]
     assert hist[0]["type"] == "histogram" and len(hist[0]["x"]) == 6
     output = [p for u, p in requests if u == "show_panel_output"][0]
     assert "open_low_iou" in json.dumps(output)
-    for method, name in (("open_low_iou", "low_iou"), ("open_suspicious", "suspicious_masks")):
-        requests = panel_call(method)
+    for method, name in (("open_low_iou", "low_iou_eval"),
+                         ("open_suspicious", "suspicious_masks")):
+        requests = _panel_call(hrsc, method, state={"eval_key": "eval"})
         view = _stages(hrsc.load_saved_view(name)._serialize())
         assert [_stages(p["view"]) for u, p in requests if u == "set_view"] == [view]
+
+
+def test_qa_panel_buttons_follow_the_chosen_evaluation(hrsc):
+    """Two evaluations: the panel opens on the newest, and its low-IoU button
+    opens that evaluation's samples, not the other's saved view; an empty view
+    is not opened but explained."""
+    from fiftyone_samrs.evaluating import qa
+
+    execute("evaluate_masks", dataset=hrsc, eval_key="eval_all", low_iou=1.0, delegate=False)
+    execute("evaluate_masks", dataset=hrsc, eval_key="eval_none", low_iou=0.0, delegate=False)
+    hrsc.reload()
+    assert len(hrsc.load_saved_view("low_iou_eval_all")) == 3
+    assert len(hrsc.load_saved_view("low_iou_eval_none")) == 0
+    # a third evaluation without QA views, newest of all: built on the spot
+    from fiftyone_samrs.evaluating.evaluation import evaluate
+    evaluate(hrsc, pred_field="sam", gt_field="gt_masks", eval_key="eval_sdk", progress=False)
+    assert "low_iou_eval_sdk" not in hrsc.list_saved_views()
+
+    state = _panel_state(_panel_call(hrsc, "on_load"))
+    assert state["eval_key"] == "eval_sdk"  # the newest
+    expected = _stages(qa.low_iou_view(hrsc, "eval_sdk", 0.5)._serialize())
+    requests = _panel_call(hrsc, "open_low_iou", state=state)
+    assert [_stages(p["view"]) for u, p in requests if u == "set_view"] == [expected]
+
+    state = _panel_state(_panel_call(hrsc, "choose_eval", state=state, value="eval_all"))
+    assert state["eval_key"] == "eval_all" and state["low_iou"]["count"] == 3
+    assert "low_iou_eval_all" in state["low_iou"]["text"]
+    requests = _panel_call(hrsc, "open_low_iou", state=state)
+    expected = _stages(hrsc.load_saved_view("low_iou_eval_all")._serialize())
+    assert [_stages(p["view"]) for u, p in requests if u == "set_view"] == [expected]
+
+    state = _panel_state(_panel_call(hrsc, "choose_eval", state=state, value="eval_none"))
+    assert state["low_iou"]["count"] == 0
+    assert "no sample has eval_none_iou_i below 0" in state["low_iou"]["reason"]
+    assert "lowest:" in state["low_iou"]["reason"]
+    requests = _panel_call(hrsc, "open_low_iou", state=state)
+    assert not [p for u, p in requests if u == "set_view"]
+    notes = [p["message"] for u, p in requests if u == "notify"]
+    assert notes and "nothing to open" in notes[0] and "below 0" in notes[0]
+    # rendered: the button is disabled and the reason is written in the panel
+    output = json.dumps([p for u, p in _panel_call(hrsc, "on_load", state=state)
+                         if u == "show_panel_output"])
+    assert "no sample has eval_none_iou_i below 0" in output
+
+
+def test_evaluate_masks_explains_an_empty_low_iou_view(hrsc):
+    messages = execute_collect("evaluate_masks", dataset=hrsc, eval_key="eval_zero",
+                               low_iou=0.0, delegate=False)
+    assert not _only(messages, "set_view")  # no empty view opened
+    notes = _only(messages, "notify")
+    assert notes and "low_iou view is empty" in notes[0]["message"]
+    assert "no sample has eval_zero_iou_i below 0" in notes[0]["message"]
+    summary = _only(messages, "show_output")[0]["results"]["summary"]
+    assert "low_iou 0 samples: no sample has eval_zero_iou_i below 0" in " ".join(
+        summary.split())
 
 
 def test_prompt_study_shows_the_table(hrsc, checkpoint, tmp_path):

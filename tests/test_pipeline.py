@@ -437,7 +437,7 @@ def test_summary_mentions_counts(fo_dataset, tmp_path):
     ds = make_dataset(fo_dataset, tmp_path)
     text = _run(ds, tmp_path, shard=(0, 1)).summary()
     assert "backend fake" in text and "5 samples segmented" in text
-    assert "8 boxes, 1 empty masks" in text and "boxes/s" in text
+    assert "8 boxes, 1 empty mask" in text and "boxes/s" in text
 
 
 def test_predicted_attributes_are_declared(fo_dataset, tmp_path):

@@ -161,8 +161,10 @@ def test_qa_views_and_tags(fo_dataset, tmp_path):
     # s1: IoUs 1, 1, 0 (empty), 100/144 -> mean 0.6736 ; s2: 0 (missed)
     assert ds.first().eval_iou_i == pytest.approx((2 + 100 / 144) / 4)
     saved = save_qa_views(ds, low_iou=0.7)
-    assert saved == {"low_iou": 2, "suspicious_masks": 1, "worst_samples": 2}
-    assert set(ds.list_saved_views()) == {"low_iou", "suspicious_masks", "worst_samples"}
+    assert saved == {"low_iou": 2, "low_iou_eval": 2, "suspicious_masks": 1,
+                     "worst_samples": 2}
+    assert set(ds.list_saved_views()) == {"low_iou", "low_iou_eval", "suspicious_masks",
+                                          "worst_samples"}
     low = ds.load_saved_view("low_iou")
     assert low.values("filepath") == [s2.filepath, s1.filepath]  # worst first
     assert ds.load_saved_view("suspicious_masks").values("id") == [s1.id]

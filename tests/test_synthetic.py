@@ -31,7 +31,11 @@ def test_dota_tree_layout_labels_and_masks(tmp_path):
     assert gt["n_objects"] == 45 and gt["version"] == "1.0"
     report = ImportReport()
     recs = list(dota.scan(root, report=report))
-    assert report.images == 3 and report.objects == 45 and not report.skipped and not report.warned
+    # no version given and a plain labelTxt/: the one warning is the (right) guess
+    assert report.images == 3 and report.objects == 45 and not report.skipped
+    assert dict(report.warned) == {"DOTA version guessed": 1}
+    assert report.info == {"version": "1.0", "version_source":
+                           "guessed from integer coordinates and only v1.0 classes"}
     nears = []
     for rec, img in zip(recs, gt["images"]):
         assert rec.filepath == img["filepath"] and (rec.width, rec.height) == (320, 240)

@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from fiftyone_samrs.core.text import plural
+
 
 @dataclass
 class InstanceMask:
@@ -169,7 +171,9 @@ class ImportReport:
     """What an import did: counts, and every skip and warning with its reason.
 
     Skips and warnings are counted by kind (e.g. ``"image without labels"``)
-    and each keeps a message naming the file.
+    and each keeps a message naming the file; ``info`` holds facts about the
+    source (e.g. the DOTA version and how it was known), stored in
+    ``dataset.info["samrs"]`` by the importers.
     """
 
     images: int = 0
@@ -177,6 +181,9 @@ class ImportReport:
     skipped: Counter = field(default_factory=Counter)
     warned: Counter = field(default_factory=Counter)
     messages: List[str] = field(default_factory=list)
+    #: facts about the source found while parsing (DOTA: ``version`` and
+    #: ``version_source``: "given", "label folder name" or "guessed from ...")
+    info: Dict[str, Any] = field(default_factory=dict)
 
     def skip(self, kind: str, message: str) -> None:
         self.skipped[kind] += 1
@@ -192,9 +199,14 @@ class ImportReport:
         self.skipped.update(other.skipped)
         self.warned.update(other.warned)
         self.messages.extend(other.messages)
+        self.info.update(other.info)
 
     def summary(self, max_messages: int = 10) -> str:
-        lines = ["%d images, %d objects" % (self.images, self.objects)]
+        lines = ["%s, %s" % (plural(self.images, "image"), plural(self.objects, "object"))]
+        if self.info.get("previews"):
+            lines.append("browser previews: %s in %s (preview_path, shown by the App; "
+                         "filepath keeps the originals)"
+                         % (plural(self.info["previews"], "JPEG"), self.info.get("preview_dir")))
         for title, counter in (("skipped", self.skipped), ("warnings", self.warned)):
             if counter:
                 lines.append(

@@ -43,6 +43,7 @@ import fiftyone as fo
 import fiftyone.core.evaluation as foe
 from fiftyone import ViewField as F
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core.metrics import iou_of, match_by_iou, mask_iou, miou
 from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.evaluating.loop import SampleRow, for_each_sample
@@ -306,18 +307,21 @@ class SamrsEvaluationResults(foe.EvaluationResults):
     def summary(self) -> str:
         """Headline + per-class table + skips, for printing."""
         cfg = self.config
-        head = "evaluation %r: %s vs %s%s: %d samples, %d instances: mIoU_I %s, mIoU_P %s" % (
+        head = "evaluation %r: %s vs %s%s: %s, %s: mIoU_I %s, mIoU_P %s" % (
             self.key, cfg.pred_field, cfg.gt_field, " (paper protocol)" if cfg.protocol else "",
-            self.n_samples, self.n_instances, _pct(self.miou_i), _pct(self.miou_p))
+            plural(self.n_samples, "sample"), plural(self.n_instances, "instance"),
+            _pct(self.miou_i), _pct(self.miou_p))
         lines = [head, self.table()]
         extra = []
         if self.n_missed:
-            extra.append("%d ground-truth instances had no prediction (counted as IoU 0)" % self.n_missed)
+            extra.append("%s had no prediction (counted as IoU 0)"
+                         % plural(self.n_missed, "ground-truth instance"))
         if self.n_unmatched:
-            extra.append("%d predictions had no ground truth (not in the metric)" % self.n_unmatched)
+            extra.append("%s had no ground truth (not in the metric)"
+                         % plural(self.n_unmatched, "prediction"))
         for kind, n in sorted(self.skipped.items()):
             if n:
-                extra.append("%d ground-truth labels skipped (%s)" % (n, kind))
+                extra.append("%s skipped (%s)" % (plural(n, "ground-truth label"), kind))
         lines.extend(extra)
         return "\n".join(lines)
 

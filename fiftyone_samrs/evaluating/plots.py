@@ -83,6 +83,53 @@ def per_class_miou(results, max_classes: int = 60) -> Figure:
     return fig
 
 
+def area_ticks(lo: float, hi: float, max_ticks: int = 7) -> List[float]:
+    """Tick positions for a log axis over ``[lo, hi]``: 1-2-5 steps per
+    decade; 1-9 when that leaves fewer than 3 ticks, decades when it gives
+    more than ``max_ticks``; then thinned to at most ``max_ticks``, so that
+    their labels never overlap."""
+    if not (lo > 0 and hi >= lo):
+        return []
+    k0, k1 = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+
+    def ticks_of(steps):
+        ticks = [m * 10.0 ** k for k in range(k0, k1 + 1) for m in steps]
+        return [t for t in ticks if lo <= t <= hi]
+
+    ticks = ticks_of((1, 2, 5))
+    if len(ticks) < 3:
+        ticks = ticks_of(tuple(range(1, 10)))
+    elif len(ticks) > max_ticks:
+        ticks = ticks_of((1,))
+    if len(ticks) < 2:
+        ticks = sorted({float("%.2g" % lo), float("%.2g" % hi)})
+    while len(ticks) > max_ticks:
+        ticks = ticks[::2]
+    return ticks
+
+
+def area_label(value: float) -> str:
+    """A short pixel-area label: 700, 1.5k, 20k, 1.2M."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= div:
+            return ("%.3g" % (value / div)) + suffix
+    return "%.3g" % value
+
+
+def _area_ticks(ax, areas: np.ndarray) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    if not areas.size:
+        return
+    lo, hi = float(areas.min()), float(areas.max())
+    pad = (hi / lo) ** 0.05 if hi > lo else 1.5
+    lo, hi = lo / pad, hi * pad
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(FixedLocator(area_ticks(lo, hi)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: area_label(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def iou_vs_size(results) -> Figure:
     """Scatter of instance IoU against ground-truth mask area (pixels, log x)."""
     ious = np.asarray(results.ious, dtype=np.float64)
@@ -102,6 +149,7 @@ def iou_vs_size(results) -> Figure:
     else:
         ax.scatter(areas[ok], ious[ok], s=6, alpha=0.5, color="#3572a5")
     ax.set_xscale("log")
+    _area_ticks(ax, areas[ok])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("ground-truth area (pixels)")
     ax.set_ylabel("instance IoU")

@@ -4,7 +4,10 @@ After :func:`fiftyone_samrs.evaluating.evaluation.evaluate` (samples have
 ``<eval_key>_iou_i``) and/or :func:`fiftyone_samrs.evaluating.quality.compute_quality`
 (samples have ``q_suspicious``), :func:`save_qa_views` saves, on the dataset:
 
-- ``low_iou``: samples with ``<eval_key>_iou_i < low_iou``, worst first;
+- ``low_iou``: samples with ``<eval_key>_iou_i < low_iou``, worst first
+  (the latest call's evaluation), and the same view as
+  ``low_iou_<eval_key>``, which stays that evaluation's (see
+  :func:`low_iou_view_name`);
 - ``suspicious_masks``: samples with at least one suspicious instance, most
   suspicious instances first, then lowest ``q_min_confidence``;
 - ``worst_samples``: the ``n`` worst samples (by IoU where evaluated, else
@@ -13,11 +16,16 @@ After :func:`fiftyone_samrs.evaluating.evaluation.evaluate` (samples have
 and tags the flagged samples ``low_iou`` and ``suspicious`` (the tags are
 first removed from the whole dataset, so they always reflect the latest
 call). In the App: pick the saved view in the view bar, or filter by tag.
+
+A view that comes out empty is saved all the same; :func:`empty_reason`
+says why it is empty (nothing below the threshold, and the lowest value;
+nothing evaluated; no suspicious instance), and :func:`qa_summary` prints it.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+import math
+from typing import Dict, Optional
 
 from fiftyone import ViewField as F
 
@@ -28,6 +36,11 @@ SUSPICIOUS_VIEW = "suspicious_masks"
 WORST_VIEW = "worst_samples"
 LOW_IOU_TAG = "low_iou"
 SUSPICIOUS_TAG = "suspicious"
+
+
+def low_iou_view_name(eval_key: str) -> str:
+    """The saved view of one evaluation's low-IoU samples: ``low_iou_<eval_key>``."""
+    return "%s_%s" % (LOW_IOU_VIEW, eval_key)
 
 
 def _has(sample_collection, field: str) -> bool:
@@ -83,7 +96,9 @@ def save_qa_views(
     Views are built on ``dataset`` (a dataset, or a view whose stages are
     kept in the saved views) and saved on its root dataset, overwriting
     earlier ones of the same name. A view whose fields are missing is not
-    saved (e.g. no ``low_iou`` before an evaluation).
+    saved (e.g. no ``low_iou`` before an evaluation). ``low_iou`` is also
+    saved as ``low_iou_<eval_key>`` (:func:`low_iou_view_name`), so that
+    each evaluation keeps its own.
 
     Args:
         dataset: a dataset or view
@@ -102,8 +117,10 @@ def save_qa_views(
     saved: Dict[str, int] = {}
     views = []
     if _has(dataset, "%s_iou_i" % eval_key):
-        views.append((LOW_IOU_VIEW, low_iou_view(dataset, eval_key, low_iou), LOW_IOU_TAG,
-                      "samples with %s_iou_i < %g, worst first" % (eval_key, low_iou)))
+        low = low_iou_view(dataset, eval_key, low_iou)
+        description = "samples with %s_iou_i < %g, worst first" % (eval_key, low_iou)
+        views.append((LOW_IOU_VIEW, low, LOW_IOU_TAG, description))
+        views.append((low_iou_view_name(eval_key), low, None, description))
     if _has(dataset, "q_suspicious"):
         views.append((SUSPICIOUS_VIEW, suspicious_view(dataset), SUSPICIOUS_TAG,
                       "samples with suspicious masks, most first"))
@@ -112,6 +129,8 @@ def save_qa_views(
                          "first" % eval_key)
     views.append((WORST_VIEW, worst_samples(dataset, n_worst, eval_key), None,
                   "the %d worst samples" % n_worst))
+    if _has(dataset, "%s_iou_i" % eval_key):
+        _remember_threshold(root, eval_key, low_iou)
     for name, view, tag_name, description in views:
         root.save_view(name, view, description=description, overwrite=True)
         saved[name] = len(view)
@@ -121,6 +140,72 @@ def save_qa_views(
     return saved
 
 
-def qa_summary(saved: Dict[str, int]) -> str:
-    """One line per saved view."""
-    return "\n".join("saved view %-17s %d samples" % (name, n) for name, n in saved.items())
+def _remember_threshold(root, eval_key: str, low_iou: float) -> None:
+    info = dict(root.info)
+    samrs = dict(info.get("samrs") or {})
+    thresholds = dict(samrs.get("low_iou") or {})
+    thresholds[eval_key] = float(low_iou)
+    samrs["low_iou"] = thresholds
+    info["samrs"] = samrs
+    root.info = info
+    root.save()
+
+
+def low_iou_threshold(sample_collection, eval_key: str) -> Optional[float]:
+    """The threshold of the last ``low_iou_<eval_key>`` view saved by
+    :func:`save_qa_views` (kept in ``info["samrs"]["low_iou"]``), or None."""
+    info = dataset_of(sample_collection).info or {}
+    value = ((info.get("samrs") or {}).get("low_iou") or {}).get(eval_key)
+    return None if value is None else float(value)
+
+
+def empty_reason(sample_collection, name: str, eval_key: str = "eval",
+                 low_iou: Optional[float] = None) -> str:
+    """Why the QA view ``name`` of ``sample_collection`` holds no sample.
+
+    Args:
+        sample_collection: the dataset or view the QA view was built on
+        name: ``low_iou`` (or ``low_iou_<eval_key>``), ``suspicious_masks``
+            or ``worst_samples``
+        eval_key: the evaluation of the low-IoU and worst-samples views
+        low_iou: the threshold of the low-IoU view (None: not said)
+
+    Returns:
+        one sentence, e.g. "no sample has eval_iou_i below 0.5 (lowest:
+        0.8312, over 3 evaluated samples)"
+    """
+    path = "%s_iou_i" % eval_key
+    if name == SUSPICIOUS_VIEW:
+        if not _has(sample_collection, "q_suspicious"):
+            return "no mask-quality signals: run compute_quality() (samrs quality) first"
+        n = sample_collection.count("q_suspicious")
+        if not n:
+            return "no sample has mask-quality signals (compute_quality scored none of them)"
+        return ("no suspicious mask: no rule fired on any instance of the %d scored samples"
+                % n)
+    if not _has(sample_collection, path):
+        return "no %s field: run evaluate(..., eval_key=%r) first" % (path, eval_key)
+    values = [v for v in sample_collection.values(path)
+              if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return ("no sample was scored by the evaluation %r (%s is empty: no ground-truth "
+                "instances in these samples?)" % (eval_key, path))
+    if name == WORST_VIEW:
+        return "no evaluated sample"
+    below = "below %g" % low_iou if low_iou is not None else "below the threshold"
+    return ("no sample has %s %s (lowest: %.4f, over %d evaluated sample%s): raise the "
+            "threshold to see the worst ones, or open worst_samples"
+            % (path, below, min(values), len(values), "" if len(values) == 1 else "s"))
+
+
+def qa_summary(saved: Dict[str, int], sample_collection=None, eval_key: str = "eval",
+               low_iou: Optional[float] = None) -> str:
+    """One line per saved view; with ``sample_collection`` (what the views
+    were built on), an empty view's line says why (:func:`empty_reason`)."""
+    lines = []
+    for name, n in saved.items():
+        line = "saved view %-17s %d sample%s" % (name, n, "" if n == 1 else "s")
+        if n == 0 and sample_collection is not None:
+            line += ": " + empty_reason(sample_collection, name, eval_key, low_iou)
+        lines.append(line)
+    return "\n".join(lines)

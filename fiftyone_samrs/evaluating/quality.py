@@ -54,6 +54,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core import geometry
 from fiftyone_samrs.core.masks import polygon_fraction
 from fiftyone_samrs.core.records import InstanceMask
@@ -186,9 +187,11 @@ class QualityReport:
     thresholds: Dict[str, object] = field(default_factory=dict)
 
     def summary(self) -> str:
-        lines = ["quality of %r: %d samples, %d instances, %d suspicious instances in %d samples"
-                 % (self.pred_field, self.samples, self.instances, self.suspicious,
-                    self.flagged_samples)]
+        lines = ["quality of %r: %s, %s, %s in %s"
+                 % (self.pred_field, plural(self.samples, "sample"),
+                    plural(self.instances, "instance"),
+                    plural(self.suspicious, "suspicious instance"),
+                    plural(self.flagged_samples, "sample"))]
         if self.reasons:
             lines.append("by rule: " + ", ".join("%s %d" % kv for kv in sorted(self.reasons.items())))
         lines.append("thresholds: " + ", ".join("%s=%s" % kv for kv in self.thresholds.items()))

@@ -40,6 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core.masks import polygon_pixels
 from fiftyone_samrs.core.metrics import mask_iou, miou
 from fiftyone_samrs.core.records import InstanceMask
@@ -171,8 +172,8 @@ class StudyResult:
         lines = [
             "# Prompt study%s" % (" (HRSC2016, paper protocol)" if self.protocol else ""),
             "",
-            "%d images, %d ground-truth instances%s; model: %s; encoder %.1f s."
-            % (self.images, self.instances,
+            "%s, %s%s; model: %s; encoder %.1f s."
+            % (plural(self.images, "image"), plural(self.instances, "ground-truth instance"),
                " (%d without a prompt box, IoU 0)" % self.missed if self.missed else "",
                self.model or "-", self.encoder_seconds),
             "",
@@ -204,8 +205,8 @@ class StudyResult:
         from fiftyone_samrs.evaluating.plots import study_bars
 
         return study_bars(self.rows, PAPER_TABLE1 if self.is_hrsc else None,
-                          title="Prompt study: %d images, %d instances"
-                          % (self.images, self.instances))
+                          title="Prompt study: %s, %s"
+                          % (plural(self.images, "image"), plural(self.instances, "instance")))
 
     def write(self, out_dir: str) -> List[str]:
         """Writes ``study.md``, ``study.csv`` and ``study.png`` into ``out_dir``."""

@@ -15,7 +15,15 @@ mask with ``pycocotools.mask.toBbox`` / ``area`` (not the prompt box),
 prompt box, ``[x, y, w, h]`` pixels) where known. Category ids are the class
 list positions plus ``category_id_start`` (0 by default, as the SAMRS release:
 category id = pixel value in the SAMRS label PNG; pass 1 for 1-based ids).
-Image ids and annotation ids count from 1 over the whole file.
+
+Image ids are stable: ``images[].id`` is the sample's ``coco_id`` field (an
+integer that FiftyOne's own COCO importer also uses), given once to every
+sample of the dataset that lacks one (1..N in dataset order the first time,
+then the next free numbers for new samples; see :func:`assign_image_ids`).
+So exports of different views of one dataset (ground truth from one view,
+predictions from another) agree on every image's id, and
+``COCO.loadRes`` scores each image's predictions against its own ground
+truth. Annotation ids count from 1 over each file.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from fiftyone_samrs.exporting.common import (
     Timer,
     MANIFEST_SUFFIX,
     ExportManifest,
+    check_known_classes,
     class_indices,
     existing_field,
     prepare_export_target,
@@ -118,6 +127,7 @@ class COCOJSONWriter:
         indices: Sequence[Optional[int]],
         filepath: str,
         result: ExportResult,
+        image_id: Optional[int] = None,
     ) -> List[Written]:
         """Writes one image and its annotations.
 
@@ -128,6 +138,7 @@ class COCOJSONWriter:
             indices: class index per object; None = left out (already counted)
             filepath: the sample's filepath, for messages
             result: where to count skipped empty masks
+            image_id: ``images[].id`` (default: the image's position in the file)
 
         Returns:
             what was written, for the SAMRS pickles
@@ -135,7 +146,8 @@ class COCOJSONWriter:
         if self._parts is None:
             raise RuntimeError("COCOJSONWriter.open() was not called")
         self.num_images += 1
-        image_id = self.num_images
+        if image_id is None:
+            image_id = self.num_images
         self._append(0, [json.dumps({"id": image_id, "file_name": file_name,
                                      "width": int(width), "height": int(height)}, **_JSON)])
         keep: List[Tuple[Instance, int]] = []
@@ -256,6 +268,9 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         num_workers: background threads for media copies
         instances_field, seg_field: field names used only to find defaults
             (classes) in the collection
+        stable_ids: image ids from the samples' ``coco_id`` (given where
+            missing, see :func:`assign_image_ids`); False numbers the images
+            of this file 1..N
     """
 
     #: FiftyOne leaves existing-folder handling to us (refuse unless overwrite)
@@ -277,6 +292,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         instances_field: str = "sam",
         seg_field: Optional[str] = "sam_seg",
         info: Optional[Dict[str, Any]] = None,
+        stable_ids: bool = True,
     ):
         if export_dir is None and labels_path is None:
             raise ValueError("Give export_dir or labels_path")
@@ -300,6 +316,9 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         self.instances_field = instances_field
         self.seg_field = seg_field
         self.info = info
+        self.stable_ids = stable_ids
+        self._image_ids: Dict[str, int] = {}
+        self._image_ids_by_path: Dict[str, int] = {}
         self.result = ExportResult(format=self._format)
         self._collection = None
         self._class_list: Optional[List[str]] = None
@@ -353,6 +372,8 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
 
     def log_collection(self, sample_collection) -> None:
         self._collection = sample_collection
+        if self.stable_ids:
+            self._image_ids, self._image_ids_by_path = assign_image_ids(sample_collection)
 
     def export_sample(self, image_or_path, label, metadata=None) -> None:
         if not isinstance(image_or_path, str):
@@ -410,10 +431,15 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             field_name=self.instances_field, prompts=raw_labels(doc.prompts),
             quads=raw_labels(doc.quads), result=self.result)
         self.write(doc.filepath, doc.width, doc.height, instances,
-                   has_label=doc.labels is not None, semantic=doc.semantic)
+                   has_label=doc.labels is not None, semantic=doc.semantic, sample_id=doc.id)
+
+    def _image_id(self, sample_id: Optional[str], filepath: str) -> Optional[int]:
+        if sample_id is not None and sample_id in self._image_ids:
+            return self._image_ids[sample_id]
+        return self._image_ids_by_path.get(filepath)
 
     def write(self, filepath: str, width: int, height: int, instances: List[Instance],
-              has_label: bool = True, semantic=None) -> None:
+              has_label: bool = True, semantic=None, sample_id: Optional[str] = None) -> None:
         """Exports one image and its instances."""
         self._ensure_classes()
         stem, seen = self._stems(filepath)
@@ -432,7 +458,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         indices = class_indices(instances, self._index, self.unknown, filepath, self.result,
                                 self._class_list)
         written = self._coco.add_image(file_name, width, height, instances, indices, filepath,
-                                       self.result)
+                                       self.result, image_id=self._image_id(sample_id, filepath))
         self.result.images += 1
         self._write_extras(stem, filepath, width, height, instances, indices, written,
                            has_label, semantic)
@@ -470,6 +496,51 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         """Hook run once the class list is known."""
 
 
+#: the sample field holding a sample's COCO image id (FiftyOne's COCO importer
+#: writes the same field)
+IMAGE_ID_FIELD = "coco_id"
+
+
+def assign_image_ids(sample_collection, field_name: str = IMAGE_ID_FIELD
+                     ) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """The stable COCO image id of every sample of a collection.
+
+    Every sample of the collection's dataset without an integer
+    ``field_name`` gets one, once: the next numbers after the largest id in
+    use, in dataset order (so a fresh dataset gets 1..N, as a whole-dataset
+    export always numbered them). Ids already there (e.g. from FiftyOne's COCO
+    importer) are kept; they must be unique.
+
+    Returns:
+        ``({sample id: image id}, {filepath: image id})`` for the collection
+
+    Raises:
+        ValueError: when two samples of the collection share an id
+    """
+    import fiftyone as fo
+
+    from fiftyone_samrs.fiftyone_io import dataset_of
+
+    root = dataset_of(sample_collection)  # the object the view runs on (see dataset_of)
+    if not root.has_sample_field(field_name):
+        root.add_sample_field(field_name, fo.IntField,
+                              description="COCO image id (stable across exports)")
+    ids, paths, current = root.values(["id", "filepath", field_name])
+    missing = [i for i, c in zip(ids, current) if c is None]
+    if missing:
+        start = max((int(c) for c in current if c is not None), default=0) + 1
+        new = dict(zip(missing, range(start, start + len(missing))))
+        root.set_values(field_name, new, key_field="id")
+        current = [new.get(i, c) for i, c in zip(ids, current)]
+    all_ids = dict(zip(ids, current))
+    by_id = {i: int(all_ids[i]) for i in sample_collection.values("id")}
+    if len(set(by_id.values())) < len(by_id):
+        raise ValueError("%r holds the same COCO image id for several samples: COCO image ids "
+                         "must be unique" % field_name)
+    in_view = set(by_id)
+    return by_id, {p: int(c) for i, p, c in zip(ids, paths, current) if i in in_view}
+
+
 def run_export(exporter, sample_collection, label_field: str, prompt_field: Optional[str],
                seg_field: Optional[str], progress,
                quads_field: Optional[str] = None) -> ExportResult:
@@ -482,6 +553,9 @@ def run_export(exporter, sample_collection, label_field: str, prompt_field: Opti
     try:
         exporter.log_collection(sample_collection)
         exporter._ensure_classes()
+        if exporter.unknown == "error" and sample_collection.has_field(label_field):
+            check_known_classes(sample_collection, label_field, exporter._index,
+                                exporter._class_list)
         for doc in iter_sample_docs(sample_collection, label_field, prompt_field, seg_field,
                                     progress=progress, quads_field=quads_field):
             exporter.write_doc(doc)
@@ -509,8 +583,14 @@ def export_coco(
     overwrite: bool = False,
     num_workers: int = 2,
     progress=True,
+    stable_ids: bool = True,
 ) -> ExportResult:
     """Writes the instance masks of a collection as COCO instance JSON.
+
+    Image ids are the samples' stable ``coco_id`` (see
+    :func:`assign_image_ids`): a sample has the same id in every export of
+    any view of its dataset, so a ground-truth export and a prediction export
+    line up for ``COCO.loadRes`` / ``COCOeval``.
 
     Args:
         sample_collection: a dataset or view (view stages apply: a
@@ -535,6 +615,8 @@ def export_coco(
         overwrite: replace an existing JSON / images folder instead of refusing
         num_workers: threads copying media
         progress: show a progress bar (or a FiftyOne progress callback)
+        stable_ids: False numbers this file's images 1..N instead (and
+            writes no ``coco_id`` field)
 
     Returns:
         an :class:`~fiftyone_samrs.exporting.common.ExportResult`
@@ -549,7 +631,7 @@ def export_coco(
         labels_path=labels_path, data_path=images_dir, export_media=export_media,
         classes=classes, category_id_start=category_id_start, unknown=unknown,
         keep_empty=keep_empty, overwrite=overwrite, num_workers=num_workers,
-        instances_field=label_field)
+        instances_field=label_field, stable_ids=stable_ids)
     result = run_export(exporter, sample_collection, label_field, prompt_field, None, progress)
     if export_media is not False:
         result.export_dir = exporter.data_path
@@ -557,4 +639,5 @@ def export_coco(
     return result
 
 
-__all__ = ["COCOJSONWriter", "COCOInstanceDatasetExporter", "export_coco", "run_export"]
+__all__ = ["COCOJSONWriter", "COCOInstanceDatasetExporter", "export_coco", "run_export",
+           "assign_image_ids", "IMAGE_ID_FIELD"]

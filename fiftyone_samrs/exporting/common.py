@@ -24,6 +24,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 
 import numpy as np
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core import classes as classes_mod
 from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.fiftyone_io import (
@@ -125,12 +126,14 @@ class ExportResult:
         return self.instances / self.seconds if self.seconds > 0 else float("nan")
 
     def summary(self, max_messages: int = 10) -> str:
-        lines = ["%s export: %d images (%d with a label), %d instances, %d classes, %.1f s"
-                 % (self.format, self.images, self.labeled_images, self.instances,
-                    len(self.classes), self.seconds)]
+        lines = ["%s export: %s (%d with a label), %s, %s, %.1f s"
+                 % (self.format, plural(self.images, "image"), self.labeled_images,
+                    plural(self.instances, "instance"), plural(len(self.classes), "class"),
+                    self.seconds)]
         if self.format == "coco":
-            lines[0] = ("coco export: %d images, %d instances, %d classes, %.1f s"
-                        % (self.images, self.instances, len(self.classes), self.seconds))
+            lines[0] = ("coco export: %s, %s, %s, %.1f s"
+                        % (plural(self.images, "image"), plural(self.instances, "instance"),
+                           plural(len(self.classes), "class"), self.seconds))
         if self.export_dir:
             lines.append("  folder: %s" % self.export_dir)
         if self.labels_path:
@@ -311,6 +314,37 @@ def class_indices(
             result.skip("unknown class", "%s: object %d has class %r" % (filepath, i, inst.label))
         out.append(idx)
     return out
+
+
+def check_known_classes(sample_collection, label_field: str, index: Dict[str, int],
+                        classes: Sequence[str]) -> None:
+    """Fails before anything is written (and before a progress bar starts)
+    when objects of ``label_field`` have classes outside the class list: the
+    check :func:`class_indices` makes per sample with ``unknown="error"``,
+    for the whole collection at once.
+
+    Raises:
+        FormatError: naming the first sample with such an object, every
+            unknown class and its count
+    """
+    from fiftyone import ViewField as F
+
+    path = "%s.detections.label" % label_field
+    counts = sample_collection.count_values(path)
+    unknown = {k: n for k, n in counts.items() if k not in index}
+    if not unknown:
+        return
+    first = sample_collection.filter_labels(
+        label_field, F("label").is_in(sorted(k for k in unknown if k is not None)) |
+        (F("label") == None)).limit(1).values("filepath")  # noqa: E711
+    where = first[0] if first else (getattr(sample_collection, "name", None) or "collection")
+    n = sum(unknown.values())
+    raise FormatError(
+        where, "%d object%s of %r %s not in the class list (%s): %s; choose another "
+        "class list, or pass unknown='ignore' to leave such objects out (255 in the label PNG)"
+        % (n, "" if n == 1 else "s", label_field,
+           "has a class" if n == 1 else "have classes", _short(classes), ", ".join("%r (%d)" % (k, n) for k, n in sorted(
+               unknown.items(), key=lambda kv: str(kv[0])))))
 
 
 def _short(classes: Sequence[str], n: int = 8) -> str:

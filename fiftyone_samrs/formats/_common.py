@@ -14,6 +14,7 @@ from typing import (Callable, Dict, Iterable, Iterator, List, Mapping, NamedTupl
                     Sequence, Tuple)
 
 from fiftyone_samrs.formats.images import check_decodable, image_size
+from fiftyone_samrs.core.text import num
 from fiftyone_samrs.core.geometry import box_area, clip_box, clip_quad, quad_area, quad_to_hbox
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
@@ -423,6 +424,7 @@ def clip_objects(
         o.truncated = True
         report.warn(
             "object outside image",
-            "%s (%s, %s): box (%.1f, %.1f, %.1f, %.1f) extends outside the %dx%d image; %s"
-            % (where, o.source_id, o.label, x0, y0, x1, y1, width, height, what),
+            "%s (%s, %s): box (%s) extends outside the %dx%d image; %s"
+            % (where, o.source_id, o.label, ", ".join(num(v) for v in (x0, y0, x1, y1)),
+               width, height, what),
         )

@@ -228,14 +228,24 @@ def detect_version(objects_or_labels, float_coords: bool = False) -> str:
         objects_or_labels: :class:`ObjectRecord` s or class names
         float_coords: whether coordinates were written as floats
     """
+    return guess_version(objects_or_labels, float_coords)[0]
+
+
+def guess_version(objects_or_labels, float_coords: bool = False) -> Tuple[str, str]:
+    """:func:`detect_version` and the evidence it used, e.g.
+    ``("1.5", "float coordinates")``."""
     names = set()
     for item in objects_or_labels:
         names.add(item.label if isinstance(item, ObjectRecord) else normalize_dota(str(item)))
-    if names & {"airport", "helipad"}:
-        return "2.0"
-    if "container-crane" in names or float_coords:
-        return "1.5"
-    return "1.0"
+    v2 = sorted(names & {"airport", "helipad"})
+    if v2:
+        return "2.0", "class %s (v2.0 only)" % " and ".join(v2)
+    if "container-crane" in names:
+        return "1.5", "class container-crane (v1.5 and v2.0)"
+    if float_coords:
+        return "1.5", ("float coordinates (as v1.5 and v2.0 write them; v1.0 labels written "
+                       "with floats look the same)")
+    return "1.0", "integer coordinates and only v1.0 classes"
 
 
 def _sniff(path: str) -> Tuple[set, bool]:
@@ -356,17 +366,24 @@ def scan(
             named_versions.add(v)
         labels = index_files(label_dir, ".txt") if label_dir else {}
         plan.append((root, sp, label_dir, labels))
-    if version is None:
-        if len(named_versions) == 1:
-            version = named_versions.pop()
-        else:
-            names, floats = set(), False
-            for _, _, _, labels in plan:
-                for p in labels.values():
-                    n, f = _sniff(p)
-                    names |= n
-                    floats = floats or f
-            version = detect_version(names, float_coords=floats)
+    if version is not None:
+        report.info.update(version=version, version_source="given")
+    elif len(named_versions) == 1:
+        version = named_versions.pop()
+        report.info.update(version=version, version_source="label folder name")
+    else:
+        names, floats = set(), False
+        for _, _, _, labels in plan:
+            for p in labels.values():
+                n, f = _sniff(p)
+                names |= n
+                floats = floats or f
+        version, evidence = guess_version(names, float_coords=floats)
+        report.info.update(version=version, version_source="guessed from " + evidence)
+        report.warn("DOTA version guessed",
+                    "%s: no version given and no labelTxt-v<version> folder; guessed v%s from "
+                    "%s. Pass version='1.0' / '1.5' / '2.0' (CLI: -k version=1.0) if that is "
+                    "wrong" % (dataset_dir, version, evidence))
     classes = DOTA_CLASSES[version]
     source = "DOTA-v" + version
 

@@ -463,3 +463,82 @@ def read_image(path: str) -> np.ndarray:
     if image is None:
         raise FormatError(path, "unreadable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# ---------------------------------------------------------------------------
+# browser previews
+# ---------------------------------------------------------------------------
+
+#: image extensions browsers (and so the FiftyOne App) cannot display; the
+#: others of :data:`IMAGE_EXTS` (PNG, JPEG, BMP) they can
+NON_BROWSER_EXTS = (".tif", ".tiff")
+
+
+def browser_viewable(path: str) -> bool:
+    """Whether a browser can display the image file (by its extension)."""
+    return os.path.splitext(str(path))[1].lower() not in NON_BROWSER_EXTS
+
+
+def preview_name(path: str, ext: str = ".jpg") -> str:
+    """The preview file name of an image: its stem and a hash of its absolute
+    path (FAIR1M's train and validation folders both hold ``1.tif``)."""
+    import hashlib
+
+    path = os.path.abspath(str(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return "%s-%s%s" % (stem, hashlib.sha1(path.encode("utf-8", "surrogateescape"))
+                        .hexdigest()[:10], ext)
+
+
+def to_display_uint8(image: np.ndarray) -> np.ndarray:
+    """An image as 8 bits for display: 8-bit images unchanged; other depths
+    (16-bit, float) stretched from their 0.5th to 99.5th percentile."""
+    if image.dtype == np.uint8:
+        return image
+    data = image.astype(np.float64)
+    finite = data[np.isfinite(data)]
+    if not finite.size:
+        return np.zeros(image.shape, dtype=np.uint8)
+    lo, hi = np.percentile(finite, [0.5, 99.5])
+    if hi <= lo:
+        hi = lo + 1.0
+    out = np.clip((np.nan_to_num(data, nan=lo) - lo) * (255.0 / (hi - lo)), 0, 255)
+    return out.astype(np.uint8)
+
+
+def write_preview(src: str, dst: str, quality: int = 90) -> str:
+    """Writes a browser-viewable JPEG of the image ``src`` at ``dst``, same size.
+
+    Multi-band images keep their first three bands (an alpha band is
+    dropped), grey stays grey; other bit depths are stretched to 8 bits
+    (:func:`to_display_uint8`). The file is written to a temporary name and
+    renamed, and an existing ``dst`` newer than ``src`` is kept (a re-import
+    reuses it).
+
+    Returns:
+        ``dst``
+
+    Raises:
+        FormatError: naming ``src`` when it cannot be decoded
+    """
+    import cv2
+
+    if os.path.isfile(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+        return dst
+    data = np.fromfile(src, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise FormatError(src, "unreadable image: no browser preview could be made")
+    if image.ndim == 3 and image.shape[2] > 3:
+        image = image[:, :, :3]
+    elif image.ndim == 3 and image.shape[2] == 2:
+        image = image[:, :, 0]
+    image = to_display_uint8(image)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise FormatError(src, "the browser preview could not be encoded")
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = "%s.partial-%d" % (dst, os.getpid())
+    encoded.tofile(tmp)
+    os.replace(tmp, dst)
+    return dst

@@ -18,6 +18,7 @@ report on the dataset.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from datetime import datetime
@@ -41,7 +42,7 @@ from fiftyone_samrs.importing.sample_docs import (
 )
 
 __all__ = [
-    "load_records", "load_format", "load_dota", "load_dior", "load_fair1m", "load_hrsc",
+    "load_records", "load_format", "check_not_empty", "PREVIEW_FIELD", "load_dota", "load_dior", "load_fair1m", "load_hrsc",
     "IMPORTERS",
 ]
 
@@ -217,14 +218,28 @@ def _insert_records(dataset, records, fmt, classes, report, batch_size, progress
     builder = DocBuilder(dataset, tags, report)
     from tqdm import tqdm
 
-    with tqdm(desc="importing", unit="img", disable=not progress, mininterval=0.5) as bar:
+    # the bar opens with the first record: none is printed before an early
+    # error (a wrong folder, a bad first file) or for an import of nothing
+    records = iter(records)
+    first = next(records, None)
+    if first is None:
+        records = iter(())
+    else:
+        records = itertools.chain([first], records)
+    bar = None
+    try:
         for batch in _batches(records, batch_size):
+            if bar is None:
+                bar = tqdm(desc="importing", unit="img", disable=not progress, mininterval=0.5)
             now = datetime.utcnow()
             docs = [builder.build(r, now) for r in batch]
             probe = builder.probe() if builder.changed else None
             builder.changed = False
             insert_sample_docs(dataset, docs, probe)
             bar.update(len(docs))
+    finally:
+        if bar is not None:
+            bar.close()
 
     declare_standard_fields(dataset, list(builder.labels))
     # a parser counts what it read; with tiling that differs from what was written
@@ -247,6 +262,7 @@ def _finish(dataset, fmt, classes, seen_labels, report, source_dir, fields,
         "source_dir": None if source_dir is None else os.path.abspath(str(source_dir)),
         "import_report": report_to_dict(report, source=source),
         "import_complete": True,
+        **report.info,  # e.g. DOTA "version" and "version_source" (given / guessed from ...)
     })
     info = dict(dataset.info)
     for key in ("import_started", "import_settings"):  # only an unfinished import needs them
@@ -308,6 +324,86 @@ def decodable_records(records: Iterable[ImageRecord], report: ImportReport) -> I
         yield record
 
 
+#: the sample field holding a browser-viewable copy of the image (TIFF sources)
+PREVIEW_FIELD = "preview_path"
+
+
+def _preview_dir(dataset: fo.Dataset, preview_dir: Optional[str]) -> str:
+    if preview_dir:
+        return os.path.abspath(preview_dir)
+    return os.path.join(fo.config.default_dataset_dir, dataset.name, "previews")
+
+
+def _with_previews(records, dataset, previews: bool, preview_dir: Optional[str],
+                   report: ImportReport, workers: Optional[int] = None):
+    """Passes the records on; those whose image a browser cannot show (TIFF)
+    get a JPEG preview (:func:`fiftyone_samrs.formats.images.write_preview`)
+    whose path becomes their ``preview_path``. ``filepath`` stays the
+    original, which every computation and export uses."""
+    if not previews:
+        return records
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fiftyone_samrs.formats.images import browser_viewable, preview_name, write_preview
+
+    out_dir = _preview_dir(dataset, preview_dir)
+
+    def work(record: ImageRecord):
+        if browser_viewable(record.filepath):
+            return record, None, None
+        dst = os.path.join(out_dir, preview_name(record.filepath))
+        try:
+            return record, write_preview(record.filepath, dst), None
+        except (FormatError, OSError) as e:
+            return record, None, e
+
+    def generate():
+        workers_ = max(1, int(workers or min(4, os.cpu_count() or 1)))
+        with ThreadPoolExecutor(max_workers=workers_) as pool:
+            pending: deque = deque()
+            it = iter(records)
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < 2 * workers_:
+                    try:
+                        pending.append(pool.submit(work, next(it)))
+                    except StopIteration:
+                        exhausted = True
+                if not pending:
+                    return
+                record, path, error = pending.popleft().result()
+                if error is not None:
+                    report.warn("no browser preview", "%s (the App cannot show this image)"
+                                % error)
+                elif path is not None:
+                    record.attributes[PREVIEW_FIELD] = path
+                    report.info["previews"] = report.info.get("previews", 0) + 1
+                    report.info["preview_dir"] = out_dir
+                yield record
+
+    return generate()
+
+
+def _finish_previews(dataset: fo.Dataset, report: ImportReport) -> None:
+    """Makes the App show ``preview_path`` (grid and sample modal) when
+    previews were written; samples that needed none get their ``filepath``
+    there, so every sample has one."""
+    if not report.info.get("previews"):
+        return
+    from fiftyone import ViewField as F
+
+    missing = dataset.exists(PREVIEW_FIELD, False)
+    if len(missing):
+        missing.set_field(PREVIEW_FIELD, F("filepath")).save(PREVIEW_FIELD)
+    app = dataset.app_config
+    if PREVIEW_FIELD not in (app.media_fields or []):
+        app.media_fields = list(app.media_fields or ["filepath"]) + [PREVIEW_FIELD]
+    app.grid_media_field = PREVIEW_FIELD
+    app.modal_media_field = PREVIEW_FIELD
+    dataset.save()
+
+
 def load_format(
     fmt: str,
     dataset_dir,
@@ -330,6 +426,9 @@ def load_format(
     batch_size: int = 1000,
     check_images: bool = False,
     resume: bool = False,
+    allow_empty: bool = False,
+    previews: bool = True,
+    preview_dir: Optional[str] = None,
     **options,
 ) -> fo.Dataset:
     """Imports a source dataset of any registered format (see ``load_dota``...).
@@ -365,6 +464,14 @@ def load_format(
             settings; the samples already there are kept and skipped. Without
             it (and without ``overwrite``) such a dataset is an error that
             says so
+        allow_empty: accept an import that finds no image (by default that
+            is an error and no dataset is left behind)
+        previews: give images a browser cannot show (TIFF: FAIR1M) a JPEG
+            preview in ``preview_path``, which the App then displays
+            (``dataset.app_config`` grid and modal media field); ``filepath``
+            stays the original, used by SAM, the evaluation and the exports
+        preview_dir: where previews go (default
+            ``<fo.config.default_dataset_dir>/<name>/previews``)
         **options: the format's own scan options (DOTA ``version``,
             ``keep_unknown``; HRSC ``with_masks``)
 
@@ -372,7 +479,8 @@ def load_format(
         the dataset (``dataset.info["samrs"]["import_report"]`` has the report)
 
     Raises:
-        FormatError: naming the file, for bad input
+        FormatError: naming the file, for bad input; naming the folder when
+            no image was imported (unless ``allow_empty``)
         ValueError: an unknown format, split or option, an existing name, or
             an unfinished import (pass ``resume`` or ``overwrite``)
     """
@@ -398,6 +506,7 @@ def load_format(
             records = decodable_records(records, report)
         records = _tiled(records, spec.name, dataset, tile, tile_dir, tile_size, gap,
                          keep_thresh, report, tile_options, progress=progress)
+        records = _with_previews(records, dataset, previews, preview_dir, report)
         already = (0, 0)
         if resumed:
             records = _skip_imported(records, dataset, report)
@@ -407,11 +516,45 @@ def load_format(
                         dataset.name, already[0])
         _insert_records(dataset, records, spec.name, classes, report, batch_size, progress,
                         dataset_dir, tags, already=already)
+        if not allow_empty and not already[0]:
+            check_not_empty(report, dataset_dir, spec.name)
+        _finish_previews(dataset, report)
         return dataset
     except BaseException:
         if created and not dataset.deleted:
             dataset.delete()  # no half-imported dataset left behind
         raise
+
+
+def check_not_empty(report: ImportReport, dataset_dir, fmt: str) -> None:
+    """Raises when an import wrote no image: a wrong folder or layout (e.g.
+    DIOR's ``JPEGImage/`` for ``JPEGImages-*/``) must not pass as an empty
+    dataset.
+
+    Raises:
+        FormatError: naming ``dataset_dir``, the layout the format expects,
+            the folder's entries and what the parser skipped
+    """
+    if report.images:
+        return
+    spec = get_format(fmt)
+    try:
+        entries = sorted(os.listdir(str(dataset_dir)))
+    except OSError:
+        entries = []
+    shown = ", ".join(e + ("/" if os.path.isdir(os.path.join(str(dataset_dir), e)) else "")
+                      for e in entries[:12]) + (", ..." if len(entries) > 12 else "")
+    details = []
+    if report.skipped:
+        details.append("skipped: " + ", ".join(
+            "%d %s" % (n, k) for k, n in sorted(report.skipped.items())))
+    details += report.messages[:3]
+    raise FormatError(
+        dataset_dir,
+        "no %s image imported: expected %s; the folder holds %s%s. No dataset was created "
+        "(pass allow_empty=True, CLI --allow-empty, to accept an empty import)"
+        % (spec.title.split(" (")[0], spec.layout, shown or "nothing",
+           ("; " + "; ".join(details)) if details else ""))
 
 
 def load_dota(dataset_dir, name=None, split=None, *, version=None, keep_unknown=False,
@@ -453,7 +596,10 @@ def load_dior(dataset_dir, name=None, split=None, **kwargs) -> fo.Dataset:
 def load_fair1m(dataset_dir, name=None, split=None, **kwargs) -> fo.Dataset:
     """Imports FAIR1M 1.0/2.0 (``.tif`` images, ``labelXml`` polygons).
 
-    ``hbb`` holds the RH-Box of each rotated box (``rh`` = True).
+    ``hbb`` holds the RH-Box of each rotated box (``rh`` = True). Browsers
+    cannot show TIFF: an untiled import writes a JPEG preview per image
+    (``preview_path``, shown by the App; ``previews=False`` to skip), while
+    ``filepath`` keeps the ``.tif``. Tiles are PNG and need none.
 
     Args:
         dataset_dir: the FAIR1M root (``train/part*/``, ``validation/``, or
@@ -534,9 +680,14 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
                              opts.pop("tile_dir", None), opts.pop("tile_size", None),
                              opts.pop("gap", None), opts.pop("keep_thresh", None), self.report,
                              opts.pop("tile_options", None), progress=opts.get("progress", True))
+            records = _with_previews(records, dataset, opts.pop("previews", True),
+                                     opts.pop("preview_dir", None), self.report)
             load_records(records, dataset=dataset, fmt=self.fmt, report=self.report,
                          classes=opts.get("classes"), progress=opts.get("progress", True),
                          source_dir=self.dataset_dir, tags=tags)
+            if not opts.get("allow_empty", False):
+                check_not_empty(self.report, self.dataset_dir, self.fmt)
+            _finish_previews(dataset, self.report)
         else:
             load_format(self.fmt, self.dataset_dir, dataset=dataset, tags=tags,
                         **self.scan_options, **opts)
@@ -585,7 +736,8 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
 #: the import options an importer class takes besides the format's own
 _IMPORTER_OPTIONS = (("split", None), ("unlabeled", "skip"), ("tile", False), ("tile_dir", None),
                      ("tile_size", None), ("gap", None), ("keep_thresh", None),
-                     ("classes", None), ("tile_options", None), ("check_images", False))
+                     ("classes", None), ("tile_options", None), ("check_images", False),
+                     ("allow_empty", False), ("previews", True), ("preview_dir", None))
 
 
 def _importer_class(fmt: str) -> type:

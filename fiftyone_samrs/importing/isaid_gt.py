@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import fiftyone.core.labels as fol
@@ -96,6 +97,24 @@ def _fit_masks(dataset, sample, dets: List[fol.Detection], gt_field: str,
             "", stored + estimate, len(dets)))
 
 
+def _check_v1(dataset, root, fields, report: ImportReport) -> None:
+    """Warns (``warnings.warn`` and a counted report warning) when the
+    samples are not DOTA v1.0, the images iSAID annotates."""
+    sources = sorted(s for s in dataset.distinct("source") if s) if "source" in fields else []
+    others = [s for s in sources if s != "DOTA-v1.0"]
+    if not others:
+        return
+    info = (root.info or {}).get("samrs") or {}
+    how = info.get("version_source")
+    message = (
+        "iSAID annotates DOTA v1.0 images, but these samples are %s%s: the masks are matched "
+        "all the same, by overlap. If the images are DOTA v1.0, re-import them with "
+        "version='1.0' (CLI: -k version=1.0)"
+        % (", ".join(others), " (version %s)" % how if how and how != "given" else ""))
+    report.warn("not DOTA v1.0", message)
+    warnings.warn(message, stacklevel=3)
+
+
 def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: float = 0.3,
                      hbb_field: str = HBB_FIELD, obb_field: str = OBB_FIELD,
                      progress: bool = True) -> ImportReport:
@@ -128,6 +147,10 @@ def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: f
         ``objects`` = masks written; also stored as
         ``dataset.info["samrs"]["isaid_report"]``
 
+    Warns (``UserWarning``, and a counted report warning) when the samples
+    are not DOTA v1.0, e.g. a v1.0 tree whose float coordinates made the
+    importer guess v1.5.
+
     Raises:
         FormatError: no iSAID files, a missing colour PNG, a PNG whose size
             is not its image's (naming the PNG and both sizes), or a lossy
@@ -141,6 +164,7 @@ def load_isaid_masks(dataset, isaid_dir, *, gt_field: str = GT_FIELD, min_iou: f
         raise FormatError(isaid_dir, "no iSAID *%s files found" % _ISAID_ID_SUFFIX)
     root = dataset_of(dataset)
     fields = root.get_field_schema()
+    _check_v1(dataset, root, fields, report)
     tiled = "tile_source" in fields
     select = ["filepath", "metadata", hbb_field] + ([obb_field] if obb_field in fields else [])
     if tiled:

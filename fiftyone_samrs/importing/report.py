@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 import fiftyone as fo
 
 from fiftyone_samrs.core.records import ImportReport
+from fiftyone_samrs.core.text import plural
 
 
 def report_to_dict(report: ImportReport, max_messages: int = 1000,
@@ -33,12 +34,14 @@ def report_to_dict(report: ImportReport, max_messages: int = 1000,
         "warnings": dict(report.warned),
         "messages": report.messages[:max_messages],
         "num_messages": len(report.messages),
+        "info": dict(report.info),
     }
     if source:
         d.update(source)
         first, _, rest = summary.partition("\n")
-        summary = "%s (tiles of %d source images with %d objects)%s" % (
-            first, source["source_images"], source["source_objects"], "\n" + rest if rest else "")
+        summary = "%s (tiles of %s with %s)%s" % (
+            first, plural(source["source_images"], "source image"),
+            plural(source["source_objects"], "object"), "\n" + rest if rest else "")
     d["summary"] = summary
     return d
 
@@ -64,4 +67,4 @@ def import_report(dataset: fo.Dataset, key: str = "import_report") -> ImportRepo
         raise ValueError("Dataset %r has no samrs %s" % (dataset.name, key))
     return ImportReport(images=d["images"], objects=d["objects"],
                         skipped=Counter(d["skipped"]), warned=Counter(d["warnings"]),
-                        messages=list(d["messages"]))
+                        messages=list(d["messages"]), info=dict(d.get("info") or {}))

@@ -6,8 +6,9 @@ Fields written (see ``docs/importing.md``):
 - ``hbb``: :class:`fiftyone.core.labels.Detections`, the H-Box (RH-Box where
   the source has only rotated boxes), on every sample (empty when the image
   has no objects);
-- ``obb``: :class:`fiftyone.core.labels.Polylines`, closed and filled quads,
-  where the source has rotated boxes;
+- ``obb``: :class:`fiftyone.core.labels.Polylines`, closed quads drawn as
+  outlines (``filled=False``, :data:`OBB_FILLED`: the App then shows the
+  masks under them), where the source has rotated boxes;
 - ``gt_masks``: :class:`fiftyone.core.labels.Detections` with instance masks
   (``bounding_box`` = the mask crop's box), where ground truth exists;
 - label attributes ``obj_index``, ``difficult``, ``truncated``,
@@ -71,6 +72,10 @@ OBB_FIELD = "obb"
 GT_FIELD = "gt_masks"
 
 #: per-object attributes every label gets, in this order
+#: ``obb`` quads are outlines: a filled polygon would hide the masks under it
+#: in the App's sample modal
+OBB_FILLED = False
+
 OBJECT_ATTRIBUTES = ("obj_index", "difficult", "truncated", "source_id", "degenerate", "rh")
 
 #: sample fields an importer writes from :class:`ImageRecord` values
@@ -234,7 +239,7 @@ def record_to_labels(record: ImageRecord, width: int, height: int) -> Dict[str, 
         if obj.quad is not None:
             polys.append(fol.Polyline(label=obj.label,
                                       points=[_quad_points(obj.quad, width, height)],
-                                      closed=True, filled=True, **attrs))
+                                      closed=True, filled=OBB_FILLED, **attrs))
         if obj.mask is not None and obj.mask.mask.size:
             masks.append(fol.Detection(label=obj.label,
                                        bounding_box=mask_box(obj.mask, width, height),
@@ -385,7 +390,8 @@ class DocBuilder:
             dets.append(label_doc("Detection", next(ids), label, attrs, bounding_box=[
                 x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height]))
             if obj.quad is not None:
-                polys.append(polyline_doc(label, [points[k]], oid=next(ids), **attrs))
+                polys.append(polyline_doc(label, [points[k]], oid=next(ids),
+                                          filled=OBB_FILLED, **attrs))
                 k += 1
             if obj.mask is not None:
                 oid = next(ids)

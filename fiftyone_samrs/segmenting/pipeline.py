@@ -40,6 +40,7 @@ from typing import Any, List, Optional, Tuple
 import fiftyone as fo
 import fiftyone.core.utils as fou
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core.classes import resolve_classes
 from fiftyone_samrs.core.painting import PAINT_ORDERS
 from fiftyone_samrs.core.records import FormatError
@@ -131,12 +132,13 @@ class SegmentResult:
             % (self.backend, self.prompt, self.label_field,
                ", semantic PNGs %r in %s" % (self.seg_field, self.seg_dir)
                if self.seg_field else ""),
-            "%d samples segmented, %d already done (skipped)%s; %d boxes, %d empty masks"
-            % (self.samples_processed, self.samples_skipped,
-               ", shard %d/%d: %d of %d samples" % (self.shard[0], self.shard[1],
-                                                   self.samples_in_shard, self.samples_in_view)
+            "%s segmented, %d already done (skipped)%s; %s, %s"
+            % (plural(self.samples_processed, "sample"), self.samples_skipped,
+               ", shard %d/%d: %d of %s" % (self.shard[0], self.shard[1],
+                                            self.samples_in_shard,
+                                            plural(self.samples_in_view, "sample"))
                if self.shard else "",
-               self.boxes, self.empty_masks),
+               plural(self.boxes, "box"), plural(self.empty_masks, "empty mask")),
             "%.1f s (%.2f samples/s, %.1f boxes/s)"
             % (self.seconds, self.samples_processed / secs, self.boxes / secs),
         ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
-import os
 import sys
 from typing import Dict, List, Optional
 
@@ -19,6 +18,7 @@ from typing import Dict, List, Optional
 COMMAND_MODULES = [
     "doctor",
     "demo",
+    "app",
     "importing",
     "segmenting",
     "evaluating",
@@ -52,8 +52,57 @@ def add_kwargs_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default ("(default: X)"), except where the help
+    already says it or there is nothing to show (None, False, an empty
+    list); descriptions are wrapped paragraph by paragraph, and indented
+    lines (examples) are kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is argparse.SUPPRESS or default is None
+                or default is False or default == []):
+            return text
+        return (text + " " if text else "") + "(default: %(default)s)"
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        out = []
+        for block in text.split("\n\n"):
+            if block.startswith(" "):
+                out.append("\n".join(indent + line for line in block.splitlines()))
+            else:
+                out.append(textwrap.fill(" ".join(block.split()), width,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
+
+
+class _SubParsersAction(argparse._SubParsersAction):
+    """Gives every verb its ``help`` as a description (``samrs VERB --help``
+    then says what the verb does) and the defaults-showing formatter."""
+
+    def add_parser(self, name, **kwargs):
+        text = kwargs.get("help")
+        if text and not kwargs.get("description"):
+            kwargs["description"] = text[0].upper() + text[1:] + ("" if text.endswith(".")
+                                                                   else ".")
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        return super().add_parser(name, **kwargs)
+
+
+class SamrsArgumentParser(argparse.ArgumentParser):
+    """The parser of ``samrs`` and of each of its verbs (and their verbs)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _SubParsersAction)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SamrsArgumentParser(
         prog="samrs",
         description="SAMRS for FiftyOne: detection datasets to segmentation datasets with SAM",
     )
@@ -69,19 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_embedded_database_notice() -> None:
-    """The embedded MongoDB 6.0 makes FiftyOne print an "oldest supported
-    version" notice at every start; it is the version this project installs on
-    purpose, so the CLI turns FiftyOne's version check off for the embedded
-    database (never for a shared one, and never over the user's own setting)."""
-    if "FIFTYONE_DATABASE_VALIDATION" not in os.environ and not os.environ.get(
-        "FIFTYONE_DATABASE_URI"
-    ):
-        os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    _quiet_embedded_database_notice()
+    from fiftyone_samrs.tools.db import quiet_embedded_database_notice
+
+    quiet_embedded_database_notice()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -44,6 +44,93 @@ def uses_external_database() -> bool:
     return bool(os.environ.get("FIFTYONE_DATABASE_URI"))
 
 
+#: the MongoDB version the fallback wheel ships
+FALLBACK_DB_VERSION = "6.0.5"
+
+_EMBEDDED_VERSION: dict = {}
+
+
+def embedded_mongod_version() -> Optional[str]:
+    """The version of FiftyOne's embedded ``mongod`` (e.g. ``"6.0.5"``), or None.
+
+    Read from the package that installed it when that is the fallback wheel,
+    else from ``mongod --version`` (once per process).
+    """
+    path = mongod_path()
+    if not has_mongod():
+        return None
+    if path in _EMBEDDED_VERSION:
+        return _EMBEDDED_VERSION[path]
+    version = None
+    try:
+        import importlib.metadata as metadata
+
+        files = metadata.files(FALLBACK_DB_WHEEL.split("==")[0]) or []
+        if any(str(f).replace("\\", "/").endswith("fiftyone/db/bin/mongod") for f in files):
+            version = FALLBACK_DB_VERSION
+    except Exception:  # noqa: BLE001 - not installed: ask mongod
+        version = None
+    if version is None:
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                 timeout=20).stdout
+            import re
+
+            m = re.search(r"db version v(\d+\.\d+(?:\.\d+)?)", out)
+            version = m.group(1) if m else None
+        except (OSError, subprocess.SubprocessError):
+            version = None
+    _EMBEDDED_VERSION[path] = version
+    return version
+
+
+def _user_config() -> dict:
+    """The user's FiftyOne config file (``FIFTYONE_CONFIG_PATH`` or
+    ``~/.fiftyone/config.json``), read without importing fiftyone."""
+    import json
+
+    path = os.environ.get("FIFTYONE_CONFIG_PATH") or os.path.join(
+        os.path.expanduser("~"), ".fiftyone", "config.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def quiet_embedded_database_notice() -> bool:
+    """Turns off FiftyOne's database version check for the embedded MongoDB 6.0.
+
+    FiftyOne prints "You are running the oldest supported major version of
+    MongoDB" at every start on MongoDB 6.0, which is the ``mongod`` this
+    project installs on purpose (:data:`FALLBACK_DB_WHEEL`). The check is
+    left alone for a shared database (``FIFTYONE_DATABASE_URI`` or
+    ``database_uri`` in the config file), for another embedded version, and
+    whenever the user chose ``database_validation`` themselves (environment
+    or config file). Called by ``import fiftyone_samrs`` and by the CLI.
+
+    Returns:
+        whether the check was turned off
+    """
+    if "FIFTYONE_DATABASE_VALIDATION" in os.environ or uses_external_database():
+        return False
+    config = _user_config()
+    if "database_validation" in config or config.get("database_uri"):
+        return False
+    version = embedded_mongod_version()
+    if not version or version.split(".")[0] != "6":
+        return False
+    if "fiftyone.core.config" in sys.modules:  # fiftyone already read its config
+        import fiftyone as fo
+
+        if fo.config.database_uri:
+            return False
+        fo.config.database_validation = False
+    os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"  # and child processes (the App)
+    return True
+
+
 def ensure_mongod(quiet: bool = False) -> str:
     """Installs the fallback ``mongod`` wheel when FiftyOne's is missing.
 

@@ -10,7 +10,12 @@ then runs the whole job on it:
    or ``SAMRS_CHECKPOINT``), otherwise the GrabCut backend, and says which ran;
 3. evaluate the masks against the ground truth, next to the ``boxfill``
    baseline, and save the QA views;
-4. export the SAMRS PNG layout and COCO instance JSON.
+4. export the SAMRS PNG layout and COCO instance JSON;
+
+and leaves the App ready: the plugin linked into FiftyOne's plugins dir
+when FiftyOne does not find it yet (``samrs plugin install``), and the
+``samrs-qa`` workspace (the samples and the SAMRS QA panel) saved on the
+dataset, which ``samrs app samrs-demo`` opens.
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ def run_demo(
         name: FiftyOne dataset name (overwritten on every run)
     """
 
+    from fiftyone_samrs.core.text import plural
     from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.evaluating.evaluation import evaluate
     from fiftyone_samrs.exporting.coco_export import export_coco
@@ -155,7 +161,7 @@ def run_demo(
     views = save_qa_views(dataset, eval_key="eval")
     print(
         "QA views saved on dataset %r: %s"
-        % (name, ", ".join("%s (%d samples)" % kv for kv in views.items()))
+        % (name, ", ".join("%s (%s)" % (k, plural(n, "sample")) for k, n in views.items()))
     )
     print("(%.1f s)" % (time.time() - t))
 
@@ -168,10 +174,14 @@ def run_demo(
     print("COCO JSON:    %s" % coco_path)
     print("(%.1f s)" % (time.time() - t))
 
+    plugin = ensure_plugin()
+    from fiftyone_samrs.tools.app import app_url, save_qa_workspace
+
+    workspace = save_qa_workspace(dataset)
     print(
-        "\nDone. Open the result in the FiftyOne App with:\n"
-        "  .venv/bin/python -c \"import fiftyone as fo; "
-        "fo.launch_app(fo.load_dataset('%s')).wait()\"" % name
+        "\nDone. Open the result in the FiftyOne App, with the SAMRS QA panel beside the "
+        "samples:\n  samrs app %s\n(or `fiftyone app launch %s`, then %s)"
+        % (name, name, app_url(name))
     )
     return {
         "dataset": name,
@@ -180,4 +190,29 @@ def run_demo(
         "samrs_dir": samrs_dir,
         "coco_path": coco_path,
         "miou": {label: (r.miou_i, r.miou_p) for label, r in rows},
+        "plugin": plugin,
+        "workspace": workspace,
     }
+
+
+def ensure_plugin() -> bool:
+    """Makes the App find the plugin: links it into FiftyOne's plugins dir
+    (``samrs plugin install``) when it is not discoverable yet, and says so.
+
+    Returns:
+        whether the plugin is discoverable afterwards
+    """
+    from fiftyone_samrs.tools.plugin_install import install_plugin, plugin_status
+
+    ok, found, fix = plugin_status()
+    if ok:
+        print("App plugin: %s" % found)
+        return True
+    try:
+        install_plugin(link=True)
+    except (FileExistsError, FileNotFoundError, OSError) as e:
+        print("App plugin NOT installed: %s\n  fix: %s" % (e, fix))
+        return False
+    ok, found, fix = plugin_status()
+    print("App plugin: %s%s" % (found, "" if ok else "\n  fix: %s" % fix))
+    return ok

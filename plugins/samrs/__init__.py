@@ -8,11 +8,11 @@ logic of their own: each turns its form into one SDK call.
 operator           SDK call
 =================  =========================================================
 import_dataset     ``fsr.load_dota`` / ``load_dior`` / ``load_fair1m`` / ``load_hrsc``
-run_sam            ``fsr.segment`` (delegated by default)
-evaluate_masks     ``fsr.evaluate`` + ``qa.save_qa_views``; opens ``low_iou``
+run_sam            ``fsr.segment`` (Execute; Schedule where the App can schedule)
+evaluate_masks     ``fsr.evaluate`` + ``qa.save_qa_views``; opens ``low_iou_<key>``
 prompt_study       ``fsr.prompt_study``; shows the table
 export_dataset     ``fsr.export_samrs`` / ``fsr.export_coco``
-samrs_qa (panel)   per-class mIoU, IoU histogram, QA view buttons
+samrs_qa (panel)   one evaluation's per-class mIoU, IoU histogram, its QA views
 =================  =========================================================
 """
 

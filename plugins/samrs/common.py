@@ -17,9 +17,12 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-#: a view with at most this many samples may run immediately (in the App's
-#: request); larger views are always delegated
+#: a view with more samples than this defaults to "Schedule" (where the App
+#: can schedule) and gets a "this is a long run" notice in the form
 SMALL_VIEW = 50
+
+#: the environment variable that gives the App its Schedule button (FiftyOne 1.22.1)
+LEGACY_ORCHESTRATORS_ENV = "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"
 
 #: ``report(fraction, label)``: how SDK work hands progress to the operator
 Report = Callable[[Optional[float], Optional[str]], None]
@@ -40,22 +43,33 @@ def operator_config(name: str, label: str, description: str, icon: str,
 
 
 class SamrsOperator(foo.Operator):
-    """Base of the operators: the delegation rule, the generator ``execute``
+    """Base of the operators: the execution options, the generator ``execute``
     (the body is ``_execute``) and the Markdown output titled ``title``.
 
-    Subclasses set ``title``, ``default_delegate`` (the "run in the
-    background" default) and ``view_target`` (False: no target view, so no
-    "large views are always delegated" rule).
+    Every operator can run immediately (the App's **Execute**) and be
+    delegated (**Schedule**, where the App offers it: see
+    :func:`delegation_available`); see :func:`execution_options`.
+
+    Subclasses set ``title``, ``long_running`` (True: the form always says how
+    to run it in the background) and ``view_target`` (False: no target view).
     """
 
     title = ""
-    default_delegate = False
+    long_running = False
     view_target = True
 
     def resolve_delegation(self, ctx):
-        return resolve_delegation(
-            ctx, default_delegate=self.default_delegate,
-            target_fn=(lambda: ctx.target_view()) if self.view_target else None)
+        return requested_delegation(ctx)
+
+    def resolve_execution_options(self, ctx):
+        return execution_options(ctx, self._target_fn(ctx), long_running=self.long_running)
+
+    def _target_fn(self, ctx):
+        return (lambda: ctx.target_view()) if self.view_target else None
+
+    def add_execution_notice(self, ctx, inputs, target=None) -> None:
+        """The form's notice on how this operation runs (see :func:`add_execution_notice`)."""
+        add_execution_notice(ctx, inputs, target=target, long_running=self.long_running)
 
     def execute(self, ctx):
         return execute_generator(ctx, self._execute(ctx))
@@ -213,49 +227,127 @@ def folder_input(ctx, inputs, name: str, label: str, description: str,
                                                    button_label="Choose a folder..."))
 
 
-def add_execution_mode(ctx, inputs, default_delegate: bool = True,
-                       small_view: Optional[int] = None, target=None,
-                       description: Optional[str] = None) -> bool:
-    """Adds the "run in the background" toggle; returns whether delegation is chosen.
+def delegation_available() -> bool:
+    """Whether the App can schedule (delegate) an operation.
 
-    Long runs are delegated (queued for ``fiftyone delegated launch``); a view
-    of at most ``small_view`` samples may run immediately in the App. Larger
-    views are always delegated and the toggle is replaced by a notice.
+    FiftyOne 1.22.1 (open source) has no orchestrator registry, so its App
+    offers no Schedule button (and an operator that allows only delegation
+    shows "Background compute is not yet configured" and Close), unless the
+    App runs with ``allow_legacy_orchestrators``
+    (``FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true``). Scheduled operations then
+    wait in the database for a worker (``fiftyone delegated launch``).
+    Programmatic callers can always queue (``request_delegation=True``).
     """
-    small_view = SMALL_VIEW if small_view is None else small_view
+    return bool(getattr(fo.config, "allow_legacy_orchestrators", False))
+
+
+def requested_delegation(ctx) -> Optional[bool]:
+    """A programmatic caller's ``delegate`` parameter (True / False), else
+    None: the App's choice (Execute or Schedule) decides."""
+    value = ctx.params.get("delegate")
+    if value is None or value == "":
+        return None
+    return bool(value)
+
+
+def _count(target_fn: Optional[Callable[[], Any]]) -> Optional[int]:
+    if target_fn is None:
+        return None
+    try:
+        return target_fn().count()
+    except Exception:  # noqa: BLE001 - a view that cannot count is handled at execution
+        return None
+
+
+def execution_options(ctx, target_fn: Optional[Callable[[], Any]] = None,
+                      long_running: bool = False):
+    """The execution options of a @samrs/samrs operator.
+
+    Immediate execution is always allowed, so the App's **Execute** runs the
+    operation whatever FiftyOne's delegation set-up. Delegation is allowed
+    too (**Schedule** where the App offers it, ``request_delegation=True``
+    for programmatic callers); where the App can schedule, it is the default
+    choice for long-running operations (Run SAM, the prompt study) and for
+    views of more than :data:`SMALL_VIEW` samples. A ``delegate`` parameter
+    (programmatic callers) forces one or the other.
+    """
+    forced = requested_delegation(ctx)
+    if forced is not None:
+        return foo.ExecutionOptions(allow_immediate_execution=not forced,
+                                    allow_delegated_execution=forced)
+    prefer = False
+    if delegation_available():
+        n = _count(target_fn)
+        prefer = long_running or (n is not None and n > SMALL_VIEW)
+    return foo.ExecutionOptions(allow_immediate_execution=True, allow_delegated_execution=True,
+                                default_choice_to_delegated=prefer)
+
+
+def waiting_operations(min_age_s: float = 60.0) -> List[Any]:
+    """Scheduled operations queued for more than ``min_age_s`` seconds (a
+    sign that no ``fiftyone delegated launch`` worker is running)."""
+    from datetime import datetime, timedelta
+
+    try:
+        from fiftyone.operators.delegated import DelegatedOperationService
+        from fiftyone.operators.executor import ExecutionRunState
+
+        queued = DelegatedOperationService().list_operations(
+            run_state=ExecutionRunState.QUEUED)
+    except Exception:  # noqa: BLE001 - an informative extra only
+        return []
+    cutoff = datetime.utcnow() - timedelta(seconds=min_age_s)
+    return [op for op in queued
+            if getattr(op, "queued_at", None) is not None and op.queued_at < cutoff]
+
+
+#: what the form says when the App cannot schedule
+HOW_TO_SCHEDULE = (
+    "To run it in the background instead, start the App with %s=true (then its Schedule "
+    "button appears beside Execute) and a worker with `fiftyone delegated launch` on the "
+    "machine that should do the work (same database and plugins dir as the App; see "
+    "docs/plugin.md)." % LEGACY_ORCHESTRATORS_ENV)
+
+
+def execution_notice(n: Optional[int], long_running: bool = False) -> Optional[str]:
+    """The text of the form's execution notice, or None when there is nothing to say.
+
+    Args:
+        n: the number of target samples, if known
+        long_running: the operation may take long even on a small view
+    """
+    large = n is not None and n > SMALL_VIEW
+    what = "%d samples" % n if n is not None else "this operation"
+    if delegation_available():
+        if not (large or long_running):
+            return None
+        text = ("%s: Schedule (the default here) queues it for a `fiftyone delegated "
+                "launch` worker (same database and plugins dir as the App); Execute (beside "
+                "Schedule) runs it now in the App." % (what[0].upper() + what[1:]))
+        waiting = waiting_operations()
+        if waiting:
+            text += (" %d scheduled operation%s waiting for more than a minute: is a worker "
+                     "running?" % (len(waiting), " is" if len(waiting) == 1 else "s are"))
+        return text
+    if not (large or long_running):
+        return None
+    return ("Execute runs %s now, in the App (progress is shown; keep the App open). %s"
+            % (what, HOW_TO_SCHEDULE))
+
+
+def add_execution_notice(ctx, inputs, target=None, long_running: bool = False) -> None:
+    """Adds the form's notice on how the operation runs (at the top of the
+    form, after the target): nothing for a short run, else how to run it now
+    and how to run it in the background."""
     n = None
     if target is not None:
         try:
             n = target.count()
-        except Exception:  # noqa: BLE001 - a view that cannot count is handled at execution
-            n = None
-    if n is not None and n > small_view:
-        inputs.view("delegate_notice", types.Notice(
-            label="%d samples: this runs in the background (delegated). Start a worker with "
-                  "`fiftyone delegated launch` to process it." % n))
-        return True
-    delegate = bool(ctx.params.get("delegate", default_delegate))
-    inputs.bool(
-        "delegate", default=default_delegate, label="Run in the background (delegated)",
-        description=description or (
-            "Queued for a delegated-operation worker (`fiftyone delegated launch`). "
-            "Uncheck to run now in the App (views of at most %d samples)." % small_view),
-        view=types.CheckboxView(),
-    )
-    return delegate
-
-
-def resolve_delegation(ctx, default_delegate: bool = True, small_view: Optional[int] = None,
-                       target_fn: Optional[Callable[[], Any]] = None) -> bool:
-    """The operator's delegation decision matching :func:`add_execution_mode`."""
-    small_view = SMALL_VIEW if small_view is None else small_view
-    if target_fn is not None:
-        try:
-            if target_fn().count() > small_view:
-                return True
         except Exception:  # noqa: BLE001
-            pass
-    return bool(ctx.params.get("delegate", default_delegate))
+            n = None
+    text = execution_notice(n, long_running=long_running)
+    if text:
+        inputs.view("execution_notice", types.Notice(label=text))
 
 
 # --------------------------------------------------------------------------
@@ -406,6 +498,13 @@ def _reporting_errors(ctx, generator) -> Generator:
                                   {"summary": "**The operation failed.**\n\n```\n%s\n```"
                                               % message})
         raise
+
+
+def markdown_lines(headline: str, lines: Iterable[str]) -> str:
+    """A bold headline and one bullet per line: Markdown joins plain lines
+    into one paragraph, so summaries of several lines use this."""
+    items = ["- %s" % line.strip() for line in lines if line.strip()]
+    return "**%s**%s" % (headline, ("\n\n" + "\n".join(items)) if items else "")
 
 
 def markdown_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Dict, List
 import fiftyone as fo
 import fiftyone.operators.types as types
 
+from fiftyone_samrs.evaluating import qa
 from fiftyone_samrs.evaluating.qa import LOW_IOU_VIEW
 
 from . import common
@@ -57,6 +58,7 @@ class EvaluateMasks(common.SamrsOperator):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Evaluate")
         target = ctx.target_view()
+        self.add_execution_notice(ctx, inputs, target)
         fields = _mask_fields(target)
         common.field_choice(inputs, "pred_field", fields, "sam", "Predicted masks",
                             "Detections with predicted instance masks (e.g. sam)")
@@ -72,8 +74,6 @@ class EvaluateMasks(common.SamrsOperator):
         inputs.bool("quality", default=True, label="Mask-quality signals",
                     description="also flag suspicious masks (confidence, stability, area "
                                 "and box agreement) for the suspicious_masks view")
-        common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
-                                  target=target)
         return types.Property(inputs, view=types.View(label="Evaluate masks"))
 
     def resolve_run_name(self, ctx):
@@ -82,13 +82,13 @@ class EvaluateMasks(common.SamrsOperator):
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
         from fiftyone_samrs.evaluating import evaluation
-        from fiftyone_samrs.evaluating import qa
         from fiftyone_samrs.evaluating import quality
         view = ctx.target_view()
         pred_field = common.param_str(ctx, "pred_field", "sam")
         gt_field = common.param_str(ctx, "gt_field", "gt_masks")
         eval_key = common.param_str(ctx, "eval_key", "eval")
-        low_iou = float(ctx.params.get("low_iou", 0.5) or 0.5)
+        low_iou = ctx.params.get("low_iou")
+        low_iou = 0.5 if low_iou in (None, "") else float(low_iou)
         with_quality = bool(ctx.params.get("quality", True))
         schema = view.get_field_schema()
         for field in (pred_field, gt_field):
@@ -112,13 +112,20 @@ class EvaluateMasks(common.SamrsOperator):
         results, saved = yield from common.run_with_progress(ctx, work)
         summary = results_markdown(results)
         if saved:
-            summary += "\n\nSaved views: " + ", ".join(
-                "`%s` (%d samples)" % kv for kv in saved.items())
+            summary += "\n\nSaved views:\n\n" + "\n".join(
+                "- %s" % line for line in qa.qa_summary(
+                    saved, view, eval_key=eval_key, low_iou=low_iou).replace(
+                    "saved view ", "").splitlines())
         triggers = []
+        n_low = saved.get(LOW_IOU_VIEW)
         if not ctx.delegated:
             triggers.append(ctx.ops.reload_dataset())
-            if saved.get(LOW_IOU_VIEW) is not None:
-                triggers.append(common.open_saved_view(ctx, LOW_IOU_VIEW))
+            if n_low:
+                triggers.append(common.open_saved_view(ctx, qa.low_iou_view_name(eval_key)))
+            elif n_low == 0:
+                triggers.append(ctx.ops.notify(
+                    "the low_iou view is empty: %s" % qa.empty_reason(
+                        view, LOW_IOU_VIEW, eval_key, low_iou), variant="info"))
         return (yield from common.finish(
             ctx, self.title, summary,
             "mIoU_I %s, mIoU_P %s" % (_pct(results.miou_i), _pct(results.miou_p)), triggers))
@@ -136,6 +143,7 @@ class PromptStudy(common.SamrsOperator):
     """Compares prompt configurations (the paper's Table 1) on a view with GT masks."""
 
     title = "Prompt study"
+    long_running = True
 
     @property
     def config(self):
@@ -148,6 +156,7 @@ class PromptStudy(common.SamrsOperator):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Study")
         target = ctx.target_view()
+        self.add_execution_notice(ctx, inputs, target)
         fields = _mask_fields(target)
         common.field_choice(inputs, "gt_field", fields, "gt_masks", "Ground-truth masks",
                             "Detections with GT instance masks")
@@ -169,8 +178,6 @@ class PromptStudy(common.SamrsOperator):
                    description="writes study.md, study.csv and study.png there (replacing "
                                "those three); under %s (%s)"
                                % (common.app_root(), common.APP_ROOT_ENV))
-        common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
-                                  target=target)
         return types.Property(inputs, view=types.View(label="Prompt study"))
 
     def _execute(self, ctx):

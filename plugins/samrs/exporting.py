@@ -56,6 +56,7 @@ class ExportDataset(common.SamrsOperator):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Export")
         target = ctx.target_view()
+        self.add_execution_notice(ctx, inputs, target)
         radio = types.RadioGroup()
         for key, label in EXPORT_FORMATS:
             radio.add_choice(key, label=label)
@@ -103,8 +104,6 @@ class ExportDataset(common.SamrsOperator):
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="allow writing into a non-empty folder: "
                                 + overwrite_effect(export_dir, fmt))
-        common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
-                                  target=target)
         return types.Property(inputs, view=types.View(label="Export segmentation"))
 
     def resolve_run_name(self, ctx):

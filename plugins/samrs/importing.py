@@ -54,7 +54,7 @@ class ImportDataset(common.SamrsOperator):
         return common.operator_config(
             "import_dataset", "SAMRS: Import dataset",
             "Import a DOTA, DIOR, FAIR1M or HRSC2016 folder (optionally tiled)",
-            "drive_folder_upload", default_choice_to_delegated=False, view_target=False)
+            "drive_folder_upload")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -113,10 +113,6 @@ class ImportDataset(common.SamrsOperator):
             inputs.float("keep_thresh", default=spec.tiling.keep_thresh, min=0.0, max=1.0,
                          label="Keep threshold",
                          description="keep a clipped object when this fraction of it is inside")
-        common.add_execution_mode(
-            ctx, inputs, default_delegate=self.default_delegate,
-            description="Queue the import for a delegated-operation worker (`fiftyone "
-                        "delegated launch`) instead of running it now in the App")
         return types.Property(inputs, view=types.View(label="Import a remote-sensing dataset"))
 
     def resolve_run_name(self, ctx):

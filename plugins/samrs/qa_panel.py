@@ -1,5 +1,12 @@
-"""``samrs_qa``: a panel with the last evaluation's per-class mIoU, its IoU
-histogram and buttons opening the ``low_iou`` and ``suspicious_masks`` views."""
+"""``samrs_qa``: a panel with an evaluation's per-class mIoU, its IoU histogram
+and buttons opening that evaluation's low-IoU samples and the suspicious masks.
+
+Everything the panel shows and opens belongs to the evaluation chosen at its
+top (default: the newest): the low-IoU button opens ``low_iou_<eval_key>``
+(saved by ``save_qa_views``) or, where that evaluation has no saved view, the
+same view built on the spot with the default threshold. A view that would
+come out empty is not opened: the panel says why instead.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,14 @@ from typing import Any, Dict, List, Optional
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_samrs.evaluating.qa import LOW_IOU_VIEW, SUSPICIOUS_VIEW
+from fiftyone_samrs.evaluating import qa
 
-from . import common
 from .evaluating import results_markdown
 
 HIST_BINS = 20
+
+#: the threshold of a low-IoU view built for an evaluation without a saved one
+DEFAULT_LOW_IOU = 0.5
 
 
 def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
@@ -26,14 +35,16 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
     Returns:
         a dict with ``eval_keys`` (mask evaluations of the dataset, oldest
         first), ``eval_key`` (the one shown), ``markdown`` (dataset and
-        per-class mIoU), ``ious`` (per-instance IoU, for the histogram) and
-        ``views`` (which QA views exist)
+        per-class mIoU), ``ious`` (per-instance IoU, for the histogram),
+        ``low_iou`` and ``suspicious`` (what each button opens: ``view``
+        (a saved view name, or None when built on the spot), ``count``,
+        ``text`` (one line for the panel) and ``reason`` (why it is empty,
+        or None))
     """
     from fiftyone_samrs.evaluating import evaluation
     keys = _eval_keys_by_time(dataset, evaluation.list_runs(dataset)) if dataset else []
-    views = set(dataset.list_saved_views()) if dataset is not None else set()
     out: Dict[str, Any] = {"eval_keys": keys, "eval_key": None, "markdown": "", "ious": [],
-                           "views": sorted(views & {LOW_IOU_VIEW, SUSPICIOUS_VIEW})}
+                           "low_iou": None, "suspicious": None}
     if not keys:
         out["markdown"] = ("No mask evaluation yet: run **SAMRS: Evaluate masks** "
                            "(press `` ` `` and search for it).")
@@ -43,7 +54,77 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
     out["eval_key"] = key
     out["markdown"] = results_markdown(results)
     out["ious"] = [float(v) for v in results.ious if v == v]  # NaN: empty union
+    out["low_iou"] = _describe(dataset, *low_iou_view(dataset, key))
+    suspicious = suspicious_view(dataset)
+    pred_field = getattr(results.config, "pred_field", None)
+    out["suspicious"] = _describe(dataset, *suspicious, pred_field=pred_field) if suspicious \
+        else {"view": None, "count": 0, "text": "suspicious masks: no mask-quality signals "
+              "(Evaluate masks with Mask-quality signals checked)",
+              "reason": qa.empty_reason(dataset, qa.SUSPICIOUS_VIEW)}
     return out
+
+
+def low_iou_view(dataset, eval_key: str):
+    """``(view, saved view name or None, eval_key, threshold)`` of an
+    evaluation's low-IoU samples: its saved ``low_iou_<eval_key>``, else
+    built with :data:`DEFAULT_LOW_IOU`."""
+    name = qa.low_iou_view_name(eval_key)
+    threshold = qa.low_iou_threshold(dataset, eval_key)
+    if name in dataset.list_saved_views():
+        return dataset.load_saved_view(name), name, eval_key, threshold
+    threshold = DEFAULT_LOW_IOU if threshold is None else threshold
+    return qa.low_iou_view(dataset, eval_key, threshold), None, eval_key, threshold
+
+
+def suspicious_view(dataset):
+    """``(view, saved view name or None, None, None)`` of the suspicious
+    masks, or None without quality signals."""
+    if qa.SUSPICIOUS_VIEW in dataset.list_saved_views():
+        return dataset.load_saved_view(qa.SUSPICIOUS_VIEW), qa.SUSPICIOUS_VIEW, None, None
+    if dataset.has_sample_field("q_suspicious"):
+        return qa.suspicious_view(dataset), None, None, None
+    return None
+
+
+def _describe(dataset, view, name, eval_key, threshold, pred_field=None) -> Dict[str, Any]:
+    count = view.count()
+    if eval_key is not None:
+        what = "low IoU (`%s_iou_i` < %s)" % (eval_key, "%g" % threshold
+                                              if threshold is not None else "?")
+        reason = qa.empty_reason(dataset, qa.LOW_IOU_VIEW, eval_key, threshold) \
+            if not count else None
+    else:
+        quality_of = _quality_field(dataset)
+        what = "suspicious masks" + (" of `%s`" % quality_of if quality_of else "")
+        if quality_of and pred_field and quality_of != pred_field:
+            what += " (this evaluation scored `%s`)" % pred_field
+        reason = qa.empty_reason(dataset, qa.SUSPICIOUS_VIEW) if not count else None
+    text = "%s: %d sample%s%s" % (what, count, "" if count == 1 else "s",
+                                  (" (saved view `%s`)" % name) if name else "")
+    return {"view": name, "count": count, "text": text, "reason": reason}
+
+
+def _quality_field(dataset) -> Optional[str]:
+    """The predicted field the latest mask-quality run scored."""
+    best, when = None, ""
+    try:
+        for key in dataset.list_runs():
+            if not key.startswith("quality_"):
+                continue
+            info = dataset.get_run_info(key)
+            stamp = str(info.timestamp)
+            if stamp >= when:
+                best, when = getattr(info.config, "pred_field", None), stamp
+    except Exception:  # noqa: BLE001 - informative only
+        return None
+    return best
+
+
+def _newest_eval(dataset) -> Optional[str]:
+    from fiftyone_samrs.evaluating import evaluation
+
+    keys = _eval_keys_by_time(dataset, evaluation.list_runs(dataset)) if dataset else []
+    return keys[-1] if keys else None
 
 
 def _eval_keys_by_time(dataset, keys: List[str]) -> List[str]:
@@ -57,7 +138,7 @@ def _eval_keys_by_time(dataset, keys: List[str]) -> List[str]:
 
 
 class QAPanel(foo.Panel):
-    """Per-class mIoU and IoU histogram of an evaluation, with the QA views one click away."""
+    """Per-class mIoU and IoU histogram of an evaluation, with its QA views one click away."""
 
     @property
     def config(self):
@@ -66,7 +147,7 @@ class QAPanel(foo.Panel):
             label="SAMRS QA",
             icon="insights",
             help_markdown="Results of **SAMRS: Evaluate masks**: per-class mIoU, the "
-                          "IoU histogram, and the saved views of the worst samples.",
+                          "IoU histogram, and the worst samples of the evaluation shown.",
         )
 
     # ------------------------------------------------------------ events
@@ -84,28 +165,40 @@ class QAPanel(foo.Panel):
         self._refresh(ctx, ctx.params.get("value"))
 
     def open_low_iou(self, ctx):
-        self._open_view(ctx, LOW_IOU_VIEW)
+        key = ctx.panel.get_state("eval_key") or _newest_eval(ctx.dataset)
+        if not key:
+            ctx.ops.notify("no evaluation: run SAMRS: Evaluate masks", variant="warning")
+            return
+        view, _, _, threshold = low_iou_view(ctx.dataset, key)
+        self._open(ctx, view, qa.LOW_IOU_VIEW, key, threshold)
 
     def open_suspicious(self, ctx):
-        self._open_view(ctx, SUSPICIOUS_VIEW)
-
-    def _open_view(self, ctx, name):
-        if name not in ctx.dataset.list_saved_views():
-            ctx.ops.notify("the %s view does not exist yet: run SAMRS: Evaluate masks" % name,
-                           variant="warning")
+        found = suspicious_view(ctx.dataset)
+        if found is None:
+            ctx.ops.notify(qa.empty_reason(ctx.dataset, qa.SUSPICIOUS_VIEW), variant="warning")
             return
-        common.open_saved_view(ctx, name)
+        self._open(ctx, found[0], qa.SUSPICIOUS_VIEW, None, None)
+
+    def _open(self, ctx, view, kind, eval_key, threshold):
+        if not view.count():
+            ctx.ops.notify("nothing to open: %s" % qa.empty_reason(
+                ctx.dataset, kind, eval_key or "eval", threshold), variant="info")
+            self._refresh(ctx)
+            return
+        ctx.ops.set_view(view=view)
 
     def _refresh(self, ctx, eval_key=None):
         try:
             summary = qa_summary(ctx.dataset, eval_key or ctx.panel.get_state("eval_key"))
         except Exception as e:  # noqa: BLE001 - shown in the panel, not a crash
-            summary = {"eval_keys": [], "eval_key": None, "ious": [], "views": [],
+            summary = {"eval_keys": [], "eval_key": None, "ious": [], "low_iou": None,
+                       "suspicious": None,
                        "markdown": "Could not read the evaluation: %s" % e}
         ctx.panel.set_state("eval_key", summary["eval_key"])
         ctx.panel.set_state("eval_keys", summary["eval_keys"])
         ctx.panel.set_state("markdown", summary["markdown"])
-        ctx.panel.set_state("views", summary["views"])
+        ctx.panel.set_state("low_iou", summary["low_iou"])
+        ctx.panel.set_state("suspicious", summary["suspicious"])
         ctx.panel.set_state("n_ious", len(summary["ious"]))
         ctx.panel.set_data("iou_hist", [{
             "type": "histogram", "x": summary["ious"], "name": "instance IoU",
@@ -118,31 +211,42 @@ class QAPanel(foo.Panel):
     def render(self, ctx):
         panel = types.Object()
         keys = ctx.panel.get_state("eval_keys") or []
+        key = ctx.panel.get_state("eval_key")
         if len(keys) > 1:
             dropdown = types.DropdownView()
             for k in keys:
                 dropdown.add_choice(k, label=k)
-            panel.enum("eval_key", keys, default=ctx.panel.get_state("eval_key"),
-                       label="Evaluation", view=dropdown, on_change=self.choose_eval)
+            panel.enum("eval_key", keys, default=key, label="Evaluation", view=dropdown,
+                       on_change=self.choose_eval)
         markdown = ctx.panel.get_state("markdown") or "Loading..."
         headline, _, table = markdown.partition("\n\n")
         panel.md(headline, name="headline")
-        views = ctx.panel.get_state("views") or []
+        low = ctx.panel.get_state("low_iou") or {}
+        susp = ctx.panel.get_state("suspicious") or {}
+        if key:
+            lines = ["**Views of `%s`**" % key]
+            for item in (low, susp):
+                if item:
+                    lines.append("- %s%s" % (item["text"], (": %s" % item["reason"])
+                                             if item.get("reason") else ""))
+            panel.md("\n".join(lines), name="views")
         buttons = panel.h_stack("buttons", align_x="left", gap=2)
-        buttons.btn("open_low_iou", label="Open low-IoU samples", icon="trending_down",
-                    variant="contained", on_click=self.open_low_iou,
-                    disabled=LOW_IOU_VIEW not in views)
-        buttons.btn("open_suspicious", label="Open suspicious masks", icon="report",
-                    variant="outlined", on_click=self.open_suspicious,
-                    disabled=SUSPICIOUS_VIEW not in views)
+        buttons.btn("open_low_iou", label="Open low-IoU samples%s" % (
+                        " (%d)" % low["count"] if low else ""),
+                    icon="trending_down", variant="contained", on_click=self.open_low_iou,
+                    disabled=not low.get("count"))
+        buttons.btn("open_suspicious", label="Open suspicious masks%s" % (
+                        " (%d)" % susp["count"] if susp else ""),
+                    icon="report", variant="outlined", on_click=self.open_suspicious,
+                    disabled=not susp.get("count"))
         buttons.btn("refresh", label="Refresh", icon="refresh", on_click=self.refresh)
         if ctx.panel.get_state("n_ious"):
             panel.plot("iou_hist", layout={
-                "title": "Instance IoU (%s)" % ctx.panel.get_state("eval_key"),
+                "title": "Instance IoU (%s)" % key,
                 "xaxis": {"title": "IoU", "range": [0, 1]},
                 "yaxis": {"title": "instances"}, "bargap": 0.05, "height": 300,
-            })
+                "autosize": True,
+            }, config={"responsive": True})
         if table:
             panel.md(table, name="per_class")
-        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2,
-                                                         padding=2))
+        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2))

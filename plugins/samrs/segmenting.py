@@ -108,19 +108,19 @@ class RunSam(common.SamrsOperator):
     """Prompts SAM with each object's box and stores instance + semantic masks."""
 
     title = "Run SAM"
-    default_delegate = True
+    long_running = True
 
     @property
     def config(self):
         return common.operator_config(
             "run_sam", "SAMRS: Run SAM",
-            "Segment every detection of the view with Segment Anything", "auto_fix_high",
-            default_choice_to_delegated=True)
+            "Segment every detection of the view with Segment Anything", "auto_fix_high")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Segment")
         target = ctx.target_view()
+        self.add_execution_notice(ctx, inputs, target)
 
         box_fields = common.label_fields(target, fo.Detections)
         obb_fields = common.label_fields(target, fo.Polylines)
@@ -146,8 +146,6 @@ class RunSam(common.SamrsOperator):
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="Redo samples that already have masks (otherwise a run "
                                 "resumes: finished samples are skipped)")
-        common.add_execution_mode(ctx, inputs, default_delegate=self.default_delegate,
-                                  target=target)
         return types.Property(inputs, view=types.View(label="Run SAM"))
 
     def resolve_run_name(self, ctx):
@@ -179,7 +177,7 @@ class RunSam(common.SamrsOperator):
         result = yield from common.run_with_progress(ctx, work)
         triggers = [ctx.ops.reload_dataset()] if not ctx.delegated else []
         return (yield from common.finish(ctx, self.title, result["summary"],
-                                         result["summary"].splitlines()[0], triggers))
+                                         result["headline"], triggers))
 
 
 def engine_name(model: Dict[str, Any]) -> str:
@@ -208,5 +206,6 @@ def run_segment(view, model: Dict[str, Any], kwargs: Dict[str, Any], report) -> 
 
     result = segment(view, progress=on_batch, **model, **kwargs, **extra)
     lines = result.summary().splitlines()  # counts first: the App shows the first line
-    summary = "\n".join(["%s: %s" % (engine_name(model), lines[1]), lines[0]] + lines[2:])
-    return {"summary": summary, "samples": n, "result": result}
+    headline = "%s: %s" % (engine_name(model), lines[1])
+    summary = common.markdown_lines(headline, [lines[0]] + lines[2:])
+    return {"headline": headline, "summary": summary, "samples": n, "result": result}

@@ -237,6 +237,19 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor], source: str =
     )
 
 
+def _load_error(error: Exception) -> str:
+    """One short line on why ``torch.load(weights_only=True)`` refused a file."""
+    text = str(error)
+    if "zip archive" in text or "central directory" in text:
+        return "a truncated or damaged PyTorch file"
+    if "Unsupported global" in text or "GLOBAL" in text:
+        return ("it holds pickled Python objects besides tensors, which torch.load("
+                "weights_only=True) refuses (such files are never loaded here)")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    first = first.replace("Weights only load failed.", "").strip() or type(error).__name__
+    return "not a PyTorch weights file (torch.load(weights_only=True): %s)" % first[:120]
+
+
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """Reads a checkpoint's state dict on the CPU (``{"model": ...}`` wrappers allowed)."""
     path = os.fspath(path)
@@ -245,7 +258,11 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - report any unreadable file
-        raise ValueError("%s: cannot read as a PyTorch checkpoint: %s" % (path, e)) from e
+        # torch's own message (several paragraphs, suggesting weights_only=False)
+        # is replaced by a short one; the file is never loaded unsafely
+        raise ValueError("%s: not a SAM checkpoint: %s. Give a segment-anything .pth "
+                         "(sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth)"
+                         % (path, _load_error(e))) from None
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict"):
             if key in obj and isinstance(obj[key], Mapping):

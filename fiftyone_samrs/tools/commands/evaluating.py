@@ -25,7 +25,7 @@ def _save_views(dataset, eval_key: str, low_iou: float, n_worst: int) -> None:
     from fiftyone_samrs.evaluating.qa import qa_summary, save_qa_views
 
     saved = save_qa_views(dataset, eval_key=eval_key, low_iou=low_iou, n_worst=n_worst)
-    print(qa_summary(saved))
+    print(qa_summary(saved, dataset, eval_key=eval_key, low_iou=low_iou))
 
 
 def execute_evaluate(args: argparse.Namespace) -> int:

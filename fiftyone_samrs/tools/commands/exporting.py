@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.tools.cli import add_kwargs_argument, parse_kwargs
 from fiftyone_samrs.tools.commands._common import (
     add_view_tag_argument,
@@ -94,8 +95,9 @@ def execute_load(args: argparse.Namespace) -> int:
     except (ValueError, FormatError, FileNotFoundError, OSError) as e:
         return fail(e)
     n_obj = dataset.count("%s.detections" % args.label_field)
-    print("loaded %d images, %d instances, %d classes into dataset %r"
-          % (len(dataset), n_obj, len(dataset.classes.get(args.label_field, [])), dataset.name))
+    print("loaded %s, %s, %s into dataset %r"
+          % (plural(len(dataset), "image"), plural(n_obj, "instance"),
+             plural(len(dataset.classes.get(args.label_field, [])), "class"), dataset.name))
     return 0
 
 
@@ -108,7 +110,9 @@ def register(subparsers) -> None:
         "lists) or as COCO instance JSON with RLE masks (annotations.json + images/).",
     )
     parser.add_argument("dataset", help="the FiftyOne dataset name")
-    parser.add_argument("--format", choices=("samrs", "coco"), default="samrs")
+    parser.add_argument("--format", choices=("samrs", "coco"), default="samrs",
+                        help="the SAMRS layout (gray/color PNGs, COCO JSON, images) or a COCO "
+                             "instance JSON")
     parser.add_argument("--export-dir", required=True, help="the folder to write")
     parser.add_argument("--subset", default=None,
                         help="class list: SOTA, SIOR, FAST or HRSC (default: the dataset's)")
@@ -155,8 +159,10 @@ def register(subparsers) -> None:
     )
     load.add_argument("dir", help="the export folder")
     load.add_argument("--name", default=None, help="dataset name")
-    load.add_argument("--label-field", default="sam")
-    load.add_argument("--seg-field", default="sam_seg")
+    load.add_argument("--label-field", default="sam",
+                      help="the Detections field to fill with the instance masks")
+    load.add_argument("--seg-field", default="sam_seg",
+                      help="the Segmentation field to fill with the label PNGs")
     load.add_argument("--overwrite", action="store_true", help="replace a dataset of that name")
     load.add_argument("--allow-outside", action="store_true",
                       help="accept absolute image paths in annotations.json (a labels-only "

@@ -18,6 +18,7 @@ import argparse
 import os
 from typing import Iterable, List
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.formats.registry import FORMATS, get_format
 from fiftyone_samrs.tools.commands._common import fail
 
@@ -61,6 +62,12 @@ def execute_import(args: argparse.Namespace) -> int:
     from fiftyone_samrs.tools.cli import parse_kwargs
 
     kwargs = parse_kwargs(args.kwargs)
+    if args.allow_empty:
+        kwargs["allow_empty"] = True
+    if args.no_previews:
+        kwargs["previews"] = False
+    if args.preview_dir:
+        kwargs["preview_dir"] = args.preview_dir
     if args.tile:
         kwargs.update(tile=True, tile_dir=args.tile_dir, tile_size=args.size, gap=args.gap,
                       keep_thresh=args.keep_thresh)
@@ -152,8 +159,8 @@ def execute_tile(args: argparse.Namespace) -> int:
         return fail(e)
     print("Tiled %s from %s into %s (size %d, gap %d, keep threshold %g)"
           % (args.format.upper(), args.dataset_dir, args.out_dir, size, gap, keep))
-    print("%d tiles, %d objects in tiles (images/ and DOTA-style labelTxt/)"
-          % (n_tiles, n_objects))
+    print("%s, %s in tiles (images/ and DOTA-style labelTxt/)"
+          % (plural(n_tiles, "tile"), plural(n_objects, "object")))
     print("source: " + report.summary(max_messages=args.max_messages))
     return 0
 
@@ -175,6 +182,15 @@ def register(subparsers) -> None:
     p.add_argument("--check-images", action="store_true",
                    help="decode-check every image and skip (counted) undecodable ones; reads "
                         "every image in full, so it is several times slower than the import")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="accept an import that finds no image (otherwise an error: exit code "
+                        "1 and no dataset)")
+    p.add_argument("--no-previews", action="store_true",
+                   help="no JPEG previews for images browsers cannot show (TIFF: FAIR1M); "
+                        "by default the App shows such previews (preview_path) and filepath "
+                        "keeps the original")
+    p.add_argument("--preview-dir", default=None,
+                   help="where previews go (default <fiftyone dataset dir>/<name>/previews)")
     p.add_argument("--tile", action="store_true", help="tile large images first")
     p.add_argument("--tile-dir", default=None,
                    help="where tiles go (default <fiftyone dataset dir>/<name>/tiles)")

@@ -78,5 +78,6 @@ def register(subparsers) -> None:
     path.set_defaults(func=_path)
 
     uninstall = verbs.add_parser("uninstall", help="remove <plugins_dir>/@samrs/samrs")
-    uninstall.add_argument("--plugins-dir", metavar="DIR")
+    uninstall.add_argument("--plugins-dir", metavar="DIR",
+                           help="uninstall from DIR instead of fo.config.plugins_dir")
     uninstall.set_defaults(func=_uninstall)

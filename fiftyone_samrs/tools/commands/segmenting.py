@@ -105,7 +105,9 @@ def register(subparsers) -> None:
                         help="class list of the PNGs: SOTA, SIOR, FAST, HRSC or a,b,c "
                         "(default: the dataset's subset)")
     parser.add_argument("--paint-order", default="annotation",
-                        choices=("annotation", "small_last"))
+                        choices=("annotation", "small_last"),
+                        help="which mask wins where masks overlap in the semantic PNG: the "
+                             "later object (annotation, as SAMRS), or the smaller one")
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call")
     parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: auto)")
