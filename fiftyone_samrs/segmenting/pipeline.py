@@ -85,6 +85,9 @@ class SegmentResult:
         classes: the class list of the PNGs (index = pixel value)
         shard: ``(i, n)`` or None
         seconds: wall time
+        encoder: the SAM encoder's settings as one line (dtype and why,
+            attention, compilation: ``SamEngine.describe()``), or None for
+            backends without them
     """
 
     backend: str
@@ -102,6 +105,7 @@ class SegmentResult:
     classes: List[str] = field(default_factory=list)
     shard: Optional[Tuple[int, int]] = None
     seconds: float = 0.0
+    encoder: Optional[str] = None
 
     def summary(self) -> str:
         """A few human-readable lines."""
@@ -120,6 +124,8 @@ class SegmentResult:
             "%.1f s (%.2f samples/s, %.1f boxes/s)"
             % (self.seconds, self.samples_processed / secs, self.boxes / secs),
         ]
+        if self.encoder:
+            lines.append(self.encoder)
         if self.unknown_labels:
             n = sum(self.unknown_labels.values())
             lines.append(
@@ -597,7 +603,11 @@ def segment(
         batch_size: images per model call (and per database write)
         decoder_chunk: boxes per mask-decoder call (SAM)
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; None = auto
-        dtype: encoder dtype on CUDA (None = bf16 where supported, else fp16)
+        dtype: the SAM encoder's dtype: None/``"auto"`` = bf16 on CUDA (fp16
+            where bf16 is not supported) and on CPUs with AMX-BF16 or
+            AVX512-BF16, else fp32; or ``"bf16"``, ``"fp16"``, ``"fp32"``. The
+            choice and its reason are in the summary and the run record
+            (``encoder_settings``)
         overwrite: redo samples that are already finished
         shard: ``(i, n)``: process only shard ``i`` of ``n`` (by sample id)
         margin: how far (fraction of the box side) a mask may reach beyond
@@ -734,7 +744,11 @@ def segment(
                                class_index=class_index, paint_order=paint_order))
 
     result.seconds = time.time() - start
+    describe = getattr(engine, "describe", None)
+    result.encoder = describe() if callable(describe) else None
+    engine_settings = getattr(engine, "settings", None)
     final = dict(settings, status="complete", shard=shard,
+                 encoder_settings=engine_settings() if callable(engine_settings) else None,
                  samples_processed=result.samples_processed, samples_skipped=result.samples_skipped,
                  boxes=result.boxes, empty_masks=result.empty_masks,
                  unknown_labels=dict(result.unknown_labels), seconds=round(result.seconds, 3))
