@@ -36,17 +36,19 @@ if ROOT not in sys.path:
 
 def measure(models, scenes, prompts, candidate, device, attention):
     """Rows of ``(model, prompt, Agreement, seconds)``."""
-    from fiftyone_samrs.testing.precision import mask_agreement
+    from fiftyone_samrs.testing.precision import mask_agreements
 
     rows = []
     for name, sam in models:
+        t = time.perf_counter()
+        ags = mask_agreements(sam, scenes, prompts, candidate=candidate, device=device,
+                              attention=attention)
+        secs = time.perf_counter() - t
         for prompt in prompts:
-            t = time.perf_counter()
-            ag = mask_agreement(sam, scenes, candidate=candidate, prompt=prompt, device=device,
-                                attention=attention)
-            rows.append((name, prompt, ag, time.perf_counter() - t))
+            ag = ags[prompt]
+            rows.append((name, prompt, ag, secs))
             print("%s %s: mean IoU %.4f over %d instances (%.0f s)"
-                  % (name, prompt, ag.mean_iou, ag.instances, rows[-1][3]), file=sys.stderr)
+                  % (name, prompt, ag.mean_iou, ag.instances, secs), file=sys.stderr)
     return rows
 
 

@@ -149,6 +149,10 @@ def _plain(v):
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
 
 
+def _fiftyone_imported() -> bool:
+    return sys.modules.get("fiftyone") is not None
+
+
 def _short_error(e: BaseException) -> str:
     return "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:160])
 
@@ -235,7 +239,7 @@ def section_environment(rep: Report, args, device: torch.device) -> None:
         rows += [["CPU bf16", cpu_bf16_support().describe()],
                  ["torch threads", str(torch.get_num_threads())]]
     rows += [["mode", "quick" if args.quick else "full"],
-             ["FiftyOne imported", str("fiftyone" in sys.modules)]]
+             ["FiftyOne imported", str(_fiftyone_imported())]]
     rep.table("Environment", ["what", "value"], rows)
 
 
@@ -603,7 +607,7 @@ def main(argv=None) -> int:
             rep.note(name, "FAILED: %s\n\n```\n%s```" % (_short_error(e), traceback.format_exc()[-1500:]))
     figures = section_models(rep, args, device)
     section_goals(rep, args, figures)
-    if "fiftyone" in sys.modules:
+    if _fiftyone_imported():
         rep.note("Imports", "FiftyOne was imported: this check must not need it")
         ok = False
     rep.parts.append("Total: %.0f s.\n" % (time.time() - _T0))

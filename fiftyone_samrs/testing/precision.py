@@ -7,7 +7,8 @@ per-instance IoU of at least :data:`BF16_MIN_MEAN_IOU` (0.98) on a model
 whose masks mean something (the small SAM trained on generated scenes,
 ``model="samrs-tiny"``), prompted with the boxes of generated scenes.
 
-:func:`mask_agreement` takes any SAM and any scenes; :func:`generated_scenes`
+:func:`mask_agreement` takes any SAM and any scenes (:func:`mask_agreements`:
+several prompts, each image encoded once per setting); :func:`generated_scenes`
 makes the scenes (generated DOTA images with their boxes and rotated
 boxes). ``benchmarks/bench_precision.py`` runs it from the command line and
 ``tests/test_precision.py`` uses it.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -180,6 +181,26 @@ def mask_agreement(
     Returns:
         an :class:`Agreement`
     """
+    return mask_agreements(sam, scenes, [prompt], candidate, reference, device, attention,
+                           reference_attention, margin)[prompt]
+
+
+def mask_agreements(
+    sam,
+    scenes: Sequence[Scene],
+    prompts: Sequence[str] = ("hbox", "rhbox"),
+    candidate: str = "bf16",
+    reference: str = "fp32",
+    device=None,
+    attention: str = "fused",
+    reference_attention: str = "reference",
+    margin: Optional[float] = 0.1,
+) -> Dict[str, Agreement]:
+    """:func:`mask_agreement` for several prompts, each image encoded once per setting.
+
+    Returns:
+        prompt -> :class:`Agreement`
+    """
     from fiftyone_samrs.segmenting.prompts import build_prompts
     from fiftyone_samrs.segmenting.sam.attention import (
         disable_fused_attention,
@@ -189,27 +210,35 @@ def mask_agreement(
     from fiftyone_samrs.segmenting.sam.engine import SamEngine
 
     was_fused = fused_attention_enabled(sam)
-    prompts = [build_prompts(s.hboxes, s.quads, prompt, s.image.shape[:2], margin=margin)
-               for s in scenes]
+    built = {p: [build_prompts(s.hboxes, s.quads, p, s.image.shape[:2], margin=margin)
+                 for s in scenes] for p in prompts}
 
     def masks(dtype, attn):
         engine = SamEngine(sam, device=device, dtype=dtype, attention=attn, compile=False,
                            encoder_batch=1)
-        return [[r.mask for r in res]
-                for res in (engine.predict_batch([s.image], [p])[0] for s, p in zip(scenes, prompts))]
+        out = {p: [] for p in prompts}
+        for i, s in enumerate(scenes):
+            emb = engine.encode([s.image])[0]
+            for p in prompts:
+                out[p].append([r.mask for r in engine.decode(emb, built[p][i])])
+        return out
 
     try:
         ref = masks(reference, reference_attention)
         cand = masks(candidate, attention)
     finally:
         (enable_fused_attention if was_fused else disable_fused_attention)(sam)
-    ious: List[float] = []
-    flips = 0
-    for ra, ca in zip(ref, cand):
-        for a, b in zip(ra, ca):
-            if (a.x0, a.y0) != (b.x0, b.y0):
-                raise RuntimeError("the two runs gave masks over different regions")
-            ious.append(mask_iou(a.mask, b.mask))
-            flips += int(bool(a.mask.any()) != bool(b.mask.any()))
-    return Agreement(_setting(reference, reference_attention), _setting(candidate, attention),
-                     prompt, np.asarray(ious, dtype=np.float64), len(scenes), flips)
+    result: Dict[str, Agreement] = {}
+    for p in prompts:
+        ious: List[float] = []
+        flips = 0
+        for ra, ca in zip(ref[p], cand[p]):
+            for a, b in zip(ra, ca):
+                if (a.x0, a.y0) != (b.x0, b.y0):
+                    raise RuntimeError("the two runs gave masks over different regions")
+                ious.append(mask_iou(a.mask, b.mask))
+                flips += int(bool(a.mask.any()) != bool(b.mask.any()))
+        result[p] = Agreement(_setting(reference, reference_attention),
+                              _setting(candidate, attention), p,
+                              np.asarray(ious, dtype=np.float64), len(scenes), flips)
+    return result
