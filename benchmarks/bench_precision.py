@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     p.add_argument("--random", default=None,
                    help="random-weight models, comma-separated (tiny, vit_b, vit_l, vit_h); "
                         "default tiny,vit_b when no --model/--checkpoint is given")
-    p.add_argument("--prompts", default="hbox,rhbox", help="comma-separated prompts")
+    p.add_argument("--prompts", default="hbox,rbox_m",
+                   help="comma-separated prompts (default: the H-Box and the rotated-box mask)")
     p.add_argument("--candidate", default="bf16", help="the dtype compared with fp32")
     p.add_argument("--attention", default="fused", help="the candidate's attention: fused|reference")
     p.add_argument("--images", type=int, default=3)

@@ -332,3 +332,43 @@ def test_cuda_engine_overlaps_pins_and_matches_the_cpu():
     emb = eng.encode_async(images[:1])[0]
     assert emb.ready is not None
     assert emb.wait().ready is None
+
+
+def test_pipeline_streams_batches_through_predict_batches_and_keeps_errors_in_order():
+    """The pipeline hands its batches to ``predict_batches`` (which takes batch i + 1
+    before yielding batch i): every batch before a failing one still comes out."""
+    from fiftyone_samrs.segmenting.pipeline import _Job, _predict_all
+
+    class LookAhead:
+        name = "fake"
+
+        def __init__(self):
+            self.calls = []
+
+        def predict_batches(self, pairs):
+            it = iter(pairs)
+            cur = next(it, None)
+            while cur is not None:
+                nxt = next(it, None)  # the look-ahead of the CUDA path
+                self.calls.append(len(cur[0]))
+                yield [["mask of %s" % im] for im in cur[0]]
+                cur = nxt
+
+    def job(name, n):
+        j = _Job(name, name, 10, 10, [], [], [], np.zeros((n, 4)), None)
+        j.prompts = [0] * n if n else None
+        j.image = name
+        return j
+
+    def batches():
+        yield [job("a", 1), job("b", 0)]
+        yield [job("c", 2)]
+        raise OSError("image d unreadable")
+
+    engine = LookAhead()
+    out = []
+    with pytest.raises(OSError, match="image d unreadable"):
+        for jobs in _predict_all(engine, batches()):
+            out.append([(j.sample_id, j.results, j.image) for j in jobs])
+    assert out == [[("a", ["mask of a"], None), ("b", [], "b")], [("c", ["mask of c"], None)]]
+    assert engine.calls == [1, 1]

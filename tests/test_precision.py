@@ -68,8 +68,8 @@ def test_same_setting_agrees_exactly_and_the_model_is_left_as_found(scenes):
 def test_bf16_agreement_of_the_random_tiny_model(scenes):
     """Provisional (random weights): a figure, and a floor well below the rule."""
     sam = build_tiny_sam(0)
-    ags = mask_agreements(sam, scenes, ("hbox", "rhbox"), candidate="bf16", device="cpu")
-    assert list(ags) == ["hbox", "rhbox"]
+    ags = mask_agreements(sam, scenes, ("hbox", "rbox_m"), candidate="bf16", device="cpu")
+    assert list(ags) == ["hbox", "rbox_m"]
     for prompt, ag in ags.items():
         assert ag.candidate == "bf16, fused attention"
         assert ag.reference == "fp32, reference attention"
@@ -90,7 +90,7 @@ def test_cpu_bf16_switch_matches_the_trained_models_agreement():
     when its fp32 and bf16 masks agree to a mean per-instance IoU >= 0.98."""
     sam = _samrs_tiny()
     scenes = generated_scenes(n_images=3, n_objects=30, size=(1024, 1024))
-    ags = list(mask_agreements(sam, scenes, ("hbox", "rhbox"), candidate="bf16",
+    ags = list(mask_agreements(sam, scenes, ("hbox", "rbox_m"), candidate="bf16",
                                device="cpu").values())
     ok = all(a.passes(BF16_MIN_MEAN_IOU) for a in ags)
     assert models.CPU_BF16_AUTO == ok, (

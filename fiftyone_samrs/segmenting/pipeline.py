@@ -14,7 +14,9 @@ How the work is spread:
 - a loader thread reads each batch's samples from the database and builds
   the prompts, and a pool of ``num_workers`` threads decodes the images (and
   runs the engine's ``preprocess`` when it has one) while the model runs;
-- the calling thread only runs ``engine.predict_batch``;
+- the calling thread only runs the engine (``engine.predict_batches`` where
+  it has one, so the next batch's encoder pass overlaps this batch's
+  decoding on CUDA; else ``predict_batch``);
 - a writer thread builds the labels, paints and writes the PNGs and writes
   each batch to the database in one ``bulk_write`` (one ``$set`` of both
   fields per sample).
@@ -27,6 +29,7 @@ view by sample id, independent of what is already done.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
@@ -539,18 +542,58 @@ def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_
 
 def _predict(engine, jobs: List[_Job]) -> None:
     """Runs the backend on the jobs that have objects; attaches the results."""
-    todo = [j for j in jobs if j.prompts is not None and len(j.prompts)]
+    todo = _todo(jobs)
+    if todo:
+        _attach(engine, todo, engine.predict_batch([j.image for j in todo],
+                                                   [j.prompts for j in todo]))
+
+
+def _todo(jobs: List[_Job]) -> List[_Job]:
+    """The jobs with objects (the others get no results)."""
     for j in jobs:
         j.results = []
-    if not todo:
-        return
-    out = engine.predict_batch([j.image for j in todo], [j.prompts for j in todo])
+    return [j for j in jobs if j.prompts is not None and len(j.prompts)]
+
+
+def _attach(engine, todo: List[_Job], out) -> None:
     if len(out) != len(todo):
         raise RuntimeError("backend %r returned results for %d images, expected %d"
                            % (getattr(engine, "name", engine), len(out), len(todo)))
     for j, res in zip(todo, out):
         j.results = list(res)
         j.image = None  # free memory early
+
+
+def _predict_all(engine, batches):
+    """:func:`_predict` over a stream of job batches, yielding each batch when done.
+
+    With an engine that has ``predict_batches`` (the SAM engine), the next
+    batch's encoder pass is queued before the current batch decodes (on
+    CUDA they overlap); other backends run batch by batch.
+    """
+    if not callable(getattr(engine, "predict_batches", None)):
+        for jobs in batches:
+            _predict(engine, jobs)
+            yield jobs
+        return
+    pending: "collections.deque" = collections.deque()
+    error: List[Exception] = []
+
+    def pairs():
+        try:
+            for jobs in batches:
+                todo = _todo(jobs)
+                pending.append((jobs, todo))
+                yield [j.image for j in todo], [j.prompts for j in todo]
+        except Exception as e:  # noqa: BLE001 - raised once the batches before it are out
+            error.append(e)
+
+    for out in engine.predict_batches(pairs()):
+        jobs, todo = pending.popleft()
+        _attach(engine, todo, out)
+        yield jobs
+    if error:
+        raise error[0]
 
 
 def segment(
@@ -850,15 +893,17 @@ def _run(sample_collection, dataset, engine, todo, result, png_names, seg_dir, *
     writer.start()
     loader = threading.Thread(target=load_batches, name="samrs-loader", daemon=True)
     loader.start()
-    try:
+    def loaded():
         while True:
             item = ready.get()
             if item is None:
-                break
+                return
             if isinstance(item, BaseException):
                 raise item
-            jobs = [f.result() for f in item]
-            _predict(engine, jobs)
+            yield [f.result() for f in item]
+
+    try:
+        for jobs in _predict_all(engine, loaded()):
             if writer.error is not None:
                 raise writer.error
             writer.queue.put(jobs)

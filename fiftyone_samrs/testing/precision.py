@@ -188,7 +188,7 @@ def mask_agreement(
 def mask_agreements(
     sam,
     scenes: Sequence[Scene],
-    prompts: Sequence[str] = ("hbox", "rhbox"),
+    prompts: Sequence[str] = ("hbox", "rbox_m"),
     candidate: str = "bf16",
     reference: str = "fp32",
     device=None,

@@ -457,8 +457,9 @@ class SamEngine:
         encoder pass queued before the current batch decodes.
 
         On CUDA (with ``overlap``) the GPU encodes batch ``i + 1`` on the
-        encoder stream while the host decodes batch ``i``; elsewhere it is
-        the plain loop. Results are the same either way.
+        encoder stream while the host decodes batch ``i`` (so batch ``i + 1``
+        is taken from ``batches`` before batch ``i`` is yielded); elsewhere
+        it is the plain loop. Results are the same either way.
 
         Args:
             batches: ``(images, prompt sets)`` pairs, as :meth:`predict_batch` takes
@@ -466,6 +467,10 @@ class SamEngine:
         Yields:
             each batch's results, in order
         """
+        if not self.overlap:  # nothing runs in the background: the plain loop
+            for images, prompts in batches:
+                yield self.predict_batch(images, prompts)
+            return
         it = iter(batches)
         current = next(it, None)
         pending = None
