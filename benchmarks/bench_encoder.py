@@ -87,6 +87,7 @@ def run(model: str, device: str, rounds: int, batch: int, compile_: bool,
     }
     out = {"model": model, "device": str(dev), "batch": batch, "rounds": rounds,
            "threads": torch.get_num_threads(), "times": {m: [] for m in MODES},
+           "cpu_times": {m: [] for m in MODES},
            "rel_err": {}, "compile_s": None, "compile_error": None}
     modes = [m for m in MODES if compile_ or m != "bf16+fused+compile"]
     with torch.inference_mode():
@@ -108,13 +109,17 @@ def run(model: str, device: str, rounds: int, batch: int, compile_: bool,
         for _ in range(rounds):
             for m in modes:
                 sync()
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 fns[m]()
                 sync()
                 out["times"][m].append(time.perf_counter() - t)
+                out["cpu_times"][m].append(time.process_time() - c)
     med = {m: statistics.median(v) for m, v in out["times"].items() if v}
+    cpu = {m: statistics.median(v) for m, v in out["cpu_times"].items() if v}
     out["median_s"] = med
+    out["median_cpu_s"] = cpu
     out["ratio_to_fp32"] = {m: med[m] / med["fp32"] for m in med}
+    out["cpu_ratio_to_fp32"] = {m: cpu[m] / cpu["fp32"] for m in cpu}
     out["images_per_s"] = {m: batch / med[m] for m in med}
     return out
 
@@ -136,15 +141,20 @@ def report(res: dict) -> str:
         % (res["model"], res["device"], platform.processor() or platform.machine(),
            res["threads"], res["batch"], res["rounds"]),
         "",
-        "| mode | s per pass | images/s | time / fp32 | speed-up | max rel. error vs fp32 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| mode | s per pass | time / fp32 | speed-up | CPU s per pass | CPU time / fp32 "
+        "| max rel. error vs fp32 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in MODES:
         if m not in res["median_s"]:
             continue
         r = res["ratio_to_fp32"][m]
-        lines.append("| %s | %.3f | %.2f | %.3f | %.2fx | %.1e |" % (
-            m, res["median_s"][m], res["images_per_s"][m], r, 1.0 / r, res["rel_err"][m]))
+        lines.append("| %s | %.3f | %.3f | %.2fx | %.3f | %.3f | %.1e |" % (
+            m, res["median_s"][m], r, 1.0 / r, res["median_cpu_s"][m],
+            res["cpu_ratio_to_fp32"][m], res["rel_err"][m]))
+    lines += ["", "CPU time = this process's CPU seconds (all its threads): on a machine shared "
+              "with other jobs it varies less than wall time; with `--threads 1` it is the "
+              "compute itself."]
     if res.get("compile_s") is not None:
         lines += ["", "Compilation (first call of the compiled encoder): %.1f s%s."
                   % (res["compile_s"], "; it FAILED and ran uncompiled: %s" % res["compile_error"]

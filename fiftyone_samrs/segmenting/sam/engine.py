@@ -116,8 +116,10 @@ class SamEngine:
         sam: a ``segment_anything.modeling.Sam`` (see :func:`.models.load_sam`)
         device: None/"auto", or a device; the model is moved there
         dtype: the encoder's autocast dtype (None/"auto": bf16/fp16 on CUDA,
-            fp32 elsewhere; see :func:`.models.resolve_dtype`); the decoder
-            always runs in fp32
+            bf16 on CPUs with AMX-BF16 or AVX512-BF16 while
+            :data:`.models.CPU_BF16_AUTO` is on, else fp32; see
+            :func:`.models.resolve_dtype`); the decoder always runs in fp32.
+            :meth:`settings` and :meth:`describe` say what was chosen and why
         encoder_batch: images per encoder pass
         decoder_chunk: prompts per decoder call (prompt encoder, decoder,
             post-processing). The fast decoder further works on a few prompts
