@@ -210,6 +210,14 @@ def test_engine_settings_say_what_runs():
     ref = SamEngine(sam, device="cpu", dtype="bf16", attention="reference")
     assert all(type(b.attn) is Attention for b in sam.image_encoder.blocks)
     assert ref.describe().startswith("encoder bf16 (requested), reference attention")
+    # compile="auto" on a CPU: only for jobs large enough to pay the compile back
+    from fiftyone_samrs.segmenting.sam.engine import CPU_COMPILE_MIN_IMAGES
+
+    big = SamEngine(sam, device="cpu", dtype="fp32", expected_images=CPU_COMPILE_MIN_IMAGES)
+    small = SamEngine(sam, device="cpu", dtype="fp32", expected_images=CPU_COMPILE_MIN_IMAGES - 1)
+    assert big.compiled and big.settings()["compile"] == "on" and big.describe().endswith(", compiled")
+    assert not small.compiled and small.settings()["compile"] == "off"
+    assert not SamEngine(sam, device="cpu", compile=False, expected_images=10**6).compiled
     with pytest.raises(ValueError, match="attention must be"):
         SamEngine(sam, device="cpu", attention="flash")
     with pytest.raises(ValueError, match="compile must be"):

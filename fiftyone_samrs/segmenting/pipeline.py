@@ -530,12 +530,15 @@ def _check_field(dataset, name, fo_type, what):
     return True
 
 
-def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_chunk):
+def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_chunk,
+                 n_images=None):
     from fiftyone_samrs.segmenting.backends import make_backend
 
     kwargs = {}
     if backend == "sam":
-        kwargs = dict(encoder_batch=batch_size, decoder_chunk=decoder_chunk)
+        # n_images: compile="auto" compiles the encoder on a CPU for large jobs only
+        kwargs = dict(encoder_batch=batch_size, decoder_chunk=decoder_chunk,
+                      expected_images=n_images)
     return make_backend(backend, model=model, checkpoint=checkpoint, device=device, dtype=dtype,
                         **kwargs)
 
@@ -771,7 +774,7 @@ def segment(
     if todo:
         if engine is None:  # only now: a finished run does not load the model
             engine = _make_engine(backend, model, checkpoint, device, dtype, batch_size,
-                                  decoder_chunk)
+                                  decoder_chunk, n_images=len(todo))
         _declare_fields(dataset, label_field, seg_field)
         _ensure_metadata(sample_collection, todo)
         png_names = {}

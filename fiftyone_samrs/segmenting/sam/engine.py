@@ -49,11 +49,19 @@ from fiftyone_samrs.segmenting.sam.upsample import RegionUpsampler, stability_sc
 
 logger = logging.getLogger(__name__)
 
-#: ``compile="auto"`` per device type: compile the encoder or not. Off on the
-#: CPU: measured on the 2-core build machine, compiling costs about a minute
-#: and did not make the bf16 + fused-attention ViT-B encoder measurably faster
-#: (see docs/engine.md); on CUDA it is segment-anything-fast's main saving.
+#: ``compile="auto"`` per device type: compile the encoder or not. On CUDA it
+#: is segment-anything-fast's main saving. On the CPU it depends on the job:
+#: see :data:`CPU_COMPILE_MIN_IMAGES`.
 COMPILE_AUTO: Dict[str, bool] = {"cuda": True, "cpu": False}
+
+#: On the CPU, ``compile="auto"`` compiles when the engine is told it will
+#: encode at least this many images (``expected_images``; the pipeline passes
+#: the number of samples to segment). Measured on the 2-core build machine
+#: (ViT-B, bf16 + fused attention, docs/engine.md): compiling makes the
+#: encoder about 20% faster (CPU time 0.40 vs 0.50 of fp32) but costs 30 s
+#: to 2.5 min per engine, about 30-130 images' worth of that saving; smaller
+#: jobs (tests, demos, the prompt study) stay uncompiled.
+CPU_COMPILE_MIN_IMAGES: int = 200
 
 
 @dataclass
@@ -133,11 +141,14 @@ class SamEngine:
             the given ``sam`` in place, its state dict unchanged), or
             ``"reference"``: SAM's own (switched back if fused)
         compile: compile the encoder's blocks with ``torch.compile``: True,
-            False, or ``"auto"`` (:data:`COMPILE_AUTO`: on for CUDA, off on the
-            CPU). A failing compilation logs a warning and runs uncompiled.
+            False, or ``"auto"`` (:data:`COMPILE_AUTO`: on for CUDA; on the CPU
+            only when ``expected_images`` reaches :data:`CPU_COMPILE_MIN_IMAGES`).
+            A failing compilation logs a warning and runs uncompiled.
             Compiled passes always get ``encoder_batch`` images (short
             batches are padded), so one graph serves the whole run.
         compile_mode: ``torch.compile``'s ``mode`` (None: its default)
+        expected_images: how many images this engine will encode, if known
+            (for ``compile="auto"``)
         overlap: on CUDA, run each encoder batch on a side stream so that it
             overlaps decoding, and pin images for asynchronous copies
             (ignored elsewhere)
@@ -157,12 +168,13 @@ class SamEngine:
         compile: Union[bool, str] = "auto",
         compile_mode: Optional[str] = None,
         overlap: bool = True,
+        expected_images: Optional[int] = None,
     ):
         self.device = resolve_device(device)
         self.dtype, self.dtype_reason = resolve_dtype_with_reason(self.device, dtype)
         self.sam = sam.to(self.device).eval()
         self._set_attention(attention)
-        self._set_compile(compile, compile_mode)
+        self._set_compile(compile, compile_mode, expected_images)
         self.set_overlap(overlap)
         self.encoder_batch = max(1, int(encoder_batch))
         self.decoder_chunk = max(1, int(decoder_chunk))
@@ -200,13 +212,16 @@ class SamEngine:
         else:
             disable_fused_attention(self.sam)
 
-    def _set_compile(self, compile: Union[bool, str], mode: Optional[str]) -> None:
+    def _set_compile(self, compile: Union[bool, str], mode: Optional[str],
+                     expected_images: Optional[int] = None) -> None:
         from fiftyone_samrs.segmenting.sam.attention import GuardedEncoder, compile_encoder_blocks
 
         if isinstance(compile, str):
             if compile.lower() != "auto":
                 raise ValueError("compile must be True, False or 'auto', got %r" % (compile,))
-            compile = COMPILE_AUTO.get(self.device.type, False)
+            compile = COMPILE_AUTO.get(self.device.type, False) or (
+                self.device.type == "cpu" and expected_images is not None
+                and expected_images >= CPU_COMPILE_MIN_IMAGES)
         self._guarded: Optional[GuardedEncoder] = None
         self._encoder = self.sam.image_encoder
         if compile:
