@@ -25,7 +25,7 @@ def _load():
 def test_quick_mode_on_the_cpu_without_fiftyone(tmp_path):
     out = tmp_path / "gpu_check.md"
     argv = ["--device", "cpu", "--quick", "--attention-blocks", "tiny", "--images", "2",
-            "--boxes", "4", "--threads", "1", "--out", str(out)]
+            "--boxes", "4", "--batch", "1", "--threads", "1", "--out", str(out)]
     code = ("import sys, runpy\n"
             "for m in %r: sys.modules[m] = None  # importing them now fails\n"
             "sys.argv = [%r] + %r\n"

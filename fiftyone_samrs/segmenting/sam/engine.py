@@ -113,6 +113,19 @@ class ImageEmbedding:
         return self
 
 
+def padded_batch(n: int, cap: int) -> int:
+    """The batch a compiled encoder pass of ``n`` images runs: the next power of two, at most ``cap``.
+
+    So a run compiles at most ``log2(cap) + 1`` graphs per block kind (in
+    practice one for the full batches and one for a short last batch), and
+    padding never more than doubles a pass.
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    return max(n, min(size, cap))
+
+
 def _region_ints(regions: np.ndarray, height: int, width: int) -> List[Tuple[int, int, int, int]]:
     return [box_to_int_region(r, width, height) for r in np.asarray(regions, dtype=np.float64)]
 
@@ -144,8 +157,9 @@ class SamEngine:
             False, or ``"auto"`` (:data:`COMPILE_AUTO`: on for CUDA; on the CPU
             only when ``expected_images`` reaches :data:`CPU_COMPILE_MIN_IMAGES`).
             A failing compilation logs a warning and runs uncompiled.
-            Compiled passes always get ``encoder_batch`` images (short
-            batches are padded), so one graph serves the whole run.
+            Compiled passes are padded to a power of two images (at most
+            ``encoder_batch``; :func:`padded_batch`), so a short last batch
+            costs at most one more compilation.
         compile_mode: ``torch.compile``'s ``mode`` (None: its default)
         expected_images: how many images this engine will encode, if known
             (for ``compile="auto"``)
@@ -297,9 +311,11 @@ class SamEngine:
              for p in batch]
         )
         n = x.shape[0]
-        if self.compiled and n < self.encoder_batch:
-            # one input shape for the whole run: no recompilation for a short batch
-            x = torch.cat([x, x.new_zeros((self.encoder_batch - n,) + tuple(x.shape[1:]))])
+        if self.compiled:
+            # few input shapes, few compilations: pad to the next power of two
+            size = padded_batch(n, self.encoder_batch)
+            if size > n:
+                x = torch.cat([x, x.new_zeros((size - n,) + tuple(x.shape[1:]))])
         with self._autocast():
             feats = self._encoder(x)
         return feats[:n].float()
