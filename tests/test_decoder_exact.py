@@ -33,7 +33,7 @@ def sam():
 def scenes(sam):
     """Per image size: the image, a reference predictor and our embedding."""
     rng = np.random.default_rng(11)
-    engine = SamEngine(sam, device="cpu", encoder_batch=3, decoder_chunk=7)
+    engine = SamEngine(sam, device="cpu", dtype="fp32", encoder_batch=3, decoder_chunk=7)
     images = {}
     for h, w in SIZES:
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)

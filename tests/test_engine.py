@@ -16,7 +16,7 @@ from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam, save_tiny_checkpo
 
 @pytest.fixture(scope="module")
 def engine():
-    return SamEngine(build_tiny_sam(0), device="cpu", encoder_batch=2, decoder_chunk=3)
+    return SamEngine(build_tiny_sam(0), device="cpu", dtype="fp32", encoder_batch=2, decoder_chunk=3)
 
 
 def _images():
@@ -88,7 +88,7 @@ def test_reference_decoder_gives_the_same_masks(engine):
     ps = build_prompts(np.array([[20, 30, 150, 120], [100, 20, 300, 190]], float), None, "hbox+cp",
                        images[0].shape[:2])
     emb = engine.encode(images)[0]
-    ref_engine = SamEngine(engine.sam, device="cpu", decoder="reference")
+    ref_engine = SamEngine(engine.sam, device="cpu", dtype="fp32", decoder="reference")
     fast, ref = engine.decode(emb, ps), ref_engine.decode(emb, ps)
     for a, b in zip(fast, ref):
         assert np.array_equal(a.mask.mask, b.mask.mask) or (a.mask.mask != b.mask.mask).mean() < 1e-3

@@ -109,7 +109,11 @@ def test_devices_and_dtypes():
         assert resolve_device(None).type in ("cpu", "mps")
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
-    assert resolve_dtype("cpu") is None
+    # "auto" on a CPU: bf16 where it is fast (AMX/AVX512-BF16) and the switch is on
+    from fiftyone_samrs.segmenting.sam.models import CPU_BF16_AUTO, cpu_bf16_support
+
+    want = torch.bfloat16 if (cpu_bf16_support().fast and CPU_BF16_AUTO) else None
+    assert resolve_dtype("cpu") is want
     assert resolve_dtype("cpu", "fp32") is None
     assert resolve_dtype("cpu", "bf16") is torch.bfloat16
     assert resolve_dtype("cpu", torch.float16) is torch.float16

@@ -283,8 +283,9 @@ def test_run_sam_writes_masks_and_reloads(dota):
     summary = _only(messages, "show_output")[0]["results"]["summary"]
     headline, _, rest = summary.partition("\n\n")
     assert headline.startswith("**SAM ") and "2 samples segmented" in headline
-    assert [line[:2] for line in rest.splitlines()] == ["- ", "- "]
+    assert [line[:2] for line in rest.splitlines()] == ["- ", "- ", "- "]
     assert rest.splitlines()[0].startswith("- backend sam, prompt auto")
+    assert rest.splitlines()[2].startswith("- encoder ")  # dtype (and why), attention
 
 
 def test_run_sam_on_the_current_view_only(dota, checkpoint):
@@ -518,3 +519,31 @@ def test_prompt_study_shows_the_table(hrsc, checkpoint, tmp_path):
         assert config in table
     assert (out / "study.md").is_file() and (out / "study.csv").is_file()
     assert _progress(messages)[-1][0] == 1.0
+
+
+def test_qa_panel_shows_the_paper_statistics(hrsc):
+    """The statistics button measures the evaluated field: the same figures as
+    fsr.dataset_stats, a bar chart per class and a mask-size histogram."""
+    import fiftyone_samrs as fsr
+    from fiftyone_samrs.evaluating import evaluation
+
+    if "eval" not in evaluation.list_runs(hrsc):
+        execute("evaluate_masks", dataset=hrsc, delegate=False)
+    state = _panel_state(_panel_call(hrsc, "on_load", state={"eval_key": "eval"}))
+    assert state["pred_field"] == "sam"
+    requests = _panel_call(hrsc, "show_stats", state=state)
+    state.update(_panel_state(requests))
+    expected = fsr.dataset_stats(hrsc, "sam", progress=False)
+    assert expected.to_markdown() in state["stats_md"]
+    data = {}
+    for u, p in requests:
+        if u == "patch_panel_data":
+            data.update(p["data"])
+    bars = {b["name"]: b for b in data["stats_classes"]}
+    assert bars["instances"]["x"] == list(expected.classes)
+    assert bars["instances"]["y"] == [int(v) for v in expected.instances]
+    assert sum(bars["pixels"]["y"]) == int(expected.sizes.sum()) > 0
+    assert len(data["stats_sizes"][0]["x"]) == expected.sizes.size == 6
+    output = json.dumps([p for u, p in _panel_call(hrsc, "on_load", state=state)
+                         if u == "show_panel_output"])
+    assert "stats_classes" in output and "stats_sizes" in output

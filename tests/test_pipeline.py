@@ -491,6 +491,16 @@ def test_tiny_sam_through_the_pipeline(fo_dataset, tmp_path):
         np.testing.assert_array_equal(label, expected)
     assert n_nonempty >= 3  # the tiny model's masks are not trivial
     assert ds.get_run_info("sam").config.checkpoint == ckpt
+    # the encoder's dtype choice (issue 16) is shown and recorded with the run
+    from fiftyone_samrs.segmenting.pipeline import get_segment_run
+    from fiftyone_samrs.segmenting.sam.models import dtype_name, resolve_dtype_with_reason
+
+    dtype, reason = resolve_dtype_with_reason("cpu")
+    assert res.encoder == "encoder %s (%s), fused attention, not compiled" % (dtype_name(dtype), reason)
+    assert res.encoder in res.summary().splitlines()
+    rec = get_segment_run(ds, "sam")["encoder_settings"]
+    assert rec == {"device": "cpu", "dtype": dtype_name(dtype), "dtype_reason": reason,
+                   "attention": "fused", "compile": "off", "overlap": False}
 
 
 def test_rotated_boxes_link_by_obj_index(fo_dataset, tmp_path):

@@ -15,7 +15,9 @@ How the work is spread:
 - a loader thread reads each batch's samples from the database and builds
   the prompts, and a pool of ``num_workers`` threads decodes the images (and
   runs the engine's ``preprocess`` when it has one) while the model runs;
-- the calling thread only runs ``engine.predict_batch``;
+- the calling thread only runs the engine (``engine.predict_batches`` where
+  it has one, so the next batch's encoder pass overlaps this batch's
+  decoding on CUDA; else ``predict_batch``);
 - a writer thread builds the labels, paints and writes the PNGs and writes
   each batch to the database in one bulk write.
 
@@ -28,6 +30,7 @@ what is already done.
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import threading
@@ -103,6 +106,9 @@ class SegmentResult:
         failures: ``{"id", "filepath", "error"}`` of each failed sample
         mask_files: predicted masks written as mask files (``mask_path``)
             because their sample's document would be too large otherwise
+        encoder: the SAM encoder's settings as one line (dtype and why,
+            attention, compilation: ``SamEngine.describe()``), or None for
+            backends without them
     """
 
     backend: str
@@ -123,6 +129,7 @@ class SegmentResult:
     samples_failed: int = 0
     failures: List[dict] = field(default_factory=list)
     mask_files: int = 0
+    encoder: Optional[str] = None
 
     def summary(self, max_failures: int = 10) -> str:
         """A few human-readable lines."""
@@ -142,6 +149,8 @@ class SegmentResult:
             "%.1f s (%.2f samples/s, %.1f boxes/s)"
             % (self.seconds, self.samples_processed / secs, self.boxes / secs),
         ]
+        if self.encoder:
+            lines.append(self.encoder)
         if self.unknown_labels:
             n = sum(self.unknown_labels.values())
             lines.append(
@@ -232,18 +241,59 @@ def _load_image_or_fail(job: _Job, engine, skip_failures: bool) -> _Job:
 
 def _predict(engine, jobs: List[_Job]) -> None:
     """Runs the backend on the jobs that have objects; attaches the results."""
-    todo = [j for j in jobs if j.prompts is not None and len(j.prompts) and not j.failed]
+    todo = _todo(jobs)
+    if todo:
+        _attach(engine, todo, engine.predict_batch([j.image for j in todo],
+                                                   [j.prompts for j in todo]))
+
+
+def _todo(jobs: List[_Job]) -> List[_Job]:
+    """The jobs with objects that have not failed (the others get no results)."""
     for j in jobs:
         j.results = []
-    if not todo:
-        return
-    out = engine.predict_batch([j.image for j in todo], [j.prompts for j in todo])
+    return [j for j in jobs if j.prompts is not None and len(j.prompts) and not j.failed]
+
+
+def _attach(engine, todo: List[_Job], out) -> None:
+    """Attaches the backend's results ``out`` to the jobs ``todo``."""
     if len(out) != len(todo):
         raise RuntimeError("backend %r returned results for %d images, expected %d"
                            % (getattr(engine, "name", engine), len(out), len(todo)))
     for j, res in zip(todo, out):
         j.results = list(res)
         j.image = None  # free memory early
+
+
+def _predict_all(engine, batches):
+    """:func:`_predict` over a stream of job batches, yielding each batch when done.
+
+    With an engine that has ``predict_batches`` (the SAM engine), the next
+    batch's encoder pass is queued before the current batch decodes (on
+    CUDA they overlap); other backends run batch by batch.
+    """
+    if not callable(getattr(engine, "predict_batches", None)):
+        for jobs in batches:
+            _predict(engine, jobs)
+            yield jobs
+        return
+    pending: "collections.deque" = collections.deque()
+    error: List[Exception] = []
+
+    def pairs():
+        try:
+            for jobs in batches:
+                todo = _todo(jobs)
+                pending.append((jobs, todo))
+                yield [j.image for j in todo], [j.prompts for j in todo]
+        except Exception as e:  # noqa: BLE001 - raised once the batches before it are out
+            error.append(e)
+
+    for out in engine.predict_batches(pairs()):
+        jobs, todo = pending.popleft()
+        _attach(engine, todo, out)
+        yield jobs
+    if error:
+        raise error[0]
 
 
 # --------------------------------------------------------------------------
@@ -303,7 +353,11 @@ def segment(
         batch_size: images per model call (and per database write)
         decoder_chunk: boxes per mask-decoder call (SAM)
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; None = auto
-        dtype: encoder dtype on CUDA (None = bf16 where supported, else fp16)
+        dtype: the SAM encoder's dtype: None/``"auto"`` = bf16 on CUDA (fp16
+            where bf16 is not supported) and on CPUs with AMX-BF16 or
+            AVX512-BF16, else fp32; or ``"bf16"``, ``"fp16"``, ``"fp32"``. The
+            choice and its reason are in the summary and the run record
+            (``encoder_settings``)
         overwrite: redo samples that are already finished
         shard: ``(i, n)``: process only shard ``i`` of ``n`` (by sample id)
         margin: None (default): SAM's whole masks, wherever they reach, as
@@ -370,7 +424,7 @@ def segment(
     if plan.todo:
         if engine is None:  # only now: a finished run does not load the model
             engine = _make_engine(backend, model, checkpoint, device, dtype, batch_size,
-                                  decoder_chunk)
+                                  decoder_chunk, n_images=len(plan.todo))
         declare_label_field(dataset, label_field, fo.Detections, DETECTION_ATTRIBUTES)
         if seg_field:
             declare_label_field(dataset, seg_field, fo.Segmentation, {})
@@ -380,7 +434,11 @@ def segment(
              skip_failures=skip_failures)
 
     result.seconds = time.time() - start
+    describe = getattr(engine, "describe", None)
+    result.encoder = describe() if callable(describe) else None
+    engine_settings = getattr(engine, "settings", None)
     finish_run(dataset, settings, shard, dict(
+        encoder_settings=engine_settings() if callable(engine_settings) else None,
         samples_processed=result.samples_processed, samples_skipped=result.samples_skipped,
         boxes=result.boxes, empty_masks=result.empty_masks,
         unknown_labels=dict(result.unknown_labels), seconds=round(result.seconds, 3),
@@ -460,12 +518,16 @@ def _finished_ids(dataset, label_field, seg_field) -> frozenset:
     return frozenset(s for s, p in zip(sids, paths) if p and os.path.isfile(p))
 
 
-def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_chunk):
+def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_chunk,
+                 n_images=None):
     from fiftyone_samrs.segmenting.backends import make_backend
 
     kwargs = {}
     if backend in ("sam", "sam2", "sam_hq"):
         kwargs = dict(encoder_batch=batch_size, decoder_chunk=decoder_chunk)
+    if backend == "sam":
+        # n_images: compile="auto" compiles the encoder on a CPU for large jobs only
+        kwargs["expected_images"] = n_images
     return make_backend(backend, model=model, checkpoint=checkpoint, device=device, dtype=dtype,
                         **kwargs)
 
@@ -570,18 +632,21 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
     writer.start()
     loader = threading.Thread(target=load_batches, name="samrs-loader", daemon=True)
     loader.start()
-    try:
+    def loaded():
         while True:
             item = ready.get()
             if item is None:
-                break
+                return
             if isinstance(item, BaseException):
                 raise item
             jobs = [f.result() for f in item]
             for j in jobs:
                 if j.failed:
                     _failed(j)
-            _predict(engine, jobs)
+            yield jobs
+
+    try:
+        for jobs in _predict_all(engine, loaded()):
             if writer.error is not None:
                 raise writer.error
             writer.queue.put(jobs)

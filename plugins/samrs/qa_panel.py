@@ -1,5 +1,8 @@
 """``samrs_qa``: a panel with an evaluation's per-class mIoU, its IoU histogram
-and buttons opening that evaluation's low-IoU samples and the suspicious masks.
+and buttons opening that evaluation's low-IoU samples and the suspicious masks,
+and, on demand, the SAMRS paper's statistics of the evaluated field (its Figs.
+5 and 6: instances and pixels per class, the mask-size distribution, from
+:func:`fiftyone_samrs.dataset_stats`).
 
 Everything the panel shows and opens belongs to the evaluation chosen at its
 top (default: the newest): the low-IoU button opens ``low_iou_<eval_key>``
@@ -13,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 import fiftyone.operators as foo
+import numpy as np
 import fiftyone.operators.types as types
 
 from fiftyone_samrs.evaluating import qa
@@ -39,12 +43,13 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
         ``low_iou`` and ``suspicious`` (what each button opens: ``view``
         (a saved view name, or None when built on the spot), ``count``,
         ``text`` (one line for the panel) and ``reason`` (why it is empty,
-        or None))
+        or None)) and ``pred_field`` (the evaluated field, which the
+        statistics button measures)
     """
     from fiftyone_samrs.evaluating import evaluation
     keys = _eval_keys_by_time(dataset, evaluation.list_runs(dataset)) if dataset else []
     out: Dict[str, Any] = {"eval_keys": keys, "eval_key": None, "markdown": "", "ious": [],
-                           "low_iou": None, "suspicious": None}
+                           "low_iou": None, "suspicious": None, "pred_field": None}
     if not keys:
         out["markdown"] = ("No mask evaluation yet: run **SAMRS: Evaluate masks** "
                            "(press `` ` `` and search for it).")
@@ -52,16 +57,39 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
     key = eval_key if eval_key in keys else keys[-1]
     results = evaluation.load_results(dataset, key)
     out["eval_key"] = key
+    out["pred_field"] = getattr(results.config, "pred_field", None)
     out["markdown"] = results_markdown(results)
     out["ious"] = [float(v) for v in results.ious if v == v]  # NaN: empty union
     out["low_iou"] = _describe(dataset, *low_iou_view(dataset, key))
     suspicious = suspicious_view(dataset)
-    pred_field = getattr(results.config, "pred_field", None)
+    pred_field = out["pred_field"]
     out["suspicious"] = _describe(dataset, *suspicious, pred_field=pred_field) if suspicious \
         else {"view": None, "count": 0, "text": "suspicious masks: no mask-quality signals "
               "(Evaluate masks with Mask-quality signals checked)",
               "reason": qa.empty_reason(dataset, qa.SUSPICIOUS_VIEW)}
     return out
+
+
+def stats_summary(dataset, label_field: str) -> Dict[str, Any]:
+    """The paper's statistics of a predicted field, as the panel shows them.
+
+    Args:
+        dataset: the App's dataset (or a view)
+        label_field: the Detections field with instance masks
+
+    Returns:
+        a dict with ``field``, ``markdown`` (:meth:`DatasetStats.to_markdown`),
+        ``classes`` (a Plotly bar chart of instances and pixels per class, log
+        scale) and ``sizes`` (a Plotly histogram of log10 mask areas)
+    """
+    from fiftyone_samrs.evaluating.stats import dataset_stats
+
+    st = dataset_stats(dataset, label_field, progress=False)
+    bars = [{"type": "bar", "x": list(st.classes), "y": [int(v) for v in values], "name": name}
+            for values, name in ((st.instances, "instances"), (st.pixels, "pixels"))]
+    sizes = [{"type": "histogram", "x": [float(v) for v in np.log10(np.maximum(st.sizes, 1))],
+              "name": "log10 mask pixels", "nbinsx": 40, "marker": {"color": "#3572a5"}}]
+    return {"field": label_field, "markdown": st.to_markdown(), "classes": bars, "sizes": sizes}
 
 
 def low_iou_view(dataset, eval_key: str):
@@ -179,6 +207,24 @@ class QAPanel(foo.Panel):
             return
         self._open(ctx, found[0], qa.SUSPICIOUS_VIEW, None, None)
 
+    def show_stats(self, ctx):
+        """Computes the paper's statistics of the shown evaluation's predicted field."""
+        key = ctx.panel.get_state("eval_key")
+        field = ctx.panel.get_state("pred_field") or "sam"
+        if not ctx.dataset.has_sample_field(field):
+            ctx.ops.notify("no field %r to measure" % field, variant="warning")
+            return
+        try:
+            st = stats_summary(ctx.dataset, field)
+        except Exception as e:  # noqa: BLE001 - shown, not a crash
+            ctx.ops.notify("could not compute the statistics of %r: %s" % (field, e),
+                           variant="error")
+            return
+        ctx.panel.set_state("stats_md", "**Statistics of `%s`**%s\n\n%s" % (
+            field, " (the field evaluated by `%s`)" % key if key else "", st["markdown"]))
+        ctx.panel.set_data("stats_classes", st["classes"])
+        ctx.panel.set_data("stats_sizes", st["sizes"])
+
     def _open(self, ctx, view, kind, eval_key, threshold):
         if not view.count():
             ctx.ops.notify("nothing to open: %s" % qa.empty_reason(
@@ -200,6 +246,7 @@ class QAPanel(foo.Panel):
         ctx.panel.set_state("low_iou", summary["low_iou"])
         ctx.panel.set_state("suspicious", summary["suspicious"])
         ctx.panel.set_state("n_ious", len(summary["ious"]))
+        ctx.panel.set_state("pred_field", summary.get("pred_field"))
         ctx.panel.set_data("iou_hist", [{
             "type": "histogram", "x": summary["ious"], "name": "instance IoU",
             "xbins": {"start": 0.0, "end": 1.0, "size": 1.0 / HIST_BINS},
@@ -239,6 +286,8 @@ class QAPanel(foo.Panel):
                         " (%d)" % susp["count"] if susp else ""),
                     icon="report", variant="outlined", on_click=self.open_suspicious,
                     disabled=not susp.get("count"))
+        buttons.btn("show_stats", label="Dataset statistics", icon="bar_chart",
+                    variant="outlined", on_click=self.show_stats, disabled=not key)
         buttons.btn("refresh", label="Refresh", icon="refresh", on_click=self.refresh)
         if ctx.panel.get_state("n_ious"):
             panel.plot("iou_hist", layout={
@@ -249,4 +298,17 @@ class QAPanel(foo.Panel):
             }, config={"responsive": True})
         if table:
             panel.md(table, name="per_class")
+        stats_md = ctx.panel.get_state("stats_md")
+        if stats_md:
+            head, _, rest = stats_md.partition("\n\n")
+            panel.md(head, name="stats_headline")
+            panel.plot("stats_classes", layout={
+                "title": "Instances and pixels per class", "barmode": "group",
+                "yaxis": {"type": "log"}, "height": 320, "autosize": True,
+            }, config={"responsive": True})
+            panel.plot("stats_sizes", layout={
+                "title": "Mask sizes", "xaxis": {"title": "log10 mask pixels"},
+                "yaxis": {"title": "instances"}, "height": 300, "autosize": True,
+            }, config={"responsive": True})
+            panel.md(rest, name="stats_tables")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2))

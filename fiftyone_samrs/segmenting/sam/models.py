@@ -302,29 +302,159 @@ _DTYPES = {
 }
 
 
-def resolve_dtype(device, dtype=None) -> Optional[torch.dtype]:
+#: The CPU half of ``dtype="auto"``: whether the image encoder runs in bf16
+#: (autocast) on CPUs with fast bf16 matrix instructions (AMX-BF16 or
+#: AVX512-BF16; see :func:`cpu_bf16_support`). The issue-16 rule: bf16 is the
+#: CPU default only while fp32 and bf16 masks agree to a mean per-instance IoU
+#: of at least 0.98 on a trained model (``benchmarks/bench_precision.py``);
+#: otherwise set this to False and bf16 stays opt-in (``dtype="bf16"``).
+#: CPUs without fast bf16 always get fp32 from ``"auto"``.
+CPU_BF16_AUTO: bool = True
+
+
+@dataclass(frozen=True)
+class CpuBf16Support:
+    """Whether this CPU runs bf16 matrix products natively.
+
+    Attributes:
+        fast: AMX-BF16 or AVX512-BF16 is there (and oneDNN, which uses them)
+        features: the bf16 features found (``"amx_bf16"``, ``"avx512_bf16"``)
+        source: where they were read (``"torch"``, ``"/proc/cpuinfo"``)
+        isa: ``torch.backends.cpu.get_cpu_capability()`` (``"AVX512"``...)
+    """
+
+    fast: bool
+    features: Tuple[str, ...]
+    source: str
+    isa: str = ""
+
+    def describe(self) -> str:
+        """``"AMX-BF16"``, ``"AVX512-BF16"``, or ``"no AMX-BF16/AVX512-BF16"``."""
+        if not self.features:
+            return "no AMX-BF16/AVX512-BF16"
+        return "+".join(f.upper().replace("_", "-") for f in self.features)
+
+
+_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def _cpuinfo_flags(path: str = "/proc/cpuinfo") -> set:
+    flags: set = set()
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    flags.update(value.split())
+    except OSError:
+        pass
+    return flags
+
+
+_CPU_BF16: Optional[CpuBf16Support] = None
+
+
+def _torch_bf16_features() -> Optional[List[str]]:
+    """The bf16 features torch reads from CPUID, or None where this torch cannot say."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        caps = cpu.get_capabilities() if hasattr(cpu, "get_capabilities") else None
+        if isinstance(caps, Mapping):
+            return [f for f in _BF16_FLAGS if caps.get(f)]
+        probes = {"amx_bf16": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}
+        if all(hasattr(cpu, fn) for fn in probes.values()):
+            return [f for f, fn in probes.items() if getattr(cpu, fn)()]
+    except Exception:  # noqa: BLE001 - a failing probe counts as no answer
+        pass
+    return None
+
+
+def cpu_bf16_support(refresh: bool = False) -> CpuBf16Support:
+    """Detects AMX-BF16 / AVX512-BF16 (cached).
+
+    Reads both torch's CPUID probe (``torch.cpu.get_capabilities()``, or the
+    private ``torch.cpu._is_amx_tile_supported`` / ``_is_avx512_bf16_supported``
+    of older releases) and ``/proc/cpuinfo``'s flags; either one finding
+    ``amx_bf16`` or ``avx512_bf16`` suffices. Fast bf16 also needs oneDNN
+    (``torch.backends.mkldnn``), which holds the bf16 kernels.
+    ``torch.backends.cpu.get_cpu_capability()`` (kept in ``isa``) names only
+    the vector ISA torch dispatches to (``"AVX512"``, ``"AVX2"``), not bf16.
+    """
+    global _CPU_BF16
+    if _CPU_BF16 is not None and not refresh:
+        return _CPU_BF16
+    from_torch = _torch_bf16_features()
+    flags = _cpuinfo_flags()
+    from_file = [f for f in _BF16_FLAGS if f in flags]
+    # either source suffices: an older torch may not know AMX, a container may hide cpuinfo
+    found = [f for f in _BF16_FLAGS if f in (from_torch or []) or f in from_file]
+    sources = [name for name, got in (("torch", from_torch), ("/proc/cpuinfo", from_file))
+               if got]
+    if not sources:
+        sources = [name for name, ok in (("torch", from_torch is not None),
+                                         ("/proc/cpuinfo", bool(flags))) if ok] or ["none"]
+    mkldnn = bool(getattr(torch.backends, "mkldnn", None) and torch.backends.mkldnn.is_available())
+    try:
+        isa = str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001 - older torch
+        isa = ""
+    _CPU_BF16 = CpuBf16Support(bool(found) and mkldnn, tuple(found), "+".join(sources), isa)
+    return _CPU_BF16
+
+
+def dtype_name(dtype: Optional[torch.dtype]) -> str:
+    """``"fp32"`` (None), ``"bf16"``, ``"fp16"``: an autocast dtype's short name."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
+def resolve_dtype_with_reason(device, dtype=None, *,
+                              cpu_bf16: bool = True) -> Tuple[Optional[torch.dtype], str]:
+    """:func:`resolve_dtype` and a few words saying why (for logs and run records).
+
+    Returns:
+        ``(autocast dtype or None for fp32, reason)``, e.g.
+        ``(torch.bfloat16, "auto: CPU has AVX512-BF16")``
+    """
+    device = resolve_device(device)
+    if isinstance(dtype, torch.dtype):
+        return (None if dtype == torch.float32 else dtype), "requested"
+    if dtype is None or str(dtype).lower() == "auto":
+        if device.type == "cuda":
+            if torch.cuda.is_bf16_supported():
+                return torch.bfloat16, "auto: CUDA with bf16"
+            return torch.float16, "auto: CUDA without bf16"
+        if device.type == "cpu":
+            if not cpu_bf16:
+                return None, "auto: CPU (fp32: bf16 agreement is measured for SAM's encoder only)"
+            cpu = cpu_bf16_support()
+            if not cpu.fast:
+                return None, "auto: CPU has %s" % cpu.describe()
+            if not CPU_BF16_AUTO:
+                return None, "auto: CPU has %s, but CPU_BF16_AUTO is off" % cpu.describe()
+            return torch.bfloat16, "auto: CPU has %s" % cpu.describe()
+        return None, "auto: %s" % device.type
+    key = str(dtype).lower().replace("torch.", "")
+    if key not in _DTYPES:
+        raise ValueError("unknown dtype %r; use auto, bf16, fp16 or fp32" % (dtype,))
+    return _DTYPES[key], "requested"
+
+
+def resolve_dtype(device, dtype=None, *, cpu_bf16: bool = True) -> Optional[torch.dtype]:
     """The autocast dtype of the image encoder.
 
     Args:
         device: the device the model runs on
         dtype: None or ``"auto"``: CUDA -> bf16 where supported, else fp16;
-            other devices -> None (fp32). Or ``"bf16"``, ``"fp16"``,
-            ``"fp32"``, or a ``torch.dtype``.
+            a CPU with AMX-BF16 or AVX512-BF16 -> bf16 (while
+            :data:`CPU_BF16_AUTO` is on); other CPUs and devices -> None
+            (fp32). Or ``"bf16"``, ``"fp16"``, ``"fp32"``, or a ``torch.dtype``.
+        cpu_bf16: False: "auto" is fp32 on every CPU (the encoders whose bf16
+            agreement has not been measured)
 
     Returns:
         the autocast dtype, or None for plain fp32
     """
-    device = resolve_device(device)
-    if isinstance(dtype, torch.dtype):
-        return None if dtype == torch.float32 else dtype
-    if dtype is None or str(dtype).lower() == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return None
-    key = str(dtype).lower().replace("torch.", "")
-    if key not in _DTYPES:
-        raise ValueError("unknown dtype %r; use auto, bf16, fp16 or fp32" % (dtype,))
-    return _DTYPES[key]
+    return resolve_dtype_with_reason(device, dtype, cpu_bf16=cpu_bf16)[0]
 
 
 def _zoo_dir() -> str:

@@ -111,7 +111,7 @@ class Sam2Engine:
         from sam2.utils.transforms import SAM2Transforms
 
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(self.device, dtype)
+        self.dtype = resolve_dtype(self.device, dtype, cpu_bf16=False)
         self.model = model.to(self.device).eval()
         self.encoder_batch = max(1, int(encoder_batch))
         self.decoder_chunk = max(1, int(decoder_chunk))

@@ -111,7 +111,9 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call")
     parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: auto)")
-    parser.add_argument("--dtype", default=None, help="encoder dtype on CUDA: bf16, fp16, fp32")
+    parser.add_argument("--dtype", default=None,
+                        help="encoder dtype: auto (default: bf16 on CUDA and on CPUs with "
+                             "AMX-BF16/AVX512-BF16, else fp32), bf16, fp16, fp32")
     parser.add_argument("--overwrite", action="store_true", help="redo finished samples")
     parser.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
                         help="process shard I of N (e.g. one per GPU)")
