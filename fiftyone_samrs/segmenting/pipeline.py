@@ -102,6 +102,7 @@ class SegmentResult:
         samples_by_others: samples of this call's plan that another process
             working on the same field (same settings) finished meanwhile
         workers: the number of Ray workers, or None (this process)
+        worker_samples: with Ray workers, the samples each one segmented
     """
 
     backend: str
@@ -121,6 +122,7 @@ class SegmentResult:
     seconds: float = 0.0
     samples_by_others: int = 0
     workers: Optional[int] = None
+    worker_samples: Optional[dict] = None
 
     def summary(self) -> str:
         """A few human-readable lines."""
@@ -248,6 +250,7 @@ def segment(
     engine=None,
     workers: Optional[int] = None,
     ray_address: Optional[str] = None,
+    keep_workers: bool = False,
 ) -> SegmentResult:
     """Segments every box of a view with SAM (or a baseline backend).
 
@@ -299,6 +302,10 @@ def segment(
         ray_address: the Ray cluster to join (``"auto"``, ``"HOST:6379"``);
             None starts a local Ray on this machine's CPUs/GPUs (or uses the
             one this process already joined)
+        keep_workers: keep the Ray workers, models loaded, for the next
+            calls of this process (they hold their CPUs/GPUs until
+            :func:`.distributed.shutdown_workers`); default: they end with
+            the call
 
     Several calls may work on one field at once (processes, machines,
     shards): a run with other settings than the live one is refused at once
@@ -364,7 +371,8 @@ def segment(
                                device=device, dtype=dtype, batch_size=batch_size,
                                decoder_chunk=decoder_chunk),
                            workers=workers, ray_address=ray_address, batch_size=batch_size,
-                           num_workers=num_workers, overwrite=overwrite, progress=progress)
+                           num_workers=num_workers, overwrite=overwrite, progress=progress,
+                           keep_workers=keep_workers)
             else:
                 if engine is None:  # only now: a finished run does not load the model
                     engine = _make_engine(backend, model, checkpoint, device, dtype,
