@@ -109,6 +109,18 @@ def test_killed_worker_still_gives_identical_results(local_ray, dataset):
     assert_fields_equal(ds, "killed", "clean")
 
 
+def test_cli_workers(local_ray, dataset, capsys):
+    from fiftyone_samrs.tools.cli import main
+
+    ds, tmp = dataset
+    assert main(["segment", ds.name, "--backend", "boxfill", "--label-field", "cli",
+                 "--seg-field", "cli_seg", "--seg-dir", str(tmp / "cli"), "--workers", "2",
+                 "--batch-size", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "%d samples segmented" % N in out and "2 Ray workers" in out
+    assert_fields_equal(ds, "cli", "clean")
+
+
 def test_dead_worker_chunk_goes_to_another(local_ray, dataset, monkeypatch):
     from fiftyone_samrs.segmenting import distributed
     from fiftyone_samrs.testing.backends import DieOnce
