@@ -99,3 +99,56 @@ def assert_same_as_clean_run(ds, tmp_path, backend="boxfill", field="sam"):
 
 def all_boxes():
     return sorted(tuple(float(v) for v in first_box(k)) for k in range(N))
+
+
+class StandaloneMongod:
+    """A ``mongod`` of its own on a free loopback port (FiftyOne's binary,
+    not its embedded service), for the shared-database tests."""
+
+    def __init__(self, folder):
+        import socket
+        import subprocess
+
+        from fiftyone_samrs.tools.db import mongod_path
+
+        binary = mongod_path()
+        if not binary or not os.path.isfile(binary):
+            pytest.skip("FiftyOne's mongod binary is not installed")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        data = Path(folder) / "db"
+        data.mkdir(parents=True, exist_ok=True)
+        self.log = Path(folder) / "mongod.log"
+        self.proc = subprocess.Popen(
+            [binary, "--dbpath", str(data), "--port", str(self.port), "--bind_ip", "127.0.0.1",
+             "--nounixsocket", "--logpath", str(self.log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.uri = "mongodb://127.0.0.1:%d" % self.port
+        self._wait()
+
+    def _wait(self, timeout=60):
+        import time
+
+        import pymongo
+
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, "mongod exited: %s" % self.log.read_text()[-2000:]
+            try:
+                pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500).admin.command("ping")
+                return
+            except Exception:  # noqa: BLE001 - not up yet
+                assert time.monotonic() < deadline, "mongod did not start"
+
+    def client(self):
+        import pymongo
+
+        return pymongo.MongoClient(self.uri)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()

@@ -4,10 +4,13 @@
 - a worker killed mid-run (SIGKILL from inside its model call) is restarted
   by Ray, its chunk retried, and the result is still identical, nothing lost
   or done twice;
-- with Ray's restarts off, the dead worker's chunk goes to the other worker.
+- a driver in another process, on a standalone ``mongod`` (a shared
+  database, ``FIFTYONE_DATABASE_URI``), joins this Ray by its address, and
+  its workers write into that database; with Ray's restarts off there, the
+  worker that dies has its chunk done by the other.
 
 The workers are kept between the calls (``keep_workers=True``) so that one
-start serves the module; the last test checks that by default they end.
+start serves the module; the CLI test checks that by default they end.
 
 One Ray instance serves the module. Its workers import this checkout (the
 driver's working directory and PYTHONPATH) and reach the test database
@@ -23,6 +26,7 @@ ray = pytest.importorskip("ray")
 from concurrency_helpers import (  # noqa: E402
     N,
     REPO,
+    StandaloneMongod,
     assert_fields_equal,
     kwargs_for,
     make_dataset,
@@ -119,20 +123,48 @@ def test_cli_workers(local_ray, dataset, capsys):
     out = capsys.readouterr().out
     assert "%d samples segmented" % N in out and "2 Ray workers" in out
     assert_fields_equal(ds, "cli", "clean")
-
-
-def test_dead_worker_chunk_goes_to_another(local_ray, dataset, monkeypatch):
     from fiftyone_samrs.segmenting import distributed
-    from fiftyone_samrs.testing.backends import DieOnce
 
-    monkeypatch.setattr(distributed, "ACTOR_OPTIONS", {"max_restarts": 0,
-                                                       "max_task_retries": 0})
-    ds, tmp = dataset
-    marker = str(tmp / "died-for-good")
-    res = _ray_run(ds, tmp, "dead", engine=DieOnce(marker, after=2, delay=0.05), workers=2,
-                   keep_workers=False)
-    assert distributed._POOL["actors"] == []  # the default: they end with the call
-    assert os.path.exists(marker)
-    assert sum(res.worker_samples.values()) == res.samples_processed
-    assert res.samples_processed + res.samples_by_others == N
-    assert_fields_equal(ds, "dead", "clean")
+    assert distributed._POOL["actors"] == []  # by default the workers end with the call
+
+
+def test_shared_mongodb_and_a_joined_cluster(local_ray, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import uuid
+
+    from fiftyone_samrs.segmenting.distributed import shutdown_workers
+
+    shutdown_workers()  # the CPUs go to the other driver's workers
+    mongod = StandaloneMongod(tmp_path)
+    try:
+        name = "samrs-test-shared-" + uuid.uuid4().hex[:6]
+        env = dict(os.environ, FIFTYONE_DATABASE_URI=mongod.uri, FIFTYONE_DATABASE_NAME=name,
+                   FIFTYONE_DATABASE_VALIDATION="false", FIFTYONE_DO_NOT_TRACK="true",
+                   PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+        env.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
+        out = tmp_path / "driver.json"
+        address = ray.get_runtime_context().gcs_address
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "shared_db_driver.py"), address,
+             str(tmp_path / "work"), str(out)], env=env, cwd=str(REPO),
+            capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        seen = json.loads(out.read_text())
+        assert seen["uri"] == mongod.uri and seen["database"] == name
+        assert seen["workers"] == 2 and seen["died"]
+        # the dead worker's chunk went to the other one: nothing lost, nothing twice
+        assert seen["processed"] + seen["samples_by_others"] == N
+        assert sum(seen["worker_samples"].values()) == seen["processed"]
+        # everything is in the standalone database, nothing in the embedded one
+        db = mongod.client()[name]
+        assert db.datasets.find_one({"name": seen["dataset"]}) is not None
+        shards = list(db["samrs.shards"].find({"label_field": "ray"}))
+        assert [(s["status"], s["samples_processed"] + s["samples_by_others"])
+                for s in shards] == [("complete", N)]
+        import fiftyone as fo
+
+        assert not fo.dataset_exists(seen["dataset"])
+    finally:
+        mongod.stop()
