@@ -186,7 +186,7 @@ def dataset(tmp_path):
 def test_other_settings_are_refused_at_once(pool, dataset, tmp_path):
     from fiftyone_samrs.segmenting.runs import get_segment_run
 
-    a = Worker(pool, 0, tmp_path, "grabcut", dataset, backend="grabcut", delay=0.15,
+    a = Worker(pool, 0, tmp_path, "grabcut", dataset, backend="grabcut", delay=0.3,
                kwargs=kwargs_for(tmp_path))
     b = Worker(pool, 1, tmp_path, "boxfill", dataset, backend="boxfill", delay=0.0,
                kwargs=kwargs_for(tmp_path))
@@ -220,7 +220,8 @@ def test_other_settings_are_refused_at_once(pool, dataset, tmp_path):
 def test_same_settings_share_the_work(pool, dataset, tmp_path):
     from fiftyone_samrs.segmenting.runs import get_segment_run
 
-    workers = [Worker(pool, i, tmp_path, "w%d" % i, dataset, delay=0.1,
+    # slow enough that both start within the other's run, even on a loaded machine
+    workers = [Worker(pool, i, tmp_path, "w%d" % i, dataset, delay=0.25,
                       kwargs=kwargs_for(tmp_path)) for i in range(2)]
     for w in workers:
         w.wait_ready()

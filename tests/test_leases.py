@@ -140,3 +140,14 @@ def test_the_field_is_complete_only_when_every_shard_is(fo_dataset):
     finally:
         for lease in leases:
             lease.release()
+
+
+def test_workers_argument():
+    from fiftyone_samrs.segmenting.pipeline import _check_workers
+
+    assert _check_workers(None, None) is None and _check_workers(0, None) is None
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be"):
+            _check_workers(bad, None)
+    with pytest.raises(ValueError, match="ray_address needs workers"):
+        _check_workers(None, "auto")

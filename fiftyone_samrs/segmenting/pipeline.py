@@ -431,6 +431,9 @@ def _check_workers(workers, ray_address) -> Optional[int]:
         return None
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError("workers must be None or a number >= 1, got %r" % (workers,))
+    from fiftyone_samrs.segmenting.distributed import import_ray
+
+    import_ray()  # before anything is recorded: a clear ImportError when Ray is missing
     return int(workers)
 
 
