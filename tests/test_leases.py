@@ -151,3 +151,37 @@ def test_workers_argument():
             _check_workers(bad, None)
     with pytest.raises(ValueError, match="ray_address needs workers"):
         _check_workers(None, "auto")
+
+
+def test_run_record_survives_another_process_replacing_it(fo_dataset):
+    """The measured 0.1.0 failure: another process re-registered the run
+    (``register_run(overwrite=True)`` makes a new run document), so this
+    process's ``update_run_config`` raised ``Failed to update``. The record is
+    now written through a reload and a retry."""
+    import fiftyone as fo
+    import fiftyone.core.odm as foo
+    from bson import ObjectId
+
+    from fiftyone_samrs.segmenting.runs import SegmentRunConfig, _save_record
+
+    ds = fo_dataset
+    ds.add_sample(fo.Sample(filepath="/x.png"))
+    settings = _settings()
+    _save_record(ds, "sam", SegmentRunConfig(**settings.record(), status="running"))
+
+    def replace_run_document():  # what register_run(overwrite=True) elsewhere does
+        db = foo.get_db_conn()
+        old = db.datasets.find_one({"_id": ds._doc.id})["runs"]["sam"]
+        run = db.runs.find_one({"_id": old})
+        db.runs.delete_one({"_id": old})
+        run["_id"] = ObjectId()
+        db.runs.insert_one(run)
+        db.datasets.update_one({"_id": ds._doc.id}, {"$set": {"runs.sam": run["_id"]}})
+
+    replace_run_document()
+    with pytest.raises(ValueError, match="Failed to update"):
+        ds.update_run_config("sam", SegmentRunConfig(**settings.record(), status="x"))
+    replace_run_document()
+    _save_record(ds, "sam", SegmentRunConfig(**settings.record(), status="complete"))
+    ds.reload()
+    assert ds.get_run_info("sam").config.status == "complete"

@@ -24,6 +24,12 @@ A sample is *finished* when its ``label_field`` is set and its
 ``overwrite=True``, so a killed run resumes where it stopped (the plan:
 :func:`.runs.plan_resume`). Shards split a view by sample id, independent of
 what is already done.
+
+Several calls may work on one field at once (processes, machines, shards,
+Ray workers: :mod:`.distributed`): each takes part in the field's lease and
+claims each batch before loading it (:mod:`.leases`), so a run with other
+settings is refused, the same settings share the work, and the field's run
+record is complete only when every shard is.
 """
 
 from __future__ import annotations
