@@ -17,6 +17,7 @@ bench: venv
 	$(PY) benchmarks/bench_import.py
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_export.py
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) demo-output benchmarks/out test-artifacts

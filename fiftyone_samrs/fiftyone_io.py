@@ -29,7 +29,16 @@ private use                              what it saves; its canary test
                                          ``fo.load_dataset`` there is another
                                          object, whose new fields the view
                                          would not see
+``DatasetView._serialize`` / ``_build``  a view sent to another process
+                                         (:func:`view_stages`,
+                                         :func:`view_from_stages`)
 ======================================  =====================================
+
+The package's own MongoDB collections (``samrs.leases``, ``samrs.claims``,
+``samrs.shards``: concurrent runs, :mod:`fiftyone_samrs.segmenting.leases`)
+live in FiftyOne's database, reached through its public
+``fiftyone.core.odm.get_db_conn`` (:func:`samrs_collection`); their canary
+checks that they sit beside the datasets.
 
 Each has a canary in ``tests/test_fiftyone_io.py`` that compares it with
 FiftyOne's public slow path, so an upgrade that changes one fails there
@@ -728,3 +737,68 @@ def instance_from_label(label, width: int, height: int) -> Optional[InstanceMask
     if mask is None:
         return None
     return place_mask(mask, label.bounding_box, width, height)[0]
+
+
+# --------------------------------------------------------------------------
+# the package's own collections (concurrent runs) and views across processes
+
+#: the package's collections in FiftyOne's database, and their indexes
+SAMRS_COLLECTIONS = {
+    "leases": [],
+    "claims": [[("epoch", 1), ("group", 1), ("done", 1)],
+               [("epoch", 1), ("owner", 1), ("done", 1)]],
+    "shards": [[("dataset_id", 1), ("label_field", 1)]],
+}
+_INDEXED: set = set()
+
+
+def samrs_collection(name: str):
+    """The pymongo collection ``samrs.<name>`` (a key of
+    :data:`SAMRS_COLLECTIONS`) in FiftyOne's database: the one that
+    ``FIFTYONE_DATABASE_URI`` and ``FIFTYONE_DATABASE_NAME`` select, so every
+    process working on a dataset sees the same documents. Its indexes are
+    created on first use (claims also get a TTL index on ``gc_at`` that drops
+    the claims of runs that died long ago)."""
+    import fiftyone.core.odm as foo
+
+    if name not in SAMRS_COLLECTIONS:
+        raise ValueError("unknown samrs collection %r" % name)
+    coll = foo.get_db_conn()["samrs." + name]
+    if name not in _INDEXED:
+        for keys in SAMRS_COLLECTIONS[name]:
+            coll.create_index(keys)
+        if name == "claims":
+            coll.create_index([("gc_at", 1)], expireAfterSeconds=0)
+        _INDEXED.add(name)
+    return coll
+
+
+def database_uri() -> str:
+    """The MongoDB URI of this process's FiftyOne database, for other
+    processes: ``FIFTYONE_DATABASE_URI`` when set, else the embedded
+    ``mongod``'s address (``mongodb://localhost:PORT``), which only processes
+    on this machine can reach."""
+    import fiftyone.core.odm as foo
+
+    if fo.config.database_uri:
+        return fo.config.database_uri
+    host, port = foo.get_db_client().address
+    return "mongodb://%s:%d" % (host, port)
+
+
+def view_stages(sample_collection) -> list:
+    """The stages of a view as JSON-able dicts ([] for a dataset), to rebuild
+    it elsewhere with :func:`view_from_stages`."""
+    if isinstance(sample_collection, fo.Dataset):
+        return []
+    return sample_collection._serialize()
+
+
+def view_from_stages(dataset: fo.Dataset, stages: list):
+    """The view of ``dataset`` that :func:`view_stages` described (the
+    dataset itself for [])."""
+    if not stages:
+        return dataset
+    import fiftyone.core.view as fov
+
+    return fov.DatasetView._build(dataset, stages)

@@ -23,6 +23,16 @@ def test_parse_helpers():
     args = build_parser().parse_args(["segment", "ds", "--shard", "0/2", "--clip-to-rbox",
                                       "--view-tag", "a", "--view-tag", "b", "-k", "margin=0.2"])
     assert args.shard == (0, 2) and args.clip_to_rbox and args.view_tag == ["a", "b"]
+    assert args.workers is None and args.decode_threads == 2 and args.ray_address is None
+    args = build_parser().parse_args(["segment", "ds", "--workers", "4", "--ray-address",
+                                      "auto", "--decode-threads", "3"])
+    assert (args.workers, args.ray_address, args.decode_threads) == (4, "auto", 3)
+
+
+def test_cli_ray_address_needs_workers(fo_dataset, tmp_path, capsys):
+    ds = make_dataset(fo_dataset, tmp_path)
+    assert main(["segment", ds.name, "--backend", "boxfill", "--ray-address", "auto"]) == 1
+    assert "--ray-address needs --workers" in capsys.readouterr().err
 
 
 def test_cli_segment_boxfill(fo_dataset, tmp_path, capsys):

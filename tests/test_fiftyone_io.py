@@ -268,3 +268,43 @@ def test_document_sizes_are_the_stored_bson_sizes(fo_dataset, tmp_path):
         minus = len(bson.encode(field)) if isinstance(field, dict) else 0
         assert less[str(doc["_id"])] == len(bson.encode(doc)) - minus
     assert fio.document_sizes(ds, []) == {}
+
+
+def test_samrs_collections_sit_beside_the_datasets(fo_dataset, tmp_path):
+    """``samrs_collection``: FiftyOne's own database (the one holding the
+    dataset documents), reached again from the URI other processes get."""
+    import pymongo
+
+    ds = _dataset(fo_dataset, tmp_path, n=1)
+    coll = fio.samrs_collection("leases")
+    assert coll.name == "samrs.leases"
+    assert coll.database.name == fo.config.database_name
+    assert coll.database.datasets.find_one({"name": ds.name}) is not None
+    names = {ix["name"] for ix in fio.samrs_collection("claims").list_indexes()}
+    assert "gc_at_1" in names
+    with pytest.raises(ValueError, match="unknown"):
+        fio.samrs_collection("nope")
+    client = pymongo.MongoClient(fio.database_uri(), serverSelectionTimeoutMS=5000)
+    assert client[fo.config.database_name].datasets.find_one({"name": ds.name}) is not None
+    # FiftyOne's orphan cleanup leaves them alone
+    import fiftyone.core.odm as foo
+
+    coll.insert_one({"_id": "canary"})
+    foo.database.drop_orphan_collections()
+    assert coll.find_one({"_id": "canary"}) is not None
+    coll.delete_one({"_id": "canary"})
+
+
+def test_view_stages_rebuild_the_same_view(fo_dataset, tmp_path):
+    """``DatasetView._serialize`` / ``_build``: the rebuilt view has the same
+    samples, order and filtered labels as the original."""
+    import json
+
+    ds = _dataset(fo_dataset, tmp_path)
+    view = ds.match(fo.ViewField("split") == "train").sort_by("filepath", reverse=True) \
+        .filter_labels("sam", fo.ViewField("label") == "ship")
+    stages = json.loads(json.dumps(fio.view_stages(view)))  # as sent to another process
+    again = fio.view_from_stages(ds, stages)
+    assert again.values("id") == view.values("id")
+    assert again.values("sam.detections.id") == view.values("sam.detections.id")
+    assert fio.view_stages(ds) == [] and fio.view_from_stages(ds, []) is ds

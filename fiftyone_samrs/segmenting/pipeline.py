@@ -26,11 +26,18 @@ A sample is *finished* when its ``label_field`` is set and its
 ``overwrite=True``, so a killed run resumes where it stopped (the plan:
 :func:`.runs.plan_resume`). Shards split a view by sample id, independent of
 what is already done.
+
+Several calls may work on one field at once (processes, machines, shards,
+Ray workers: :mod:`.distributed`): each takes part in the field's lease and
+claims each batch before loading it (:mod:`.leases`), so a run with other
+settings is refused, the same settings share the work, and the field's run
+record is complete only when every shard is.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import queue
 import threading
@@ -59,9 +66,9 @@ from fiftyone_samrs.fiftyone_io import (
 )
 from fiftyone_samrs.formats.images import read_image
 from fiftyone_samrs.segmenting.backends import DEFAULT_MARGINS
+from fiftyone_samrs.segmenting.leases import FieldLease
 from fiftyone_samrs.segmenting.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.segmenting.runs import (
-    ResumePlan,
     SegmentSettings,
     check_seg_dir_free,
     finish_run,
@@ -75,6 +82,8 @@ from fiftyone_samrs.segmenting.writer import (
     Writer,
     label_png_names,
 )
+
+logger = logging.getLogger(__name__)
 
 _QUAD_NAMES = ("rhbox", "rbox_m", "rhbox_m")
 
@@ -109,6 +118,10 @@ class SegmentResult:
         encoder: the SAM encoder's settings as one line (dtype and why,
             attention, compilation: ``SamEngine.describe()``), or None for
             backends without them
+        samples_by_others: samples of this call's plan that another process
+            working on the same field (same settings) finished meanwhile
+        workers: the number of Ray workers, or None (this process)
+        worker_samples: with Ray workers, the samples each one segmented
     """
 
     backend: str
@@ -130,6 +143,9 @@ class SegmentResult:
     failures: List[dict] = field(default_factory=list)
     mask_files: int = 0
     encoder: Optional[str] = None
+    samples_by_others: int = 0
+    workers: Optional[int] = None
+    worker_samples: Optional[dict] = None
 
     def summary(self, max_failures: int = 10) -> str:
         """A few human-readable lines."""
@@ -139,12 +155,15 @@ class SegmentResult:
             % (self.backend, self.prompt, self.label_field,
                ", semantic PNGs %r in %s" % (self.seg_field, self.seg_dir)
                if self.seg_field else ""),
-            "%s segmented, %d already done (skipped)%s; %s, %s"
+            "%s segmented, %d already done (skipped)%s%s%s; %s, %s"
             % (plural(self.samples_processed, "sample"), self.samples_skipped,
+               ", %d by other processes" % self.samples_by_others
+               if self.samples_by_others else "",
                ", shard %d/%d: %d of %s" % (self.shard[0], self.shard[1],
                                             self.samples_in_shard,
                                             plural(self.samples_in_view, "sample"))
                if self.shard else "",
+               ", %d Ray workers" % self.workers if self.workers else "",
                plural(self.boxes, "box"), plural(self.empty_masks, "empty mask")),
             "%.1f s (%.2f samples/s, %.1f boxes/s)"
             % (self.seconds, self.samples_processed / secs, self.boxes / secs),
@@ -327,6 +346,9 @@ def segment(
     progress=True,
     engine=None,
     skip_failures: bool = False,
+    workers: Optional[int] = None,
+    ray_address: Optional[str] = None,
+    keep_workers: bool = False,
 ) -> SegmentResult:
     """Segments every box of a view with SAM (or a baseline backend).
 
@@ -375,6 +397,7 @@ def segment(
             :class:`fiftyone.core.utils.ProgressBar` after each batch)
         engine: an already-built backend (anything with ``name`` and
             ``predict_batch``); overrides ``backend``/``model``/``checkpoint``
+            (with ``workers``, it must pickle: each worker gets a copy)
         skip_failures: False (default): the first sample that cannot be
             segmented (its image missing, unreadable or undecodable, its size
             unknown, or its document too large) stops the run with a
@@ -382,18 +405,38 @@ def segment(
             are skipped, counted and listed (``result.samples_failed``,
             ``result.failures``, the summary and the run record), and stay
             unfinished
+        workers: None (default): this process does the work; N >= 1: N Ray
+            workers (actors) do it, each loading the model once, on its own
+            GPU where the cluster has GPUs (needs ``pip install
+            fiftyone-samrs[ray]``; :mod:`.distributed`)
+        ray_address: the Ray cluster to join (``"auto"``, ``"HOST:6379"``);
+            None starts a local Ray on this machine's CPUs/GPUs (or uses the
+            one this process already joined)
+        keep_workers: keep the Ray workers, models loaded, for the next
+            calls of this process (they hold their CPUs/GPUs until
+            :func:`.distributed.shutdown_workers`); default: they end with
+            the call
+
+    Several calls may work on one field at once (processes, machines,
+    shards): a run with other settings than the live one is refused at once
+    (:class:`~.leases.LeaseConflict`, a ``ValueError``), a run with the same
+    settings shares the work by claiming batches of samples
+    (:mod:`.leases`), and waits until the samples other processes took are
+    finished (taking over those of a process that died).
 
     Returns:
         a :class:`SegmentResult`
 
     Raises:
         ValueError: for bad settings, a prompt that needs rotated boxes on a
-            dataset without them, or a resumed run with different settings
+            dataset without them, a resumed run with different settings, or
+            another live run on the field with other settings
         FormatError: for an image that cannot be read or does not match its
             metadata (unless ``skip_failures``)
     """
     start = time.time()
     shard = _check_arguments(sample_collection, prompt, batch_size, shard, paint_order)
+    workers = _check_workers(workers, ray_address)
     dataset = dataset_of(sample_collection)
     backend_name = getattr(engine, "name", backend) if engine is not None else backend
     if margin is None:
@@ -406,45 +449,110 @@ def segment(
         paint_order=paint_order)
     check_seg_dir_free(dataset, settings)
 
-    plan = plan_resume(sample_collection.values("id"), shard,
-                       _finished_ids(dataset, label_field, seg_field),
-                       get_segment_run(dataset, label_field), settings, overwrite)
-    result = SegmentResult(
-        backend=settings.backend, prompt=prompt, label_field=label_field, seg_field=seg_field,
-        seg_dir=settings.seg_dir, samples_in_view=len(plan.view_ids),
-        samples_in_shard=len(plan.shard_ids), samples_skipped=len(plan.done),
-        classes=list(settings.classes), shard=shard)
-    start_run(dataset, settings, shard)
+    # refused here when another live run writes the field with other settings
+    lease = FieldLease(dataset, settings, shard).acquire()
+    started = False
+    result = None
+    try:
+        if not lease.creator:
+            dataset.reload()  # the schema its opener declared
+        plan = plan_resume(sample_collection.values("id"), shard,
+                           _finished_ids(dataset, label_field, seg_field),
+                           get_segment_run(dataset, label_field), settings, overwrite)
+        result = SegmentResult(
+            backend=settings.backend, prompt=prompt, label_field=label_field,
+            seg_field=seg_field, seg_dir=settings.seg_dir, samples_in_view=len(plan.view_ids),
+            samples_in_shard=len(plan.shard_ids), samples_skipped=len(plan.done),
+            classes=list(settings.classes), shard=shard, workers=workers)
+        if lease.creator or plan.todo:
+            _set_up_fields(dataset, settings, declare=bool(plan.todo))
+        lease.set_ready()
+        start_run(dataset, settings, shard, lease, len(plan.shard_ids))
+        started = True
+
+        if plan.todo:
+            ensure_image_sizes(sample_collection, plan.todo)
+            if workers:
+                from fiftyone_samrs.segmenting.distributed import run_on_ray
+
+                run_on_ray(sample_collection, dataset, plan, settings, result, lease,
+                           engine=engine, engine_spec=dict(
+                               backend=backend, model=model, checkpoint=checkpoint,
+                               device=device, dtype=dtype, batch_size=batch_size,
+                               decoder_chunk=decoder_chunk),
+                           workers=workers, ray_address=ray_address, batch_size=batch_size,
+                           num_workers=num_workers, overwrite=overwrite, progress=progress,
+                           keep_workers=keep_workers)
+            else:
+                if engine is None:  # only now: a finished run does not load the model
+                    engine = _make_engine(backend, model, checkpoint, device, dtype,
+                                          batch_size, decoder_chunk, n_images=len(plan.todo))
+                bar = _Progress(len(plan.todo), progress)
+                try:
+                    _run_shared(sample_collection, dataset, engine, list(plan.todo), settings,
+                                result, lease, batch_size=batch_size,
+                                num_workers=num_workers, progress=bar, overwrite=overwrite,
+                                skip_failures=skip_failures)
+                finally:
+                    bar.close()
+        result.seconds = time.time() - start
+        describe = getattr(engine, "describe", None)
+        result.encoder = describe() if callable(describe) else None
+        engine_settings = getattr(engine, "settings", None)
+        finish_run(dataset, settings, shard, dict(
+            _counts(result),
+            encoder_settings=engine_settings() if callable(engine_settings) else None),
+            lease=lease, complete=True)
+    except BaseException:
+        if started:
+            try:
+                result.seconds = time.time() - start
+                finish_run(dataset, settings, shard, _counts(result), lease=lease,
+                           complete=False)
+            except Exception as e:  # noqa: BLE001 - the run's own error goes first
+                logger.warning("could not record the interrupted run: %s", e)
+        raise
+    finally:
+        lease.release()
+    return result
+
+
+def _counts(result: "SegmentResult") -> dict:
+    return dict(samples_processed=result.samples_processed,
+                samples_skipped=result.samples_skipped,
+                samples_by_others=result.samples_by_others, boxes=result.boxes,
+                empty_masks=result.empty_masks, unknown_labels=dict(result.unknown_labels),
+                seconds=round(result.seconds, 3), samples_failed=result.samples_failed,
+                failures=result.failures[:100], mask_files=result.mask_files)
+
+
+def _set_up_fields(dataset, settings: SegmentSettings, declare: bool) -> None:
+    """The semantic field's mask targets, and the output fields declared
+    (``declare``); done by the process that opens the field's lease, before
+    any other starts (schema changes are not safe concurrently)."""
+    seg_field = settings.seg_field
     if seg_field:
         targets = dict(enumerate(settings.classes))
         if dataset.mask_targets.get(seg_field) != targets:
             dataset.mask_targets[seg_field] = targets
             dataset.save()
-
-    if plan.todo:
-        if engine is None:  # only now: a finished run does not load the model
-            engine = _make_engine(backend, model, checkpoint, device, dtype, batch_size,
-                                  decoder_chunk, n_images=len(plan.todo))
-        declare_label_field(dataset, label_field, fo.Detections, DETECTION_ATTRIBUTES)
+    if declare:
+        declare_label_field(dataset, settings.label_field, fo.Detections, DETECTION_ATTRIBUTES)
         if seg_field:
             declare_label_field(dataset, seg_field, fo.Segmentation, {})
-        ensure_image_sizes(sample_collection, plan.todo)
-        _run(sample_collection, dataset, engine, plan, settings, result,
-             batch_size=batch_size, num_workers=num_workers, progress=progress,
-             skip_failures=skip_failures)
 
-    result.seconds = time.time() - start
-    describe = getattr(engine, "describe", None)
-    result.encoder = describe() if callable(describe) else None
-    engine_settings = getattr(engine, "settings", None)
-    finish_run(dataset, settings, shard, dict(
-        encoder_settings=engine_settings() if callable(engine_settings) else None,
-        samples_processed=result.samples_processed, samples_skipped=result.samples_skipped,
-        boxes=result.boxes, empty_masks=result.empty_masks,
-        unknown_labels=dict(result.unknown_labels), seconds=round(result.seconds, 3),
-        samples_failed=result.samples_failed, failures=result.failures[:100],
-        mask_files=result.mask_files))
-    return result
+
+def _check_workers(workers, ray_address) -> Optional[int]:
+    if workers is None or workers == 0:
+        if ray_address is not None:
+            raise ValueError("ray_address needs workers=N (the number of Ray workers)")
+        return None
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ValueError("workers must be None or a number >= 1, got %r" % (workers,))
+    from fiftyone_samrs.segmenting.distributed import import_ray
+
+    import_ray()  # before anything is recorded: a clear ImportError when Ray is missing
+    return int(workers)
 
 
 def _check_arguments(sample_collection, prompt, batch_size, shard, paint_order):
@@ -532,31 +640,148 @@ def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_
                         **kwargs)
 
 
-def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: SegmentSettings,
-         result: SegmentResult, *, batch_size: int, num_workers: int, progress,
-         skip_failures: bool = False) -> None:
-    from tqdm import tqdm
+class _Progress:
+    """The one progress bar of a call: tqdm, or a FiftyOne progress callback
+    (as ``fo.report_progress``), or nothing."""
 
+    def __init__(self, total: int, progress):
+        from tqdm import tqdm
+
+        callback = progress if callable(progress) else None
+        self.t0 = time.time()
+        self.bar = tqdm(total=total, unit="samples", disable=not progress or callback is not None,
+                        desc="segment", dynamic_ncols=True)
+        self.cb_bar = fou.ProgressBar(total=total, progress=callback) if callback else None
+        if self.cb_bar is not None:
+            self.cb_bar.start()
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def update(self, n: int, boxes: Optional[int] = None) -> None:
+        if n <= 0:
+            return
+        with self.lock:
+            self.done += n
+            self.bar.update(n)
+            if boxes is not None:
+                elapsed = max(time.time() - self.t0, 1e-9)
+                self.bar.set_postfix_str("%.1f boxes/s" % (boxes / elapsed), refresh=False)
+            if self.cb_bar is not None:
+                self.cb_bar.update(n)
+
+    def set_done(self, done: int, boxes: Optional[int] = None) -> None:
+        """Moves the bar to ``done`` samples (the Ray driver's polling)."""
+        self.update(done - self.done, boxes)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.cb_bar is not None:
+            self.cb_bar.close()
+
+
+#: seconds between looks at samples that other processes hold
+POLL_SECONDS = 0.5
+
+
+def _run_shared(sample_collection, dataset, engine, todo: List[str], settings: SegmentSettings,
+                result: SegmentResult, lease, *, batch_size: int, num_workers: int,
+                progress: "_Progress", overwrite: bool, claims=None,
+                skip_failures: bool = False) -> None:
+    """Segments ``todo``, claiming each batch first; then waits for the
+    samples other processes held, taking over those whose claims expire."""
+    claims = claims or lease.claims()
+    deferred = _run(sample_collection, dataset, engine, todo, settings, result,
+                    batch_size=batch_size, num_workers=num_workers, progress=progress,
+                    claims=claims, overwrite=overwrite, check=lease.check,
+                    skip_failures=skip_failures)
+    while deferred:
+        lease.check()
+        done, free, held = claims.status(deferred)
+        result.samples_by_others += len(done)
+        progress.update(len(done))
+        if free:
+            deferred = held + _run(sample_collection, dataset, engine, free, settings, result,
+                                   batch_size=batch_size, num_workers=num_workers,
+                                   progress=progress, claims=claims, overwrite=overwrite,
+                                   check=lease.check, skip_failures=skip_failures)
+        else:
+            deferred = held
+            if held:
+                time.sleep(POLL_SECONDS)
+
+
+def _finished_among(dataset, ids: List[str], label_field: str, seg_field: Optional[str]):
+    """The samples of ``ids`` that are finished (label set, PNG on disk)."""
+    if not ids or not dataset.has_sample_field(label_field):
+        return set()
+    view = dataset.select(ids).exists(label_field)
+    if not seg_field:
+        return set(view.values("id"))
+    if not dataset.has_sample_field(seg_field):
+        return set()
+    sids, paths = view.values(["id", seg_field + ".mask_path"])
+    return {s for s, p in zip(sids, paths) if p and os.path.isfile(p)}
+
+
+def _run(sample_collection, dataset, engine, todo: List[str], settings: SegmentSettings,
+         result: SegmentResult, *, batch_size: int, num_workers: int, progress: "_Progress",
+         claims=None, overwrite: bool = False, check=None,
+         skip_failures: bool = False) -> List[str]:
+    """Segments the samples ``todo`` (loader threads -> engine -> writer).
+
+    With ``claims``, each batch is claimed before it is loaded: samples held
+    by another live process are skipped and returned (deferred), samples
+    another process finished count in ``result.samples_by_others``.
+
+    Returns:
+        the deferred sample ids
+    """
     box_field, obb_field = settings.box_field, settings.obb_field
     seg_field, seg_dir = settings.seg_field, settings.seg_dir
     png_names = {}
     if seg_field:
         all_ids, all_paths = dataset.values(["id", "filepath"])
         png_names = label_png_names(all_ids, all_paths)
-    todo = list(plan.todo)
+    todo = list(todo)
     fields = ["id", "filepath", "metadata.width", "metadata.height", box_field + ".detections"]
     if obb_field:
         fields.append(obb_field + ".polylines")
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    windows = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     pool = ThreadPoolExecutor(max(1, num_workers), thread_name_prefix="samrs-load")
     ready: "queue.Queue" = queue.Queue(maxsize=2)
     stop = threading.Event()
+    deferred: List[str] = []
+    others = [0]
+
+    def claimed(window):
+        """The samples of a window this process segments."""
+        if claims is None:
+            return window
+        if check is not None:
+            check()
+        got = claims.claim(window)
+        deferred.extend(got.held)
+        gone = list(got.done)
+        if got.reclaimed and not overwrite:
+            # a process that died may have written some before it did
+            written = _finished_among(dataset, got.reclaimed, settings.label_field, seg_field)
+            if written:
+                claims.mark_done(written)
+                gone.extend(written)
+        if gone:
+            others[0] += len(gone)
+            progress.update(len(gone))
+        gone = set(gone)
+        return [s for s in got.mine if s not in gone]
 
     def load_batches():
         try:
-            for ids in batches:
+            for window in windows:
                 if stop.is_set():
                     return
+                ids = claimed(window)
+                if not ids:
+                    continue
                 cols = sample_collection.select(ids, ordered=True).values(fields)
                 futures: List[Future] = []
                 for row in zip(*cols):
@@ -597,24 +822,16 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
             except queue.Full:
                 continue
 
-    callback = progress if callable(progress) else None
-    bar = tqdm(total=len(todo), unit="samples", disable=not progress or callback is not None,
-               desc="segment", dynamic_ncols=True)
-    cb_bar = fou.ProgressBar(total=len(todo), progress=callback) if callback else None
-    if cb_bar is not None:
-        cb_bar.start()
-    t0 = time.time()
-
     def on_done(jobs):
-        elapsed = max(time.time() - t0, 1e-9)
-        bar.update(len(jobs))
-        bar.set_postfix_str("%.1f boxes/s" % (writer.stats["boxes"] / elapsed), refresh=False)
-        if cb_bar is not None:
-            cb_bar.update(len(jobs))
+        if claims is not None:
+            claims.mark_done([j.sample_id for j in jobs])
+        progress.update(len(jobs), boxes0 + writer.stats["boxes"])
 
+    boxes0 = result.boxes
     options = LabelOptions(clip_to_rbox=settings.clip_to_rbox, rbox_margin=settings.rbox_margin,
                            class_index={c: i for i, c in enumerate(settings.classes)},
                            paint_order=settings.paint_order)
+
     def on_failure(job, error) -> None:  # the writer's: a sample too large to store
         job.failed = str(error)
         _failed(job)
@@ -632,6 +849,7 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
     writer.start()
     loader = threading.Thread(target=load_batches, name="samrs-loader", daemon=True)
     loader.start()
+
     def loaded():
         while True:
             item = ready.get()
@@ -657,13 +875,12 @@ def _run(sample_collection, dataset, engine, plan: ResumePlan, settings: Segment
         writer.join()
         pool.shutdown(wait=True, cancel_futures=True)
         loader.join(timeout=5)
-        bar.close()
-        if cb_bar is not None:
-            cb_bar.close()
         result.samples_processed += writer.written
+        result.samples_by_others += others[0]
         result.boxes += writer.stats["boxes"]
         result.empty_masks += writer.stats["empty"]
         result.unknown_labels.update(writer.unknown)
         result.mask_files += writer.mask_files
     if writer.error is not None:
         raise writer.error
+    return deferred

@@ -137,6 +137,15 @@ class SegmentRun(fors.Run):
         return [f for f in (getattr(self.config, "label_field", None),
                             getattr(self.config, "seg_field", None)) if f]
 
+    def cleanup(self, samples, key):
+        """Drops the field's shard records with its run record (the fields stay)."""
+        from fiftyone_samrs.fiftyone_io import dataset_of
+        from fiftyone_samrs.segmenting.leases import delete_shard_records
+
+        field = getattr(self.config, "label_field", None)
+        if field:
+            delete_shard_records(dataset_of(samples), field)
+
 
 def segment_run_key(label_field: str) -> str:
     """The run key under which a run writing ``label_field`` is recorded."""
@@ -182,18 +191,84 @@ def check_seg_dir_free(dataset, settings: SegmentSettings) -> None:
                              "another seg_dir" % (settings.seg_dir, other.seg_field, key))
 
 
-def start_run(dataset, settings: SegmentSettings, shard: Optional[Tuple[int, int]]) -> str:
-    """Records a run as ``running``; returns its key."""
+def start_run(dataset, settings: SegmentSettings, shard: Optional[Tuple[int, int]],
+              lease=None, samples_in_shard: int = 0) -> str:
+    """Records a run as ``running``; returns its key.
+
+    With a :class:`~.leases.FieldLease`, the shard's own record is started and
+    the field's record is their summary (:func:`record_run`); without one,
+    the record is written as before (one run, no shard records).
+    """
     key = segment_run_key(settings.label_field)
-    dataset.register_run(key, SegmentRunConfig(**settings.record(), status="running",
-                                               shard=shard),
-                         overwrite=True, cleanup=False)
+    if lease is not None:
+        lease.start_shard(samples_in_shard)
+        record_run(dataset, settings, lease)
+        return key
+    _save_record(dataset, key, SegmentRunConfig(**settings.record(), status="running",
+                                                shard=shard))
     return key
 
 
 def finish_run(dataset, settings: SegmentSettings, shard: Optional[Tuple[int, int]],
-               counts: Dict[str, Any]) -> None:
-    """Records a run as ``complete`` with its final counts."""
+               counts: Dict[str, Any], lease=None, complete: bool = True) -> None:
+    """Records a run's end with its counts: ``complete`` (without a lease),
+    or this process's part of its shard record and the field's summary."""
     key = segment_run_key(settings.label_field)
-    dataset.update_run_config(key, SegmentRunConfig(**settings.record(), status="complete",
-                                                    shard=shard, **counts))
+    if lease is not None:
+        lease.finish_shard(complete, counts)
+        record_run(dataset, settings, lease)
+        return
+    _save_record(dataset, key, SegmentRunConfig(**settings.record(), status="complete",
+                                                shard=shard, **counts))
+
+
+def record_run(dataset, settings: SegmentSettings, lease, rounds: int = 6) -> Dict[str, Any]:
+    """Writes the field's FiftyOne run record as the summary of its shard
+    records (:func:`.leases.shard_summary`): ``status`` is ``complete`` only
+    when every shard of the run is, the counts are summed over the shards,
+    ``shards`` has each shard's status.
+
+    Several processes may write it at once: each rereads the shard records
+    after its write and writes again until what it wrote is still their
+    summary, so the last write reflects the last change.
+
+    Returns:
+        the summary written
+    """
+    key = segment_run_key(settings.label_field)
+    written = None
+    for _ in range(rounds):
+        summary = lease.summary()
+        if summary == written:
+            break
+        _save_record(dataset, key, SegmentRunConfig(**settings.record(), **summary))
+        written = summary
+    return written
+
+
+def _save_record(dataset, key: str, config: SegmentRunConfig, attempts: int = 8) -> None:
+    """Stores ``config`` as the run ``key``: updated in place when a segment
+    run is recorded there, else registered.
+
+    Another process may have replaced the run's document since this dataset
+    object was loaded (FiftyOne then says ``Failed to update ...``): the
+    dataset is reloaded and the write tried again.
+    """
+    import time
+
+    error = None
+    for attempt in range(attempts):
+        try:
+            if attempt:
+                dataset.reload()
+            if (dataset.has_run(key)
+                    and getattr(dataset.get_run_info(key).config, "method", None) == METHOD):
+                dataset.update_run_config(key, config)
+            else:
+                dataset.register_run(key, config, overwrite=True, cleanup=False)
+            return
+        except ValueError as e:  # the run document changed under us
+            error = e
+            time.sleep(0.05 * (attempt + 1))
+    raise RuntimeError("could not record the run %r of dataset %r (%s); the masks are "
+                       "written, run segment again to record it" % (key, dataset.name, error))

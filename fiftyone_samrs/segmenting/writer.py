@@ -5,7 +5,8 @@ Per image: one ``fo.Detection`` document per prompt object (the mask stored
 as its tight crop, lossless, with a box FiftyOne renders exactly), and the
 SAMRS semantic PNG (:func:`fiftyone_samrs.core.painting.paint_semantic`).
 The :class:`Writer` thread writes the PNGs, then each batch of samples in one
-bulk write, so a sample counts as finished only once its PNG is on disk.
+bulk write (batches that queued up while it wrote go into one write), so a
+sample counts as finished only once its PNG is on disk.
 """
 
 from __future__ import annotations
@@ -145,20 +146,39 @@ class Writer(threading.Thread):
         self.unknown: Counter = Counter()
         self.written = 0
 
+    #: at most this many samples in one bulk write when batches wait in the
+    #: queue (the database lags): waiting batches are written together
+    max_coalesce = 64
+
     def run(self):
-        while True:
+        done = False
+        while not done:
             jobs = self.queue.get()
             if jobs is None:
                 return
+            # batches that wait go into the same bulk write (fewer round trips
+            # exactly when the database is the bottleneck)
+            batches = [jobs]
+            while sum(len(b) for b in batches) < self.max_coalesce:
+                try:
+                    more = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                batches.append(more)
             if self.error is not None:
                 continue  # drain after a failure
             try:
-                self._write(jobs)
+                self._write(batches)
             except BaseException as e:  # noqa: BLE001 - handed to the main thread
                 self.error = e
 
-    def _write(self, jobs: list) -> None:
+    def _write(self, batches: List[list]) -> None:
+        """One bulk write for ``batches``; ``on_done`` is called per batch after it."""
         updates: Dict[str, dict] = {}
+        jobs = [j for batch in batches for j in batch]
         stored = document_sizes(self.dataset, [j.sample_id for j in jobs],
                                 [self.label_field, self.seg_field])
         for job in jobs:
@@ -184,7 +204,8 @@ class Writer(threading.Thread):
         # the PNGs are on disk before the samples count as finished
         bulk_set(self.dataset, updates)
         self.written += len(updates)
-        self.on_done(jobs)
+        for batch in batches:
+            self.on_done(batch)
 
     def _fit(self, job, update: dict, stored: int) -> None:
         """Keeps the sample under MongoDB's document limit: its masks go to

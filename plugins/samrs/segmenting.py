@@ -116,6 +116,11 @@ class RunSam(common.SamrsOperator):
             "run_sam", "SAMRS: Run SAM",
             "Segment every detection of the view with Segment Anything", "auto_fix_high")
 
+    def resolve_delegation(self, ctx):
+        if int(ctx.params.get("shards") or 1) > 1 and not ctx.params.get("shard"):
+            return False  # queuing the shards' operations is instant
+        return super().resolve_delegation(ctx)
+
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Segment")
@@ -138,6 +143,7 @@ class RunSam(common.SamrsOperator):
         add_model_inputs(ctx, inputs)
         inputs.int("batch_size", default=4, min=1, label="Batch size",
                    description="images per encoder batch")
+        add_parallel_inputs(inputs)
         inputs.str("label_field", default="sam", label="Instance mask field",
                    description="Detections with SAM's masks", required=False)
         inputs.str("seg_field", default="sam_seg", label="Semantic mask field",
@@ -170,6 +176,12 @@ class RunSam(common.SamrsOperator):
         model = model_kwargs(ctx)
         if box_field not in view.get_field_schema():
             raise ValueError("the view has no box field %r" % box_field)
+        shards = int(ctx.params.get("shards") or 1)
+        if shards > 1 and not ctx.params.get("shard"):
+            summary = queue_shards(ctx, self, shards, label_field)
+            return (yield from common.finish(ctx, self.title, summary,
+                                             summary.splitlines()[0]))
+        kwargs.update(parallel_kwargs(ctx))
 
         def work(report):
             return run_segment(view, model, kwargs, report)
@@ -209,3 +221,57 @@ def run_segment(view, model: Dict[str, Any], kwargs: Dict[str, Any], report) -> 
     headline = "%s: %s" % (engine_name(model), lines[1])
     summary = common.markdown_lines(headline, [lines[0]] + lines[2:])
     return {"headline": headline, "summary": summary, "samples": n, "result": result}
+
+
+# --------------------------------------------------------------------------
+# several workers (issue 14): Ray workers inside one operation, or one
+# delegated operation per shard for several `fiftyone delegated launch` workers
+
+
+def add_parallel_inputs(inputs) -> None:
+    """The Workers and Shards inputs of Run SAM."""
+    inputs.int("workers", default=0, min=0, label="Ray workers",
+               description="0 = the process running the operation segments; N = N Ray "
+                           "workers, each loading the model once on its own GPU (or CPU "
+                           "cores), on a local Ray or the cluster of RAY_ADDRESS (needs "
+                           "fiftyone-samrs[ray])", required=False)
+    inputs.int("shards", default=1, min=1, label="Split into shards",
+               description="N > 1 queues N delegated operations, one shard of the view "
+                           "each, for N `fiftyone delegated launch` workers (one per "
+                           "GPU or machine); they share the field safely", required=False)
+
+
+def parallel_kwargs(ctx) -> Dict[str, Any]:
+    """``workers`` and ``shard`` for ``fsr.segment`` from the form (and the
+    ``shard`` parameter that :func:`queue_shards` gives each operation)."""
+    import os
+
+    out: Dict[str, Any] = {}
+    workers = int(ctx.params.get("workers") or 0)
+    if workers:
+        out["workers"] = workers
+        out["ray_address"] = os.environ.get("RAY_ADDRESS") or None
+    shard = ctx.params.get("shard")
+    if shard:
+        i, n = (int(v) for v in str(shard).split("/"))
+        out["shard"] = (i, n)
+    return out
+
+
+def queue_shards(ctx, operator, n: int, label_field: str) -> str:
+    """Queues ``n`` delegated Run SAM operations, shard ``i/n`` each, with the
+    same view and form; returns the summary."""
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    service = DelegatedOperationService()
+    ids = []
+    for i in range(n):
+        params = dict(ctx.params, shards=1, shard="%d/%d" % (i, n), delegate=True)
+        request = dict(ctx.request_params, params=params, delegated=True)
+        op = service.queue_operation(
+            operator=operator.uri, label="run_sam(%s) shard %d/%d" % (label_field, i, n),
+            context={"request_params": request, "params": params},
+            metadata={"inputs_schema": None, "outputs_schema": None})
+        ids.append(str(op.id))
+    return ("Queued %d delegated operations, one shard each: start up to %d workers with "
+            "`fiftyone delegated launch`\noperation ids: %s" % (n, n, ", ".join(ids)))

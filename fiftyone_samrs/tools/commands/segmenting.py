@@ -31,6 +31,7 @@ def parse_shard(text: str) -> Tuple[int, int]:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.segmenting.leases import LeaseLost
     from fiftyone_samrs.segmenting.pipeline import segment
     from fiftyone_samrs.core.records import FormatError
 
@@ -56,16 +57,20 @@ def execute(args: argparse.Namespace) -> int:
         shard=args.shard,
         clip_to_rbox=args.clip_to_rbox,
         paint_order=args.paint_order,
-        num_workers=args.workers,
+        num_workers=args.decode_threads,
         progress=not args.no_progress,
         skip_failures=args.skip_failures,
     )
+    if args.workers:
+        kwargs.update(workers=args.workers, ray_address=args.ray_address)
+    elif args.ray_address:
+        return fail(ValueError("--ray-address needs --workers N"))
     kwargs.update(parse_kwargs(args.kwargs))
     if args.view_tag:
         print("view: %d samples tagged %s" % (len(view), ", ".join(args.view_tag)))
     try:
         result = segment(view, **kwargs)
-    except (ValueError, FormatError, FileNotFoundError, OSError) as e:
+    except (ValueError, FormatError, FileNotFoundError, OSError, ImportError, LeaseLost) as e:
         return fail(e)
     print(result.summary())
     return 0
@@ -78,7 +83,9 @@ def register(subparsers) -> None:
         description="Runs box-prompted Segment Anything (or the grabcut/boxfill baselines) "
         "over a dataset: one instance mask per box in LABEL_FIELD and a SAMRS semantic PNG "
         "per image in SEG_FIELD. Finished samples are skipped (resumable); --shard I/N "
-        "splits the work between processes.",
+        "splits the work between processes, --workers N runs it on N Ray workers; "
+        "processes with the same settings share the work of a field, a run with other "
+        "settings is refused while one is live.",
     )
     parser.add_argument("dataset", help="the FiftyOne dataset name")
     parser.add_argument("--prompt", default="auto",
@@ -109,7 +116,16 @@ def register(subparsers) -> None:
                         help="which mask wins where masks overlap in the semantic PNG: the "
                              "later object (annotation, as SAMRS), or the smaller one")
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call")
-    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--decode-threads", type=int, default=2,
+                        help="image decoding threads (per process or Ray worker)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="run on N Ray workers, each loading the model once on its own GPU "
+                        "(or CPU cores); needs pip install 'fiftyone-samrs[ray]'. Default: this "
+                        "process does the work")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="with --workers: the Ray cluster to join (auto, HOST:6379); "
+                        "default: a local Ray on this machine. Workers on other machines need "
+                        "FIFTYONE_DATABASE_URI set to a MongoDB they reach")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: auto)")
     parser.add_argument("--dtype", default=None,
                         help="encoder dtype: auto (default: bf16 on CUDA and on CPUs with "
