@@ -203,7 +203,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("dataset", help="the FiftyOne dataset name")
     p.add_argument("--checkpoint", default=None, help="a local SAM checkpoint (.pth)")
-    p.add_argument("--model", default=None, help="vit_b, vit_l, vit_h, a zoo name, or tiny")
+    p.add_argument("--model", default=None, help="vit_b, vit_l, vit_h, a zoo name, tiny (random), "
+                   "or samrs-tiny (a stand-in trained on generated scenes, for demos and tests, "
+                   "not for real data)")
     p.add_argument("--backend", default="sam", choices=("sam", "grabcut", "boxfill"),
                    help="what runs the SAM prompt rows (default sam)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")

@@ -82,7 +82,9 @@ def register(subparsers) -> None:
     parser.add_argument("--backend", default="sam", choices=("sam", "grabcut", "boxfill"))
     parser.add_argument("--model", default=None,
                         help="vit_b, vit_l, vit_h or a FiftyOne zoo name (default: inferred "
-                        "from the checkpoint)")
+                        "from the checkpoint); samrs-tiny: the small SAM shipped with the "
+                        "package, a stand-in trained on generated scenes, for demos and tests, "
+                        "not for real data")
     parser.add_argument("--checkpoint", default=None, help="a local SAM checkpoint (.pth)")
     parser.add_argument("--label-field", default="sam", help="Detections field to write")
     parser.add_argument("--seg-field", default="sam_seg",
