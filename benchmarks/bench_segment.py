@@ -38,6 +38,21 @@ Usage::
     python benchmarks/bench_segment.py --ks 100 --repeats 3
     python benchmarks/bench_segment.py --quick              # smoke test: tiny model, small K
     python benchmarks/bench_segment.py --ablation --ks 16   # what each decoder saving buys
+    python benchmarks/bench_segment.py --whole-masks        # masks of realistic extent
+
+``--whole-masks`` measures the decoder and post-processing on masks of
+realistic extent: random weights give masks 100-300 times their box, so
+whole-image post-processing cannot be timed on them. On a generated scene
+(1024x1024, K objects with their true boxes) it times, each in a fresh
+process: the ViT-B encoder with random weights (the encoder cost users
+pay), and with ``samrs-tiny`` (the shipped stand-in, whose decoder is SAM's
+real one and whose masks follow the objects) the decoder + post-processing
+alone (``SamEngine.decode`` on a precomputed embedding) and ``fsr.segment``
+end to end, each with ``margin=0.1`` (masks cut to the box + 10%) and
+``margin=None`` (whole masks: every mask computed over the whole image).
+"What users see" = ViT-B encoder + (samrs-tiny pipeline - samrs-tiny
+encoder). It also reports how far the masks reach: mask area / box area,
+and the share of mask pixels outside the box + 10%.
 
 ``--ablation`` times, in this process, SAM's mask decoder and the fast
 decoder with single savings turned off, per box. The decoder is the same
@@ -406,6 +421,222 @@ def ablation(ks, threads, repeats) -> str:
     return "\n".join(lines)
 
 
+# -- masks of realistic extent (--whole-masks) ---------------------------------------------
+
+WHOLE_METHODS = ["vitb_encoder", "tiny_encoder", "tiny_decode", "tiny_pipeline"]
+MARGINS = [0.1, None]
+
+
+def _margin_arg(text):
+    return None if str(text).lower() in ("none", "whole") else float(text)
+
+
+def make_scene_inputs(k: int, workdir: str, size: int = 1024):
+    """A generated scene with K objects: image (PNG) and true H-Boxes (.npy) paths."""
+    import cv2
+
+    from fiftyone_samrs.testing.scenes import make_scene, scene_key
+
+    scene = make_scene(scene_key("bench", 0, k), (size, size), k, "land")
+    image_path = os.path.join(workdir, "scene_%d.png" % k)
+    boxes_path = os.path.join(workdir, "scene_%d_boxes.npy" % k)
+    cv2.imwrite(image_path, cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+    np.save(boxes_path, scene.hboxes)
+    return image_path, boxes_path, len(scene)
+
+
+def _extent(masks, boxes, width, height):
+    """Mask area / box area (mean, 95th percentile) and the share of mask pixels
+    outside the box grown by 10% per side."""
+    from fiftyone_samrs.segmenting.prompts import region_for_box
+
+    ratios, outside, total = [], 0, 0
+    for m, b in zip(masks, boxes):
+        area = m.area
+        box_area = max((b[2] - b[0]) * (b[3] - b[1]), 1.0)
+        ratios.append(area / box_area)
+        x0, y0, x1, y1 = (int(round(v)) for v in region_for_box(b, (height, width), 0.1, 0.0))
+        inside = int(m.to_full(height, width)[y0:y1, x0:x1].sum())
+        outside += area - inside
+        total += area
+    r = np.asarray(ratios)
+    return {"area_ratio_mean": float(r.mean()), "area_ratio_p95": float(np.percentile(r, 95)),
+            "outside_box10": float(outside / max(total, 1))}
+
+
+def run_whole_method(method, ckpt, image_path, boxes_path, margin, repeats, workdir) -> dict:
+    """One method of the --whole-masks mode, in this process."""
+    import cv2
+
+    from fiftyone_samrs.segmenting.prompts import build_prompts
+    from fiftyone_samrs.segmenting.sam.engine import SamEngine
+    from fiftyone_samrs.segmenting.sam.models import load_sam
+
+    img = cv2.cvtColor(cv2.imread(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    boxes = np.load(boxes_path)
+    sam = load_sam(checkpoint=ckpt, device="cpu") if method == "vitb_encoder" else \
+        load_sam("samrs-tiny", device="cpu")
+    engine = SamEngine(sam, device="cpu", dtype="fp32")
+    times, extra = [], {}
+    if method in ("vitb_encoder", "tiny_encoder"):
+        engine.encode([img])  # warm-up
+        base = _rss_mb()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            engine.encode([img])
+            times.append(time.perf_counter() - t)
+    elif method == "tiny_decode":
+        emb = engine.encode([img])[0]
+        ps = build_prompts(boxes, None, "hbox", (h, w), margin=margin)
+        engine.decode(emb, ps.subset(slice(0, 2)))  # warm-up
+        base = _rss_mb()
+        for _ in range(repeats):
+            emb.cache.clear()  # the per-image projections count as decoder work
+            t = time.perf_counter()
+            results = engine.decode(emb, ps)
+            times.append(time.perf_counter() - t)
+        extra = _extent([r.mask for r in results], boxes, w, h)
+        extra["empty"] = int(sum(r.empty for r in results))
+    elif method == "tiny_pipeline":
+        os.environ["FIFTYONE_DATABASE_NAME"] = "samrs-bench-%s" % uuid.uuid4().hex[:8]
+        os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+        os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+        import fiftyone as fo
+
+        import fiftyone_samrs as fsr
+
+        ds = fo.Dataset()
+        try:
+            dets = [fo.Detection(label="object", obj_index=i,
+                                 bounding_box=[b[0] / w, b[1] / h, (b[2] - b[0]) / w,
+                                               (b[3] - b[1]) / h])
+                    for i, b in enumerate(boxes)]
+            ds.add_sample(fo.Sample(filepath=image_path, hbb=fo.Detections(detections=dets)))
+            ds.compute_metadata()
+            base = _rss_mb()
+            for r in range(repeats):
+                t = time.perf_counter()
+                fsr.segment(ds, prompt="hbox", engine=engine, obb_field=None, classes=["object"],
+                            label_field="sam", seg_field="sam_seg", margin=margin,
+                            seg_dir=os.path.join(workdir, "seg_%s_%d" % (margin, r)),
+                            overwrite=True, progress=False)
+                times.append(time.perf_counter() - t)
+        finally:
+            ds.delete()
+            import fiftyone.core.odm as foo
+
+            foo.get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+    else:
+        raise ValueError("unknown method %r" % method)
+    return dict({"times": times, "base_mb": base, "peak_mb": _peak_mb()}, **extra)
+
+
+def _whole_subprocess(method, ckpt, image_path, boxes_path, margin, args, workdir):
+    cmd = [sys.executable, os.path.abspath(__file__), "--run-one", method, "--checkpoint", ckpt,
+           "--image", image_path, "--boxes", boxes_path, "--margin", str(margin),
+           "--repeats", str(args.repeats), "--workdir", workdir]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after %ds" % args.timeout}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    err = (proc.stderr.strip().splitlines() or ["exit code %d" % proc.returncode])[-1]
+    return {"error": err[:200]}
+
+
+def whole_masks(ks, args) -> str:
+    """The --whole-masks mode: runs every method and returns the Markdown report."""
+    import torch
+    from segment_anything import build_sam_vit_b
+
+    workdir = tempfile.mkdtemp(prefix="samrs-bench-whole-")
+    results = {}
+    try:
+        ckpt = os.path.join(workdir, ZOO_FILE)
+        torch.manual_seed(0)
+        torch.save(build_sam_vit_b(None).state_dict(), ckpt)
+        for k in ks:
+            image_path, boxes_path, n = make_scene_inputs(k, workdir)
+            res = results[k] = {"objects": n}
+            plan = [("vitb_encoder", 0.1), ("tiny_encoder", 0.1)]
+            plan += [(m, g) for m in ("tiny_decode", "tiny_pipeline") for g in MARGINS]
+            for m, g in plan:
+                t0 = time.time()
+                key = m if m.endswith("encoder") else "%s@%s" % (m, "whole" if g is None else g)
+                res[key] = _whole_subprocess(m, ckpt, image_path, boxes_path,
+                                             "none" if g is None else g, args, workdir)
+                print("K=%d %-22s %s (%.0fs)" % (k, key, res[key].get("error")
+                                                 or "%.2fs" % _t(res[key]), time.time() - t0),
+                      file=sys.stderr)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "segment_whole_masks.json"), "w") as f:
+        json.dump({"args": vars(args), "results": results}, f, indent=1)
+    return whole_report(results, args)
+
+
+def whole_report(results, args) -> str:
+    lines = [
+        "# Whole masks at realistic extent",
+        "",
+        "Generated 1024x1024 scene with K objects (true H-Boxes), CPU (%s, torch threads: %s), "
+        "median of %d run(s), each method in a fresh process. Encoder: SAM ViT-B architecture, "
+        "random weights. Decoder and post-processing: samrs-tiny (SAM's real prompt encoder and "
+        "mask decoder; a stand-in trained on generated scenes, whose masks follow the objects). "
+        "Ratios are to the ViT-B encoder alone."
+        % (platform.processor() or platform.machine(), args.threads or "default", args.repeats),
+        "",
+    ]
+    for k, res in results.items():
+        enc, tenc = _t(res.get("vitb_encoder")), _t(res.get("tiny_encoder"))
+        lines += ["## K = %d boxes (%d objects drawn)" % (k, res["objects"]), "",
+                  "| step | margin 0.1 | ratio | whole masks (margin None) | ratio |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+
+        def ratio(v):
+            return _fmt(v / enc if (v is not None and enc) else None)
+
+        lines.append("| ViT-B encoder (s) | %s | 1.00 | %s | 1.00 |" % (_fmt(enc), _fmt(enc)))
+        row = {}
+        for m, name in (("tiny_decode", "decoder + post-processing (s)"),
+                        ("tiny_pipeline", "samrs-tiny pipeline - its encoder (s)")):
+            vals = []
+            for g in MARGINS:
+                t = _t(res.get("%s@%s" % (m, "whole" if g is None else g)))
+                if m == "tiny_pipeline" and t is not None and tenc is not None:
+                    t = t - tenc
+                vals.append(t)
+            row[m] = vals
+            lines.append("| %s | %s | %s | %s | %s |" % (name, _fmt(vals[0]), ratio(vals[0]),
+                                                          _fmt(vals[1]), ratio(vals[1])))
+        users = [None if (v is None or enc is None) else enc + v for v in row["tiny_pipeline"]]
+        lines.append("| **what users see: ViT-B encoder + the rest of the pipeline** (s) | %s | "
+                     "%s | %s | %s |" % (_fmt(users[0]), ratio(users[0]), _fmt(users[1]),
+                                         ratio(users[1])))
+        ext = [res.get("tiny_decode@%s" % ("whole" if g is None else g), {}) for g in MARGINS]
+        lines.append("| mask area / box area: mean, p95 | %s | | %s | |" % tuple(
+            "%.2f, %.2f" % (e["area_ratio_mean"], e["area_ratio_p95"])
+            if "area_ratio_mean" in e else "n/a" for e in ext))
+        lines.append("| mask pixels outside the box + 10%% | %s | | %s | |" % tuple(
+            "%.1f%%" % (100 * e["outside_box10"]) if "outside_box10" in e else "n/a"
+            for e in ext))
+        errors = ["%s: %s" % (m, r["error"]) for m, r in res.items()
+                  if isinstance(r, dict) and "error" in r]
+        if errors:
+            lines.append("")
+            lines.append("errors: " + "; ".join(errors))
+        lines.append("")
+    lines.append("samrs tiny encoder alone: " + ", ".join(
+        "K=%d %s s" % (k, _fmt(_t(r.get("tiny_encoder")))) for k, r in results.items()))
+    return "\n".join(lines) + "\n"
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -544,12 +775,22 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)
     p.add_argument("--image", default=None, help=argparse.SUPPRESS)
     p.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--boxes", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--margin", default="0.1", help=argparse.SUPPRESS)
+    p.add_argument("--whole-masks", action="store_true",
+                   help="decoder + post-processing on masks of realistic extent (samrs-tiny), "
+                   "margin 0.1 and whole masks, next to the ViT-B encoder")
     args = p.parse_args(argv)
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.run_one and args.run_one in WHOLE_METHODS:
+        res = run_whole_method(args.run_one, args.checkpoint, args.image, args.boxes,
+                               _margin_arg(args.margin), args.repeats, args.workdir)
+        print("RESULT " + json.dumps(res))
+        return 0
     if args.run_one:
         res = run_method(args.run_one, args.k, args.checkpoint, args.image, args.repeats, args.workdir)
         print("RESULT " + json.dumps(res))
@@ -561,6 +802,15 @@ def main(argv=None):
         print(text)
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "segment_ablation.md"), "w") as f:
+            f.write(text + "\n")
+        return 0
+
+    if args.whole_masks:
+        ks = [int(v) for v in args.ks.split(",")]
+        text = whole_masks(ks, args)
+        print(text)
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "segment_whole_masks.md"), "w") as f:
             f.write(text + "\n")
         return 0
 

@@ -33,12 +33,16 @@ class MaskResult:
             0.0 when no logit of the region exceeds -1); NaN where the
             backend has none (the baselines)
         empty: whether the mask has no pixel
+        fallback: None, or what a backend gave instead of its own mask
+            (``"box"``, ``"rbox"``: GrabCut's fallback, see
+            :class:`~fiftyone_samrs.segmenting.baselines.GrabCutBackend`)
     """
 
     mask: InstanceMask
     score: float
     stability: float
     empty: bool
+    fallback: Optional[str] = None
 
 
 @runtime_checkable

@@ -7,7 +7,14 @@ SAM engine:
 - :class:`GrabCutBackend`: OpenCV GrabCut initialised from the prompt box
   (rect mode) on the region's crop only, the classical way of turning boxes
   into masks. ``score`` is 1.0 (GrabCut has no confidence) and
-  ``stability`` is NaN.
+  ``stability`` is NaN. Deterministic per object: OpenCV's random generator
+  is seeded from the object's own crop and box before each call
+  (:func:`grabcut_seed`), so a resumed, sharded or reordered run gives the
+  same masks as an uninterrupted one. Where GrabCut cannot run (box too
+  small, no background around it) or returns an empty mask, the object gets
+  its rotated box where the prompt set has one, else the prompt box,
+  flagged in ``MaskResult.fallback`` (``"rbox"`` / ``"box"``; the pipeline
+  writes it as the Detection attribute ``fallback``).
 - :class:`BoxFillBackend`: the box itself as the mask, or the rotated box
   where the prompt used one (``rhbox``, ``rbox_m``, ``rhbox_m`` rows with a
   quad). A pixel is in when its centre is. ``score`` 1.0, ``stability`` NaN.
@@ -18,6 +25,7 @@ prompts the box the region was grown from (``PromptSet.base_boxes``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import List, Optional, Sequence, Tuple
 
@@ -25,9 +33,9 @@ import numpy as np
 
 from fiftyone_samrs.core.geometry import box_to_int_region
 from fiftyone_samrs.core.masks import polygon_pixels
-from fiftyone_samrs.segmenting.prompts import PromptSet
 from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.segmenting.backends import MaskResult, as_rgb_uint8
+from fiftyone_samrs.segmenting.prompts import PromptSet
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,21 @@ def box_mask(box: Sequence[float], x0: int, y0: int, width: int, height: int) ->
     xs = x0 + np.arange(width) + 0.5
     ys = y0 + np.arange(height) + 0.5
     return ((ys >= by0) & (ys <= by1))[:, None] & ((xs >= bx0) & (xs <= bx1))[None, :]
+
+
+def grabcut_seed(crop: np.ndarray, rect: Sequence[int], iterations: int) -> int:
+    """The seed of OpenCV's generator for one GrabCut call: a hash of its inputs.
+
+    GrabCut draws from OpenCV's (per-thread) generator to initialise its
+    colour models; seeding it from the crop's pixels, the rectangle and the
+    iteration count makes each object's mask a function of the object alone,
+    not of what ran before it in the process.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.asarray(crop.shape, dtype=np.int64).tobytes())
+    h.update(np.asarray(list(rect) + [iterations], dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(crop).tobytes())
+    return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
 
 
 class _Baseline:
@@ -106,9 +129,11 @@ class GrabCutBackend(_Baseline):
             mask scaled back (nearest), which bounds the time per object
 
     Attributes:
-        fallbacks: how many objects GrabCut could not run on (box too small,
-            or no background around it in the region) and got the filled box
-            instead; logged at the end of each batch
+        fallbacks: how many objects got their box (or rotated box) instead
+            of a GrabCut mask: GrabCut could not run (box too small, or no
+            background around it in the region) or returned an empty mask;
+            logged at the end of each batch
+        empty_fallbacks: of those, how many because GrabCut's mask was empty
     """
 
     name = "grabcut"
@@ -117,6 +142,7 @@ class GrabCutBackend(_Baseline):
         self.iterations = int(iterations)
         self.max_side = int(max_side)
         self.fallbacks = 0
+        self.empty_fallbacks = 0
 
     def _grabcut(self, crop: np.ndarray, rect: Tuple[int, int, int, int]) -> Optional[np.ndarray]:
         import cv2
@@ -128,6 +154,7 @@ class GrabCutBackend(_Baseline):
         mask = np.zeros((h, w), dtype=np.uint8)
         bgd = np.zeros((1, 65), dtype=np.float64)
         fgd = np.zeros((1, 65), dtype=np.float64)
+        cv2.setRNGSeed(grabcut_seed(crop, rect, self.iterations))
         try:
             cv2.grabCut(crop, mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
         except cv2.error:
@@ -163,15 +190,32 @@ class GrabCutBackend(_Baseline):
             bx1 = int(np.clip(np.ceil((box[2] - x0) * scale), 0, sw))
             by1 = int(np.clip(np.ceil((box[3] - y0) * scale), 0, sh))
             fg = self._grabcut(small, (bx0, by0, bx1 - bx0, by1 - by0))
+            fallback = None
+            if fg is not None and not fg.any():
+                self.empty_fallbacks += 1
+                fg = None
             if fg is None:
                 self.fallbacks += 1
-                mask = box_mask(box, x0, y0, w, h)
+                mask, fallback = _fallback_mask(prompts, i, box, x0, y0, w, h)
             elif scale < 1.0:
                 mask = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
             else:
                 mask = fg
-            out.append(MaskResult(InstanceMask(mask, x0, y0), 1.0, float("nan"), not mask.any()))
+            out.append(MaskResult(InstanceMask(mask, x0, y0), 1.0, float("nan"), not mask.any(),
+                                  fallback=fallback))
         if self.fallbacks > before:
-            logger.info("grabcut: %d object(s) got the filled box (too small or no background)",
-                        self.fallbacks - before)
+            logger.info("grabcut: %d object(s) got their box or rotated box (too small, no "
+                        "background, or an empty GrabCut mask)", self.fallbacks - before)
         return out
+
+
+def _fallback_mask(prompts: PromptSet, i: int, box: np.ndarray, x0: int, y0: int, w: int,
+                   h: int) -> Tuple[np.ndarray, str]:
+    """The rotated box of object ``i`` where the prompt set has one, else its prompt box."""
+    if prompts.quads is not None:
+        q = np.asarray(prompts.quads[i], dtype=np.float64)
+        if np.isfinite(q).all():
+            mask = polygon_pixels(q, (x0, y0, x0 + w, y0 + h))
+            if mask.any():
+                return mask, "rbox"
+    return box_mask(box, x0, y0, w, h), "box"

@@ -42,7 +42,8 @@ from fiftyone_samrs.fiftyone_io import (
 #: the attributes of the predicted Detections, declared on the label field
 DETECTION_ATTRIBUTES = {"source_id": fo.StringField, "obj_index": fo.IntField,
                         "prompt": fo.StringField, "empty": fo.BooleanField,
-                        "stability": fo.FloatField, "area": fo.IntField}
+                        "stability": fo.FloatField, "area": fo.IntField,
+                        "fallback": fo.StringField}
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def build_labels(job, options: LabelOptions, stats: Counter, unknown: Counter):
 
     An empty mask keeps its Detection (flagged ``empty``, an all-False mask
     over the prompt box); a label outside the class list is not painted and
-    counted in ``unknown``.
+    counted in ``unknown``; a baseline's fallback mask (GrabCut's box where
+    it found nothing) is flagged ``fallback``.
     """
     results = job.results or []
     objs = job.objects
@@ -109,7 +111,9 @@ def build_labels(job, options: LabelOptions, stats: Counter, unknown: Counter):
             label, bbox, mask, confidence=float(res.score), source_id=objs.ids[i],
             obj_index=int(objs.obj_indexes[i]), prompt=names[i] if i < len(names) else None,
             empty=bool(empty), area=int(tight.area),
-            stability=float("nan") if res.stability is None else float(res.stability)))
+            stability=float("nan") if res.stability is None else float(res.stability),
+            # what a baseline gave instead of its mask (GrabCut's "box"): only when set
+            **({"fallback": str(res.fallback)} if getattr(res, "fallback", None) else {})))
     stats["boxes"] += len(docs)
     semantic = paint_semantic(job.height, job.width, painted, order=options.paint_order)
     return label_list_doc(fo.Detections, docs), semantic

@@ -1,15 +1,18 @@
 """The end-to-end demo behind ``make demo`` / ``samrs demo``.
 
-It needs no data and no weights: it generates a small DOTA v1.0 tree whose
+It needs no data and no downloads: it generates a small DOTA v1.0 tree whose
 objects are drawn shapes with known masks (written as iSAID instance PNGs),
 then runs the whole job on it:
 
 1. import the DOTA tree into FiftyOne (``hbb`` + ``obb``) and attach the
    iSAID ground-truth masks (``gt_masks``);
-2. segment every box: SAM when a checkpoint is configured (``--checkpoint``
-   or ``SAMRS_CHECKPOINT``), otherwise the GrabCut backend, and says which ran;
-3. evaluate the masks against the ground truth, next to the ``boxfill``
-   baseline, and save the QA views;
+2. segment every box with SAM: a real checkpoint when one is configured
+   (``--checkpoint`` or ``SAMRS_CHECKPOINT``), otherwise ``samrs-tiny``, the
+   small SAM shipped with the package (a stand-in trained on generated
+   scenes, for demos and tests, not for real data), and says which ran;
+   then the GrabCut and boxfill baselines;
+3. evaluate the masks against the ground truth, next to the baselines, and
+   save the QA views;
 4. export the SAMRS PNG layout and COCO instance JSON;
 
 and leaves the App ready: the plugin linked into FiftyOne's plugins dir
@@ -97,8 +100,10 @@ def run_demo(
         out_dir: where the generated source tree and the exports go: a new
             or empty folder, or one an earlier demo made (see
             :func:`prepare_out_dir`)
-        checkpoint: a SAM checkpoint; None -> ``$SAMRS_CHECKPOINT`` or GrabCut
-        model: SAM model type or zoo name (inferred from the checkpoint if None)
+        checkpoint: a SAM checkpoint; None -> ``$SAMRS_CHECKPOINT``, else the
+            model ``samrs-tiny``
+        model: SAM model type or zoo name (inferred from the checkpoint if
+            None; without a checkpoint: ``"samrs-tiny"``, the shipped stand-in)
         n_images: generated images
         n_objects: objects per generated image
         seed: generator seed
@@ -130,33 +135,47 @@ def run_demo(
     print("iSAID ground truth: %s" % gt_report.summary().splitlines()[0])
     print("(%.1f s)" % (time.time() - t))
 
-    backend = "sam" if checkpoint else "grabcut"
-    t = _step("2/4 segment every box (backend: %s)" % backend)
-    if not checkpoint:
+    from fiftyone_samrs.segmenting.sam import samrs_tiny
+
+    if checkpoint:
+        what = "SAM checkpoint %s" % checkpoint
+        method = "sam (%s)" % os.path.basename(checkpoint)
+    else:
+        model = model or samrs_tiny.NAME
+        what = "SAM model %s" % model
+        method = "sam (%s)" % model
+    t = _step("2/4 segment every box (%s), then the GrabCut and boxfill baselines" % what)
+    if not checkpoint and samrs_tiny.is_samrs_tiny(model):
         print(
-            "No SAM checkpoint configured (--checkpoint or SAMRS_CHECKPOINT), so the demo "
-            "runs the GrabCut backend. Set one to run Segment Anything."
+            "No SAM checkpoint configured (--checkpoint or SAMRS_CHECKPOINT), so the demo runs "
+            "%s.\nNOTE: %s. Set a real checkpoint (e.g. sam_vit_h_4b8939.pth) for real masks."
+            % (samrs_tiny.NAME, samrs_tiny.DISCLAIMER)
         )
     seg_dir = os.path.join(out_dir, "sam_seg")
     result = segment(
-        dataset, backend=backend, model=model, checkpoint=checkpoint, prompt="auto",
+        dataset, backend="sam", model=model, checkpoint=checkpoint, prompt="auto",
         label_field="sam", seg_field="sam_seg", seg_dir=seg_dir, overwrite=True,
     )
     print(result.summary())
-    segment(dataset, backend="boxfill", label_field="boxfill", seg_field=None, overwrite=True,
-            progress=False)
+    for baseline in ("grabcut", "boxfill"):
+        segment(dataset, backend=baseline, label_field=baseline, seg_field=None, overwrite=True,
+                progress=False)
     print("semantic PNGs (SAMRS format): %s" % seg_dir)
     print("(%.1f s)" % (time.time() - t))
 
     t = _step("3/4 evaluate against the ground truth")
     res = evaluate(dataset, pred_field="sam", gt_field="gt_masks", eval_key="eval")
-    base = evaluate(dataset, pred_field="boxfill", gt_field="gt_masks", eval_key="eval_boxfill",
-                    progress=False)
-    rows = [(backend, res), ("boxfill (baseline)", base)]
+    rows = [(method, res)]
+    for baseline in ("grabcut", "boxfill"):
+        rows.append(("%s (baseline)" % baseline,
+                     evaluate(dataset, pred_field=baseline, gt_field="gt_masks",
+                              eval_key="eval_" + baseline, progress=False)))
     print("| method | instances | mIoU_I | mIoU_P |")
     print("| --- | --- | --- | --- |")
     for label, r in rows:
         print("| %s | %d | %.2f | %.2f |" % (label, r.num_instances, 100 * r.miou_i, 100 * r.miou_p))
+    if not checkpoint and samrs_tiny.is_samrs_tiny(model):
+        print("(seed %d; %s)" % (seed, samrs_tiny.DISCLAIMER))
     compute_quality(dataset, pred_field="sam", box_field="hbb", obb_field="obb")
     views = save_qa_views(dataset, eval_key="eval")
     print(
@@ -185,7 +204,8 @@ def run_demo(
     )
     return {
         "dataset": name,
-        "backend": backend,
+        "backend": "sam",
+        "model": model if not checkpoint else checkpoint,
         "seg_dir": seg_dir,
         "samrs_dir": samrs_dir,
         "coco_path": coco_path,

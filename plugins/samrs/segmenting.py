@@ -20,6 +20,8 @@ MODELS = [
     ("vit_h", "ViT-H (sam_vit_h_4b8939.pth)"),
     ("vit_l", "ViT-L (sam_vit_l_0b3195.pth)"),
     ("vit_b", "ViT-B (sam_vit_b_01ec64.pth)"),
+    ("samrs-tiny", "samrs-tiny (shipped stand-in trained on generated scenes: demos and "
+                   "tests only, not for real data)"),
 ]
 #: per model backend: its architectures (first = default) and the checkpoint's description
 BACKEND_MODELS = {

@@ -1,4 +1,4 @@
-"""Loading Segment Anything models: local checkpoints, FiftyOne zoo names, tiny.
+"""Loading Segment Anything models: local checkpoints, FiftyOne zoo names, tiny, samrs-tiny.
 
 :func:`load_sam` builds the ``segment_anything.modeling.Sam`` matching a
 checkpoint's state dict (the architecture is read from the tensor shapes, so
@@ -499,7 +499,8 @@ def find_checkpoint(model: str, download: bool = True) -> str:
     if model_type not in SAM_CHECKPOINT_FILES:
         raise ValueError(
             "unknown SAM model %r; use vit_b, vit_l, vit_h, a zoo name (%s), 'tiny', "
-            "or pass checkpoint=PATH" % (model, ", ".join(SAM_ZOO_NAMES.values()))
+            "'samrs-tiny' (a stand-in for demos and tests), or pass checkpoint=PATH"
+            % (model, ", ".join(SAM_ZOO_NAMES.values()))
         )
     zoo_name = SAM_ZOO_NAMES[model_type]
     path = os.path.join(_zoo_dir(), SAM_CHECKPOINT_FILES[model_type])
@@ -532,7 +533,10 @@ def load_sam(
     Args:
         model: ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, a FiftyOne zoo name
             (``"segment-anything-vith-torch"``...), ``"tiny"`` (a random tiny
-            SAM for tests and demos), or None (inferred from ``checkpoint``)
+            SAM for exactness tests), ``"samrs-tiny"`` (the small SAM shipped
+            with the package, a stand-in trained on generated scenes for demos
+            and tests, not for real data; see :mod:`.samrs_tiny`), or None
+            (inferred from ``checkpoint``)
         checkpoint: a local ``.pth`` state dict; its architecture is read from
             its tensor shapes when ``model`` is None
         device: None/"auto" (cuda, mps, cpu), or a device
@@ -546,6 +550,13 @@ def load_sam(
         ValueError: bad names, or a checkpoint that does not match ``model``
     """
     dev = resolve_device(device)
+    from fiftyone_samrs.segmenting.sam import samrs_tiny
+
+    stand_in = samrs_tiny.is_samrs_tiny(model)
+    if stand_in:
+        if checkpoint is None:
+            checkpoint = samrs_tiny.checkpoint_path()
+        model = None  # a checkpoint like any other: the architecture is read from it
     if model is not None and str(model).lower() == "tiny" and checkpoint is None:
         from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam
 
@@ -553,7 +564,7 @@ def load_sam(
     if checkpoint is None:
         if model is None:
             raise ValueError(
-                "load_sam needs a model name (vit_b, vit_l, vit_h, a zoo name, tiny) "
+                "load_sam needs a model name (vit_b, vit_l, vit_h, a zoo name, tiny, samrs-tiny) "
                 "or checkpoint=PATH. The official checkpoints: "
                 + ", ".join("%s%s" % (SAM_CHECKPOINT_BASE_URL, f) for f in SAM_CHECKPOINT_FILES.values())
                 + "; FiftyOne's zoo keeps them in %s" % _zoo_dir()
@@ -573,7 +584,10 @@ def load_sam(
     except RuntimeError as e:
         raise ValueError("%s: state dict does not fit the SAM architecture read from it: %s"
                          % (checkpoint, e)) from e
-    logger.info("loaded SAM %s from %s", cfg.model_type, checkpoint)
+    if stand_in:
+        logger.warning("loaded samrs-tiny from %s: %s", checkpoint, samrs_tiny.DISCLAIMER)
+    else:
+        logger.info("loaded SAM %s from %s", cfg.model_type, checkpoint)
     return sam.to(dev).eval()
 
 

@@ -19,6 +19,7 @@ def execute(args: argparse.Namespace) -> int:
         model=args.model,
         n_images=args.images,
         n_objects=args.objects,
+        seed=args.seed,
         name=args.name,
     )
     return 0
@@ -32,9 +33,15 @@ def register(subparsers) -> None:
                         help="where outputs go: a new or empty folder, or one an earlier demo "
                         "made (a non-empty folder of other files is refused, never cleared)")
     parser.add_argument("--checkpoint", default=None,
-                        help="SAM checkpoint (default: $SAMRS_CHECKPOINT, else GrabCut)")
-    parser.add_argument("--model", default=None, help="SAM model type (vit_b, vit_l, vit_h)")
+                        help="SAM checkpoint (default: $SAMRS_CHECKPOINT, else the model "
+                             "samrs-tiny, a stand-in trained on generated scenes, for demos "
+                             "and tests, not for real data)")
+    parser.add_argument("--model", default=None,
+                        help="SAM model type or zoo name (vit_b, vit_l, vit_h, samrs-tiny); "
+                             "default: read from --checkpoint, else samrs-tiny")
     parser.add_argument("--images", type=int, default=6, help="generated images")
     parser.add_argument("--objects", type=int, default=15, help="objects per image")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="generator seed (samrs-tiny never saw these scenes in training)")
     parser.add_argument("--name", default="samrs-demo", help="FiftyOne dataset name")
     parser.set_defaults(func=execute)

@@ -245,7 +245,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None,
                    help="vit_b, vit_l, vit_h, a zoo name (SAM 2.1: "
                    "segment-anything-2.1-hiera-tiny-image-torch...), a SAM 2 config .yaml, "
-                   "or tiny")
+                   "tiny (random), or samrs-tiny (a stand-in trained on generated scenes, for "
+                   "demos and tests, not for real data)")
     p.add_argument("--backend", default="sam", choices=BACKEND_CHOICES,
                    help="what runs the SAM prompt rows: sam, sam2 (SAM 2 / 2.1), sam_hq "
                    "(HQ-SAM), or a baseline (default sam)")

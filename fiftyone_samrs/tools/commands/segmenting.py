@@ -98,7 +98,9 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=None,
                         help="vit_b, vit_l, vit_h or a FiftyOne zoo name (SAM 2.1: "
                         "segment-anything-2.1-hiera-{tiny,small,base-plus,large}-image-torch); "
-                        "for sam2 also a config .yaml; default: inferred from the checkpoint")
+                        "for sam2 also a config .yaml; default: inferred from the checkpoint; "
+                        "samrs-tiny: the small SAM shipped with the package, a stand-in trained "
+                        "on generated scenes, for demos and tests, not for real data")
     parser.add_argument("--checkpoint", default=None,
                         help="a local checkpoint (SAM / HQ-SAM .pth, SAM 2 .pt)")
     parser.add_argument("--label-field", default="sam", help="Detections field to write")

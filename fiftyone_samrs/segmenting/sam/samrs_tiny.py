@@ -1,0 +1,83 @@
+"""``samrs-tiny``: the small SAM shipped with the package, trained on generated scenes.
+
+A STAND-IN, for demos, tests and benchmarks where no real SAM weights can be
+had: it was trained (``scripts/train_tiny_sam.py``) only on the generated
+aerial scenes of :mod:`fiftyone_samrs.testing.scenes`, in minutes on two
+CPU cores. It is not a model for real imagery. Its masks, unlike those of
+the random ``model="tiny"``, follow the objects of generated scenes, so
+tests and benchmarks can use masks of realistic extent (and a predicted IoU
+that means something).
+
+Architecture: SAM's own classes at 1024x1024 input, a small image encoder
+and the real prompt encoder and mask decoder (width 256, 2 blocks, 8 heads,
+4 mask tokens). Stored in half precision; :func:`load_sam` reads it like
+any checkpoint (the architecture comes from the tensor shapes)::
+
+    from fiftyone_samrs.segmenting.sam.models import load_sam
+    sam = load_sam("samrs-tiny")               # or: load_samrs_tiny()
+    fsr.segment(ds, model="samrs-tiny")        # CLI: samrs segment DS --model samrs-tiny
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict
+
+#: the model name accepted by ``load_sam`` / ``segment(model=...)`` / ``--model``
+NAME = "samrs-tiny"
+
+#: what every place showing the model says about it
+DISCLAIMER = (
+    "samrs-tiny is a stand-in SAM trained on generated scenes, for demos and tests; "
+    "it is not a model for real data"
+)
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_FILE = "samrs-tiny.pth"
+
+
+def is_samrs_tiny(model) -> bool:
+    """Whether a model name means samrs-tiny (``"samrs-tiny"``, ``"samrs_tiny"``)."""
+    return model is not None and str(model).strip().lower().replace("_", "-") == NAME
+
+
+def checkpoint_path() -> str:
+    """The shipped checkpoint file (inside the installed package).
+
+    Raises:
+        FileNotFoundError: the package was installed without its data files
+    """
+    path = os.path.join(_HERE, "weights", _FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            "the samrs-tiny checkpoint is missing from the package (%s); reinstall "
+            "fiftyone-samrs, or retrain it with scripts/train_tiny_sam.py" % path)
+    return path
+
+
+def info() -> Dict[str, Any]:
+    """How the shipped model was made: the JSON written beside it by the training script
+    (arguments, training time, loss history, validation scores)."""
+    path = os.path.splitext(checkpoint_path())[0] + ".json"
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_samrs_tiny(device=None):
+    """The shipped samrs-tiny model (eval mode), as ``load_sam("samrs-tiny")``.
+
+    The easy way for tests and benchmarks to get a SAM whose masks follow the
+    objects of generated scenes, e.g. to compare an fp32 and a bf16 encoder::
+
+        from fiftyone_samrs.segmenting.sam.samrs_tiny import load_samrs_tiny
+        from fiftyone_samrs.segmenting.sam.engine import SamEngine
+        fp32 = SamEngine(load_samrs_tiny(), dtype="fp32")
+        bf16 = SamEngine(load_samrs_tiny(), dtype="bf16")
+
+    Args:
+        device: None/"auto", or a device
+    """
+    from fiftyone_samrs.segmenting.sam.models import load_sam
+
+    return load_sam(NAME, device=device)

@@ -1,0 +1,631 @@
+#!/usr/bin/env python
+"""Trains ``samrs-tiny``: a small Segment Anything model on generated aerial scenes.
+
+A STAND-IN for demos, tests and benchmarks, NOT a model for real imagery: it
+has only ever seen the generated scenes of
+:mod:`fiftyone_samrs.testing.scenes` (drawn shapes on drawn land cover).
+
+The architecture is SAM's own (``segment_anything.modeling``), at 1024x1024
+input: a small ViT image encoder (``--encoder-dim`` wide, ``--depth``
+blocks, the last with global attention) but the REAL prompt encoder and mask
+decoder (transformer width 256, depth 2, 8 heads, 4 mask tokens), so the
+project's fast decoder runs on it at production size and
+:func:`fiftyone_samrs.segmenting.sam.models.load_sam` reads it like any
+checkpoint.
+
+Training, one generated scene per step (land scenes with DOTA v1.0 classes,
+or sea scenes with ships; several image sizes):
+
+- the encoder runs on the whole 1024 input; the decoder runs on up to
+  ``--prompts`` objects of the scene, each with a prompt drawn from the
+  SAMRS paper's set (H-Box, RH-Box, CP, H-Box-M, R-Box-M, RH-Box-M and
+  their combinations, built by :func:`fiftyone_samrs.segmenting.prompts.build_prompts`
+  exactly as at inference), boxes jittered on half of the objects;
+- to save time the decoder mostly sees a window of the 64x64 embedding
+  around each object (``--crop`` tokens a side), with the true positional
+  encoding of that window, and on a fraction ``--full-frac`` of the steps
+  the whole map, so that it also learns to stay quiet far from the object;
+- loss: 20 x focal + dice on the low-resolution (256x256 frame) logits
+  against the object's pixel coverage of each low-resolution pixel, plus the
+  squared error of the IoU head against the IoU of the predicted mask, so
+  that ``confidence`` (SAM's predicted IoU) means something.
+
+Everything is seeded (``--seed``): the same command on the same machine and
+thread count gives the same weights. At the end the model is evaluated
+with the project's :class:`~fiftyone_samrs.segmenting.sam.engine.SamEngine`
+on validation scenes (a stream never used for training) next to the
+``boxfill`` baseline, and saved in half precision with a JSON sidecar
+describing how it was made.
+
+Usage::
+
+    python scripts/train_tiny_sam.py                       # the shipped model
+    python scripts/train_tiny_sam.py --steps 3 --out /tmp/x.pth --val-scenes 1   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from fiftyone_samrs.core import classes as C  # noqa: E402
+from fiftyone_samrs.segmenting.prompts import build_prompts  # noqa: E402
+from fiftyone_samrs.segmenting.sam.models import SamConfig, build_sam_from_config  # noqa: E402
+from fiftyone_samrs.testing.scenes import Scene, make_scene, scene_key  # noqa: E402
+
+DEFAULT_OUT = os.path.join(ROOT, "fiftyone_samrs", "segmenting", "sam", "weights", "samrs-tiny.pth")
+
+#: prompt configurations sampled in training, with their weights
+TRAIN_PROMPTS: List[Tuple[str, float]] = [
+    ("hbox", 0.30),
+    ("rhbox", 0.15),
+    ("cp", 0.12),
+    ("hbox+cp", 0.06),
+    ("rhbox+cp", 0.04),
+    ("hbox_m", 0.05),
+    ("rbox_m", 0.05),
+    ("rhbox_m", 0.04),
+    ("hbox+hbox_m", 0.05),
+    ("rhbox+rbox_m", 0.05),
+    ("rhbox+rhbox_m", 0.04),
+    ("hbox+cp+hbox_m", 0.025),
+    ("rhbox+cp+rbox_m", 0.025),
+]
+
+#: image sizes (width, height) of the training scenes, with their weights
+TRAIN_SIZES: List[Tuple[Tuple[int, int], float]] = [
+    ((1024, 768), 0.35),
+    ((1024, 1024), 0.25),
+    ((800, 600), 0.2),
+    ((800, 800), 0.1),
+    ((600, 400), 0.1),
+]
+
+GRID = 64  # embedding side at 1024 input
+LOW = 256  # low-resolution mask side
+
+
+def model_config(encoder_dim: int, depth: int) -> SamConfig:
+    """The samrs-tiny architecture: a small encoder, SAM's real prompt encoder and decoder."""
+    return SamConfig(
+        embed_dim=encoder_dim,
+        depth=depth,
+        num_heads=max(1, encoder_dim // 32),
+        global_attn_indexes=(depth - 1,),
+        mlp_ratio=4.0,
+        window_size=14,
+    )
+
+
+# -- data -----------------------------------------------------------------------------
+
+
+def training_scene(seed: int, step: int) -> Scene:
+    """The scene of one training step: its kind, size and object count are drawn
+    from ``[seed, step]``, the scene itself from ``scene_key("train", seed, step)``."""
+    rng = np.random.default_rng([seed, step, 7])
+    sea = rng.uniform() < 0.25
+    sizes, w = zip(*TRAIN_SIZES)
+    size = sizes[int(rng.choice(len(sizes), p=np.array(w) / sum(w)))]
+    if sea:
+        n = int(rng.integers(2, 9))
+        return make_scene(scene_key("train", seed, step), size, n, "sea")
+    n = int(rng.integers(10, 46))
+    return make_scene(scene_key("train", seed, step), size, n, "land", C.DOTA_CLASSES["1.0"])
+
+
+def lowres_coverage(mask, scale: float, window: Tuple[int, int, int, int], ss: int = 4) -> np.ndarray:
+    """The fraction of each low-resolution pixel of ``window`` covered by ``mask``.
+
+    Low-resolution pixel ``(v, u)`` covers input pixels ``[4u, 4u+4) x [4v, 4v+4)``,
+    i.e. source pixels ``[4u/scale, (4u+4)/scale)``; ``ss x ss`` samples per pixel.
+
+    Args:
+        mask: an ``InstanceMask`` in source pixels
+        scale: input side / source side (SAM's ResizeLongestSide factor)
+        window: ``(r0, r1, c0, c1)`` low-resolution rows and columns
+    """
+    r0, r1, c0, c1 = window
+    out = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    x0, y0, x1, y1 = mask.box
+    f = scale / 4.0
+    u0, u1 = max(int(math.floor(x0 * f)), c0), min(int(math.ceil(x1 * f)), c1)
+    v0, v1 = max(int(math.floor(y0 * f)), r0), min(int(math.ceil(y1 * f)), r1)
+    if u1 <= u0 or v1 <= v0:
+        return out
+    off = (np.arange(ss) + 0.5) / ss
+    xs = np.floor(((np.arange(u0, u1)[:, None] + off[None]).reshape(-1)) / f).astype(np.int64) - x0
+    ys = np.floor(((np.arange(v0, v1)[:, None] + off[None]).reshape(-1)) / f).astype(np.int64) - y0
+    h, w = mask.mask.shape
+    vx = (xs >= 0) & (xs < w)
+    vy = (ys >= 0) & (ys < h)
+    samp = np.zeros((len(ys), len(xs)), dtype=np.float32)
+    samp[np.ix_(vy, vx)] = mask.mask[np.ix_(ys[vy], xs[vx])]
+    out[v0 - r0 : v1 - r0, u0 - c0 : u1 - c0] = samp.reshape(v1 - v0, ss, u1 - u0, ss).mean(axis=(1, 3))
+    return out
+
+
+def jitter(scene: Scene, rng: np.random.Generator, frac: float = 0.5, std: float = 0.05):
+    """H-Boxes and quads with a random shift and scaling on a fraction of the objects."""
+    hb = scene.hboxes.copy()
+    q = scene.quads.copy()
+    n = len(hb)
+    pick = rng.uniform(size=n) < frac
+    side = np.stack([hb[:, 2] - hb[:, 0], hb[:, 3] - hb[:, 1]], axis=1)
+    d = rng.normal(0, std, (n, 4)) * np.concatenate([side, side], axis=1)
+    d = np.clip(d, -20, 20) * pick[:, None]
+    hb = hb + d
+    hb[:, 2] = np.maximum(hb[:, 2], hb[:, 0] + 1)
+    hb[:, 3] = np.maximum(hb[:, 3], hb[:, 1] + 1)
+    shift = (d[:, :2] + d[:, 2:]) / 2.0
+    q = q + shift[:, None, :]
+    h, w = scene.size
+    hb[:, [0, 2]] = np.clip(hb[:, [0, 2]], 0, w)
+    hb[:, [1, 3]] = np.clip(hb[:, [1, 3]], 0, h)
+    return hb, q
+
+
+# -- the decoder on windows of the embedding ------------------------------------------------
+
+
+def _attention(attn, q, k, v, key_bias=None):
+    """``segment_anything``'s ``Attention.forward`` with an optional additive key bias
+    ``(B, Nk)``: ``log(n)`` on a key that stands for ``n`` positions of the full map."""
+    q, k, v = attn.q_proj(q), attn.k_proj(k), attn.v_proj(v)
+    b, nq, c = q.shape
+    h = attn.num_heads
+    q = q.reshape(b, nq, h, c // h).transpose(1, 2)
+    k = k.reshape(b, k.shape[1], h, c // h).transpose(1, 2)
+    v = v.reshape(b, v.shape[1], h, c // h).transpose(1, 2)
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(c // h)
+    if key_bias is not None:
+        scores = scores + key_bias[:, None, None, :].to(scores.dtype)
+    out = torch.softmax(scores, dim=-1) @ v
+    return attn.out_proj(out.transpose(1, 2).reshape(b, nq, c))
+
+
+def two_way(transformer, src, pos, tokens, key_bias=None):
+    """``TwoWayTransformer.forward`` on a set of image positions (``(B, N, C)``, already
+    flattened), with the key bias of :func:`_attention` in every token-to-image attention.
+    With ``key_bias`` None and all 4096 positions it is SAM's computation exactly."""
+    queries, keys = tokens, src
+    for layer in transformer.layers:
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + tokens
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+        q, k = queries + tokens, keys + pos
+        queries = layer.norm2(queries + _attention(layer.cross_attn_token_to_image, q, k, keys,
+                                                   key_bias))
+        queries = layer.norm3(queries + layer.mlp(queries))
+        q, k = queries + tokens, keys + pos
+        keys = layer.norm4(keys + layer.cross_attn_image_to_token(q=k, k=q, v=queries))
+    q, k = queries + tokens, keys + pos
+    queries = transformer.norm_final_attn(
+        queries + _attention(transformer.final_attn_token_to_image, q, k, keys, key_bias))
+    return queries, keys
+
+
+def decode_cells(sam, src, pos, sparse, key_bias):
+    """SAM's mask decoder (first mask token) on a set of embedding cells per prompt.
+
+    The output upscaling (two 2x2 stride-2 transposed convolutions, a per-pixel
+    LayerNorm and GELUs) maps each cell to its own 4x4 block of low-resolution
+    logits, so it runs cell by cell exactly as on the whole map.
+
+    Args:
+        src: ``(P, N, 256)`` image embedding + dense prompt embedding at the cells
+        pos: ``(P, N, 256)`` the dense positional encoding at the cells
+        sparse: ``(P, T, 256)`` sparse prompt embeddings
+        key_bias: ``(P, N)`` or None (see :func:`_attention`)
+
+    Returns:
+        ``(P, N, 4, 4)`` low-resolution logits and ``(P,)`` predicted IoUs
+    """
+    dec = sam.mask_decoder
+    p, n, c = src.shape
+    out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+    tokens = torch.cat([out_tokens.unsqueeze(0).expand(p, -1, -1), sparse], dim=1)
+    hs, src = two_way(dec.transformer, src, pos, tokens, key_bias)
+    up = dec.output_upscaling(src.reshape(p * n, c, 1, 1))  # (P*N, 32, 4, 4)
+    hyper = dec.output_hypernetworks_mlps[0](hs[:, 1, :])  # (P, 32)
+    up = up.reshape(p, n, up.shape[1], 16)
+    logits = torch.einsum("pc,pncs->pns", hyper, up).reshape(p, n, 4, 4)
+    iou = dec.iou_prediction_head(hs[:, 0, :])[:, 0]
+    return logits, iou
+
+
+def cell_targets(cov: np.ndarray, cov_r0: int, cov_c0: int, rows: np.ndarray,
+                 cols: np.ndarray) -> np.ndarray:
+    """The ``(N, 4, 4)`` coverage of cells ``(rows, cols)`` from an object's coverage
+    ``cov`` (low-res pixels, origin at cell ``(cov_r0, cov_c0)``, a multiple of 4 in size)."""
+    ch, cw = cov.shape[0] // 4, cov.shape[1] // 4
+    blocks = cov.reshape(ch, 4, cw, 4).transpose(0, 2, 1, 3)  # (ch, cw, 4, 4)
+    out = np.zeros((len(rows), 4, 4), dtype=np.float32)
+    rr, cc = rows - cov_r0, cols - cov_c0
+    ok = (rr >= 0) & (rr < ch) & (cc >= 0) & (cc < cw)
+    out[ok] = blocks[rr[ok], cc[ok]]
+    return out
+
+
+def window_side(extent: float, smallest: int, rng: np.random.Generator) -> int:
+    """A window side (embedding cells, a multiple of 8) for an object ``extent`` cells
+    long: the object plus 4 to 12 cells, at least ``smallest``, at most the map."""
+    want = extent + rng.uniform(4.0, 12.0)
+    return int(min(GRID, max(smallest, 8 * math.ceil(want / 8.0))))
+
+
+def choose_window(box_lr: np.ndarray, side: int, rng: np.random.Generator) -> Tuple[int, int]:
+    """A window of ``side`` embedding cells holding the low-res box, at a random place."""
+    if side >= GRID:
+        return 0, 0
+    cells = box_lr / 4.0  # low-res px -> embedding cells
+    out = []
+    for lo, hi in ((cells[1], cells[3]), (cells[0], cells[2])):
+        a, b = int(math.floor(lo)), int(math.ceil(hi))
+        first, last = b - side, a  # window start range that contains [a, b)
+        if first > last:  # larger than the window: centre it
+            start = int(round((a + b - side) / 2.0))
+        else:
+            start = int(rng.integers(first, last + 1))
+        out.append(int(np.clip(start, 0, GRID - side)))
+    return out[0], out[1]
+
+
+# -- one step -----------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Holds the model, optimizer and the step logic (see the module docstring)."""
+
+    def __init__(self, args):
+        self.args = args
+        torch.manual_seed(args.seed)
+        self.sam = build_sam_from_config(model_config(args.encoder_dim, args.depth))
+        with torch.no_grad():  # the positional-encoding frequencies (a buffer): see --pe-scale
+            g = self.sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+            g.copy_(torch.randn(g.shape, generator=torch.Generator().manual_seed(args.seed))
+                    * args.pe_scale)
+        self.sam.train()
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        self.transform = ResizeLongestSide(1024)
+        params = [p for p in self.sam.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+        self.names, w = zip(*TRAIN_PROMPTS)
+        self.weights = np.array(w) / sum(w)
+        self.dtype = torch.bfloat16 if args.bf16 else None
+
+    def lr_at(self, step: int) -> float:
+        a = self.args
+        if step < a.warmup:
+            return a.lr * (step + 1) / a.warmup
+        t = (step - a.warmup) / max(1, a.steps - a.warmup)
+        return a.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def step(self, step: int) -> Dict[str, float]:
+        a = self.args
+        rng = np.random.default_rng([a.seed, step, 11])
+        scene = training_scene(a.seed, step)
+        h, w = scene.size
+        scale = 1024.0 / max(h, w)
+        n = len(scene)
+        if n == 0:
+            return {}
+        full = step >= a.full_from * a.steps and rng.uniform() < a.full_frac
+        p = a.full_prompts if full else a.prompts
+        pick = rng.choice(n, size=p, replace=n < p)
+        hb, q = jitter(scene, rng)
+        cfg = rng.choice(len(self.names), size=len(pick), p=self.weights)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(step)
+        img = self.transform.apply_image(scene.image)
+        x = torch.as_tensor(img).permute(2, 0, 1).contiguous()[None].float()
+        ac = torch.autocast("cpu", dtype=self.dtype) if self.dtype else _null()
+        with ac:
+            feats = self.sam.image_encoder(self.sam.preprocess(x))
+        pe = self.sam.prompt_encoder.get_dense_pe()
+        losses, stats = [], {"pix": 0.0, "dice": 0.0, "iou": 0.0, "miou": 0.0, "box_iou": 0.0}
+        count = n_sparse = 0
+        # one decoder call per number of sparse tokens (configurations with the same
+        # count share a call: their dense embeddings are per prompt anyway)
+        groups: Dict[int, list] = {}
+        for k in np.unique(cfg):
+            idx = pick[cfg == k]
+            ps = build_prompts(hb[idx], q[idx], self.names[k], (h, w), has_hbox=True)
+            points = boxes = masks = None
+            if ps.points is not None:
+                pts = self.transform.apply_coords(ps.points.astype(np.float64), (h, w))
+                points = (torch.as_tensor(pts, dtype=torch.float),
+                          torch.as_tensor(ps.point_labels, dtype=torch.int))
+            if ps.boxes is not None:
+                boxes = torch.as_tensor(self.transform.apply_boxes(ps.boxes, (h, w)),
+                                        dtype=torch.float)
+            if ps.mask_inputs is not None:
+                masks = torch.as_tensor(ps.mask_inputs, dtype=torch.float)
+            # in fp32: the positional encoding's phases need it
+            sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            for j, row in enumerate(idx):
+                groups.setdefault(int(sparse.shape[1]), []).append(
+                    (row, sparse[j], dense[j] if masks is not None else None))
+        # then by window side: the object's extent plus a random margin, or the whole map
+        calls: Dict[Tuple[int, int], list] = {}
+        for t, items in groups.items():
+            for it in items:
+                x0, y0, x1, y1 = scene.masks[it[0]].box
+                extent = max(x1 - x0, y1 - y0) * scale / 16.0  # embedding cells
+                side = GRID if full else window_side(extent, a.crop, rng)
+                calls.setdefault((t, side), []).append(it)
+        no_mask = self.sam.prompt_encoder.no_mask_embed.weight.reshape(-1)
+        feat_cells = feats[0].reshape(feats.shape[1], -1).t()  # (4096, 256)
+        pe_cells = pe[0].reshape(pe.shape[1], -1).t()
+        for (_, side), items in sorted(calls.items()):
+            n_far = 0 if side >= GRID else a.far_cells
+            cells, biases, targets, weights = [], [], [], []
+            for row, _, _ in items:
+                m = scene.masks[row]
+                bx0, by0, bx1, by1 = m.box
+                box_lr = np.array([bx0, by0, bx1, by1], dtype=np.float64) * scale / 4.0
+                r, c = choose_window(box_lr, side, rng)
+                wr, wc = np.meshgrid(np.arange(r, r + side), np.arange(c, c + side), indexing="ij")
+                wr, wc = wr.reshape(-1), wc.reshape(-1)
+                inside = np.zeros((GRID, GRID), dtype=bool)
+                inside[r:r + side, c:c + side] = True
+                rest = np.flatnonzero(~inside.reshape(-1))
+                far = rng.choice(rest, size=min(n_far, len(rest)), replace=False) if n_far else \
+                    np.zeros(0, dtype=np.int64)
+                rows = np.concatenate([wr, far // GRID])
+                cols = np.concatenate([wc, far % GRID])
+                cells.append(rows * GRID + cols)
+                # each far cell stands for len(rest) / n_far cells of the full map
+                wf = len(rest) / max(len(far), 1)
+                biases.append(np.concatenate([np.zeros(len(wr)), np.full(len(far), math.log(wf))]))
+                weights.append(np.concatenate([np.ones(len(wr)), np.full(len(far), wf)]))
+                # the object's coverage on its own cells, then looked up per cell
+                cr0, cc0 = int(box_lr[1] // 4), int(box_lr[0] // 4)
+                cr1, cc1 = int(math.ceil(box_lr[3] / 4)) + 1, int(math.ceil(box_lr[2] / 4)) + 1
+                cov = lowres_coverage(m, scale, (4 * cr0, 4 * cr1, 4 * cc0, 4 * cc1))
+                targets.append(cell_targets(cov, cr0, cc0, rows, cols))
+            idx = torch.as_tensor(np.stack(cells))
+            target = torch.as_tensor(np.stack(targets))  # (P, N, 4, 4)
+            weight = torch.as_tensor(np.stack(weights), dtype=torch.float)[:, :, None, None]
+            bias = torch.as_tensor(np.stack(biases), dtype=torch.float) if n_far else None
+            sparse = torch.stack([sp for _, sp, _ in items])
+            add = torch.stack([no_mask.expand(len(ix), -1) if d is None
+                               else d.reshape(d.shape[0], -1).t()[ix]
+                               for (_, _, d), ix in zip(items, idx)])
+            with ac:
+                logits, iou = decode_cells(self.sam, feat_cells[idx] + add, pe_cells[idx], sparse,
+                                           bias)
+            logits, iou = logits.float(), iou.float()
+            wsum = weight.expand_as(target).flatten(1).sum(1)
+            bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            fl = (bce * weight).flatten(1).sum(1) / wsum
+            prob = torch.sigmoid(logits)
+            dl = 1 - (2 * (weight * prob * target).flatten(1).sum(1) + 1) / (
+                (weight * prob).flatten(1).sum(1) + (weight * target).flatten(1).sum(1) + 1)
+            with torch.no_grad():
+                b = (logits > 0).float()
+                inter = (weight * b * target).flatten(1).sum(1)
+                union = (weight * b).flatten(1).sum(1) + (weight * target).flatten(1).sum(1) - inter
+                true_iou = torch.where(union > 0, inter / union.clamp(min=1e-6), torch.ones_like(union))
+            il = (iou - true_iou) ** 2
+            losses.append((a.pixel_weight * fl + dl + il).sum())
+            stats["pix"] += float(fl.detach().sum())
+            stats["dice"] += float(dl.detach().sum())
+            stats["iou"] += float(il.detach().sum())
+            stats["miou"] += float(true_iou.sum())
+            sparse_only = torch.tensor([d is None for _, _, d in items])
+            stats["box_iou"] += float(true_iou[sparse_only].sum())
+            n_sparse += int(sparse_only.sum())
+            count += len(items)
+        loss = sum(losses) / count
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.sam.parameters(), a.clip)
+        self.opt.step()
+        out = {k: v / count for k, v in stats.items()}
+        out["box_iou"] = stats["box_iou"] / max(n_sparse, 1)
+        out["loss"] = float(loss.detach())
+        out["full"] = float(full)
+        return out
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def evaluate(sam, scenes: Sequence[Scene], prompts: Sequence[str] = ("hbox",),
+             margins: Sequence[Optional[float]] = (0.1, None)) -> Dict[str, Dict[str, float]]:
+    """mIoU_I / mIoU_P (percent) of the model through the project's engine, and boxfill.
+
+    Returns:
+        ``{"<prompt>@<margin>": {"miou_i", "miou_p", "n", "conf_corr"}, "boxfill": {...}}``
+    """
+    from fiftyone_samrs.core.metrics import mask_iou, miou
+    from fiftyone_samrs.segmenting.baselines import BoxFillBackend
+    from fiftyone_samrs.segmenting.sam.engine import SamEngine
+
+    sam.eval()
+    engine = SamEngine(sam, device="cpu", dtype="fp32")
+    embs = engine.encode([s.image for s in scenes])
+    out: Dict[str, Dict[str, float]] = {}
+
+    def score(results_per_scene, key, conf=True):
+        inters, unions, ious, confs = [], [], [], []
+        for s, res in zip(scenes, results_per_scene):
+            for m, r in zip(s.masks, res):
+                i, u = mask_iou(m, r.mask, s.size)
+                inters.append(i)
+                unions.append(u)
+                ious.append(i / u if u else 0.0)
+                confs.append(r.score)
+        mi, mp = miou(inters, unions)
+        row = {"miou_i": round(100 * mi, 2), "miou_p": round(100 * mp, 2), "n": len(inters)}
+        if conf and len(ious) > 2 and np.std(confs) > 0:
+            row["conf_corr"] = round(float(np.corrcoef(confs, ious)[0, 1]), 3)
+        out[key] = row
+
+    for prompt in prompts:
+        for margin in margins:
+            res = [engine.decode(e, build_prompts(s.hboxes, s.quads, prompt, s.size, margin=margin))
+                   for e, s in zip(embs, scenes)]
+            score(res, "%s@%s" % (prompt, "whole" if margin is None else margin))
+    box = BoxFillBackend()
+    score([box.predict(s.image, build_prompts(s.hboxes, s.quads, "hbox", s.size)) for s in scenes],
+          "boxfill", conf=False)
+    return out
+
+
+def validation_scenes(seed: int, n: int) -> List[Scene]:
+    """``n`` validation scenes (stream ``val``; 3 land, then 1 sea, repeating)."""
+    out = []
+    for i in range(n):
+        key = scene_key("val", seed, i)
+        if i % 4 == 3:
+            out.append(make_scene(key, (800, 600), 4, "sea"))
+        else:
+            out.append(make_scene(key, (1024, 768), 15, "land", C.DOTA_CLASSES["1.0"]))
+    return out
+
+
+# -- saving ------------------------------------------------------------------------------------
+
+
+def save(sam, path: str, meta: dict) -> int:
+    """Saves the state dict in half precision (+ ``<path>.json``); returns the file size."""
+    sd = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
+          for k, v in sam.state_dict().items()}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save(sd, path)
+    size = os.path.getsize(path)
+    meta = dict(meta, file_bytes=size)
+    with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return size
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=900, help="training steps (one scene each)")
+    p.add_argument("--prompts", type=int, default=24,
+                   help="prompts per step (objects drawn with replacement when fewer)")
+    p.add_argument("--crop", type=int, default=16,
+                   help="smallest decoder window side, embedding cells (windows fit the object)")
+    p.add_argument("--full-from", type=float, default=0.5,
+                   help="full-map steps start after this fraction of the steps")
+    p.add_argument("--full-frac", type=float, default=0.1,
+                   help="from then on, the fraction of steps decoding the whole 64x64 map")
+    p.add_argument("--full-prompts", type=int, default=8, help="prompts of a full-map step")
+    p.add_argument("--far-cells", type=int, default=192,
+                   help="cells sampled outside each window, standing for the rest of the map")
+    p.add_argument("--pe-scale", type=float, default=2.0,
+                   help="scale of the prompt encoder's random positional-encoding frequencies "
+                   "(SAM: 1.0); higher frequencies let box corners localize in a short training")
+    p.add_argument("--val-every", type=int, default=0,
+                   help="quick validation (2 scenes, H-Box) every N steps (0: only at the end)")
+    p.add_argument("--encoder-dim", type=int, default=64)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup", type=int, default=40)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
+    p.add_argument("--pixel-weight", type=float, default=1.0,
+                   help="weight of the pixel (BCE) loss beside dice")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false",
+                   help="train in fp32 (default: bf16 autocast on the CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (fixed for reproducibility)")
+    p.add_argument("--val-scenes", type=int, default=8, help="validation scenes at the end (0: none)")
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--out", default=DEFAULT_OUT, help="checkpoint path (.pth; + .json beside it)")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    t0, c0 = time.time(), time.process_time()
+    trainer = Trainer(args)
+    history = []
+    run = {}
+    for step in range(args.steps):
+        st = trainer.step(step)
+        for k, v in st.items():
+            run[k] = run.get(k, 0.0) + v
+        run["n"] = run.get("n", 0) + 1
+        if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+            row = {k: round(v / run["n"], 4) for k, v in run.items() if k != "n"}
+            row.update(step=step + 1, seconds=round(time.time() - t0, 1), lr=trainer.lr_at(step))
+            history.append(row)
+            print("step %(step)d  loss %(loss).4f  pixel %(pix).4f  dice %(dice).3f  "
+                  "iou-mse %(iou).4f  train-IoU %(miou).3f (no mask prompt %(box_iou).3f)  full %(full).2f  (%(seconds).0f s)" % row, flush=True)
+            run = {}
+        if args.val_every and (step + 1) % args.val_every == 0 and step + 1 < args.steps:
+            quick = evaluate(trainer.sam, validation_scenes(args.seed, 2), prompts=("hbox",))
+            trainer.sam.train()
+            print("  val %s" % quick, flush=True)
+    train_seconds = time.time() - t0
+    train_cpu = time.process_time() - c0
+    val = {}
+    if args.val_scenes:
+        t = time.time()
+        val = evaluate(trainer.sam, validation_scenes(args.seed, args.val_scenes),
+                       prompts=("hbox", "cp", "rbox_m"))
+        for k, v in val.items():
+            print("val %-12s %s" % (k, v))
+        print("(validation %.0f s)" % (time.time() - t))
+    meta = {
+        "name": "samrs-tiny",
+        "note": ("A stand-in SAM trained on generated scenes (fiftyone_samrs.testing.scenes), "
+                 "for demos and tests; not for real data."),
+        "args": vars(args),
+        "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu, 1),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "commit": _git_commit(),
+        "history": history,
+        "validation": val,
+    }
+    size = save(trainer.sam, args.out, meta)
+    print("saved %s (%.2f MB, %.1f min of training wall time, %.1f CPU-min)"
+          % (args.out, size / 2**20, train_seconds / 60, train_cpu / 60))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
