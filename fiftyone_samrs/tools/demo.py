@@ -14,6 +14,8 @@ then runs the whole job on it:
 3. evaluate the masks against the ground truth, next to the baselines, and
    save the QA views;
 4. export the SAMRS PNG layout and COCO instance JSON.
+"""
+
 from __future__ import annotations
 
 import os
