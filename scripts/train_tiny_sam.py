@@ -21,14 +21,35 @@ or sea scenes with ships; several image sizes):
   SAMRS paper's set (H-Box, RH-Box, CP, H-Box-M, R-Box-M, RH-Box-M and
   their combinations, built by :func:`fiftyone_samrs.segmenting.prompts.build_prompts`
   exactly as at inference), boxes jittered on half of the objects;
-- to save time the decoder mostly sees a window of the 64x64 embedding
-  around each object (``--crop`` tokens a side), with the true positional
-  encoding of that window, and on a fraction ``--full-frac`` of the steps
-  the whole map, so that it also learns to stay quiet far from the object;
-- loss: 20 x focal + dice on the low-resolution (256x256 frame) logits
-  against the object's pixel coverage of each low-resolution pixel, plus the
-  squared error of the IoU head against the IoU of the predicted mask, so
-  that ``confidence`` (SAM's predicted IoU) means something.
+- to save time the decoder does not run on all 64x64 embedding cells of each
+  prompt: it runs on a window around the object (``--crop`` cells a side at
+  least, more for large objects) plus ``--far-cells`` cells drawn at random
+  from the rest of the map, each standing for ``rest / far-cells`` cells: in
+  every token-to-image attention its key gets the bias ``log(rest /
+  far-cells)`` and in the loss the same weight, an unbiased stand-in for the
+  whole map (the mask decoder's output upscaling works cell by cell, so the
+  far cells are decoded exactly). The other objects that fall among those
+  cells teach the decoder to segment the prompted object only, and the far
+  field to stay quiet, as the whole-map inference needs; in the second half a
+  fraction ``--full-frac`` of the steps decodes the whole map;
+- SAM's positional encoding draws its random frequencies at scale 1; here at
+  ``--pe-scale`` (a value of a buffer, not a change of architecture), so that
+  box corners localize within a short training;
+- loss: binary cross-entropy + dice on the low-resolution (256x256 frame)
+  logits against the object's pixel coverage of each low-resolution pixel,
+  plus the squared error of the IoU head against the IoU of the predicted
+  mask, so that ``confidence`` (SAM's predicted IoU) means something.
+
+Two phases: for ``--encoder-steps`` steps the whole model trains on fresh
+scenes; then the image encoder is frozen, a ``--pool`` of further training
+scenes is encoded once, and the prompt encoder and mask decoder train on
+those cached embeddings (``--pool-prompts`` prompts a step, each step far
+cheaper). Box localisation by the decoder is the slow part to learn: it
+"clicks" a few hundred phase-2 steps in. ``--init`` continues from a saved
+checkpoint (a further phase-2 run on an unseen pool, ``--pool-start``).
+The decoder's cross attentions start with keys tied to queries
+(``--tie-gain``), so that prompts attend to the image around them from the
+first step.
 
 Everything is seeded (``--seed``): the same command on the same machine and
 thread count gives the same weights. At the end the model is evaluated
@@ -39,7 +60,12 @@ describing how it was made.
 
 Usage::
 
-    python scripts/train_tiny_sam.py                       # the shipped model
+    # the shipped model (the defaults): 2000 steps, 700 on the whole model, then 1300
+    # on the prompt encoder and mask decoder over 200 cached scenes; 45 min on one core
+    python scripts/train_tiny_sam.py --val-every 250
+    # a further decoder-only run on an unseen pool (tried: it did not improve the model)
+    python scripts/train_tiny_sam.py --init A.pth --steps 800 --encoder-steps 0 \
+        --pool-start 900 --lr 5e-4 --warmup 20 --full-from 0 --out B.pth
     python scripts/train_tiny_sam.py --steps 3 --out /tmp/x.pth --val-scenes 1   # smoke test
 """
 
@@ -74,19 +100,19 @@ DEFAULT_OUT = os.path.join(ROOT, "fiftyone_samrs", "segmenting", "sam", "weights
 
 #: prompt configurations sampled in training, with their weights
 TRAIN_PROMPTS: List[Tuple[str, float]] = [
-    ("hbox", 0.30),
-    ("rhbox", 0.15),
-    ("cp", 0.12),
+    ("hbox", 0.40),
+    ("rhbox", 0.14),
+    ("cp", 0.10),
     ("hbox+cp", 0.06),
     ("rhbox+cp", 0.04),
-    ("hbox_m", 0.05),
-    ("rbox_m", 0.05),
-    ("rhbox_m", 0.04),
-    ("hbox+hbox_m", 0.05),
-    ("rhbox+rbox_m", 0.05),
-    ("rhbox+rhbox_m", 0.04),
-    ("hbox+cp+hbox_m", 0.025),
-    ("rhbox+cp+rbox_m", 0.025),
+    ("hbox_m", 0.04),
+    ("rbox_m", 0.04),
+    ("rhbox_m", 0.03),
+    ("hbox+hbox_m", 0.04),
+    ("rhbox+rbox_m", 0.04),
+    ("rhbox+rhbox_m", 0.03),
+    ("hbox+cp+hbox_m", 0.02),
+    ("rhbox+cp+rbox_m", 0.02),
 ]
 
 #: image sizes (width, height) of the training scenes, with their weights
@@ -291,6 +317,23 @@ def choose_window(box_lr: np.ndarray, side: int, rng: np.random.Generator) -> Tu
     return out[0], out[1]
 
 
+def tie_cross_attention(sam, gain: float = 1.5) -> None:
+    """Starts every cross attention of the mask decoder with its key projection equal
+    to its query projection, so that attention scores begin as (roughly) the dot
+    products of the positional encodings: box corners and points attend to the image
+    around them from the first step, instead of having to discover it. ``gain``
+    scales both projections (scores by ``gain**2``)."""
+    t = sam.mask_decoder.transformer
+    attns = [t.final_attn_token_to_image]
+    for layer in t.layers:
+        attns += [layer.cross_attn_token_to_image, layer.cross_attn_image_to_token]
+    for a in attns:
+        a.q_proj.weight.mul_(gain)
+        a.k_proj.weight.copy_(a.q_proj.weight)
+        a.k_proj.bias.zero_()
+        a.q_proj.bias.zero_()
+
+
 # -- one step -----------------------------------------------------------------------------------
 
 
@@ -305,6 +348,12 @@ class Trainer:
             g = self.sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
             g.copy_(torch.randn(g.shape, generator=torch.Generator().manual_seed(args.seed))
                     * args.pe_scale)
+            if args.tie_qk_init:
+                tie_cross_attention(self.sam, args.tie_gain)
+        if args.init:  # continue from a checkpoint of this script (weights and PE buffer)
+            sd = torch.load(args.init, map_location="cpu")
+            self.sam.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                      for k, v in sd.items()})
         self.sam.train()
         from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -314,6 +363,33 @@ class Trainer:
         self.names, w = zip(*TRAIN_PROMPTS)
         self.weights = np.array(w) / sum(w)
         self.dtype = torch.bfloat16 if args.bf16 else None
+
+    def encode(self, scene: Scene):
+        """The image embedding ``(1, 256, 64, 64)`` of a scene (SAM's preprocessing)."""
+        img = self.transform.apply_image(scene.image)
+        x = torch.as_tensor(img).permute(2, 0, 1).contiguous()[None].float()
+        return self.sam.image_encoder(self.sam.preprocess(x))
+
+    def start_phase2(self) -> float:
+        """Freezes the image encoder and encodes the pool of phase-2 scenes once
+        (scenes ``encoder_steps ..`` of the training stream, or ``pool_start ..``);
+        returns the seconds taken."""
+        t = time.time()
+        for prm in self.sam.image_encoder.parameters():
+            prm.requires_grad_(False)
+        self.sam.image_encoder.eval()
+        self.pool = []
+        ac = torch.autocast("cpu", dtype=self.dtype) if self.dtype else _null()
+        with torch.no_grad(), ac:
+            for i in range(self.args.pool):
+                start = self.args.encoder_steps if self.args.pool_start is None \
+                    else self.args.pool_start
+                scene = training_scene(self.args.seed, start + i)
+                feats = self.encode(scene).float()
+                h, w = scene.size  # only the embedding is needed from now on
+                scene.image = np.empty((h, w, 0), dtype=np.uint8)
+                self.pool.append((scene, feats))
+        return time.time() - t
 
     def lr_at(self, step: int) -> float:
         a = self.args
@@ -325,24 +401,27 @@ class Trainer:
     def step(self, step: int) -> Dict[str, float]:
         a = self.args
         rng = np.random.default_rng([a.seed, step, 11])
-        scene = training_scene(a.seed, step)
+        cached = step >= a.encoder_steps
+        if cached:  # phase 2: a scene of the pool, its embedding from the frozen encoder
+            scene, feats = self.pool[int(rng.integers(len(self.pool)))]
+        else:
+            scene = training_scene(a.seed, step)
         h, w = scene.size
         scale = 1024.0 / max(h, w)
         n = len(scene)
         if n == 0:
             return {}
         full = step >= a.full_from * a.steps and rng.uniform() < a.full_frac
-        p = a.full_prompts if full else a.prompts
+        p = a.full_prompts if full else (a.pool_prompts if cached else a.prompts)
         pick = rng.choice(n, size=p, replace=n < p)
         hb, q = jitter(scene, rng)
         cfg = rng.choice(len(self.names), size=len(pick), p=self.weights)
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(step)
-        img = self.transform.apply_image(scene.image)
-        x = torch.as_tensor(img).permute(2, 0, 1).contiguous()[None].float()
         ac = torch.autocast("cpu", dtype=self.dtype) if self.dtype else _null()
-        with ac:
-            feats = self.sam.image_encoder(self.sam.preprocess(x))
+        if not cached:
+            with ac:
+                feats = self.encode(scene)
         pe = self.sam.prompt_encoder.get_dense_pe()
         losses, stats = [], {"pix": 0.0, "dice": 0.0, "iou": 0.0, "miou": 0.0, "box_iou": 0.0}
         count = n_sparse = 0
@@ -397,7 +476,7 @@ class Trainer:
                 cols = np.concatenate([wc, far % GRID])
                 cells.append(rows * GRID + cols)
                 # each far cell stands for len(rest) / n_far cells of the full map
-                wf = len(rest) / max(len(far), 1)
+                wf = len(rest) / len(far) if len(far) else 1.0
                 biases.append(np.concatenate([np.zeros(len(wr)), np.full(len(far), math.log(wf))]))
                 weights.append(np.concatenate([np.ones(len(wr)), np.full(len(far), wf)]))
                 # the object's coverage on its own cells, then looked up per cell
@@ -417,9 +496,12 @@ class Trainer:
                 logits, iou = decode_cells(self.sam, feat_cells[idx] + add, pe_cells[idx], sparse,
                                            bias)
             logits, iou = logits.float(), iou.float()
-            wsum = weight.expand_as(target).flatten(1).sum(1)
-            bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            fl = (bce * weight).flatten(1).sum(1) / wsum
+            # BCE: the mean over the window's pixels plus the mean over the far pixels
+            # (weighting each far pixel by the cells it stands for would bury the object
+            # under the background); dice and the IoU target use the full-map weights
+            bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((2, 3))
+            n_win = bce.shape[1] - n_far
+            fl = bce[:, :n_win].mean(1) + (bce[:, n_win:].mean(1) if n_far else 0.0)
             prob = torch.sigmoid(logits)
             dl = 1 - (2 * (weight * prob * target).flatten(1).sum(1) + 1) / (
                 (weight * prob).flatten(1).sum(1) + (weight * target).flatten(1).sum(1) + 1)
@@ -542,21 +624,36 @@ def _git_commit() -> Optional[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=900, help="training steps (one scene each)")
+    p.add_argument("--steps", type=int, default=2000, help="training steps (one scene each)")
     p.add_argument("--prompts", type=int, default=24,
                    help="prompts per step (objects drawn with replacement when fewer)")
-    p.add_argument("--crop", type=int, default=16,
+    p.add_argument("--encoder-steps", type=int, default=700,
+                   help="phase 1: steps training the whole model on fresh scenes; then the "
+                   "encoder is frozen and phase 2 trains the prompt encoder and mask decoder on "
+                   "the cached embeddings of --pool scenes")
+    p.add_argument("--pool", type=int, default=200, help="scenes encoded for phase 2")
+    p.add_argument("--pool-start", type=int, default=None,
+                   help="first training-stream scene of the pool (default: --encoder-steps)")
+    p.add_argument("--init", default=None,
+                   help="start from this checkpoint of the script (e.g. a second, phase-2 only "
+                   "run: --init A.pth --encoder-steps 0 --pool-start <unseen scenes>)")
+    p.add_argument("--pool-prompts", type=int, default=32, help="prompts per phase-2 step")
+    p.add_argument("--crop", type=int, default=8,
                    help="smallest decoder window side, embedding cells (windows fit the object)")
     p.add_argument("--full-from", type=float, default=0.5,
                    help="full-map steps start after this fraction of the steps")
     p.add_argument("--full-frac", type=float, default=0.1,
                    help="from then on, the fraction of steps decoding the whole 64x64 map")
     p.add_argument("--full-prompts", type=int, default=8, help="prompts of a full-map step")
-    p.add_argument("--far-cells", type=int, default=192,
+    p.add_argument("--far-cells", type=int, default=128,
                    help="cells sampled outside each window, standing for the rest of the map")
     p.add_argument("--pe-scale", type=float, default=2.0,
                    help="scale of the prompt encoder's random positional-encoding frequencies "
                    "(SAM: 1.0); higher frequencies let box corners localize in a short training")
+    p.add_argument("--no-tie-qk-init", dest="tie_qk_init", action="store_false",
+                   help="do not start the decoder's cross attentions with keys = queries")
+    p.add_argument("--tie-gain", type=float, default=1.5,
+                   help="scale of the tied query/key projections at the start")
     p.add_argument("--val-every", type=int, default=0,
                    help="quick validation (2 scenes, H-Box) every N steps (0: only at the end)")
     p.add_argument("--encoder-dim", type=int, default=64)
@@ -570,18 +667,31 @@ def main(argv=None) -> int:
     p.add_argument("--no-bf16", dest="bf16", action="store_false",
                    help="train in fp32 (default: bf16 autocast on the CPU)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (fixed for reproducibility)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (fixed for reproducibility; 1 is robust on a shared "
+                   "machine, where 2 threads of a busy CPU run far slower)")
     p.add_argument("--val-scenes", type=int, default=8, help="validation scenes at the end (0: none)")
     p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--save-every", type=int, default=0,
+                   help="also save the model every N steps to <out>.step<N>.pth (0: never)")
     p.add_argument("--out", default=DEFAULT_OUT, help="checkpoint path (.pth; + .json beside it)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    init_meta = None
+    if args.init:  # the run it continues (without its loss history)
+        with open(os.path.splitext(args.init)[0] + ".json") as f:
+            init_meta = {k: v for k, v in json.load(f).items() if k != "history"}
     t0, c0 = time.time(), time.process_time()
     trainer = Trainer(args)
     history = []
     run = {}
+    phase2_setup = None
     for step in range(args.steps):
+        if step == args.encoder_steps:
+            phase2_setup = trainer.start_phase2()
+            print("phase 2: encoder frozen, %d scenes encoded (%.0f s)"
+                  % (len(trainer.pool), phase2_setup), flush=True)
         st = trainer.step(step)
         for k, v in st.items():
             run[k] = run.get(k, 0.0) + v
@@ -593,6 +703,9 @@ def main(argv=None) -> int:
             print("step %(step)d  loss %(loss).4f  pixel %(pix).4f  dice %(dice).3f  "
                   "iou-mse %(iou).4f  train-IoU %(miou).3f (no mask prompt %(box_iou).3f)  full %(full).2f  (%(seconds).0f s)" % row, flush=True)
             run = {}
+        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
+            save(trainer.sam, "%s.step%d.pth" % (os.path.splitext(args.out)[0], step + 1),
+                 {"name": "samrs-tiny", "partial": step + 1, "args": vars(args)})
         if args.val_every and (step + 1) % args.val_every == 0 and step + 1 < args.steps:
             quick = evaluate(trainer.sam, validation_scenes(args.seed, 2), prompts=("hbox",))
             trainer.sam.train()
@@ -614,6 +727,8 @@ def main(argv=None) -> int:
         "args": vars(args),
         "train_seconds": round(train_seconds, 1),
         "train_cpu_seconds": round(train_cpu, 1),
+        "phase2_setup_seconds": None if phase2_setup is None else round(phase2_setup, 1),
+        "init_run": init_meta,
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "torch": torch.__version__,
         "machine": platform.machine(),
