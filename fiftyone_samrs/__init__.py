@@ -37,7 +37,7 @@ def _quiet_database_notice() -> None:
 
 _quiet_database_notice()
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     # importing
