@@ -169,3 +169,27 @@ def test_cli_plugin_install_status_and_doctor(plugins_dir, capsys):
 
     assert cli_main(["plugin", "uninstall"]) == 0
     assert not os.path.lexists(plugins_dir / "@samrs" / "samrs")
+
+
+def test_demo_says_when_the_app_finds_another_copy(plugins_dir, tmp_path, capsys):
+    """The demo's plugin step: it links the plugin where the App does not find
+    it, and where the App finds another copy (another clone's link) it leaves
+    it but says so, with the command that links this one."""
+    import shutil
+
+    from fiftyone_samrs.tools.demo import ensure_plugin
+
+    assert ensure_plugin()
+    out = capsys.readouterr().out
+    assert "linked" in out and "another copy" not in out
+    os.unlink(plugin_install.install_target())
+    other = tmp_path / "other-clone"
+    other.mkdir()
+    shutil.copy(REPO / "fiftyone.yml", other / "fiftyone.yml")
+    shutil.copytree(REPO / "plugins", other / "plugins")
+    os.symlink(other, plugin_install.install_target(), target_is_directory=True)
+    plugin_install._clear_plugin_cache()
+    assert ensure_plugin()
+    out = capsys.readouterr().out
+    assert "another copy of the plugin (%s)" % os.path.realpath(other) in out
+    assert "samrs plugin install --overwrite" in out

@@ -222,11 +222,23 @@ def ensure_plugin() -> bool:
     Returns:
         whether the plugin is discoverable afterwards
     """
-    from fiftyone_samrs.tools.plugin_install import install_plugin, plugin_status
+    from fiftyone_samrs.tools.plugin_install import (
+        install_plugin,
+        install_target,
+        plugin_dir,
+        plugin_status,
+    )
 
     ok, found, fix = plugin_status()
     if ok:
         print("App plugin: %s" % found)
+        try:
+            mine, target = os.path.realpath(plugin_dir()), os.path.realpath(install_target())
+        except (FileNotFoundError, OSError):
+            return True
+        if os.path.isdir(target) and mine != target:
+            print("  note: that is another copy of the plugin (%s); this package's is %s. "
+                  "`samrs plugin install --overwrite` links this one." % (target, mine))
         return True
     try:
         install_plugin(link=True)
