@@ -53,12 +53,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 import fiftyone as fo
 import fiftyone.core.labels as fol
 import fiftyone.core.odm.sample as foos
 import fiftyone.core.utils as fou
+import numpy as np
 from bson import Binary, ObjectId
 from fiftyone import ViewField as F
 

@@ -37,15 +37,14 @@ import logging
 from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
-
 import fiftyone as fo
 import fiftyone.core.evaluation as foe
+import numpy as np
 from fiftyone import ViewField as F
 
-from fiftyone_samrs.core.text import plural
-from fiftyone_samrs.core.metrics import iou_of, match_by_iou, mask_iou, miou
+from fiftyone_samrs.core.metrics import iou_of, mask_iou, match_by_iou, miou
 from fiftyone_samrs.core.records import InstanceMask
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.evaluating.loop import SampleRow, for_each_sample
 from fiftyone_samrs.fiftyone_io import (
     add_sidebar_group,

@@ -54,10 +54,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core import geometry
 from fiftyone_samrs.core.masks import polygon_fraction
 from fiftyone_samrs.core.records import InstanceMask
+from fiftyone_samrs.core.text import plural
 
 #: per-sample fields written by :func:`compute_quality`
 SAMPLE_FIELDS = ("q_min_confidence", "q_min_stability", "q_min_area_ratio", "q_max_area_ratio",

@@ -40,10 +40,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core.masks import polygon_pixels
 from fiftyone_samrs.core.metrics import mask_iou, miou
 from fiftyone_samrs.core.records import InstanceMask
+from fiftyone_samrs.core.text import plural
 
 #: the paper's Table 1 (HRSC2016 test, 124 images, SAM ViT-H), mIoU_I / mIoU_P in
 #: percent; only the rows whose values are recorded in the project's notes
@@ -313,8 +313,8 @@ def prompt_study(
     from fiftyone_samrs.evaluating.evaluation import protocol_view
     from fiftyone_samrs.evaluating.loop import SampleRow, for_each_sample
     from fiftyone_samrs.fiftyone_io import check_label_field, object_inputs
-    from fiftyone_samrs.segmenting.backends import make_backend
     from fiftyone_samrs.formats.images import read_image
+    from fiftyone_samrs.segmenting.backends import make_backend
     from fiftyone_samrs.segmenting.prompts import TABLE1, build_prompts
 
     names = list(configs) if configs is not None else list(TABLE1) + list(EXTRA_CONFIGS)

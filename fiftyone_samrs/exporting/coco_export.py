@@ -39,28 +39,33 @@ import fiftyone.utils.data as foud
 
 from fiftyone_samrs import __version__
 from fiftyone_samrs.core.classes import class_index
-from fiftyone_samrs.fiftyone_io import image_metadata, raw_labels
-from fiftyone_samrs.exporting.coco_rle import encode_crops, rle_area, rle_bbox, rle_to_json
+from fiftyone_samrs.exporting.coco_rle import (
+    encode_crops,
+    rle_area,
+    rle_bbox,
+    rle_to_json,
+)
 from fiftyone_samrs.exporting.common import (
+    MANIFEST_SUFFIX,
     UNKNOWN_CHOICES,
     BackgroundWriter,
+    ExportManifest,
     ExportResult,
     Instance,
     SampleDoc,
     StemMaker,
     Timer,
-    MANIFEST_SUFFIX,
-    ExportManifest,
     check_known_classes,
     class_indices,
     existing_field,
-    prepare_export_target,
     instances_of,
     iter_sample_docs,
     normalize_export_media,
+    prepare_export_target,
     resolve_export_classes,
     transfer_media,
 )
+from fiftyone_samrs.fiftyone_io import image_metadata, raw_labels
 
 _JSON = dict(separators=(",", ":"))
 

@@ -24,9 +24,9 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 
 import numpy as np
 
-from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core import classes as classes_mod
 from fiftyone_samrs.core.records import FormatError
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.fiftyone_io import (
     default_classes,
     image_metadata,

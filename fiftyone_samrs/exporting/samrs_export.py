@@ -37,11 +37,12 @@ import os
 import pickle
 from typing import Any, Dict, List, Optional
 
+import fiftyone.core.labels as fol
 import numpy as np
 
-import fiftyone.core.labels as fol
-
 from fiftyone_samrs.core.classes import IGNORE_INDEX
+from fiftyone_samrs.core.records import FormatError, InstanceMask
+from fiftyone_samrs.exporting.coco_export import COCOInstanceDatasetExporter, run_export
 from fiftyone_samrs.exporting.common import (
     MANIFEST_NAME,
     ExportResult,
@@ -51,9 +52,7 @@ from fiftyone_samrs.exporting.common import (
     resolve_paint_order,
     split_names,
 )
-from fiftyone_samrs.exporting.coco_export import COCOInstanceDatasetExporter, run_export
 from fiftyone_samrs.exporting.palette import colorize_bgr, write_palette_files
-from fiftyone_samrs.core.records import FormatError, InstanceMask
 
 #: where the gray label comes from
 GRAY_SOURCES = ("instances", "seg")

@@ -21,17 +21,16 @@ import os
 from collections import defaultdict
 from typing import Any, Dict, List, Optional
 
-import numpy as np
-
 import fiftyone.core.labels as fol
 import fiftyone.core.metadata as fom
 import fiftyone.utils.data as foud
+import numpy as np
 from pycocotools import mask as mask_utils
 
 from fiftyone_samrs.core import classes as classes_mod
+from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.exporting.coco_rle import check_rle, rle_to_crop
 from fiftyone_samrs.exporting.common import StemMaker
-from fiftyone_samrs.core.records import FormatError
 
 
 def _is_int(v) -> bool:

@@ -10,13 +10,34 @@ from __future__ import annotations
 import math
 import os
 import xml.etree.ElementTree as ET
-from typing import (Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
-                    Sequence, Tuple)
+from typing import (
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
-from fiftyone_samrs.formats.images import check_decodable, image_size
+from fiftyone_samrs.core.geometry import (
+    box_area,
+    clip_box,
+    clip_quad,
+    quad_area,
+    quad_to_hbox,
+)
+from fiftyone_samrs.core.records import (
+    FormatError,
+    ImageRecord,
+    ImportReport,
+    ObjectRecord,
+)
 from fiftyone_samrs.core.text import num
-from fiftyone_samrs.core.geometry import box_area, clip_box, clip_quad, quad_area, quad_to_hbox
-from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, ObjectRecord
+from fiftyone_samrs.formats.images import check_decodable, image_size
 
 #: largest coordinate magnitude accepted in a label file (pixels): 500 times
 #: the largest source image (DOTA v2.0, 20000 px). Beyond it a value is an

@@ -19,13 +19,20 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.core.classes import normalize_dior
+from fiftyone_samrs.core.geometry import box_area, quad_area, quad_to_hbox, rbox_to_quad
+from fiftyone_samrs.core.records import (
+    FormatError,
+    ImageRecord,
+    ImportReport,
+    ObjectRecord,
+)
 from fiftyone_samrs.formats._common import (
     Pair,
     check_scan_args,
     clip_objects,
+    find_objects,
     integer,
     number,
-    find_objects,
     paired_records,
     read_text_lines,
     read_xml,
@@ -34,8 +41,6 @@ from fiftyone_samrs.formats._common import (
     text,
 )
 from fiftyone_samrs.formats.images import index_files, index_images
-from fiftyone_samrs.core.geometry import box_area, quad_area, quad_to_hbox, rbox_to_quad
-from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
 _CORNERS = ("x_left_top", "y_left_top", "x_right_top", "y_right_top",
             "x_right_bottom", "y_right_bottom", "x_left_bottom", "y_left_bottom")

@@ -20,6 +20,12 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fiftyone_samrs.core.classes import DOTA_CLASSES, normalize_dota
+from fiftyone_samrs.core.records import (
+    FormatError,
+    ImageRecord,
+    ImportReport,
+    ObjectRecord,
+)
 from fiftyone_samrs.formats._common import (
     MAX_ABS_COORD,
     Pair,
@@ -30,7 +36,6 @@ from fiftyone_samrs.formats._common import (
     scan_root,
 )
 from fiftyone_samrs.formats.images import index_files, index_images
-from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
 #: split folder names looked for under a DOTA root, in scan order
 SPLITS = ("train", "val", "test")

@@ -21,6 +21,13 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from fiftyone_samrs.core.classes import normalize_fair1m
+from fiftyone_samrs.core.geometry import quad_area, quad_to_hbox
+from fiftyone_samrs.core.records import (
+    FormatError,
+    ImageRecord,
+    ImportReport,
+    ObjectRecord,
+)
 from fiftyone_samrs.formats._common import (
     Pair,
     check_scan_args,
@@ -35,8 +42,6 @@ from fiftyone_samrs.formats._common import (
     text,
 )
 from fiftyone_samrs.formats.images import index_files, index_images
-from fiftyone_samrs.core.geometry import quad_area, quad_to_hbox
-from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, ObjectRecord
 
 #: split folder name -> (split, uid prefix)
 SPLIT_FOLDERS = {

@@ -27,6 +27,20 @@ import math
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from fiftyone_samrs.core.geometry import (
+    box_area,
+    box_iou,
+    quad_area,
+    quad_to_hbox,
+    rbox_to_quad,
+)
+from fiftyone_samrs.core.records import (
+    FormatError,
+    ImageRecord,
+    ImportReport,
+    InstanceMask,
+    ObjectRecord,
+)
 from fiftyone_samrs.formats._common import (
     Pair,
     check_scan_args,
@@ -44,8 +58,6 @@ from fiftyone_samrs.formats._common import (
     text,
 )
 from fiftyone_samrs.formats.images import index_files, index_images
-from fiftyone_samrs.core.geometry import box_area, box_iou, quad_area, quad_to_hbox, rbox_to_quad
-from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
 
 #: where the per-image colour mask PNG is looked for, in order
 MASK_DIRS = ("Segmentations", "LandMask")

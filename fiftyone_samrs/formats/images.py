@@ -20,7 +20,11 @@ from typing import BinaryIO, Dict, Optional, Tuple
 
 import numpy as np
 
-from fiftyone_samrs.core.limits import MAX_IMAGE_PIXELS, MAX_PIXELS_ENV, max_image_pixels  # noqa: F401
+from fiftyone_samrs.core.limits import (  # noqa: F401
+    MAX_IMAGE_PIXELS,
+    MAX_PIXELS_ENV,
+    max_image_pixels,
+)
 from fiftyone_samrs.core.records import FormatError, ImportReport
 
 #: file extensions recognised as images (compared case-insensitively)

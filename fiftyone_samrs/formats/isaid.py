@@ -28,8 +28,8 @@ from fiftyone_samrs.core.limits import max_image_pixels
 from fiftyone_samrs.core.masks import rasterize
 from fiftyone_samrs.core.metrics import iou_of
 from fiftyone_samrs.core.metrics import mask_iou as _inter_union
-from fiftyone_samrs.formats._common import read_rgb, rgb_key
 from fiftyone_samrs.core.records import FormatError, InstanceMask, ObjectRecord
+from fiftyone_samrs.formats._common import read_rgb, rgb_key
 
 #: iSAID class colours in ``*_instance_color_RGB.png`` (RGB order, as PIL reads
 #: them; OpenCV gives BGR) -> DOTA v1.0 class name. From the iSAID devkit

@@ -32,7 +32,11 @@ from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport
 from fiftyone_samrs.fiftyone_io import dataset_dir as dataset_folder
 from fiftyone_samrs.fiftyone_io import insert_sample_docs
 from fiftyone_samrs.formats.registry import FORMATS, get_format
-from fiftyone_samrs.importing.report import import_report, report_to_dict, update_samrs_info
+from fiftyone_samrs.importing.report import (
+    import_report,
+    report_to_dict,
+    update_samrs_info,
+)
 from fiftyone_samrs.importing.sample_docs import (
     DocBuilder,
     declare_standard_fields,
@@ -345,7 +349,11 @@ def _with_previews(records, dataset, previews: bool, preview_dir: Optional[str],
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from fiftyone_samrs.formats.images import browser_viewable, preview_name, write_preview
+    from fiftyone_samrs.formats.images import (
+        browser_viewable,
+        preview_name,
+        write_preview,
+    )
 
     out_dir = _preview_dir(dataset, preview_dir)
 

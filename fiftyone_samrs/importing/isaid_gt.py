@@ -13,15 +13,19 @@ import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import fiftyone.core.labels as fol
-
-from fiftyone_samrs.core import classes as fsc
 import numpy as np
 
-from fiftyone_samrs.fiftyone_io import dataset_of, label_attr, object_inputs
-from fiftyone_samrs.importing.report import report_to_dict, update_samrs_info
+from fiftyone_samrs.core import classes as fsc
 from fiftyone_samrs.core.records import FormatError, ImportReport, ObjectRecord
+from fiftyone_samrs.fiftyone_io import dataset_of, label_attr, object_inputs
 from fiftyone_samrs.formats.images import image_size
-from fiftyone_samrs.importing.sample_docs import GT_FIELD, HBB_FIELD, OBB_FIELD, mask_box
+from fiftyone_samrs.importing.report import report_to_dict, update_samrs_info
+from fiftyone_samrs.importing.sample_docs import (
+    GT_FIELD,
+    HBB_FIELD,
+    OBB_FIELD,
+    mask_box,
+)
 from fiftyone_samrs.importing.tiling import crop_mask
 
 _ISAID_ID_SUFFIX = "_instance_id_RGB.png"

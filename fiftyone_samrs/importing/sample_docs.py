@@ -39,15 +39,21 @@ import os
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-import numpy as np
-
 import fiftyone as fo
 import fiftyone.core.labels as fol
+import numpy as np
 from bson import ObjectId
 
 from fiftyone_samrs.core import geometry as geo
-from fiftyone_samrs.core.masks import relative_box
 from fiftyone_samrs.core import limits
+from fiftyone_samrs.core.masks import relative_box
+from fiftyone_samrs.core.records import (
+    FormatError,
+    ImageRecord,
+    ImportReport,
+    InstanceMask,
+    ObjectRecord,
+)
 from fiftyone_samrs.fiftyone_io import (
     LABEL_LISTS,
     bson_size,
@@ -59,13 +65,6 @@ from fiftyone_samrs.fiftyone_io import (
     sample_doc,
 )
 from fiftyone_samrs.formats.images import image_size
-from fiftyone_samrs.core.records import (
-    FormatError,
-    ImageRecord,
-    ImportReport,
-    InstanceMask,
-    ObjectRecord,
-)
 
 HBB_FIELD = "hbb"
 OBB_FIELD = "obb"

@@ -604,7 +604,7 @@ def _write_tiles(record: ImageRecord, tiles: List[ImageRecord], size: int, pad: 
         else:
             for t in todo:
                 write(t)
-        del img
+        img = None  # free the decoded image before the next one is read
     finally:
         if budget is not None:
             budget.release(pixels)

@@ -50,10 +50,10 @@ from typing import Any, List, Optional, Tuple
 import fiftyone as fo
 import fiftyone.core.utils as fou
 
-from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.core.classes import resolve_classes
 from fiftyone_samrs.core.painting import PAINT_ORDERS
 from fiftyone_samrs.core.records import FormatError
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.fiftyone_io import (
     ObjectInputs,
     check_label_field,

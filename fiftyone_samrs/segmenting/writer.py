@@ -18,16 +18,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import fiftyone as fo
 import numpy as np
 
-import fiftyone as fo
-
-from fiftyone_samrs.core import geometry
+from fiftyone_samrs.core import geometry, limits
 from fiftyone_samrs.core.masks import polygon_pixels, relative_box
 from fiftyone_samrs.core.painting import paint_semantic, write_label_png
-from fiftyone_samrs.core.records import InstanceMask
-from fiftyone_samrs.core import limits
-from fiftyone_samrs.core.records import FormatError
+from fiftyone_samrs.core.records import FormatError, InstanceMask
 from fiftyone_samrs.fiftyone_io import (
     bson_size,
     bulk_set,

@@ -16,8 +16,18 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from fiftyone_samrs.core.geometry import box_area, clip_box, quad_area, quad_to_hbox
-from fiftyone_samrs.core.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
-from fiftyone_samrs.importing.tiling import NAME_STYLES, _record_size, tile_name, windows
+from fiftyone_samrs.core.records import (
+    ImageRecord,
+    ImportReport,
+    InstanceMask,
+    ObjectRecord,
+)
+from fiftyone_samrs.importing.tiling import (
+    NAME_STYLES,
+    _record_size,
+    tile_name,
+    windows,
+)
 
 _EPS = 1e-9
 

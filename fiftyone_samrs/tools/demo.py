@@ -111,15 +111,15 @@ def run_demo(
     """
 
     from fiftyone_samrs.core.text import plural
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.evaluating.evaluation import evaluate
+    from fiftyone_samrs.evaluating.qa import save_qa_views
+    from fiftyone_samrs.evaluating.quality import compute_quality
     from fiftyone_samrs.exporting.coco_export import export_coco
     from fiftyone_samrs.exporting.samrs_export import export_samrs
     from fiftyone_samrs.importing.importers import load_dota
     from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
     from fiftyone_samrs.segmenting.pipeline import segment
-    from fiftyone_samrs.evaluating.qa import save_qa_views
-    from fiftyone_samrs.evaluating.quality import compute_quality
+    from fiftyone_samrs.testing import synthetic
 
     checkpoint = checkpoint or os.environ.get("SAMRS_CHECKPOINT") or None
     out_dir = prepare_out_dir(out_dir)

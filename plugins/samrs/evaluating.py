@@ -81,8 +81,7 @@ class EvaluateMasks(common.SamrsOperator):
 
     def _execute(self, ctx):
         common.fill_defaults(self, ctx)
-        from fiftyone_samrs.evaluating import evaluation
-        from fiftyone_samrs.evaluating import quality
+        from fiftyone_samrs.evaluating import evaluation, quality
         view = ctx.target_view()
         pred_field = common.param_str(ctx, "pred_field", "sam")
         gt_field = common.param_str(ctx, "gt_field", "gt_masks")

@@ -151,7 +151,11 @@ class ExportDataset(common.SamrsOperator):
 def overwrite_effect(export_dir, fmt: str) -> str:
     """What Overwrite removes in ``export_dir``: only the files an earlier samrs
     export listed in its manifest (the SDK's rule)."""
-    from fiftyone_samrs.exporting.common import MANIFEST_NAME, MANIFEST_SUFFIX, describe_overwrite
+    from fiftyone_samrs.exporting.common import (
+        MANIFEST_NAME,
+        MANIFEST_SUFFIX,
+        describe_overwrite,
+    )
 
     if not export_dir or not os.path.isdir(export_dir):
         return "only files an earlier samrs export wrote are ever removed"

@@ -8,9 +8,9 @@ from typing import Any, Dict
 import fiftyone as fo
 import fiftyone.operators.types as types
 
-from . import common
-
 from fiftyone_samrs.formats.registry import FORMATS, get_format
+
+from . import common
 
 #: how a format option's value shows in the form: None as "auto"
 _AUTO = "auto"

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 import fiftyone.operators as foo
-import numpy as np
 import fiftyone.operators.types as types
+import numpy as np
 
 from fiftyone_samrs.evaluating import qa
 

@@ -231,7 +231,10 @@ class SamEngine:
 
     def _set_compile(self, compile: Union[bool, str], mode: Optional[str],
                      expected_images: Optional[int] = None) -> None:
-        from fiftyone_samrs.segmenting.sam.attention import GuardedEncoder, compile_encoder_blocks
+        from fiftyone_samrs.segmenting.sam.attention import (
+            GuardedEncoder,
+            compile_encoder_blocks,
+        )
 
         if isinstance(compile, str):
             if compile.lower() != "auto":

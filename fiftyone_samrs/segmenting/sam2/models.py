@@ -30,7 +30,11 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
-from fiftyone_samrs.segmenting.sam.models import ModelNotFoundError, _zoo_dir, resolve_device
+from fiftyone_samrs.segmenting.sam.models import (
+    ModelNotFoundError,
+    _zoo_dir,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 

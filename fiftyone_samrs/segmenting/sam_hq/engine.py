@@ -61,7 +61,10 @@ class HqSamEngine(SamEngine):
             raise ValueError("decoder must be 'fast' or 'reference', got %r" % (decoder,))
         super().__init__(sam, device=device, dtype=dtype, encoder_batch=encoder_batch,
                          decoder_chunk=decoder_chunk, decoder="fast")
-        from fiftyone_samrs.segmenting.sam_hq.decoder import HqFastDecoder, HqReferenceDecoder
+        from fiftyone_samrs.segmenting.sam_hq.decoder import (
+            HqFastDecoder,
+            HqReferenceDecoder,
+        )
 
         self.decoder_kind = decoder
         self.hq_token_only = bool(hq_token_only)

@@ -12,13 +12,13 @@ import sys
 from typing import Optional
 
 from fiftyone_samrs.tools.cli import add_kwargs_argument, parse_kwargs
-from fiftyone_samrs.tools.commands.segmenting import BACKEND_CHOICES
 from fiftyone_samrs.tools.commands._common import (
     add_view_tag_argument,
     fail,
     load_dataset,
     tagged_view,
 )
+from fiftyone_samrs.tools.commands.segmenting import BACKEND_CHOICES
 
 
 def _save_views(dataset, eval_key: str, low_iou: float, n_worst: int) -> None:

@@ -35,9 +35,9 @@ def parse_media(text: str):
 
 
 def execute_export(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.core.records import FormatError
     from fiftyone_samrs.exporting.coco_export import export_coco
     from fiftyone_samrs.exporting.samrs_export import export_samrs
-    from fiftyone_samrs.core.records import FormatError
 
     dataset = load_dataset(args.dataset)
     if dataset is None:
@@ -81,8 +81,8 @@ def execute_export(args: argparse.Namespace) -> int:
 def execute_load(args: argparse.Namespace) -> int:
     import fiftyone as fo
 
-    from fiftyone_samrs.exporting.samrs_import import load_samrs
     from fiftyone_samrs.core.records import FormatError
+    from fiftyone_samrs.exporting.samrs_import import load_samrs
 
     if args.name and fo.dataset_exists(args.name) and not args.overwrite:
         print("error: dataset %r exists; pass --overwrite to replace it" % args.name,

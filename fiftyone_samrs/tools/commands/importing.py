@@ -131,9 +131,9 @@ def write_dota_labels(records: Iterable, label_dir: str) -> Iterable:
 
 
 def execute_tile(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.core.records import FormatError, ImportReport
     from fiftyone_samrs.importing import tiling
     from fiftyone_samrs.tools.cli import parse_kwargs
-    from fiftyone_samrs.core.records import FormatError, ImportReport
 
     kwargs = parse_kwargs(args.kwargs)
     spec = get_format(args.format)

@@ -14,7 +14,6 @@ from fiftyone_samrs.tools.commands._common import (
     tagged_view,
 )
 
-
 #: the --backend choices (the registry's names, in a fixed order)
 BACKEND_CHOICES = ("sam", "sam2", "sam_hq", "grabcut", "boxfill")
 
@@ -31,9 +30,9 @@ def parse_shard(text: str) -> Tuple[int, int]:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from fiftyone_samrs.core.records import FormatError
     from fiftyone_samrs.segmenting.leases import LeaseLost
     from fiftyone_samrs.segmenting.pipeline import segment
-    from fiftyone_samrs.core.records import FormatError
 
     dataset = load_dataset(args.dataset)
     if dataset is None:
