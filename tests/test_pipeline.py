@@ -577,3 +577,25 @@ def test_pure_helpers():
     assert names == {"a1": "0-a1.png", "b2": "0-b2.png", "c3": "1.png"}
     assert shard_of("00000000000000000000000a", 4) == 2
     assert run_key("sam") == "sam" and run_key("sam-v2") == "sam_v2"
+
+
+def test_semantic_field_follows_the_instance_field_and_is_not_taken(fo_dataset, tmp_path):
+    """The default semantic field is ``<label_field>_seg``, so a second run into another
+    instance field leaves the first run's ``sam_seg`` alone; naming another run's
+    semantic field is refused, saying whose it is."""
+    from fiftyone_samrs.segmenting.pipeline import segment
+
+    ds = make_dataset(fo_dataset, tmp_path)
+    first = segment(ds, backend="boxfill", progress=False)
+    assert (first.label_field, first.seg_field) == ("sam", "sam_seg")
+    paths = ds.values("sam_seg.mask_path")
+    second = segment(ds, backend="boxfill", label_field="boxes", progress=False)
+    assert second.seg_field == "boxes_seg"
+    assert ds.values("sam_seg.mask_path") == paths
+    assert all(os.path.isfile(p) for p in ds.values("boxes_seg.mask_path"))
+    with pytest.raises(ValueError, match=r"'sam_seg' holds the semantic masks of the run "
+                                         r"that wrote 'sam'.*default: 'again_seg'"):
+        segment(ds, backend="boxfill", label_field="again", seg_field="sam_seg", progress=False)
+    assert not ds.has_sample_field("again")
+    # the same run resumes into its own semantic field as before
+    assert segment(ds, backend="boxfill", progress=False).samples_skipped == len(ds)

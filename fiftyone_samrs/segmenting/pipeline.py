@@ -71,6 +71,7 @@ from fiftyone_samrs.segmenting.prompts import build_prompts, needs_quads, parse_
 from fiftyone_samrs.segmenting.runs import (
     SegmentSettings,
     check_seg_dir_free,
+    default_seg_field,
     finish_run,
     get_segment_run,
     plan_resume,
@@ -327,7 +328,7 @@ def segment(
     checkpoint: Optional[str] = None,
     *,
     label_field: str = "sam",
-    seg_field: Optional[str] = "sam_seg",
+    seg_field: Optional[str] = "auto",
     box_field: str = "hbb",
     obb_field: Optional[str] = "obb",
     classes=None,
@@ -363,7 +364,9 @@ def segment(
             checkpoint when None); for ``"sam2"`` also its config (``.yaml``)
         checkpoint: a local checkpoint (``.pth`` / ``.pt``)
         label_field: the Detections field to write
-        seg_field: the Segmentation field to write, or None for no PNGs
+        seg_field: the Segmentation field to write, or None for no PNGs;
+            ``"auto"`` (default): ``<label_field>_seg`` (``sam`` -> ``sam_seg``).
+            A semantic field that another run's instance field owns is refused
         box_field: the Detections field with the prompt boxes
         obb_field: the Polylines field with the rotated boxes (linked by
             ``obj_index``), or None
@@ -441,6 +444,8 @@ def segment(
     backend_name = getattr(engine, "name", backend) if engine is not None else backend
     if margin is None:
         margin = getattr(engine, "default_margin", DEFAULT_MARGINS.get(backend_name))
+    if seg_field == "auto":
+        seg_field = default_seg_field(label_field)
     settings = _resolve_settings(
         dataset, prompt=prompt, backend=backend_name,
         model=model, checkpoint=checkpoint, label_field=label_field, seg_field=seg_field,

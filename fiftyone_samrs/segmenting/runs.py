@@ -175,12 +175,31 @@ def list_segment_runs(sample_collection) -> List[str]:
     return sample_collection.list_runs(method=METHOD)
 
 
+def default_seg_field(label_field: str) -> str:
+    """The semantic field that goes with an instance field: ``sam`` ->
+    ``sam_seg``, ``grabcut`` -> ``grabcut_seg``."""
+    return "%s_seg" % label_field
+
+
 def check_seg_dir_free(dataset, settings: SegmentSettings) -> None:
-    """Refuses a ``seg_dir`` that holds another field's PNGs.
+    """Refuses a ``seg_field`` that another run's instance field owns, and a
+    ``seg_dir`` that holds another field's PNGs.
 
     Raises:
-        ValueError: naming the field and run that use the folder
+        ValueError: naming the field and run that use them
     """
+    for key in list_segment_runs(dataset):
+        other = dataset.get_run_info(key).config
+        owner = getattr(other, "label_field", None)
+        if (settings.seg_field and getattr(other, "seg_field", None) == settings.seg_field
+                and owner not in (None, settings.label_field)
+                and dataset.has_sample_field(owner)):
+            raise ValueError(
+                "seg_field %r holds the semantic masks of the run that wrote %r (run %r); "
+                "writing %r into it would replace them. Pass another seg_field (CLI: "
+                "--seg-field NAME, or --seg-field '' for none; default: %r), or delete that "
+                "run's fields first" % (settings.seg_field, owner, key, settings.label_field,
+                                        default_seg_field(settings.label_field)))
     if not settings.seg_dir:
         return
     for key in list_segment_runs(dataset):

@@ -148,8 +148,9 @@ class RunSam(common.SamrsOperator):
         add_parallel_inputs(inputs)
         inputs.str("label_field", default="sam", label="Instance mask field",
                    description="Detections with SAM's masks", required=False)
-        inputs.str("seg_field", default="sam_seg", label="Semantic mask field",
-                   description="Segmentation pointing at the SAMRS PNG; empty = none",
+        inputs.str("seg_field", default="auto", label="Semantic mask field",
+                   description="Segmentation pointing at the SAMRS PNG; auto = the instance "
+                               "mask field + _seg (sam_seg for sam); empty = none",
                    required=False)
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="Redo samples that already have masks (otherwise a run "

@@ -103,8 +103,9 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="a local checkpoint (SAM / HQ-SAM .pth, SAM 2 .pt)")
     parser.add_argument("--label-field", default="sam", help="Detections field to write")
-    parser.add_argument("--seg-field", default="sam_seg",
-                        help="Segmentation field to write ('' for no PNGs)")
+    parser.add_argument("--seg-field", default="auto",
+                        help="Segmentation field to write ('' for no PNGs; default auto: "
+                        "<label field>_seg, e.g. sam_seg)")
     parser.add_argument("--seg-dir", default=None, help="folder of the semantic PNGs")
     parser.add_argument("--box-field", default="hbb", help="the prompt boxes (Detections)")
     parser.add_argument("--obb-field", default="obb",
