@@ -77,6 +77,9 @@ class FastMaskDecoder:
             weights (rebuild it if the weights change or the model moves)
     """
 
+    #: output tokens the final attention runs for (the rest are never read)
+    final_tokens: int = 2
+
     def __init__(self, sam):
         md = sam.mask_decoder
         self.md = md
@@ -190,11 +193,13 @@ class FastMaskDecoder:
         return queries, layer.norm4(keys)
 
     def _final(self, queries, keys, x0, pe):
-        """Final token -> image attention for the IoU and first mask tokens only."""
+        """Final token -> image attention for the first :attr:`final_tokens`
+        tokens only (SAM's IoU and first mask tokens; SAM 2 and HQ-SAM read more)."""
         f = self.final
-        q2 = queries[:, :2]
-        n, t = q2.shape[0], 2
-        q = f.m.q_proj(q2 + x0[:, :2]).reshape(n, t, f.h, f.d)
+        t = self.final_tokens
+        q2 = queries[:, :t]
+        n = q2.shape[0]
+        q = f.m.q_proj(q2 + x0[:, :t]).reshape(n, t, f.h, f.d)
         qk = torch.einsum("nthd,hdc->nhtc", q * f.scale, f.wk).reshape(n, f.h * t, -1)
         s = torch.baddbmm(qk @ pe.T, qk, keys.transpose(1, 2))  # qk . (keys + pe)
         attn = torch.softmax(s, dim=-1)

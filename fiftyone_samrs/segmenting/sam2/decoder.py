@@ -39,13 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fiftyone_samrs.segmenting.decoding import FinalTokensMixin
 from fiftyone_samrs.segmenting.sam.decoder import FastMaskDecoder, Window
 
 Logits = Optional[Tuple[torch.Tensor, Tuple[int, int]]]
 
 
-class Sam2FastDecoder(FinalTokensMixin, FastMaskDecoder):
+class Sam2FastDecoder(FastMaskDecoder):
     """SAM 2's ``sam_mask_decoder`` (``multimask_output=False``), fast and exact.
 
     Args:

@@ -30,14 +30,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fiftyone_samrs.segmenting.decoding import FinalTokensMixin
 from fiftyone_samrs.segmenting.sam.decoder import FastMaskDecoder, Window
 
 #: low-res pixels of context the HQ branch's two 3x3 convolutions need
 HALO = 2
 
 
-class HqFastDecoder(FinalTokensMixin, FastMaskDecoder):
+class HqFastDecoder(FastMaskDecoder):
     """HQ-SAM's mask decoder (``multimask_output=False``), fast and exact.
 
     Args:
