@@ -346,9 +346,7 @@ def _with_previews(records, dataset, previews: bool, preview_dir: Optional[str],
     original, which every computation and export uses."""
     if not previews:
         return records
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
+    from fiftyone_samrs.core.parallel import ordered_map
     from fiftyone_samrs.formats.images import (
         browser_viewable,
         preview_name,
@@ -368,27 +366,15 @@ def _with_previews(records, dataset, previews: bool, preview_dir: Optional[str],
 
     def generate():
         workers_ = max(1, int(workers or min(4, os.cpu_count() or 1)))
-        with ThreadPoolExecutor(max_workers=workers_) as pool:
-            pending: deque = deque()
-            it = iter(records)
-            exhausted = False
-            while True:
-                while not exhausted and len(pending) < 2 * workers_:
-                    try:
-                        pending.append(pool.submit(work, next(it)))
-                    except StopIteration:
-                        exhausted = True
-                if not pending:
-                    return
-                record, path, error = pending.popleft().result()
-                if error is not None:
-                    report.warn("no browser preview", "%s (the App cannot show this image)"
-                                % error)
-                elif path is not None:
-                    record.attributes[PREVIEW_FIELD] = path
-                    report.info["previews"] = report.info.get("previews", 0) + 1
-                    report.info["preview_dir"] = out_dir
-                yield record
+        for record, path, error in ordered_map(work, records, workers_):
+            if error is not None:
+                report.warn("no browser preview", "%s (the App cannot show this image)"
+                            % error)
+            elif path is not None:
+                record.attributes[PREVIEW_FIELD] = path
+                report.info["previews"] = report.info.get("previews", 0) + 1
+                report.info["preview_dir"] = out_dir
+            yield record
 
     return generate()
 

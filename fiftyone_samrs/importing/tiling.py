@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from fiftyone_samrs.core.geometry import box_area, clip_box, quad_area, quad_to_hbox
+from fiftyone_samrs.core.parallel import ordered_map
 from fiftyone_samrs.core.records import (
     FormatError,
     ImageRecord,
@@ -713,28 +713,9 @@ def tile_images(
         return tiles, local
 
     try:
-        if workers == 1:
-            for rec in records:
-                tiles, local = work(rec)
-                report.merge(local)
-                image_done()
-                yield from tiles
-            return
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending: deque = deque()
-            it = iter(records)
-            exhausted = False
-            while True:
-                while not exhausted and len(pending) < 2 * workers:
-                    try:
-                        pending.append(pool.submit(work, next(it)))
-                    except StopIteration:
-                        exhausted = True
-                if not pending:
-                    break
-                tiles, local = pending.popleft().result()
-                report.merge(local)
-                image_done()
-                yield from tiles
+        for tiles, local in ordered_map(work, records, workers):
+            report.merge(local)
+            image_done()
+            yield from tiles
     finally:
         bar.close()
