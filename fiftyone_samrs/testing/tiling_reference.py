@@ -19,12 +19,14 @@ from fiftyone_samrs.core.geometry import box_area, clip_box, quad_area, quad_to_
 from fiftyone_samrs.core.records import (
     ImageRecord,
     ImportReport,
-    InstanceMask,
     ObjectRecord,
 )
-from fiftyone_samrs.importing.tiling import (
+from fiftyone_samrs.importing.tiling import (  # the leaf helpers the index did not change
     NAME_STYLES,
+    _hbox_from_quad,
+    _polygon,
     _record_size,
+    crop_mask,
     tile_name,
     windows,
 )
@@ -33,20 +35,6 @@ _EPS = 1e-9
 
 
 # the geometry helpers, as they were (tiling.py may optimise its own copies)
-
-
-def _polygon(obj: ObjectRecord):
-    from shapely.geometry import Polygon
-
-    if obj.quad is not None:
-        pts = np.asarray(obj.quad, dtype=np.float64).reshape(-1, 2)
-    else:
-        x0, y0, x1, y1 = obj.hbox
-        pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-    poly = Polygon(pts)
-    if not poly.is_valid:  # e.g. a self-crossing ("bow-tie") quad
-        poly = poly.convex_hull
-    return poly
 
 
 def _signed_area(q: np.ndarray) -> float:
@@ -88,31 +76,6 @@ def _reduce_to_quad(inter, original: np.ndarray) -> np.ndarray:
         start = int(np.argmin(np.hypot(*(q - original[0]).T)))
         q = np.roll(q, -start, axis=0)
     return q
-
-
-def crop_mask(m: Optional[InstanceMask], x: int, y: int, tw: int, th: int) -> Optional[InstanceMask]:
-    """A mask restricted to the window ``[x, x + tw) x [y, y + th)``, in window
-    pixels; None when nothing of it (or no mask) is there."""
-    if m is None:
-        return None
-    mx0, my0, mx1, my1 = m.box
-    cx0, cy0, cx1, cy1 = max(mx0, x), max(my0, y), min(mx1, x + tw), min(my1, y + th)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return None
-    crop = m.mask[cy0 - my0 : cy1 - my0, cx0 - mx0 : cx1 - mx0]
-    t = InstanceMask.from_full(crop)
-    if t.area == 0:
-        return None
-    return InstanceMask(t.mask, t.x0 + cx0 - x, t.y0 + cy0 - y)
-
-
-def _hbox_from_quad(obj: ObjectRecord) -> bool:
-    if obj.quad is None:
-        return False
-    if obj.hbox_is_rh:
-        return True
-    return bool(np.allclose(obj.hbox, quad_to_hbox(obj.quad), atol=1e-6))
-
 
 
 def object_in_tile(obj: ObjectRecord, x: int, y: int, tw: int, th: int,
