@@ -2,12 +2,12 @@
 
 A STAND-IN, for demos, tests and benchmarks where no real SAM weights can be
 had: it was trained (``scripts/train_tiny_sam.py``) only on the generated
-aerial scenes of :mod:`fiftyone_samrs.testing.scenes`, in five runs of
-about 2 hours in all on one CPU core (the JSON beside the weights,
+aerial scenes of :mod:`fiftyone_samrs.testing.scenes`, in six runs of
+140 minutes in all on one CPU core (the JSON beside the weights,
 :func:`info`, records each run's arguments, times and validation scores).
 It is not a model for real imagery. On generated scenes its H-Box masks beat
-a filled box on mIoU_P and tie it on mIoU_I, losing only on objects under
-20 px a side (see the README's demo table). Its masks, unlike those of the random
+a filled box on mIoU_I and mIoU_P, losing only on objects under 20 px a
+side (see the README's demo table). Its masks, unlike those of the random
 ``model="tiny"``, follow the objects of generated scenes, so tests and
 benchmarks can use masks of realistic extent (and a predicted IoU that
 means something).
