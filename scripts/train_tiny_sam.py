@@ -190,14 +190,6 @@ def training_scene(seed: int, step: int) -> Scene:
 SIZE_EDGES = (20.0, 40.0, 80.0)
 
 
-def pe_scales(spec, n: int) -> torch.Tensor:
-    """The scale of each of the ``n`` positional-encoding frequencies: one number for
-    all (``2`` or ``"2"``), or a comma list (``"1,6"``) splitting them into equal
-    groups, coarse frequencies for the extent of large boxes, fine ones for small."""
-    vals = [float(v) for v in str(spec).split(",")]
-    return torch.tensor(vals).repeat_interleave(math.ceil(n / len(vals)))[:n]
-
-
 def axis_frequencies(lo: float, hi: float, n: int) -> torch.Tensor:
     """A ``(2, n)`` frequency matrix for SAM's positional encoding with every frequency
     along an axis: ``n / 2`` along x and ``n / 2`` along y, log-spaced from ``lo`` to
@@ -420,7 +412,7 @@ class Trainer:
                                          n=g.shape[1]))
             else:
                 g.copy_(torch.randn(g.shape, generator=torch.Generator().manual_seed(args.seed))
-                        * pe_scales(args.pe_scale, g.shape[1]))
+                        * args.pe_scale)
             if args.tie_qk_init:
                 tie_cross_attention(self.sam, args.tie_gain)
         if args.init:  # continue from a checkpoint of this script (weights and PE buffer)
@@ -538,7 +530,7 @@ class Trainer:
         for (_, side), items in sorted(calls.items()):
             n_far = 0 if side >= GRID else a.far_cells
             cells, biases, targets, weights = [], [], [], []
-            for row, *_ in items:
+            for row, _, _ in items:
                 m = scene.masks[row]
                 bx0, by0, bx1, by1 = m.box
                 box_lr = np.array([bx0, by0, bx1, by1], dtype=np.float64) * scale / 4.0
@@ -566,10 +558,10 @@ class Trainer:
             target = torch.as_tensor(np.stack(targets))  # (P, N, 4, 4)
             weight = torch.as_tensor(np.stack(weights), dtype=torch.float)[:, :, None, None]
             bias = torch.as_tensor(np.stack(biases), dtype=torch.float) if n_far else None
-            sparse = torch.stack([it[1] for it in items])
-            add = torch.stack([no_mask.expand(len(ix), -1) if it[2] is None
-                               else it[2].reshape(it[2].shape[0], -1).t()[ix]
-                               for it, ix in zip(items, idx)])
+            sparse = torch.stack([sp for _, sp, _ in items])
+            add = torch.stack([no_mask.expand(len(ix), -1) if d is None
+                               else d.reshape(d.shape[0], -1).t()[ix]
+                               for (_, _, d), ix in zip(items, idx)])
             with ac:
                 logits, iou = decode_cells(self.sam, feat_cells[idx] + add, pe_cells[idx], sparse,
                                            bias)
@@ -594,7 +586,7 @@ class Trainer:
             stats["dice"] += float(dl.detach().sum())
             stats["iou"] += float(il.detach().sum())
             stats["miou"] += float(true_iou.sum())
-            sparse_only = torch.tensor([it[2] is None for it in items])
+            sparse_only = torch.tensor([d is None for _, _, d in items])
             stats["box_iou"] += float(true_iou[sparse_only].sum())
             n_sparse += int(sparse_only.sum())
             count += len(items)
@@ -736,10 +728,9 @@ def main(argv=None) -> int:
     p.add_argument("--full-prompts", type=int, default=8, help="prompts of a full-map step")
     p.add_argument("--far-cells", type=int, default=128,
                    help="cells sampled outside each window, standing for the rest of the map")
-    p.add_argument("--pe-scale", default="2",
+    p.add_argument("--pe-scale", type=float, default=2.0,
                    help="scale of the prompt encoder's random positional-encoding frequencies "
-                   "(SAM: 1.0); higher frequencies let box corners localize in a short training; "
-                   "a comma list (e.g. 1,6) splits the frequencies into groups of those scales")
+                   "(SAM: 1.0); higher frequencies let box corners localize in a short training")
     p.add_argument("--pe-axis", default=None, metavar="LO,HI",
                    help="instead of random frequencies: axis-aligned ones, log-spaced from LO "
                    "to HI cycles per half side (e.g. 0.25,16)")
