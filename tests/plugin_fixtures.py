@@ -1,5 +1,5 @@
 """Fixtures shared by the plugin tests: the plugin made discoverable by
-FiftyOne, and the tiny random SAM checkpoint.
+FiftyOne, the tiny random SAM checkpoint, and datasets of generated DOTA trees.
 
 Import them into a test module (``from plugin_fixtures import checkpoint,
 plugin``); pytest then uses them as that module's own fixtures.
@@ -41,3 +41,21 @@ def checkpoint(tmp_path_factory):
     from fiftyone_samrs.segmenting.sam.tiny import save_tiny_checkpoint
 
     return save_tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"))
+
+
+def generated_dota_dataset(tmp_path: Path, prefix: str, **tree):
+    """Yields a dataset loaded from a DOTA tree generated under ``tmp_path``
+    (``make_dota_tree(**tree)``), named ``samrs-test-<prefix>-<random>``, and
+    deletes it afterwards: the body of a fixture (``yield from ...``)."""
+    import uuid
+
+    import fiftyone as fo
+    import fiftyone_samrs as fsr
+    from fiftyone_samrs.testing.synthetic import make_dota_tree
+
+    make_dota_tree(str(tmp_path / "dota"), **tree)
+    name = "samrs-test-%s-%s" % (prefix, uuid.uuid4().hex[:6])
+    ds = fsr.load_dota(str(tmp_path / "dota"), name=name, progress=False)
+    yield ds
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)

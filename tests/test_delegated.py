@@ -8,27 +8,18 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
-from plugin_fixtures import checkpoint, plugin  # noqa: F401 - fixtures
+from plugin_fixtures import checkpoint, generated_dota_dataset, plugin  # noqa: F401 - fixtures
 
 URI = "@samrs/samrs/run_sam"
 
 
 @pytest.fixture
 def dataset(plugin, tmp_path):
-    import fiftyone as fo
-    import fiftyone_samrs as fsr
-    from fiftyone_samrs.testing.synthetic import make_dota_tree
-
-    make_dota_tree(str(tmp_path / "dota"), n_images=3, n_objects=3, size=(256, 192), seed=7)
-    name = "samrs-test-deleg-" + uuid.uuid4().hex[:6]
-    ds = fsr.load_dota(str(tmp_path / "dota"), name=name, progress=False)
-    yield ds
-    if fo.dataset_exists(name):
-        fo.delete_dataset(name)
+    yield from generated_dota_dataset(tmp_path, "deleg", n_images=3, n_objects=3,
+                                      size=(256, 192), seed=7)
 
 
 @pytest.fixture

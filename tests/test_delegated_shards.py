@@ -1,28 +1,17 @@
 """Run SAM split into shards: one delegated operation per shard, for several
 ``fiftyone delegated launch`` workers (issue 14)."""
 
-import uuid
-
 import pytest
 
-from plugin_fixtures import plugin  # noqa: F401 - fixture
+from plugin_fixtures import generated_dota_dataset, plugin  # noqa: F401 - fixture
 
 URI = "@samrs/samrs/run_sam"
 
 
 @pytest.fixture
 def dataset(plugin, tmp_path):
-    import fiftyone as fo
-    import fiftyone_samrs as fsr
-    from fiftyone_samrs.testing.synthetic import make_dota_tree
-
-    make_dota_tree(str(tmp_path / "dota"), n_images=6, n_objects=2, size=(128, 96), seed=3)
-    name = "samrs-test-shards-" + uuid.uuid4().hex[:6]
-    ds = fsr.load_dota(str(tmp_path / "dota"), name=name, progress=False)
-    yield ds
-    if fo.dataset_exists(name):
-        fo.delete_dataset(name)
-
+    yield from generated_dota_dataset(tmp_path, "shards", n_images=6, n_objects=2,
+                                      size=(128, 96), seed=3)
 
 def test_split_into_shards_queues_one_operation_per_shard(dataset):
     import fiftyone.operators as foo
