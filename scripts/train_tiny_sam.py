@@ -483,7 +483,7 @@ class Trainer:
             return {}
         full = step >= a.full_from * a.steps and rng.uniform() < a.full_frac
         p = a.full_prompts if full else (a.pool_prompts if cached else a.prompts)
-        pick = rng.choice(n, size=p, replace=n < p, p=object_weights(scene, a.size_shares))
+        pick = rng.choice(n, size=p, replace=n < p, p=object_weights(scene, a.balance_sizes))
         hb, q = jitter(scene, rng)
         cfg = rng.choice(len(self.names), size=len(pick), p=self.weights)
         for g in self.opt.param_groups:
@@ -713,7 +713,8 @@ def main(argv=None) -> int:
     p.add_argument("--init-encoder", default=None,
                    help="take only the image encoder of this checkpoint (a new prompt encoder "
                    "and decoder; with --encoder-steps 0 the encoder stays frozen)")
-    p.add_argument("--balance-sizes", nargs="?", const="1,1,1,1", default=None,
+    p.add_argument("--balance-sizes", nargs="?", const=[1.0, 1.0, 1.0, 1.0], default=None,
+                   type=lambda v: [float(x) for x in v.split(",")],
                    metavar="W0,W1,W2,W3",
                    help="draw the prompted objects so that each size class (sides below 20, "
                    "40, 80 px and above, at 1024 input) gets its share of the prompts: equal "
@@ -760,8 +761,6 @@ def main(argv=None) -> int:
                    help="also save the model every N steps to <out>.step<N>.pth (0: never)")
     p.add_argument("--out", default=DEFAULT_OUT, help="checkpoint path (.pth; + .json beside it)")
     args = p.parse_args(argv)
-    args.size_shares = ([float(v) for v in args.balance_sizes.split(",")]
-                        if args.balance_sizes else None)
 
     torch.set_num_threads(args.threads)
     init_meta = None
