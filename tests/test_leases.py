@@ -185,3 +185,38 @@ def test_run_record_survives_another_process_replacing_it(fo_dataset):
     _save_record(ds, "sam", SegmentRunConfig(**settings.record(), status="complete"))
     ds.reload()
     assert ds.get_run_info("sam").config.status == "complete"
+
+
+def test_run_record_reaches_the_field_when_two_processes_registered_it(fo_dataset, monkeypatch):
+    """The CI failure of test_concurrency (samples_processed 12 of 24): both
+    processes loaded the dataset before either registered the run, so both
+    registered it (``register_run`` makes a run document each) and the
+    dataset kept one of them; the other process's later summaries went to its
+    orphaned run document and were lost. Each write is now checked against the
+    record the dataset holds."""
+    import fiftyone as fo
+
+    from fiftyone_samrs.segmenting.runs import record_run
+
+    monkeypatch.setattr(fo.config, "singleton_cache", False)  # two processes' objects
+    fo_dataset.add_sample(fo.Sample(filepath="/x.png"))
+    a, b = fo.load_dataset(fo_dataset.name), fo.load_dataset(fo_dataset.name)
+    assert a is not b
+
+    class Lease:
+        def __init__(self, summary):
+            self.value = summary
+
+        def summary(self):
+            return dict(self.value)
+
+    settings = _settings()
+    lease_a = Lease({"status": "running", "samples_processed": 0})
+    lease_b = Lease({"status": "running", "samples_processed": 0})
+    record_run(a, settings, lease_a)  # a registers the run first ...
+    record_run(b, settings, lease_b)  # ... b, not knowing, registers it again
+    lease_a.value = lease_b.value = {"status": "complete", "samples_processed": 24}
+    record_run(a, settings, lease_a)  # the last change: a's summary must be the record
+    fresh = fo.load_dataset(fo_dataset.name)
+    assert fresh.get_run_info("sam").config.samples_processed == 24
+    assert fresh.get_run_info("sam").config.status == "complete"

@@ -9,6 +9,7 @@ shard, the samples already finished and the recorded settings.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -247,22 +248,38 @@ def record_run(dataset, settings: SegmentSettings, lease, rounds: int = 6) -> Di
     when every shard of the run is, the counts are summed over the shards,
     ``shards`` has each shard's status.
 
-    Several processes may write it at once: each rereads the shard records
-    after its write and writes again until what it wrote is still their
-    summary, so the last write reflects the last change.
+    Several processes may write it at once, and two that loaded the dataset
+    before the run existed each register it (a run document each; the
+    dataset keeps one). So each write is checked against the record the
+    dataset holds after a reload, and made again (to the record kept) until
+    that record is the shard records' summary: the last write reflects the
+    last change.
 
     Returns:
         the summary written
     """
     key = segment_run_key(settings.label_field)
-    written = None
+    summary = None
     for _ in range(rounds):
         summary = lease.summary()
-        if summary == written:
+        config = SegmentRunConfig(**settings.record(), **summary)
+        if _stored_config(dataset, key) == _comparable(config):
             break
-        _save_record(dataset, key, SegmentRunConfig(**settings.record(), **summary))
-        written = summary
-    return written
+        _save_record(dataset, key, config)
+    return summary
+
+
+def _comparable(config: SegmentRunConfig) -> str:
+    return json.dumps(config.serialize(), sort_keys=True, default=str)
+
+
+def _stored_config(dataset, key: str) -> Optional[str]:
+    """The run record ``key`` as the database holds it now (comparable with
+    :func:`_comparable`), or None."""
+    dataset.reload()
+    if not dataset.has_run(key):
+        return None
+    return _comparable(dataset.get_run_info(key).config)
 
 
 def _save_record(dataset, key: str, config: SegmentRunConfig, attempts: int = 8) -> None:
