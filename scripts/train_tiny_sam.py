@@ -408,8 +408,7 @@ class Trainer:
         with torch.no_grad():  # the positional-encoding frequencies (a buffer): see --pe-scale
             g = self.sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
             if args.pe_axis:
-                g.copy_(axis_frequencies(*[float(v) for v in args.pe_axis.split(",")],
-                                         n=g.shape[1]))
+                g.copy_(axis_frequencies(*args.pe_axis, n=g.shape[1]))
             else:
                 g.copy_(torch.randn(g.shape, generator=torch.Generator().manual_seed(args.seed))
                         * args.pe_scale)
@@ -692,6 +691,17 @@ def _git_commit() -> Optional[str]:
         return None
 
 
+def _lo_hi(text: str) -> Tuple[float, float]:
+    """``--pe-axis LO,HI``: two frequencies, ``0 < LO < HI``."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected LO,HI (two numbers), got %r" % text) from None
+    if not 0 < lo < hi:
+        raise argparse.ArgumentTypeError("expected 0 < LO < HI, got %r" % text)
+    return lo, hi
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=2000, help="training steps (one scene each)")
@@ -732,7 +742,7 @@ def main(argv=None) -> int:
     p.add_argument("--pe-scale", type=float, default=2.0,
                    help="scale of the prompt encoder's random positional-encoding frequencies "
                    "(SAM: 1.0); higher frequencies let box corners localize in a short training")
-    p.add_argument("--pe-axis", default=None, metavar="LO,HI",
+    p.add_argument("--pe-axis", default=None, metavar="LO,HI", type=_lo_hi,
                    help="instead of random frequencies: axis-aligned ones, log-spaced from LO "
                    "to HI cycles per half side (e.g. 0.25,16)")
     p.add_argument("--no-tie-qk-init", dest="tie_qk_init", action="store_false",

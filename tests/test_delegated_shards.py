@@ -13,6 +13,7 @@ def dataset(plugin, tmp_path):
     yield from generated_dota_dataset(tmp_path, "shards", n_images=6, n_objects=2,
                                       size=(128, 96), seed=3)
 
+
 def test_split_into_shards_queues_one_operation_per_shard(dataset):
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService

@@ -70,7 +70,7 @@ from fiftyone_samrs.segmenting.leases import FieldLease
 from fiftyone_samrs.segmenting.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.segmenting.runs import (
     SegmentSettings,
-    check_seg_dir_free,
+    check_seg_outputs_free,
     default_seg_field,
     finish_run,
     get_segment_run,
@@ -452,7 +452,7 @@ def segment(
         box_field=box_field, obb_field=obb_field, classes=classes, seg_dir=seg_dir,
         margin=margin, clip_to_rbox=clip_to_rbox, rbox_margin=rbox_margin,
         paint_order=paint_order)
-    check_seg_dir_free(dataset, settings)
+    check_seg_outputs_free(dataset, settings)
 
     # refused here when another live run writes the field with other settings
     lease = FieldLease(dataset, settings, shard).acquire()

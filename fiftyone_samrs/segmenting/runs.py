@@ -182,15 +182,15 @@ def default_seg_field(label_field: str) -> str:
     return "%s_seg" % label_field
 
 
-def check_seg_dir_free(dataset, settings: SegmentSettings) -> None:
+def check_seg_outputs_free(dataset, settings: SegmentSettings) -> None:
     """Refuses a ``seg_field`` that another run's instance field owns, and a
     ``seg_dir`` that holds another field's PNGs.
 
     Raises:
         ValueError: naming the field and run that use them
     """
-    for key in list_segment_runs(dataset):
-        other = dataset.get_run_info(key).config
+    others = [(key, dataset.get_run_info(key).config) for key in list_segment_runs(dataset)]
+    for key, other in others:
         owner = getattr(other, "label_field", None)
         if (settings.seg_field and getattr(other, "seg_field", None) == settings.seg_field
                 and owner not in (None, settings.label_field)
@@ -203,8 +203,7 @@ def check_seg_dir_free(dataset, settings: SegmentSettings) -> None:
                                         default_seg_field(settings.label_field)))
     if not settings.seg_dir:
         return
-    for key in list_segment_runs(dataset):
-        other = dataset.get_run_info(key).config
+    for key, other in others:
         if (getattr(other, "seg_dir", None) == settings.seg_dir
                 and getattr(other, "seg_field", None) not in (None, settings.seg_field)):
             raise ValueError("seg_dir %s already holds the PNGs of field %r (run %r); choose "
