@@ -15,8 +15,8 @@ from fiftyone_samrs.exporting.common import (
     ExportResult,
     StemMaker,
     place_mask,
-    split_names,
 )
+from fiftyone_samrs.exporting.splits import normalize_split, train_groups
 from fiftyone_samrs.core.geometry import box_to_relative
 from fiftyone_samrs.core.masks import relative_box
 from fiftyone_samrs.exporting.palette import PALETTE, colorize
@@ -128,15 +128,16 @@ def test_place_mask_rounds_stretches_and_clips_with_counts():
         place_mask(np.ones((2, 2, 3)), [0, 0, 0.1, 0.1], 20, 20, "x.png")
 
 
-def test_split_is_deterministic_exact_and_disjoint():
+def test_split_groups_are_deterministic_and_exact():
     names = ["s%03d" % i for i in range(101)]
-    a = split_names(names, 0.8, seed=3)
-    b = split_names(list(reversed(names)), 0.8, seed=3)
-    assert a == b
-    train, val = a
-    assert len(train) == 81 and len(val) == 20
-    assert sorted(train + val) == names
-    assert split_names(names, 0.8, seed=4) != a
+    a = train_groups(names, 0.8, seed=3)
+    assert a == train_groups(list(reversed(names)), 0.8, seed=3)
+    assert len(a) == 81 and set(a) <= set(names)
+    assert train_groups(names, 0.8, seed=4) != a
+    assert [normalize_split(s) for s in ("trainval", "validation", "valid", "test", None)] == \
+        ["train", "val", "val", "test", None]
+    with pytest.raises(ValueError, match="'holdout'"):
+        normalize_split("holdout")
 
 
 def test_stems_are_unique_and_stable():
@@ -242,8 +243,13 @@ def test_export_samrs_writes_the_layout(segmented):
     n_obj = sum(len(v) for v in truth.values())
     assert result.images == 5 and result.labeled_images == 3 and result.instances == n_obj
     assert sorted(os.listdir(out)) == sorted(
-        ["images", "gray", "color", "pickles", "annotations.json", "classes.txt",
-         "palette.json", "train.txt", "val.txt", "samrs_export_manifest.jsonl"])
+        ["images", "gray", "color", "rbbtxts", "pickles", "annotations.json",
+         "annotations_train.json", "annotations_val.json", "classes.txt", "palette.json",
+         "train.txt", "valid.txt", "val.txt", "README.md", "stats.json", "splits.json",
+         "sota_rbb_train_ins_segmentation.json", "sota_rbb_valid_ins_segmentation.json",
+         "samrs_export_manifest.jsonl"])
+    assert open(os.path.join(out, "sota_rbb_valid_ins_segmentation.json")).read() == open(
+        os.path.join(out, "annotations_val.json")).read()
     assert open(os.path.join(out, "classes.txt")).read().splitlines() == SOTA
     palette = json.load(open(os.path.join(out, "palette.json")))
     assert palette["palette"][4] == {"index": 4, "name": "plane",
@@ -251,9 +257,18 @@ def test_export_samrs_writes_the_layout(segmented):
     assert sorted(os.listdir(os.path.join(out, "images"))) == sorted(
         os.path.basename(p) for p in truth)
     labelled = [p for p, objs in truth.items() if objs]
+    # every image has a label PNG (all 255 without objects) and a rotated-box file
     assert sorted(os.listdir(os.path.join(out, "gray"))) == sorted(
-        _stem(p) + ".png" for p in labelled)
+        _stem(p) + ".png" for p in truth)
+    assert sorted(os.listdir(os.path.join(out, "rbbtxts"))) == sorted(
+        _stem(p) + ".txt" for p in truth)
+    for path in set(truth) - set(labelled):
+        gray = cv2.imread(os.path.join(out, "gray", _stem(path) + ".png"), cv2.IMREAD_UNCHANGED)
+        assert (gray == 255).all()
+        assert open(os.path.join(out, "rbbtxts", _stem(path) + ".txt")).read() == ""
     for path in labelled:
+        lines = open(os.path.join(out, "rbbtxts", _stem(path) + ".txt")).read().splitlines()
+        assert [ln.split()[8] for ln in lines] == [lab for lab, *_ in truth[path]]
         img = cv2.imread(path)
         gray = cv2.imread(os.path.join(out, "gray", _stem(path) + ".png"), cv2.IMREAD_UNCHANGED)
         assert gray.dtype == np.uint8 and gray.ndim == 2
@@ -272,8 +287,12 @@ def test_export_samrs_writes_the_layout(segmented):
             assert item["size"] == int(full.sum())
     train = open(os.path.join(out, "train.txt")).read().split()
     val = open(os.path.join(out, "val.txt")).read().split()
+    assert open(os.path.join(out, "valid.txt")).read().split() == val
     assert sorted(train + val) == sorted(_stem(p) for p in labelled)
-    assert result.splits == {"train": len(train), "val": len(val)}
+    assert {k: v["labeled_images"] for k, v in result.splits.items()} == {
+        "train": len(train), "val": len(val)}
+    assert sum(v["images"] for v in result.splits.values()) == 5
+    assert json.load(open(os.path.join(out, "splits.json")))["splits"] == result.splits
     # the same seed gives the same split
     again = export_samrs(ds, str(tmp / "again"), subset="SOTA", split_ratio=0.5, seed=1,
                          export_media=False, progress=False)
@@ -384,8 +403,8 @@ def test_round_trip_export_then_load_gives_the_same_masks_classes_boxes(segmente
                     gray = cv2.imread(s.sam_seg.mask_path, cv2.IMREAD_UNCHANGED)
                     assert np.array_equal(gray, _expected_gray(
                         truth[orig.filepath], orig.metadata.height, orig.metadata.width))
-                else:
-                    assert s.sam_seg is None
+                else:  # an image without objects has an all-ignore label PNG
+                    assert (cv2.imread(s.sam_seg.mask_path, cv2.IMREAD_UNCHANGED) == 255).all()
     finally:
         back.delete()
         back2.delete()
@@ -623,7 +642,7 @@ def test_empty_masks_are_skipped_and_counted_or_kept(fo_dataset, tmp_path):
     r = export_coco(fo_dataset, str(tmp_path / "a.json"), classes="SOTA", progress=False)
     assert r.instances == 1 and r.skipped["empty mask"] == 1
     r = export_coco(fo_dataset, str(tmp_path / "b.json"), classes="SOTA", keep_empty=True,
-                    progress=False)
+                    export_media=False, progress=False)
     anns = json.load(open(str(tmp_path / "b.json")))["annotations"]
     assert r.instances == 2 and anns[0]["area"] == 0
 

@@ -50,7 +50,8 @@ def test_overwrite_removes_only_what_an_earlier_export_wrote(segmented):
     stem = os.path.splitext(os.path.basename(labelled[0]))[0]
     assert sorted(os.listdir(os.path.join(out, "gray"))) == sorted([stem + ".png", "mine.png"])
     assert not os.path.exists(os.path.join(out, "pickles"))  # ours, now empty: removed
-    assert not os.path.exists(os.path.join(out, "train.txt"))
+    assert not os.path.exists(os.path.join(out, "test.txt"))  # none of its images is test
+    assert open(os.path.join(out, "train.txt")).read().split() == [stem]  # rewritten
     assert _ours(out) < first | {"images/%s" % os.path.basename(labelled[0])}
 
 

@@ -245,9 +245,9 @@ def test_coco_image_ids_line_up_between_exports_of_different_views(tmp_path, nam
     gt_view = ds.select_by("filepath", paths[1:])             # images 1, 2, 3
     pred_view = ds.select_by("filepath", paths[:3][::-1], ordered=True)  # images 2, 1, 0
     gt_json, pred_json = str(tmp_path / "gt.json"), str(tmp_path / "pred.json")
-    fsr.export_coco(gt_view, gt_json, label_field="gt_masks", classes=["ship"], progress=False)
+    fsr.export_coco(gt_view, gt_json, label_field="gt_masks", classes=["ship"], export_media=False, progress=False)
     fsr.export_coco(pred_view, pred_json, label_field="gt_masks", classes=["ship"],
-                    progress=False)
+                    export_media=False, progress=False)
     ds.reload()
     ids = dict(zip(*ds.values(["filepath", IMAGE_ID_FIELD])))
     assert sorted(ids.values()) == [1, 2, 3, 4]  # given once, in dataset order
@@ -275,13 +275,13 @@ def test_coco_image_ids_line_up_between_exports_of_different_views(tmp_path, nam
                        metadata=fo.ImageMetadata(width=200, height=150))
     ds.add_sample(sample)
     fsr.export_coco(ds.select(sample.id), str(tmp_path / "new.json"), label_field="gt_masks",
-                    classes=["ship"], progress=False)
+                    classes=["ship"], export_media=False, progress=False)
     assert json.load(open(tmp_path / "new.json"))["images"][0]["id"] == 5
     ds.reload()
     assert dict(zip(*ds.values(["filepath", IMAGE_ID_FIELD])))[sample.filepath] == 5
     # stable_ids=False: the file's own 1..N, as before
     fsr.export_coco(gt_view, str(tmp_path / "seq.json"), label_field="gt_masks",
-                    classes=["ship"], progress=False, stable_ids=False)
+                    classes=["ship"], export_media=False, progress=False, stable_ids=False)
     assert [i["id"] for i in json.load(open(tmp_path / "seq.json"))["images"]] == [1, 2, 3]
 
 

@@ -54,3 +54,12 @@ def folder_under(base: str, *names: str, what: str = "dataset name") -> str:
     if not is_inside(base, path):  # e.g. base/<name> is a link leading elsewhere
         raise ValueError("%s resolves outside %s; give the folder explicitly" % (path, base))
     return path
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary name and a rename, so
+    ``path`` never holds a partial file."""
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -65,6 +65,8 @@ from fiftyone_samrs.exporting.common import (
     resolve_export_classes,
     transfer_media,
 )
+from fiftyone_samrs.exporting.card import CARD_FILES, ExportStats
+from fiftyone_samrs.exporting.splits import SPLITS, SplitCounts, SplitPlan, plan_splits
 from fiftyone_samrs.fiftyone_io import image_metadata, raw_labels
 
 _JSON = dict(separators=(",", ":"))
@@ -103,6 +105,7 @@ class COCOJSONWriter:
         self.flush_every = max(int(flush_every), 1)
         self.num_images = 0
         self.num_annotations = 0
+        self._last_id = 0
         self._parts = None
         self._first = [True, True]
 
@@ -133,6 +136,7 @@ class COCOJSONWriter:
         filepath: str,
         result: ExportResult,
         image_id: Optional[int] = None,
+        mirrors: Sequence["COCOJSONWriter"] = (),
     ) -> List[Written]:
         """Writes one image and its annotations.
 
@@ -144,17 +148,34 @@ class COCOJSONWriter:
             filepath: the sample's filepath, for messages
             result: where to count skipped empty masks
             image_id: ``images[].id`` (default: the image's position in the file)
+            mirrors: writers that get the same lines (the per-split files;
+                annotation ids are this file's, so unique in each)
 
         Returns:
-            what was written, for the SAMRS pickles
+            what was written (for the SAMRS pickles, rotated boxes, statistics);
+            each instance's ``rbox`` is set (the source's, or derived from its mask)
         """
-        if self._parts is None:
-            raise RuntimeError("COCOJSONWriter.open() was not called")
-        self.num_images += 1
         if image_id is None:
-            image_id = self.num_images
-        self._append(0, [json.dumps({"id": image_id, "file_name": file_name,
-                                     "width": int(width), "height": int(height)}, **_JSON)])
+            image_id = self.num_images + 1
+        image_line = json.dumps({"id": image_id, "file_name": file_name,
+                                 "width": int(width), "height": int(height)}, **_JSON)
+        keep = self._kept(instances, indices, filepath, result)
+        out: List[Written] = []
+        lines = []
+        if keep:
+            rles = encode_crops([(inst.crop, inst.x0, inst.y0) for inst, _ in keep],
+                                height, width)
+            for (inst, idx), rle, area, box in zip(keep, rles, rle_area(rles), rle_bbox(rles)):
+                self._last_id += 1
+                lines.append(json.dumps(self._annotation(inst, idx, rle, area, box, image_id),
+                                        **_JSON))
+                out.append((inst, idx, rle, area))
+        for writer in (self,) + tuple(mirrors):
+            writer.add_lines(image_line, lines)
+        return out
+
+    def _kept(self, instances, indices, filepath, result) -> List[Tuple[Instance, int]]:
+        """The objects to write: known class, and a mask unless ``keep_empty``."""
         keep: List[Tuple[Instance, int]] = []
         for i, (inst, idx) in enumerate(zip(instances, indices)):
             if idx is None:
@@ -164,35 +185,38 @@ class COCOJSONWriter:
                             % (filepath, i, inst.label))
                 continue
             keep.append((inst, idx))
-        if not keep:
-            self._maybe_flush()
-            return []
-        rles = encode_crops([(inst.crop, inst.x0, inst.y0) for inst, _ in keep], height, width)
-        areas = rle_area(rles)
-        boxes = rle_bbox(rles)
-        out: List[Written] = []
-        lines = []
-        for (inst, idx), rle, area, box in zip(keep, rles, areas, boxes):
-            self.num_annotations += 1
-            ann = {
-                "id": self.num_annotations,
-                "image_id": image_id,
-                "category_id": idx + self.category_id_start,
-                "segmentation": rle_to_json(rle),
-                "area": area,
-                "bbox": box,
-                "iscrowd": 0,
-            }
-            if inst.score is not None:
-                ann["score"] = inst.score
-            if inst.prompt_box is not None:
-                x0, y0, x1, y1 = inst.prompt_box
-                ann["prompt_bbox"] = [x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)]
-            lines.append(json.dumps(ann, **_JSON))
-            out.append((inst, idx, rle, area))
-        self._append(1, lines)
+        return keep
+
+    def _annotation(self, inst: Instance, idx: int, rle, area: int, box, image_id: int
+                    ) -> Dict[str, Any]:
+        ann = {
+            "id": self._last_id,
+            "image_id": image_id,
+            "category_id": idx + self.category_id_start,
+            "segmentation": rle_to_json(rle),
+            "area": area,
+            "bbox": box,
+            "iscrowd": 0,
+        }
+        if inst.score is not None:
+            ann["score"] = inst.score
+        if inst.prompt_box is not None:
+            x0, y0, x1, y1 = inst.prompt_box
+            ann["prompt_bbox"] = [x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)]
+        if inst.ensure_rbox() is not None:
+            ann["rbox"] = [round(float(v), 2) for v in inst.rbox.ravel()]
+            ann["rbox_source"] = inst.rbox_source
+        return ann
+
+    def add_lines(self, image_line: str, annotation_lines: List[str]) -> None:
+        """Appends one image's JSON lines (made by :meth:`add_image`)."""
+        if self._parts is None:
+            raise RuntimeError("COCOJSONWriter.open() was not called")
+        self.num_images += 1
+        self.num_annotations += len(annotation_lines)
+        self._append(0, [image_line])
+        self._append(1, annotation_lines)
         self._maybe_flush()
-        return out
 
     def _maybe_flush(self) -> None:
         if self.num_images % self.flush_every == 0:
@@ -265,7 +289,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             then holds absolute image paths)
         classes: a subset name (``"SOTA"``), a list, or None (found from the
             collection: see :func:`~fiftyone_samrs.exporting.common.resolve_export_classes`)
-        category_id_start: 0 (SAMRS) or 1 (COCO convention)
+        category_id_start: 1 (COCO convention, default) or 0 (SAMRS release)
         unknown: ``"error"`` or ``"ignore"`` (leave out and count) for labels
             not in ``classes``
         keep_empty: also write objects with empty masks
@@ -276,6 +300,14 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         stable_ids: image ids from the samples' ``coco_id`` (given where
             missing, see :func:`assign_image_ids`); False numbers the images
             of this file 1..N
+        split_ratio: fraction of the source images *without* a ``split``
+            field that go to train (the rest to val), whole source images
+            at a time (:mod:`~fiftyone_samrs.exporting.splits`); None: they
+            go to train
+        seed: seed of that assignment
+        split_files: also write ``<labels stem>_<split>.json`` per split
+        card: also write ``README.md``, ``stats.json`` and ``splits.json``
+            beside the labels file (:mod:`~fiftyone_samrs.exporting.card`)
     """
 
     #: FiftyOne leaves existing-folder handling to us (refuse unless overwrite)
@@ -289,7 +321,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         data_path: Optional[str] = None,
         export_media=None,
         classes=None,
-        category_id_start: int = 0,
+        category_id_start: int = 1,
         unknown: str = "error",
         keep_empty: bool = False,
         overwrite: bool = False,
@@ -298,6 +330,10 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         seg_field: Optional[str] = "sam_seg",
         info: Optional[Dict[str, Any]] = None,
         stable_ids: bool = True,
+        split_ratio: Optional[float] = None,
+        seed: int = 0,
+        split_files: bool = True,
+        card: bool = True,
     ):
         if export_dir is None and labels_path is None:
             raise ValueError("Give export_dir or labels_path")
@@ -322,6 +358,14 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         self.seg_field = seg_field
         self.info = info
         self.stable_ids = stable_ids
+        self.split_ratio = split_ratio
+        self.seed = seed
+        self.split_files = split_files
+        self.card = card
+        self._plan = SplitPlan()
+        self._split_counts: Dict[str, SplitCounts] = {}
+        self._split_coco: Dict[str, COCOJSONWriter] = {}
+        self._stats: Optional[ExportStats] = None
         self._image_ids: Dict[str, int] = {}
         self._image_ids_by_path: Dict[str, int] = {}
         self.result = ExportResult(format=self._format)
@@ -369,14 +413,36 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                               "The export target %s" % (self.export_dir or self.labels_path))
         for suffix in ("", ".images.part", ".annotations.part", ".tmp"):
             self._manifest.claim(self.labels_path + suffix)
+        for split in SPLITS if self.split_files else ():
+            for suffix in ("", ".images.part", ".annotations.part", ".tmp"):
+                self._manifest.claim(self.split_labels_path(split) + suffix)
+        for path in self._card_paths().values():
+            self._manifest.claim(path)
         if self.export_media is not False:
             self._manifest.makedirs(self.data_path)
         self._pool = BackgroundWriter(self.num_workers)
         self.result.export_dir = self.export_dir and os.path.abspath(self.export_dir)
         self.result.labels_path = self.labels_path
 
+    def split_labels_path(self, split: str) -> str:
+        """``<labels stem>_<split>.json`` beside the labels file."""
+        stem, ext = os.path.splitext(self.labels_path)
+        return "%s_%s%s" % (stem, split, ext or ".json")
+
+    def _card_paths(self) -> Dict[str, str]:
+        """``README.md``, ``stats.json``, ``splits.json`` beside the labels
+        file; prefixed with its stem (``sam.README.md``) unless it is
+        ``annotations.json``, so several JSON files can share a folder."""
+        if not self.card:
+            return {}
+        folder, base = os.path.split(self.labels_path)
+        prefix = "" if base == "annotations.json" else os.path.splitext(base)[0] + "."
+        return {name: os.path.join(folder, prefix + name) for name in CARD_FILES}
+
     def log_collection(self, sample_collection) -> None:
         self._collection = sample_collection
+        self._plan = plan_splits(sample_collection, self.split_ratio, self.seed)
+        self.result.split_rule = self._plan.describe()
         if self.stable_ids:
             self._image_ids, self._image_ids_by_path = assign_image_ids(sample_collection)
 
@@ -414,18 +480,44 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                 self._pool.close(wait_errors=not failed)
         finally:
             if failed:
-                if self._coco is not None:
-                    self._coco.abort()
+                for writer in [self._coco] + list(self._split_coco.values()):
+                    if writer is not None:
+                        writer.abort()
                 if self._manifest is not None:
                     self._manifest.close(complete=False)
                 return
         self._ensure_classes()
+        self.result.instances = self._coco.num_annotations
+        self.result.splits = {k: self._split_counts[k].to_dict() for k in SPLITS
+                              if k in self._split_counts}
         self._finish()
-        self._coco.close()
+        for writer in [self._coco] + list(self._split_coco.values()):
+            writer.close()
+        self._after_json()
+        if self.card:
+            self._write_card()
         if self._manifest is not None:
             self._manifest.close(complete=True)
-        self.result.instances = self._coco.num_annotations
         self.result.seconds = self._timer.seconds if self._timer else 0.0
+
+    def _write_card(self) -> None:
+        from fiftyone_samrs.exporting.card import (
+            card_dict,
+            import_provenance,
+            model_provenance,
+            write_card,
+        )
+        from fiftyone_samrs.segmenting.runs import get_segment_run
+
+        coll = self._collection
+        run = get_segment_run(coll, self.instances_field) if coll is not None else None
+        card = card_dict(
+            dataset_name=getattr(coll, "dataset_name", None) or getattr(coll, "name", "export"),
+            fmt=self._format, classes=self._class_list,
+            category_id_start=self.category_id_start, model=model_provenance(run),
+            source=import_provenance(coll.info if coll is not None else None),
+            splits=self.result.splits, plan=self.result.split_rule, result=self.result)
+        write_card(self._card_paths(), card, self._stats.to_dict(self.instances_field))
 
     # -- shared by both routes ---------------------------------------------
 
@@ -462,11 +554,36 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             self._pool.submit(transfer_media, filepath, target, self.export_media, filepath)
         indices = class_indices(instances, self._index, self.unknown, filepath, self.result,
                                 self._class_list)
+        split = self._plan.of(sample_id, filepath)
         written = self._coco.add_image(file_name, width, height, instances, indices, filepath,
-                                       self.result, image_id=self._image_id(sample_id, filepath))
-        self.result.images += 1
+                                       self.result, image_id=self._image_id(sample_id, filepath),
+                                       mirrors=self._split_writers(split))
+        self._count(stem, split, written)
         self._write_extras(stem, filepath, width, height, instances, indices, written,
                            has_label, semantic)
+
+    def _split_writers(self, split: str) -> List[COCOJSONWriter]:
+        """The per-split writer of ``split`` (opened at its first image)."""
+        if not self.split_files:
+            return []
+        if split not in self._split_coco:
+            writer = COCOJSONWriter(self.split_labels_path(split), self._class_list,
+                                    category_id_start=self.category_id_start,
+                                    keep_empty=self.keep_empty,
+                                    info=dict(self.info or {}, split=split))
+            writer.open()
+            self._split_coco[split] = writer
+        return [self._split_coco[split]]
+
+    def _count(self, stem: str, split: str, written: List[Written]) -> None:
+        self.result.images += 1
+        self._split_counts.setdefault(split, SplitCounts()).add(stem, len(written))
+        self._stats.add(written)
+        for inst, *_ in written:
+            if inst.rbox_source == "source":
+                self.result.rbox_from_source += 1
+            elif inst.rbox_source == "mask":
+                self.result.rbox_derived += 1
 
     def _claim(self, path: str, moved: bool = False) -> str:
         """``path``, listed in the manifest before it is written (refused when
@@ -479,6 +596,9 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
 
     def _finish(self) -> None:
         """Hook run before the JSON is closed."""
+
+    def _after_json(self) -> None:
+        """Hook run once the JSON files are complete."""
 
     def _ensure_classes(self) -> None:
         if self._class_list is not None:
@@ -495,6 +615,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                                     category_id_start=self.category_id_start,
                                     keep_empty=self.keep_empty, info=self.info)
         self._coco.open()
+        self._stats = ExportStats(self._class_list)
         self._on_classes()
 
     def _on_classes(self) -> None:
@@ -579,16 +700,21 @@ def export_coco(
     label_field: str = "sam",
     classes=None,
     *,
-    export_media=False,
+    export_media=True,
     images_dir: Optional[str] = None,
     prompt_field: Optional[str] = "hbb",
-    category_id_start: int = 0,
+    quads_field: Optional[str] = "obb",
+    category_id_start: int = 1,
     unknown: str = "error",
     keep_empty: bool = False,
     overwrite: bool = False,
     num_workers: int = 2,
     progress=True,
     stable_ids: bool = True,
+    split_ratio: Optional[float] = None,
+    seed: int = 0,
+    split_files: bool = True,
+    card: bool = True,
 ) -> ExportResult:
     """Writes the instance masks of a collection as COCO instance JSON.
 
@@ -605,14 +731,18 @@ def export_coco(
         classes: a subset name (``"SOTA"``), a list of names, or None (from the
             dataset: the segmentation's mask targets, ``info["samrs"]["subset"]``,
             ``classes``, else the sorted labels)
-        export_media: False (``file_name`` = absolute image path), True /
-            ``"copy"``, ``"move"`` or ``"symlink"`` (into ``images_dir``,
-            ``file_name`` relative to it)
+        export_media: True / ``"copy"`` (default), ``"move"`` or
+            ``"symlink"`` (into ``images_dir``, ``file_name`` relative to it),
+            or False (``file_name`` = the absolute image path: converters
+            then write next to your source images)
         images_dir: where media go; default ``images/`` beside ``labels_path``
         prompt_field: the field of the prompt boxes (``prompt_bbox``), or
             None; ignored when the dataset has no such field
-        category_id_start: 0 (SAMRS release; id = pixel value of the SAMRS
-            PNG) or 1 (COCO convention)
+        quads_field: the rotated boxes (``rbox``); ignored when missing;
+            without one, ``rbox`` is derived from the mask
+        category_id_start: 1 (COCO convention, default: torchvision and
+            ultralytics treat 0 as background) or 0 (the SAMRS release; id =
+            pixel value of the SAMRS PNG)
         unknown: ``"error"`` (default) or ``"ignore"``: leave out objects whose
             class is not in the list, and count them
         keep_empty: also write objects whose mask is empty (skipped and
@@ -622,6 +752,11 @@ def export_coco(
         progress: show a progress bar (or a FiftyOne progress callback)
         stable_ids: False numbers this file's images 1..N instead (and
             writes no ``coco_id`` field)
+        split_ratio, seed: as :func:`~fiftyone_samrs.export_samrs` (which
+            split each image's annotations go to)
+        split_files: also write ``<labels stem>_<split>.json`` per split
+        card: also write ``README.md``, ``stats.json``, ``splits.json``
+            beside the labels file
 
     Returns:
         an :class:`~fiftyone_samrs.exporting.common.ExportResult`
@@ -636,8 +771,10 @@ def export_coco(
         labels_path=labels_path, data_path=images_dir, export_media=export_media,
         classes=classes, category_id_start=category_id_start, unknown=unknown,
         keep_empty=keep_empty, overwrite=overwrite, num_workers=num_workers,
-        instances_field=label_field, stable_ids=stable_ids)
-    result = run_export(exporter, sample_collection, label_field, prompt_field, None, progress)
+        instances_field=label_field, stable_ids=stable_ids, split_ratio=split_ratio,
+        seed=seed, split_files=split_files, card=card)
+    result = run_export(exporter, sample_collection, label_field, prompt_field, None, progress,
+                        quads_field=quads_field)
     if export_media is not False:
         result.export_dir = exporter.data_path
     result.seconds = timer.seconds

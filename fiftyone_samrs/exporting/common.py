@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import time
 from collections import Counter, deque
@@ -60,6 +59,11 @@ class Instance:
             object's, for one cut by a tile edge), or None
         prompt_quad: the object's rotated box ``(4, 2)`` in pixels, or None
         prompt: the prompt the mask was made with (``"hbox"``, ``"rhbox"``...)
+        rbox: the rotated box ``(4, 2)`` of the exported object in image
+            pixels: the source's (tile coordinates, clipped as tiling clips),
+            or derived from the mask by :meth:`ensure_rbox`; None until then
+        rbox_source: ``"source"`` or ``"mask"`` (derived)
+        difficult: the source's ``difficult`` flag (0 when it has none)
     """
 
     label: str
@@ -70,10 +74,24 @@ class Instance:
     prompt_box: Optional[Box] = None
     prompt_quad: Optional[np.ndarray] = None
     prompt: Optional[str] = None
+    rbox: Optional[np.ndarray] = None
+    rbox_source: Optional[str] = None
+    difficult: int = 0
 
     @property
     def empty(self) -> bool:
         return self.crop.size == 0 or not self.crop.any()
+
+    def ensure_rbox(self) -> Optional[np.ndarray]:
+        """The rotated box: the source's, else the minimum-area rectangle of
+        the mask (:func:`~fiftyone_samrs.core.rboxes.rbox_from_mask`); None
+        for an empty mask without a source box."""
+        if self.rbox is None and self.crop.size:
+            from fiftyone_samrs.core.rboxes import rbox_from_mask
+
+            self.rbox = rbox_from_mask(self.crop, self.x0, self.y0)
+            self.rbox_source = None if self.rbox is None else "mask"
+        return self.rbox
 
 
 @dataclass
@@ -94,7 +112,11 @@ class ExportResult:
             to its box"``, ``"mask clipped to the image"``)
         messages: the first :data:`MAX_MESSAGES` skip/warning messages, each
             naming the sample's filepath
-        splits: ``{"train": n, "val": m}`` when split files were written
+        splits: ``{split: {"images", "labeled_images", "instances"}}``
+        split_rule: how the splits were chosen (from the samples' ``split``,
+            by ``split_ratio``, defaulted to train)
+        rbox_from_source, rbox_derived: rotated boxes of the written
+            instances taken from the source, and derived from the masks
         seconds: wall time
     """
 
@@ -108,7 +130,10 @@ class ExportResult:
     skipped: Counter = field(default_factory=Counter)
     warned: Counter = field(default_factory=Counter)
     messages: List[str] = field(default_factory=list)
-    splits: Dict[str, int] = field(default_factory=dict)
+    splits: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    split_rule: str = ""
+    rbox_from_source: int = 0
+    rbox_derived: int = 0
     seconds: float = 0.0
 
     def skip(self, kind: str, message: str) -> None:
@@ -139,7 +164,11 @@ class ExportResult:
         if self.labels_path:
             lines.append("  annotations: %s" % self.labels_path)
         if self.splits:
-            lines.append("  splits: %s" % ", ".join("%s %d" % kv for kv in self.splits.items()))
+            lines.append("  splits: %s" % ", ".join(
+                "%s %d images (%d labelled), %d instances"
+                % (k, v["images"], v["labeled_images"], v["instances"])
+                for k, v in self.splits.items()))
+            lines.append("    (%s)" % self.split_rule)
         for title, counter in (("skipped", self.skipped), ("warnings", self.warned)):
             if counter:
                 lines.append("  %s: %s" % (title, ", ".join(
@@ -158,6 +187,8 @@ class ExportResult:
             "images": self.images, "labeled_images": self.labeled_images,
             "instances": self.instances, "skipped": dict(self.skipped),
             "warned": dict(self.warned), "splits": dict(self.splits),
+            "split_rule": self.split_rule, "rbox_from_source": self.rbox_from_source,
+            "rbox_derived": self.rbox_derived,
             "seconds": round(self.seconds, 3),
         }
 
@@ -238,11 +269,14 @@ def instances_of(
     if not labels:
         return []
     boxes = {p.id: _prompt_box(p, width, height) for p in prompts or []}
-    quad_of = {}
+    difficult = {p.id: label_attr(p, "difficult") for p in prompts or []}
+    quad_of, rbox_of = {}, {}
     for q in quads or []:
         quad = _prompt_quad(q, width, height)
         if quad is not None:
-            quad_of.setdefault(label_attr(q, "obj_index"), quad)
+            key = label_attr(q, "obj_index")
+            quad_of.setdefault(key, quad)
+            rbox_of.setdefault(key, (_quad_points(q, width, height), label_attr(q, "difficult")))
     out = []
     for i, det in enumerate(labels):
         where = _where(filepath, field_name, i, det.label)
@@ -253,12 +287,17 @@ def instances_of(
         crop, x0, y0 = place_mask(mask, det.bounding_box or (0, 0, 0, 0), width, height,
                                   where, result)
         conf = det.confidence
+        source = label_attr(det, "source_id")
+        rbox, quad_difficult = rbox_of.get(label_attr(det, "obj_index"), (None, None))
+        hard = difficult.get(source)
         out.append(Instance(
             label=det.label, crop=crop, x0=x0, y0=y0,
             score=None if conf is None else float(conf),
-            prompt_box=boxes.get(label_attr(det, "source_id")),
+            prompt_box=boxes.get(source),
             prompt_quad=quad_of.get(label_attr(det, "obj_index")),
             prompt=label_attr(det, "prompt"),
+            rbox=rbox, rbox_source=None if rbox is None else "source",
+            difficult=int(hard if hard is not None else quad_difficult or 0),
         ))
     return out
 
@@ -276,14 +315,19 @@ def _prompt_box(label, width, height) -> Optional[Box]:
     return (round(x0, 6), round(y0, 6), round(x0 + w * width, 6), round(y0 + h * height, 6))
 
 
-def _prompt_quad(label, width, height) -> Optional[np.ndarray]:
-    whole = label_attr(label, "prompt_quad")
-    if whole is not None and len(whole) == 4:
-        return np.asarray(whole, dtype=np.float64).reshape(4, 2)
+def _quad_points(label, width, height) -> Optional[np.ndarray]:
+    """The label's own quad (in a tile: as tiling clipped it), in pixels."""
     pts = label.points[0] if label.points else []
     if len(pts) < 4:
         return None
     return np.round(np.asarray(pts[:4], dtype=np.float64) * (width, height), 6)
+
+
+def _prompt_quad(label, width, height) -> Optional[np.ndarray]:
+    whole = label_attr(label, "prompt_quad")
+    if whole is not None and len(whole) == 4:
+        return np.asarray(whole, dtype=np.float64).reshape(4, 2)
+    return _quad_points(label, width, height)
 
 
 def class_indices(
@@ -377,17 +421,6 @@ class StemMaker:
         self._used.add(name)
         self._by_path[filepath] = name
         return name, False
-
-
-def split_names(names: Sequence[str], ratio: float, seed: int = 0) -> Tuple[List[str], List[str]]:
-    """Deterministic train/val split: sorts, shuffles with ``seed``, and puts
-    ``round(ratio * n)`` names in train. Returns both lists sorted."""
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError("split_ratio must be within [0, 1], got %r" % ratio)
-    order = sorted(names)
-    random.Random(seed).shuffle(order)
-    n_train = int(round(ratio * len(order)))
-    return sorted(order[:n_train]), sorted(order[n_train:])
 
 
 def normalize_export_media(export_media) -> Any:

@@ -4,13 +4,19 @@
 
     <export_dir>/
       images/<stem>.<ext>     the images (copied, moved, linked, or not exported)
-      gray/<stem>.png         uint8 class index per pixel, 255 = not covered
+      gray/<stem>.png         uint8 class index per pixel, 255 = not covered; every
+                              image has one (all 255 when it has no object)
       color/<stem>.png        the same in the fixed palette (viewing only)
+      rbbtxts/<stem>.txt      rotated boxes in DOTA format (x1 y1 ... x4 y4 class
+                              difficult), the source's or derived from the masks
       classes.txt             the class list, line i = pixel value i
       palette.json            class -> colour
       annotations.json        COCO instance JSON (RLE), see export_coco
+      annotations_<split>.json   the same per split (train, val, test)
+      <SUBSET>_<train|valid>_ins_segmentation.json   the same, as MTP names them
+      train.txt, valid.txt, val.txt, test.txt   the labelled images of each split
+      README.md, stats.json, splits.json   the dataset card and statistics
       pickles/<stem>.pkl      optional: the SAMRS release's per-image pickle
-      train.txt, val.txt      optional: stems of the labelled images
       samrs_export_manifest.jsonl   every file and folder this export wrote
 
 ``overwrite=True`` removes only what the manifest of an earlier export
@@ -18,8 +24,10 @@ lists (see :class:`~fiftyone_samrs.exporting.common.ExportManifest`): files
 the user put in the folder are kept, and the export refuses to replace a
 file it did not write.
 
-Images whose field holds no object get no label PNG (as the release) but are
-listed in ``annotations.json`` and counted.
+Unlike the release, an image whose field holds no object gets a label PNG
+too (all 255), so loaders that pair every image with a label work; the split
+lists name only the labelled images. Splits follow the samples' ``split``
+field (:mod:`~fiftyone_samrs.exporting.splits`).
 
 The gray label is re-painted from the instance field with
 :func:`fiftyone_samrs.core.painting.paint_semantic` and the chosen class list
@@ -35,7 +43,8 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any, Dict, List, Optional
+import shutil
+from typing import Any, Dict, List, Optional, Sequence
 
 import fiftyone.core.labels as fol
 import numpy as np
@@ -50,16 +59,23 @@ from fiftyone_samrs.exporting.common import (
     Timer,
     existing_field,
     resolve_paint_order,
-    split_names,
 )
+from fiftyone_samrs.exporting.splits import SPLIT_LISTS, SPLITS
 from fiftyone_samrs.exporting.palette import colorize_bgr, write_palette_files
+
+#: MTP's file-name prefix of each SAMRS subset (its ``<prefix>_<split>_ins_segmentation.json``)
+MTP_PREFIX = {"SOTA": "sota_rbb", "SIOR": "sior", "FAST": "fast"}
+
+#: the export split -> MTP's split name
+MTP_SPLITS = {"train": "train", "val": "valid"}
 
 #: where the gray label comes from
 GRAY_SOURCES = ("instances", "seg")
 
 #: the files and folders of the layout
-LAYOUT = ("images", "gray", "color", "pickles", "annotations.json", "classes.txt",
-          "palette.json", "train.txt", "val.txt", MANIFEST_NAME)
+LAYOUT = ("images", "gray", "color", "rbbtxts", "pickles", "annotations.json",
+          "classes.txt", "palette.json", "train.txt", "valid.txt", "val.txt", "test.txt",
+          "README.md", "stats.json", "splits.json", MANIFEST_NAME)
 
 
 def _write_png(path: str, label: np.ndarray) -> None:
@@ -73,6 +89,27 @@ def _write_color(path: str, label: np.ndarray) -> None:
 
     if not cv2.imwrite(path, colorize_bgr(label)):
         raise OSError("%s: cannot write colour label" % path)
+
+
+def subset_name(classes: Sequence[str]) -> Optional[str]:
+    """The SAMRS subset whose class list (in order) ``classes`` is, or None."""
+    from fiftyone_samrs.core.classes import SUBSETS
+
+    return next((name for name, names in SUBSETS.items() if list(names) == list(classes)),
+                None)
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """A hard link of ``src`` at ``dst``, or a copy where links cannot be made."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _write_pickle(path: str, items: List[dict]) -> None:
@@ -105,8 +142,8 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
             segmentation run recorded, else ``"annotation"``)
         gray_from: ``"instances"`` (re-paint) or ``"seg"`` (reuse the
             segmentation field's PNGs, remapped)
-        split_ratio: fraction of labelled images in ``train.txt``; None: no
-            split files
+        split_ratio: fraction of the source images without a ``split`` field
+            that go to train (the rest to val); None: they go to train
         seed: seed of the split
         pickles: also write ``pickles/<stem>.pkl`` (SAMRS release format)
         color: write ``color/`` PNGs
@@ -160,15 +197,13 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
             data_path=os.path.join(export_dir, "images"), export_media=export_media,
             classes=classes, category_id_start=category_id_start, unknown=unknown,
             keep_empty=keep_empty, overwrite=overwrite, num_workers=num_workers,
-            instances_field=instances_field, seg_field=seg_field, info=info)
+            instances_field=instances_field, seg_field=seg_field, info=info,
+            split_ratio=split_ratio, seed=seed)
         self.paint_order = paint_order
         self.gray_from = gray_from
-        self.split_ratio = split_ratio
-        self.seed = seed
         self.pickles = pickles
         self.color = color
         self._order = paint_order or "annotation"
-        self._labeled: List[str] = []
         self._lut: Optional[np.ndarray] = None
         self._lut_bad: Dict[int, str] = {}
 
@@ -196,12 +231,16 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
                 "replace what an earlier samrs export wrote in it (listed in its %s; other "
                 "files are kept), or choose an empty folder" % (self.export_dir, MANIFEST_NAME))
         super().setup()
-        for sub in ("gray", "color", "pickles"):
+        for sub in ("gray", "color", "rbbtxts", "pickles"):
             if sub == "color" and not self.color or sub == "pickles" and not self.pickles:
                 continue
             self._manifest.makedirs(os.path.join(self.export_dir, sub))
+        for path in self._split_list_paths():
+            self._claim(path)
 
     def _on_classes(self) -> None:
+        for path in self._mtp_paths().values():
+            self._claim(path)
         coll = self._collection
         self._order = resolve_paint_order(coll, self.paint_order, self.instances_field)
         if self.gray_from == "seg":
@@ -220,8 +259,8 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
     def _write_extras(self, stem, filepath, width, height, instances, indices, written,
                       has_label, semantic) -> None:
         if not instances:
-            return  # no object: no label, as the SAMRS release
-        if self.gray_from == "seg":
+            label = np.full((height, width), IGNORE_INDEX, np.uint8)
+        elif self.gray_from == "seg":
             label = self._semantic_label(semantic, width, height, filepath)
         else:
             from fiftyone_samrs.core.painting import paint_semantic
@@ -236,13 +275,16 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
         if self.color:
             self._pool.submit(_write_color, self._claim(
                 os.path.join(self.export_dir, "color", stem + ".png")), label)
-        if self.pickles:
+        self._pool.submit(_write_text, self._claim(
+            os.path.join(self.export_dir, "rbbtxts", stem + ".txt")),
+            rbbtxt(written, self._class_list))
+        if self.pickles and instances:
             self._pool.submit(_write_pickle, self._claim(
                 os.path.join(self.export_dir, "pickles", stem + ".pkl")),
                               [_pickle_item(inst, idx, rle, area, self._class_list)
                                for inst, idx, rle, area in written])
-        self._labeled.append(stem)
-        self.result.labeled_images += 1
+        if written:
+            self.result.labeled_images += 1
 
     def _semantic_label(self, semantic, width, height, filepath) -> np.ndarray:
         """The segmentation field's label of one image, remapped."""
@@ -295,12 +337,43 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
         for name in ("classes.txt", "palette.json"):
             self._claim(os.path.join(self.export_dir, name))
         write_palette_files(self.export_dir, self._class_list)
-        if self.split_ratio is not None:
-            train, val = split_names(self._labeled, float(self.split_ratio), self.seed)
-            for name, stems in (("train", train), ("val", val)):
-                with open(self._claim(os.path.join(self.export_dir, name + ".txt")), "w") as f:
-                    f.write("".join(s + "\n" for s in stems))
-                self.result.splits[name] = len(stems)
+        for split in SPLITS:
+            counts = self._split_counts.get(split)
+            if split == "test" and counts is None:
+                continue  # test.txt only where there are test images
+            text = "".join(s + "\n" for s in sorted(counts.stems if counts else []))
+            for name in SPLIT_LISTS[split]:
+                _write_text(os.path.join(self.export_dir, name), text)
+
+    def _split_list_paths(self) -> List[str]:
+        return [os.path.join(self.export_dir, name) for split in SPLITS
+                for name in SPLIT_LISTS[split]]
+
+    def _mtp_paths(self) -> Dict[str, str]:
+        """``{split: path}`` of the JSON names MTP reads for a SAMRS subset
+        (``sota_rbb_train_ins_segmentation.json``...); empty for another
+        class list."""
+        prefix = MTP_PREFIX.get(subset_name(self._class_list))
+        if prefix is None:
+            return {}
+        return {split: os.path.join(self.export_dir, "%s_%s_ins_segmentation.json"
+                                    % (prefix, name)) for split, name in MTP_SPLITS.items()}
+
+    def _after_json(self) -> None:
+        """MTP's names for the per-split JSONs: hard links (copies where the
+        file system has none) of ``annotations_<split>.json``."""
+        for split, path in self._mtp_paths().items():
+            if split in self._split_coco:
+                link_or_copy(self.split_labels_path(split), self._claim(path))
+
+
+def rbbtxt(written, classes) -> str:
+    """The DOTA-format rotated boxes of one image's written instances
+    (``x1 y1 ... x4 y4 class difficult``, one line each)."""
+    from fiftyone_samrs.core.rboxes import dota_line
+
+    return "".join(dota_line(inst.rbox, classes[idx], inst.difficult) + "\n"
+                   for inst, idx, _, _ in written if inst.rbox is not None)
 
 
 def _remap_table(targets: Dict[Any, str], index: Dict[str, int]):
@@ -382,7 +455,8 @@ def export_samrs(
         label_field: the Detections field with instance masks
         seg_field: the Segmentation field (defaults; ``gray_from="seg"``)
         prompt_field: the prompt boxes (pickle ``bbox``/``rhbox``, JSON ``prompt_bbox``)
-        quads_field: the rotated boxes (pickle ``rbox``)
+        quads_field: the rotated boxes (``rbbtxts/``, JSON ``rbox``, pickle
+            ``rbox``); where a sample has none, they are derived from the masks
         export_media: True / ``"copy"``, ``"move"``, ``"symlink"`` or False
         unknown: ``"error"`` or ``"ignore"`` (255 in the PNG, left out of the
             JSON, counted)
@@ -390,7 +464,10 @@ def export_samrs(
             segmentation run)
         gray_from: ``"instances"`` (re-paint) or ``"seg"`` (reuse the
             segmentation PNGs, remapped)
-        split_ratio: e.g. 0.8 to write ``train.txt`` / ``val.txt``
+        split_ratio: e.g. 0.8: the fraction of the source images *without* a
+            ``split`` field that go to train (the rest to val; every tile of a
+            source image in one split); None: they go to train. Samples with
+            a ``split`` keep it
         seed: the split's seed
         pickles: also write the SAMRS release's per-image pickles
         color: write the colour PNGs
@@ -425,7 +502,7 @@ def export_samrs(
         instances_field=label_field, seg_field=seg_field)
     result = run_export(exporter, sample_collection, label_field, prompt_field,
                         seg_field if gray_from == "seg" else None, progress,
-                        quads_field=quads_field if pickles else None)
+                        quads_field=quads_field)
     result.seconds = timer.seconds
     return result
 
