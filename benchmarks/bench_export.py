@@ -13,6 +13,13 @@ instances per second:
    fsr.types.COCOInstanceDataset)``), i.e. with FiftyOne's ``Sample``
    iteration: shows what the raw-document route gains;
 4. with ``--samrs``: ``export_samrs`` (gray + colour PNGs + JSON).
+5. with ``--against REF`` (e.g. ``--against 01a5b9f``, the last 0.2.0
+   commit): ``export_samrs`` of this tree against the same call of the
+   package at git ``REF`` (checked out with ``git archive`` into a temporary
+   folder), each in its own process on the same dataset, alternating
+   ``--rounds`` times; reports the best time and the peak memory (RSS) of
+   each and their ratio. Issue 21 asks the new files (rotated boxes, a label
+   PNG per image, per-split JSONs, card, statistics) to cost at most 1.3x.
 
 Media are not exported (``export_media=False``) so the figures are about
 labels. Building the dataset is done once, before and outside the timing.
@@ -24,6 +31,8 @@ Usage::
     .venv/bin/python benchmarks/bench_export.py --images 50      # smoke test
     .venv/bin/python benchmarks/bench_export.py --baseline-images 200   # time
         # FiftyOne's exporter on the first 200 images only (it is slow)
+    .venv/bin/python benchmarks/bench_export.py --images 1000 --against 01a5b9f \
+        --only-against                                   # this tree vs 0.2.0
 
 Results are printed and written to ``benchmarks/out/bench_export.json``. Uses
 its own FiftyOne database (``samrs-bench-<random>``) unless
@@ -100,6 +109,62 @@ def build_dataset(root: str, n_images: int, n_instances: int, size: int, seed: i
     return ds
 
 
+_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import fiftyone as fo
+import fiftyone_samrs as fsr
+assert fsr.__file__.startswith(sys.argv[1]), fsr.__file__
+fo.config.show_progress_bars = False
+ds = fo.load_dataset(sys.argv[2])
+t = time.perf_counter()
+r = fsr.export_samrs(ds, sys.argv[3], export_media=False, progress=False)
+s = time.perf_counter() - t
+print(json.dumps({"s": s, "instances": r.instances,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _export_in_child(src: str, dataset: str, out: str) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _CHILD, src, dataset, out], check=True,
+                          capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _checkout(ref: str, dest: str) -> str:
+    """The package at git ``ref``, unpacked under ``dest``."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.makedirs(dest, exist_ok=True)
+    archive = subprocess.run(["git", "-C", repo, "archive", ref, "fiftyone_samrs"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest
+
+
+def against_ref(ds, ref: str, tmp: str, rounds: int) -> dict:
+    """``export_samrs`` of this tree vs the package at ``ref`` (see the module doc)."""
+    ours_src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base_src = _checkout(ref, os.path.join(tmp, "ref-src"))
+    runs = {"ours": [], "ref": []}
+    for i in range(rounds):
+        for name, src in (("ref", base_src), ("ours", ours_src)):
+            out = os.path.join(tmp, "%s-%d" % (name, i))
+            runs[name].append(_export_in_child(src, ds.name, out))
+            shutil.rmtree(out, ignore_errors=True)
+    best = {k: min(r["s"] for r in v) for k, v in runs.items()}
+    rss = {k: max(r["rss_mb"] for r in v) for k, v in runs.items()}
+    return {"against_ref": ref, "against_rounds": rounds, "ours_samrs_s": best["ours"],
+            "ref_samrs_s": best["ref"], "ours_rss_mb": rss["ours"], "ref_rss_mb": rss["ref"],
+            "time_ratio_vs_ref": best["ours"] / best["ref"],
+            "rss_ratio_vs_ref": rss["ours"] / rss["ref"]}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -111,6 +176,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--samrs", action="store_true", help="also time export_samrs (PNGs)")
     parser.add_argument("--skip-fo-route", action="store_true",
                         help="skip the COCOInstanceDataset-through-FiftyOne timing")
+    parser.add_argument("--against", default=None, metavar="REF",
+                        help="also time export_samrs against the package at git REF")
+    parser.add_argument("--only-against", action="store_true",
+                        help="time only --against (skip the COCO timings)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --against")
     parser.add_argument("--keep", action="store_true", help="keep the written files")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out",
                                                       "bench_export.json"))
@@ -131,6 +201,11 @@ def main(argv=None) -> dict:
         results["build_s"] = time.perf_counter() - t
         n = ds.count("sam.detections")
         results["instances"] = n
+        if args.against:
+            ds.persistent = True  # the child processes load it
+            results.update(against_ref(ds, args.against, tmp, args.rounds))
+        if args.only_against:
+            return _report_against(results, args.out)
 
         # (1) export_coco: RLE from the crops, raw documents
         t = time.perf_counter()
@@ -198,6 +273,20 @@ def main(argv=None) -> dict:
     print("  export_coco / FiftyOne          %8.2fx  (target >= 1x)"
           % results["speedup_vs_fiftyone"])
     write_results(results, args.out)
+    return results
+
+
+def _report_against(results: dict, out: str) -> dict:
+    print("export_samrs: %d images x %d instances, this tree vs %s (best of %d, own processes)"
+          % (results["images"], results["instances_per_image"], results["against_ref"],
+             results["against_rounds"]))
+    print("  %s  %8.2f s  %7.0f MB peak RSS" % (results["against_ref"].ljust(10),
+                                                 results["ref_samrs_s"], results["ref_rss_mb"]))
+    print("  this tree   %8.2f s  %7.0f MB peak RSS" % (results["ours_samrs_s"],
+                                                       results["ours_rss_mb"]))
+    print("  ratio       %8.2fx time  %6.2fx memory  (target <= 1.3x)"
+          % (results["time_ratio_vs_ref"], results["rss_ratio_vs_ref"]))
+    write_results(results, out)
     return results
 
 

@@ -59,6 +59,7 @@ _EXPORTS = {
     # exporting
     "export_samrs": "exporting.samrs_export",
     "export_coco": "exporting.coco_export",
+    "export_yolo": "exporting.yolo_export",
     "load_samrs": "exporting.samrs_import",
 }
 
@@ -68,6 +69,7 @@ _MODULES = {
     "classes": "core.classes",
     "geometry": "core.geometry",
     "records": "core.records",
+    "training": "training",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_MODULES)

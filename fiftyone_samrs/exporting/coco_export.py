@@ -75,6 +75,22 @@ _JSON = dict(separators=(",", ":"))
 Written = Tuple[Instance, int, Dict[str, Any], int]
 
 
+def kept_instances(instances, indices, keep_empty: bool, filepath: str,
+                   result: ExportResult) -> List[Tuple[Instance, int]]:
+    """The objects to write: a known class, and a mask unless ``keep_empty``
+    (an empty mask is skipped and counted)."""
+    keep: List[Tuple[Instance, int]] = []
+    for i, (inst, idx) in enumerate(zip(instances, indices)):
+        if idx is None:
+            continue
+        if not keep_empty and inst.empty:
+            result.skip("empty mask", "%s: object %d (%r) has an empty mask"
+                        % (filepath, i, inst.label))
+            continue
+        keep.append((inst, idx))
+    return keep
+
+
 class COCOJSONWriter:
     """Streams a COCO instance JSON file.
 
@@ -159,7 +175,7 @@ class COCOJSONWriter:
             image_id = self.num_images + 1
         image_line = json.dumps({"id": image_id, "file_name": file_name,
                                  "width": int(width), "height": int(height)}, **_JSON)
-        keep = self._kept(instances, indices, filepath, result)
+        keep = kept_instances(instances, indices, self.keep_empty, filepath, result)
         out: List[Written] = []
         lines = []
         if keep:
@@ -173,19 +189,6 @@ class COCOJSONWriter:
         for writer in (self,) + tuple(mirrors):
             writer.add_lines(image_line, lines)
         return out
-
-    def _kept(self, instances, indices, filepath, result) -> List[Tuple[Instance, int]]:
-        """The objects to write: known class, and a mask unless ``keep_empty``."""
-        keep: List[Tuple[Instance, int]] = []
-        for i, (inst, idx) in enumerate(zip(instances, indices)):
-            if idx is None:
-                continue
-            if not self.keep_empty and inst.empty:
-                result.skip("empty mask", "%s: object %d (%r) has an empty mask"
-                            % (filepath, i, inst.label))
-                continue
-            keep.append((inst, idx))
-        return keep
 
     def _annotation(self, inst: Instance, idx: int, rle, area: int, box, image_id: int
                     ) -> Dict[str, Any]:
@@ -487,12 +490,13 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                     self._manifest.close(complete=False)
                 return
         self._ensure_classes()
-        self.result.instances = self._coco.num_annotations
+        self.result.instances = sum(c.instances for c in self._split_counts.values())
         self.result.splits = {k: self._split_counts[k].to_dict() for k in SPLITS
                               if k in self._split_counts}
         self._finish()
         for writer in [self._coco] + list(self._split_coco.values()):
-            writer.close()
+            if writer is not None:
+                writer.close()
         self._after_json()
         if self.card:
             self._write_card()
@@ -544,23 +548,31 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             self.result.skip("duplicate image", "%s appears twice in the collection; exported "
                                                 "once" % filepath)
             return
-        ext = os.path.splitext(filepath)[1]
+        split = self._plan.of(sample_id, filepath)
         if self.export_media is False:
             file_name = os.path.abspath(filepath)
         else:
-            file_name = stem + ext
+            file_name = self._media_name(stem + os.path.splitext(filepath)[1], split)
             target = self._claim(os.path.join(self.data_path, file_name),
                                  moved=self.export_media == "move")
             self._pool.submit(transfer_media, filepath, target, self.export_media, filepath)
         indices = class_indices(instances, self._index, self.unknown, filepath, self.result,
                                 self._class_list)
-        split = self._plan.of(sample_id, filepath)
-        written = self._coco.add_image(file_name, width, height, instances, indices, filepath,
-                                       self.result, image_id=self._image_id(sample_id, filepath),
-                                       mirrors=self._split_writers(split))
+        written = self._write_json(file_name, width, height, instances, indices, filepath,
+                                   self._image_id(sample_id, filepath), split)
         self._count(stem, split, written)
         self._write_extras(stem, filepath, width, height, instances, indices, written,
-                           has_label, semantic)
+                           has_label, semantic, split)
+
+    def _write_json(self, file_name, width, height, instances, indices, filepath, image_id,
+                    split) -> List[Written]:
+        return self._coco.add_image(file_name, width, height, instances, indices, filepath,
+                                    self.result, image_id=image_id,
+                                    mirrors=self._split_writers(split))
+
+    def _media_name(self, name: str, split: str) -> str:
+        """Where an image goes, relative to the images folder."""
+        return name
 
     def _split_writers(self, split: str) -> List[COCOJSONWriter]:
         """The per-split writer of ``split`` (opened at its first image)."""
@@ -591,8 +603,8 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         return self._manifest.claim(path, moved=moved) if self._manifest is not None else path
 
     def _write_extras(self, stem, filepath, width, height, instances, indices, written,
-                      has_label, semantic) -> None:
-        """Hook for the SAMRS layout (label PNGs, pickles)."""
+                      has_label, semantic, split) -> None:
+        """Hook for the SAMRS and YOLO layouts (label PNGs and files, pickles)."""
 
     def _finish(self) -> None:
         """Hook run before the JSON is closed."""
@@ -611,12 +623,16 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             raise ValueError("No class list found; pass classes='SOTA' or a list of names")
         self._index = class_index(self._class_list)
         self.result.classes = list(self._class_list)
-        self._coco = COCOJSONWriter(self.labels_path, self._class_list,
-                                    category_id_start=self.category_id_start,
-                                    keep_empty=self.keep_empty, info=self.info)
-        self._coco.open()
+        self._coco = self._open_json()
         self._stats = ExportStats(self._class_list)
         self._on_classes()
+
+    def _open_json(self) -> Optional[COCOJSONWriter]:
+        writer = COCOJSONWriter(self.labels_path, self._class_list,
+                                category_id_start=self.category_id_start,
+                                keep_empty=self.keep_empty, info=self.info)
+        writer.open()
+        return writer
 
     def _on_classes(self) -> None:
         """Hook run once the class list is known."""
@@ -781,5 +797,5 @@ def export_coco(
     return result
 
 
-__all__ = ["COCOJSONWriter", "COCOInstanceDatasetExporter", "export_coco", "run_export",
+__all__ = ["COCOJSONWriter", "kept_instances", "COCOInstanceDatasetExporter", "export_coco", "run_export",
            "assign_image_ids", "IMAGE_ID_FIELD"]

@@ -257,7 +257,7 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
     # -- per image -----------------------------------------------------------
 
     def _write_extras(self, stem, filepath, width, height, instances, indices, written,
-                      has_label, semantic) -> None:
+                      has_label, semantic, split) -> None:
         if not instances:
             label = np.full((height, width), IGNORE_INDEX, np.uint8)
         elif self.gray_from == "seg":

@@ -168,9 +168,7 @@ def _closest_pair(a: np.ndarray, b: np.ndarray):
     return pair
 
 
-def yolo_line(
-    class_index: int, polygon: np.ndarray, width: int, height: int
-) -> str:
+def yolo_line(class_index: int, polygon: np.ndarray, width: int, height: int) -> str:
     """A YOLO segmentation label line: ``class x1 y1 x2 y2 ...``.
 
     Args:
@@ -188,7 +186,7 @@ def yolo_line(
         raise ValueError("a YOLO polygon needs at least 3 points, got %d" % len(points))
     if int(class_index) != class_index or class_index < 0:
         raise ValueError("class index must be a non-negative integer: %r" % (class_index,))
-    scaled = np.clip(points / np.array([width, height], dtype=float), 0.0, 1.0)
+    scaled = np.clip(points / np.array([width, height], dtype=float), 0.0, 1.0) + 0.0  # no -0
     return "%d %s" % (class_index, " ".join("%.6f" % v for v in scaled.ravel()))
 
 
@@ -246,4 +244,6 @@ def _yaml_char(c: str) -> str:
     if c.isprintable():
         return c
     code = ord(c)
-    return "\\x%02x" % code if code < 0x100 else ("\\u%04x" % code if code < 0x10000 else "\\U%08x" % code)
+    if code < 0x100:
+        return "\\x%02x" % code
+    return "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code

@@ -10,8 +10,10 @@ import fiftyone.operators.types as types
 
 from . import common
 
-EXPORT_FORMATS = [("samrs", "SAMRS (gray/color PNGs + COCO JSON + images)"),
-                  ("coco", "COCO instance JSON (RLE masks)")]
+EXPORT_FORMATS = [("samrs", "SAMRS (gray/color PNGs, rotated boxes, COCO JSONs, images)"),
+                  ("coco", "COCO instance JSON (RLE masks, one per split)"),
+                  ("yolo", "YOLO-seg (ultralytics: images/<split>, labels/<split>, "
+                           "data.yaml)")]
 MEDIA = [("copy", "copy the images"), ("symlink", "symlink the images"),
          ("false", "labels only")]
 CUSTOM = "custom"
@@ -90,12 +92,13 @@ class ExportDataset(common.SamrsOperator):
         if ctx.params.get("classes") == CUSTOM:
             inputs.str("class_list", required=True, label="Classes",
                        description="comma-separated, in pixel-value order")
-        if fmt == "samrs":
-            inputs.float("split_ratio", default=0.0, min=0.0, max=1.0,
-                         label="Train fraction (optional)",
-                         description="the fraction of images listed in train.txt (the "
-                                     "rest in val.txt); 0 = no split files")
-            inputs.int("seed", default=0, label="Split seed")
+        inputs.float("split_ratio", default=0.0, min=0.0, max=1.0,
+                     label="Train fraction for images without a split (optional)",
+                     description="splits follow the samples' split field; images without "
+                                 "one go to train, or with a fraction here that share of "
+                                 "source images (all tiles of one together) to train, the "
+                                 "rest to val")
+        inputs.int("seed", default=0, label="Split seed")
         dropdown = types.DropdownView()
         for key, label in MEDIA:
             dropdown.add_choice(key, label=label)
@@ -126,22 +129,24 @@ class ExportDataset(common.SamrsOperator):
         classes = resolve_class_choice(ctx)
         overwrite = bool(ctx.params.get("overwrite", False))
 
+        split_ratio = float(ctx.params.get("split_ratio") or 0.0)
+        kwargs = dict(classes=classes, label_field=label_field, export_media=export_media,
+                      split_ratio=split_ratio if 0.0 < split_ratio <= 1.0 else None,
+                      seed=int(ctx.params.get("seed") or 0), overwrite=overwrite)
+
         def work(report):
             report(0.0, "exporting %d samples to %s" % (len(view), export_dir))
             progress = common.fiftyone_progress(report, 0.0, 1.0, "exported")
             if fmt == "coco":
                 os.makedirs(export_dir, exist_ok=True)
                 return fsr.export_coco(
-                    view, os.path.join(export_dir, COCO_LABELS), label_field=label_field,
-                    classes=classes, export_media=export_media,
+                    view, os.path.join(export_dir, COCO_LABELS), progress=progress,
                     images_dir=os.path.join(export_dir, "images") if export_media else None,
-                    overwrite=overwrite, progress=progress)
-            split_ratio = float(ctx.params.get("split_ratio") or 0.0)
-            return fsr.export_samrs(
-                view, export_dir, classes=classes, label_field=label_field,
-                seg_field=common.param_str(ctx, "seg_field"), export_media=export_media,
-                split_ratio=split_ratio if 0.0 < split_ratio < 1.0 else None,
-                seed=int(ctx.params.get("seed") or 0), overwrite=overwrite, progress=progress)
+                    **kwargs)
+            if fmt == "yolo":
+                return fsr.export_yolo(view, export_dir, progress=progress, **kwargs)
+            return fsr.export_samrs(view, export_dir, progress=progress,
+                                    seg_field=common.param_str(ctx, "seg_field"), **kwargs)
 
         result = yield from common.run_with_progress(ctx, work)
         summary = _summary(result, fmt, export_dir)
@@ -161,7 +166,7 @@ def overwrite_effect(export_dir, fmt: str) -> str:
         return "only files an earlier samrs export wrote are ever removed"
     if fmt == "coco":
         manifest = os.path.join(export_dir, COCO_LABELS) + MANIFEST_SUFFIX
-    else:
+    else:  # the SAMRS and YOLO layouts keep theirs in the folder
         manifest = os.path.join(export_dir, MANIFEST_NAME)
     return describe_overwrite(manifest, [export_dir])
 

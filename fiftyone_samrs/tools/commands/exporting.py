@@ -38,6 +38,7 @@ def execute_export(args: argparse.Namespace) -> int:
     from fiftyone_samrs.core.records import FormatError
     from fiftyone_samrs.exporting.coco_export import export_coco
     from fiftyone_samrs.exporting.samrs_export import export_samrs
+    from fiftyone_samrs.exporting.yolo_export import export_yolo
 
     dataset = load_dataset(args.dataset)
     if dataset is None:
@@ -50,25 +51,30 @@ def execute_export(args: argparse.Namespace) -> int:
     common = dict(
         label_field=args.label_field,
         export_media=args.export_media,
-        prompt_field=args.prompt_field or None,
-        category_id_start=args.category_id_start,
+        classes=classes,
         unknown=args.unknown,
-        keep_empty=args.keep_empty,
         overwrite=args.overwrite,
         num_workers=args.workers,
+        split_ratio=args.split_ratio,
+        seed=args.seed,
         progress=not args.no_progress,
     )
+    coco = dict(prompt_field=args.prompt_field or None, keep_empty=args.keep_empty)
+    if args.category_id_start is not None:
+        coco["category_id_start"] = args.category_id_start
     try:
         if args.format == "samrs":
-            kwargs = dict(common, classes=classes, seg_field=args.seg_field or None,
+            kwargs = dict(common, **coco, seg_field=args.seg_field or None,
                           paint_order=args.paint_order, gray_from=args.gray_from,
-                          split_ratio=args.split_ratio, seed=args.seed, pickles=args.pickles,
-                          color=not args.no_color)
+                          pickles=args.pickles, color=not args.no_color)
             kwargs.update(parse_kwargs(args.kwargs))
             result = export_samrs(view, args.export_dir, **kwargs)
+        elif args.format == "yolo":
+            kwargs = dict(common)
+            kwargs.update(parse_kwargs(args.kwargs))
+            result = export_yolo(view, args.export_dir, **kwargs)
         else:
-            kwargs = dict(common, classes=classes,
-                          images_dir=os.path.join(args.export_dir, "images"))
+            kwargs = dict(common, **coco, images_dir=os.path.join(args.export_dir, "images"))
             kwargs.update(parse_kwargs(args.kwargs))
             result = export_coco(view, os.path.join(args.export_dir, "annotations.json"),
                                  **kwargs)
@@ -104,15 +110,18 @@ def execute_load(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export instance masks as the SAMRS layout or COCO instance JSON",
+        help="export instance masks as the SAMRS layout, COCO instance JSON or YOLO-seg",
         description="Writes a segmented dataset as the SAMRS layout (images/, gray/ and color/ "
-        "PNGs, annotations.json, classes.txt, palette.json, optional pickles and train/val "
-        "lists) or as COCO instance JSON with RLE masks (annotations.json + images/).",
+        "PNGs, rbbtxts/, annotations.json and annotations_<split>.json, split lists, "
+        "classes.txt, palette.json, README.md, stats.json, optional pickles), as COCO instance "
+        "JSON with RLE masks (annotations.json, annotations_<split>.json, images/), or in "
+        "ultralytics' YOLO-seg layout (images/<split>, labels/<split>, data.yaml). Splits "
+        "follow the samples' split field.",
     )
     parser.add_argument("dataset", help="the FiftyOne dataset name")
-    parser.add_argument("--format", choices=("samrs", "coco"), default="samrs",
-                        help="the SAMRS layout (gray/color PNGs, COCO JSON, images) or a COCO "
-                             "instance JSON")
+    parser.add_argument("--format", choices=("samrs", "coco", "yolo"), default="samrs",
+                        help="the SAMRS layout (gray/color PNGs, COCO JSON, images), a COCO "
+                             "instance JSON, or ultralytics' YOLO-seg layout")
     parser.add_argument("--export-dir", required=True, help="the folder to write")
     parser.add_argument("--subset", default=None,
                         help="class list: SOTA, SIOR, FAST or HRSC (default: the dataset's)")
@@ -127,7 +136,9 @@ def register(subparsers) -> None:
                         help="how images go into images/ (false: the JSON holds absolute "
                         "paths)")
     parser.add_argument("--split-ratio", type=float, default=None,
-                        help="write train.txt/val.txt with this fraction in train (samrs)")
+                        help="for images without a split field: the fraction of source images "
+                             "that go to train (the rest to val; all tiles of one source "
+                             "image together); default: they go to train")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
     parser.add_argument("--paint-order", default=None, choices=("annotation", "small_last"),
                         help="default: as the segmentation run, else annotation")
@@ -136,8 +147,9 @@ def register(subparsers) -> None:
                         "segmentation field's PNGs")
     parser.add_argument("--unknown", default="error", choices=("error", "ignore"),
                         help="a label outside the class list: fail, or leave it out (255)")
-    parser.add_argument("--category-id-start", type=int, default=0,
-                        help="id of the first COCO category (0 as SAMRS, 1 as COCO)")
+    parser.add_argument("--category-id-start", type=int, default=None,
+                        help="id of the first COCO category (default: 0 in the SAMRS layout, "
+                             "as the release and MTP; 1 in --format coco)")
     parser.add_argument("--keep-empty", action="store_true",
                         help="keep objects with empty masks in the JSON")
     parser.add_argument("--pickles", action="store_true",
