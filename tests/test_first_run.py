@@ -458,6 +458,11 @@ def test_the_demo_leaves_the_app_ready(tmp_path, monkeypatch, capsys):
         failed = [row for row in run_checks() if not row[1]]
         assert not failed, failed  # `samrs doctor` passes
         assert "samrs app %s" % name in printed
+        # the export is ready for training: card, splits, rotated boxes, a batch read back
+        for f in ("README.md", "stats.json", "train.txt", "valid.txt", "rbbtxts"):
+            assert os.path.exists(os.path.join(result["samrs_dir"], f)), f
+        assert "fiftyone_samrs.training.SemanticDataset" in printed
+        assert os.path.isfile(os.path.join(result["yolo_dir"], "data.yaml"))
         assert "/datasets/%s?workspace=%s" % (name, QA_WORKSPACE) in printed
         ds = fo.load_dataset(name)
         assert ds.has_workspace(QA_WORKSPACE)

@@ -13,7 +13,7 @@ then runs the whole job on it:
    then the GrabCut and boxfill baselines;
 3. evaluate the masks against the ground truth, next to the baselines, and
    save the QA views;
-4. export the SAMRS PNG layout and COCO instance JSON;
+4. export the SAMRS layout, COCO instance JSON and YOLO-seg for training;
 
 and leaves the App ready: the plugin linked into FiftyOne's plugins dir
 when FiftyOne does not find it yet (``samrs plugin install``), and the
@@ -114,8 +114,6 @@ def run_demo(
     from fiftyone_samrs.evaluating.evaluation import evaluate
     from fiftyone_samrs.evaluating.qa import save_qa_views
     from fiftyone_samrs.evaluating.quality import compute_quality
-    from fiftyone_samrs.exporting.coco_export import export_coco
-    from fiftyone_samrs.exporting.samrs_export import export_samrs
     from fiftyone_samrs.importing.importers import load_dota
     from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
     from fiftyone_samrs.segmenting.pipeline import segment
@@ -184,13 +182,8 @@ def run_demo(
     )
     print("(%.1f s)" % (time.time() - t))
 
-    t = _step("4/4 export the SAMRS layout and COCO instance JSON")
-    samrs_dir = os.path.join(out_dir, "export", "SOTA")
-    coco_path = os.path.join(out_dir, "export", "coco", "annotations.json")
-    export_samrs(dataset, samrs_dir, classes="SOTA", label_field="sam", seg_field="sam_seg")
-    export_coco(dataset, coco_path, label_field="sam", classes="SOTA", export_media=False)
-    print("SAMRS layout: %s" % samrs_dir)
-    print("COCO JSON:    %s" % coco_path)
+    t = _step("4/4 export for training: the SAMRS layout, COCO instance JSON, YOLO-seg")
+    samrs_dir, coco_path, yolo_dir = export_all(dataset, os.path.join(out_dir, "export"))
     print("(%.1f s)" % (time.time() - t))
 
     plugin = ensure_plugin()
@@ -209,10 +202,40 @@ def run_demo(
         "seg_dir": seg_dir,
         "samrs_dir": samrs_dir,
         "coco_path": coco_path,
+        "yolo_dir": yolo_dir,
         "miou": {label: (r.miou_i, r.miou_p) for label, r in rows},
         "plugin": plugin,
         "workspace": workspace,
     }
+
+
+def export_all(dataset, export_dir: str):
+    """The demo's exports (the generated tree has no splits: 3 of 4 source
+    images to train), what each wrote, and a first batch read back the way
+    training code reads it (:mod:`fiftyone_samrs.training`)."""
+    from fiftyone_samrs.exporting.coco_export import export_coco
+    from fiftyone_samrs.exporting.samrs_export import export_samrs
+    from fiftyone_samrs.exporting.yolo_export import export_yolo
+    from fiftyone_samrs.training import SemanticDataset
+
+    samrs_dir = os.path.join(export_dir, "SOTA")
+    coco_path = os.path.join(export_dir, "coco", "annotations.json")
+    yolo_dir = os.path.join(export_dir, "yolo")
+    split = dict(classes="SOTA", label_field="sam", split_ratio=0.75, progress=False)
+    result = export_samrs(dataset, samrs_dir, seg_field="sam_seg", **split)
+    print(result.summary(max_messages=3))
+    print("  files: %s" % ", ".join(sorted(os.listdir(samrs_dir))))
+    export_coco(dataset, coco_path, **split)
+    export_yolo(dataset, yolo_dir, **split)
+    print("COCO (ids from 1, one JSON per split): %s" % os.path.dirname(coco_path))
+    print("YOLO-seg (ultralytics data.yaml):      %s" % yolo_dir)
+    train = SemanticDataset(samrs_dir, split="train")
+    if not len(train):
+        return samrs_dir, coco_path, yolo_dir
+    image, label = train[0]
+    print("fiftyone_samrs.training.SemanticDataset(%r): %d images; the first %s, label %s"
+          % ("export/SOTA", len(train), tuple(image.shape), tuple(label.shape)))
+    return samrs_dir, coco_path, yolo_dir
 
 
 def ensure_plugin() -> bool:
