@@ -29,7 +29,8 @@ def test_export_samrs_verb_writes_the_layout_and_prints_paths(segmented, capsys)
     assert out in text and os.path.join(out, "annotations.json") in text
     assert "splits: train" in text
     for name in ("images", "gray", "color", "pickles", "annotations.json", "classes.txt",
-                 "palette.json", "train.txt", "val.txt"):
+                 "palette.json", "train.txt", "val.txt", "valid.txt", "rbbtxts", "README.md",
+                 "stats.json", "splits.json", "annotations_train.json"):
         assert os.path.exists(os.path.join(out, name)), name
     for p, objs in truth.items():
         if objs:
@@ -50,6 +51,25 @@ def test_export_coco_verb_with_symlinks_and_one_based_ids(segmented, capsys):
     assert len(data["annotations"]) == sum(len(v) for v in truth.values())
     assert all(os.path.islink(os.path.join(out, "images", im["file_name"]))
                for im in data["images"])
+
+
+def test_export_coco_and_yolo_verbs_with_their_defaults(segmented, capsys):
+    ds, truth, tmp = segmented
+    out = str(tmp / "coco")
+    assert cli.main(["export", ds.name, "--format", "coco", "--export-dir", out]) == 0
+    data = json.load(open(os.path.join(out, "annotations.json")))
+    assert data["categories"][0]["id"] == 1  # COCO: ids from 1
+    assert all(os.path.isfile(os.path.join(out, "images", im["file_name"]))
+               for im in data["images"])  # copied, relative names
+    assert os.path.isfile(os.path.join(out, "annotations_train.json"))
+    out = str(tmp / "yolo")
+    assert cli.main(["export", ds.name, "--format", "yolo", "--export-dir", out]) == 0
+    assert "yolo export: 5 images" in capsys.readouterr().out
+    labels = sorted(os.listdir(os.path.join(out, "labels", "train")))
+    assert labels == sorted(_stem(p) + ".txt" for p in truth)
+    for p, objs in truth.items():
+        lines = open(os.path.join(out, "labels", "train", _stem(p) + ".txt")).read().splitlines()
+        assert [int(ln.split()[0]) for ln in lines] == [SOTA.index(o[0]) for o in objs]
 
 
 def test_export_verb_errors_are_clear(segmented, capsys):
