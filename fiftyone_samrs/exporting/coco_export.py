@@ -36,6 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import fiftyone.core.labels as fol
 import fiftyone.utils.data as foud
+import numpy as np
 
 from fiftyone_samrs import __version__
 from fiftyone_samrs.core.classes import class_index
@@ -207,7 +208,7 @@ class COCOJSONWriter:
             x0, y0, x1, y1 = inst.prompt_box
             ann["prompt_bbox"] = [x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)]
         if inst.ensure_rbox() is not None:
-            ann["rbox"] = [round(float(v), 2) for v in inst.rbox.ravel()]
+            ann["rbox"] = np.round(inst.rbox, 2).ravel().tolist()
             ann["rbox_source"] = inst.rbox_source
         return ann
 

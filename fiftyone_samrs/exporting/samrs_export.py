@@ -370,10 +370,11 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
 def rbbtxt(written, classes) -> str:
     """The DOTA-format rotated boxes of one image's written instances
     (``x1 y1 ... x4 y4 class difficult``, one line each)."""
-    from fiftyone_samrs.core.rboxes import dota_line
+    from fiftyone_samrs.core.rboxes import dota_lines
 
-    return "".join(dota_line(inst.rbox, classes[idx], inst.difficult) + "\n"
-                   for inst, idx, _, _ in written if inst.rbox is not None)
+    kept = [(inst.rbox, classes[idx], inst.difficult) for inst, idx, _, _ in written
+            if inst.rbox is not None]
+    return dota_lines(*zip(*kept)) if kept else ""
 
 
 def _remap_table(targets: Dict[Any, str], index: Dict[str, int]):
