@@ -29,6 +29,11 @@ echo "[bootstrap] installing fiftyone-samrs and its dependencies into $VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # the optional backends too, so that their exactness tests run (sam2 without its CUDA extension)
 SAM2_BUILD_CUDA=0 "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test,sam2,sam_hq]"
+# ultralytics, for the tests that load a YOLO-seg export with its own dataset class: without
+# its opencv-python (two OpenCV wheels would fight over cv2; the headless one stays)
+"$VENV/bin/python" -m pip install --quiet -c constraints.txt --no-deps ultralytics
+"$VENV/bin/python" -m pip install --quiet -c constraints.txt ultralytics-thop \
+    ultralytics-platform polars nvidia-ml-py psutil requests pyyaml
 "$VENV/bin/python" -m fiftyone_samrs.tools.db ensure-mongod
 "$VENV/bin/samrs" plugin install \
     || echo "[bootstrap] warning: the App plugin is not installed (see the error above); \

@@ -120,11 +120,16 @@ class YOLODatasetExporter(COCOInstanceDatasetExporter):
 
     def _finish(self) -> None:
         splits = [s for s in ("train", "val", "test") if s in self._split_counts]
-        for split in ("train", "val"):  # ultralytics requires both
-            self._folder("images", split)
-        _write_text(os.path.join(self.export_dir, "data.yaml"),
-                    data_yaml(self.export_dir, self._class_list, sorted(
-                        set(splits) | {"train", "val"}, key=("train", "val", "test").index)))
+        folders = {}
+        for need, other in (("val", "train"), ("train", "val")):  # ultralytics needs both
+            if need not in splits and other in splits:
+                folders[need] = "images/" + other
+                self.result.split_rule += ("; no %s images: data.yaml's %s is images/%s (pass "
+                                           "split_ratio to hold some out)" % (need, need, other))
+        if not splits:
+            raise ValueError("nothing to export: the collection has no images")
+        _write_text(os.path.join(self.export_dir, "data.yaml"), data_yaml(
+            self.export_dir, self._class_list, set(splits) | set(folders), folders))
 
 
 def export_yolo(

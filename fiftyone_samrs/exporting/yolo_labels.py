@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -194,6 +194,7 @@ def data_yaml(
     path: Optional[Union[str, "os.PathLike[str]"]],
     names: Sequence[str],
     splits: Iterable[str],
+    folders: Optional[Dict[str, str]] = None,
 ) -> str:
     """The ``data.yaml`` of a YOLO dataset, as text.
 
@@ -205,11 +206,14 @@ def data_yaml(
         names: class names, index ``i`` = class ``i`` of the label lines
         splits: the splits with an ``images/<split>`` folder, among
             :data:`YOLO_SPLITS`; ultralytics requires ``train`` and ``val``
+        folders: another folder (relative to ``path``) for some splits, e.g.
+            ``{"val": "images/train"}`` for an export without val images
 
     Returns:
         YAML text (names quoted where YAML would read them otherwise)
     """
     splits = set(splits)
+    folders = dict({s: "images/%s" % s for s in splits}, **(folders or {}))
     unknown = splits.difference(YOLO_SPLITS)
     if unknown:
         raise ValueError("unknown splits %s (YOLO has %s)" % (sorted(unknown), YOLO_SPLITS))
@@ -220,7 +224,7 @@ def data_yaml(
     lines = ["# YOLO segmentation dataset (ultralytics layout) written by fiftyone-samrs"]
     if path is not None:
         lines.append("path: %s" % yaml_scalar(os.fspath(path)))
-    lines += ["%s: images/%s" % (s, s) for s in YOLO_SPLITS if s in splits]
+    lines += ["%s: %s" % (s, yaml_scalar(folders[s])) for s in YOLO_SPLITS if s in splits]
     lines.append("names:")
     lines += ["  %d: %s" % (i, yaml_scalar(str(n))) for i, n in enumerate(names)]
     return "\n".join(lines) + "\n"
