@@ -442,6 +442,9 @@ def test_evaluate_qa_panel_and_export_in_the_app(page, app_url, hrsc, tmp_path):
     page.get_by_role("button", name="Done").click()
     assert len(list((out / "gray").glob("*.png"))) == 1  # the eval_one view: one sample
     assert (out / "annotations.json").is_file()
+    # the form's defaults give the training-ready files: card, rotated boxes, split lists
+    assert (out / "README.md").is_file() and len(list((out / "rbbtxts").glob("*.txt"))) == 1
+    assert (out / "train.txt").is_file() and (out / "valid.txt").is_file()
 
 
 def test_errors_are_shown_in_the_app(page, app_url, hrsc, tmp_path):

@@ -106,6 +106,22 @@ def test_tiled_dota_split_ratio_keeps_source_images_whole(tmp_path, names):
             assert max(rotated_iou(q, g) for g in quads) > 0.99
 
 
+def test_tiled_dota_split_folders_give_each_tile_its_source_split(tmp_path, names):
+    gt = syn.make_dota_tree(str(tmp_path / "dota"), n_images=4, n_objects=8, size=(400, 300),
+                            split=["train", "val"], seed=7)
+    ds = fsr.load_dota(gt["root"], name=names(), version="1.0", tile=True, tile_size=256,
+                       gap=56, tile_dir=str(tmp_path / "tiles"), progress=False)
+    fsr.segment(ds, backend="boxfill", progress=False)
+    out = str(tmp_path / "SOTA")
+    # the ratio applies only to samples without a split: here none
+    result = fsr.export_samrs(ds, out, classes="SOTA", split_ratio=0.0, progress=False)
+    split_of = _check_layout(out, ds, tiles=True)
+    for fp, split in zip(ds.values("filepath"), ds.values("split")):
+        assert split_of[os.path.splitext(os.path.basename(fp))[0]] == split
+    assert set(split_of.values()) == {"train", "val"}
+    assert result.split_rule.startswith("%d images from the samples' split field" % len(ds))
+
+
 def test_dior_splits_follow_the_data_and_test_stays_test(tmp_path, names):
     gt = syn.make_dior_tree(str(tmp_path / "dior"), n_images=6, n_objects=4, seed=1)
     ds = fsr.load_dior(gt["root"], name=names(), progress=False)

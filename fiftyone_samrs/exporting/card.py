@@ -25,13 +25,13 @@ from fiftyone_samrs import __version__
 #: the files :func:`write_card` writes, in the export's folder
 CARD_FILES = ("README.md", "stats.json", "splits.json")
 
-#: the source datasets' licences, as their publishers state them
+#: where each source dataset's terms are; the masks inherit the images' terms
 LICENCES = {
-    "dota": "DOTA: academic use only (see captain-whu.github.io/DOTA); Google Earth imagery "
-            "terms apply",
-    "dior": "DIOR / DIOR-R: academic use (see the DIOR paper's release terms)",
-    "fair1m": "FAIR1M: academic use only (Gaofen AI challenge terms)",
-    "hrsc": "HRSC2016: academic use only (see the HRSC2016 release terms)",
+    "dota": "DOTA's terms (academic use; Google Earth and satellite imagery terms apply): "
+            "see the DOTA website",
+    "dior": "DIOR / DIOR-R's release terms: see the DIOR paper's data page",
+    "fair1m": "FAIR1M's terms (Gaofen challenge release): see its data page",
+    "hrsc": "HRSC2016's release terms: see its data page",
 }
 
 
