@@ -6,7 +6,6 @@ import json
 import os
 import uuid
 
-import cv2
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils

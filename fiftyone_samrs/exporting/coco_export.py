@@ -47,6 +47,7 @@ from fiftyone_samrs.exporting.coco_rle import (
     rle_to_json,
 )
 from fiftyone_samrs.exporting.common import (
+    MANIFEST_NAME,
     MANIFEST_SUFFIX,
     UNKNOWN_CHOICES,
     BackgroundWriter,
@@ -639,6 +640,32 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         """Hook run once the class list is known."""
 
 
+class FolderExporter(COCOInstanceDatasetExporter):
+    """An exporter that owns a whole folder (the SAMRS and YOLO layouts): the
+    folder must be new or empty unless ``overwrite``, and its manifest lies
+    inside it."""
+
+    def _contents(self) -> List[str]:
+        if not os.path.isdir(self.export_dir):
+            return []
+        return [os.path.join(self.export_dir, e) for e in sorted(os.listdir(self.export_dir))]
+
+    def _manifest_path(self) -> str:
+        return os.path.join(self.export_dir, MANIFEST_NAME)
+
+    def _roots(self) -> List[str]:
+        return [self.export_dir]
+
+    def setup(self) -> None:
+        if (not self.overwrite and os.path.isdir(self.export_dir)
+                and os.listdir(self.export_dir)):
+            raise FileExistsError(
+                "Export folder %s is not empty; pass overwrite=True (CLI: --overwrite) to "
+                "replace what an earlier samrs export wrote in it (listed in its %s; other "
+                "files are kept), or choose an empty folder" % (self.export_dir, MANIFEST_NAME))
+        super().setup()
+
+
 #: the sample field holding a sample's COCO image id (FiftyOne's COCO importer
 #: writes the same field)
 IMAGE_ID_FIELD = "coco_id"
@@ -798,5 +825,5 @@ def export_coco(
     return result
 
 
-__all__ = ["COCOJSONWriter", "kept_instances", "COCOInstanceDatasetExporter", "export_coco", "run_export",
+__all__ = ["COCOJSONWriter", "kept_instances", "FolderExporter", "COCOInstanceDatasetExporter", "export_coco", "run_export",
            "assign_image_ids", "IMAGE_ID_FIELD"]

@@ -51,7 +51,7 @@ import numpy as np
 
 from fiftyone_samrs.core.classes import IGNORE_INDEX
 from fiftyone_samrs.core.records import FormatError, InstanceMask
-from fiftyone_samrs.exporting.coco_export import COCOInstanceDatasetExporter, run_export
+from fiftyone_samrs.exporting.coco_export import FolderExporter, run_export
 from fiftyone_samrs.exporting.common import (
     MANIFEST_NAME,
     ExportResult,
@@ -117,7 +117,7 @@ def _write_pickle(path: str, items: List[dict]) -> None:
         pickle.dump(items, f, protocol=4)
 
 
-class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
+class SAMRSDatasetExporter(FolderExporter):
     """Writes the SAMRS layout (see the module doc).
 
     Use through FiftyOne::
@@ -212,24 +212,7 @@ class SAMRSDatasetExporter(COCOInstanceDatasetExporter):
         return {"instances": fol.Detections, "prompts": fol.Detections,
                 "quads": fol.Polylines, "semantic": fol.Segmentation}
 
-    def _contents(self) -> List[str]:
-        if not os.path.isdir(self.export_dir):
-            return []
-        return [os.path.join(self.export_dir, e) for e in sorted(os.listdir(self.export_dir))]
-
-    def _manifest_path(self) -> str:
-        return os.path.join(self.export_dir, MANIFEST_NAME)
-
-    def _roots(self) -> List[str]:
-        return [self.export_dir]
-
     def setup(self) -> None:
-        if (not self.overwrite and os.path.isdir(self.export_dir)
-                and os.listdir(self.export_dir)):
-            raise FileExistsError(
-                "Export folder %s is not empty; pass overwrite=True (CLI: --overwrite) to "
-                "replace what an earlier samrs export wrote in it (listed in its %s; other "
-                "files are kept), or choose an empty folder" % (self.export_dir, MANIFEST_NAME))
         super().setup()
         for sub in ("gray", "color", "rbbtxts", "pickles"):
             if sub == "color" and not self.color or sub == "pickles" and not self.pickles:

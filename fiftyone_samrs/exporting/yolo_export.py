@@ -24,12 +24,12 @@ import os
 from typing import List, Optional
 
 from fiftyone_samrs.exporting.coco_export import (
-    COCOInstanceDatasetExporter,
+    FolderExporter,
     Written,
     kept_instances,
     run_export,
 )
-from fiftyone_samrs.exporting.common import MANIFEST_NAME, ExportResult, Timer
+from fiftyone_samrs.exporting.common import ExportResult, Timer
 from fiftyone_samrs.exporting.yolo_labels import data_yaml, mask_polygon, yolo_line
 
 
@@ -38,7 +38,7 @@ def _write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-class YOLODatasetExporter(COCOInstanceDatasetExporter):
+class YOLODatasetExporter(FolderExporter):
     """Writes ultralytics' YOLO-seg layout (see the module doc).
 
     Args:
@@ -67,17 +67,6 @@ class YOLODatasetExporter(COCOInstanceDatasetExporter):
             instances_field=instances_field, seg_field=seg_field, split_ratio=split_ratio,
             seed=seed, split_files=False)
         self._folders: set = set()
-
-    def _contents(self) -> List[str]:
-        if not os.path.isdir(self.export_dir):
-            return []
-        return [os.path.join(self.export_dir, e) for e in sorted(os.listdir(self.export_dir))]
-
-    def _manifest_path(self) -> str:
-        return os.path.join(self.export_dir, MANIFEST_NAME)
-
-    def _roots(self) -> List[str]:
-        return [self.export_dir]
 
     def setup(self) -> None:
         super().setup()
