@@ -11,10 +11,18 @@ directly (no ``Sample`` objects) and is several times faster.
 Each annotation: ``segmentation`` = COCO RLE of the full-image mask
 (``counts`` a string), ``bbox`` ``[x, y, w, h]`` and ``area`` computed from the
 mask with ``pycocotools.mask.toBbox`` / ``area`` (not the prompt box),
-``iscrowd`` 0, plus ``score`` (SAM's predicted IoU) and ``prompt_bbox`` (the
-prompt box, ``[x, y, w, h]`` pixels) where known. Category ids are the class
-list positions plus ``category_id_start`` (0 by default, as the SAMRS release:
-category id = pixel value in the SAMRS label PNG; pass 1 for 1-based ids).
+``iscrowd`` 0, plus ``score`` (SAM's predicted IoU), ``prompt_bbox`` (the
+prompt box, ``[x, y, w, h]`` pixels) where known, and ``rbox`` (the rotated
+box, ``[x1, y1, ..., x4, y4]``) with ``rbox_source`` (``"source"``, or
+``"mask"`` where it is derived from the mask). Category ids are the class
+list positions plus ``category_id_start`` (1 by default; the SAMRS layout
+passes 0, as the release and MTP: category id = pixel value in its PNG).
+
+Beside the whole file, one file per split (``<stem>_<split>.json``: splits
+follow the samples' ``split`` field, :mod:`~fiftyone_samrs.exporting.splits`)
+and the dataset card (:mod:`~fiftyone_samrs.exporting.card`).
+:class:`FolderExporter` is the base of the layouts that own a folder (SAMRS,
+YOLO).
 
 Image ids are stable: ``images[].id`` is the sample's ``coco_id`` field (an
 integer that FiftyOne's own COCO importer also uses), given once to every
@@ -23,7 +31,8 @@ then the next free numbers for new samples; see :func:`assign_image_ids`).
 So exports of different views of one dataset (ground truth from one view,
 predictions from another) agree on every image's id, and
 ``COCO.loadRes`` scores each image's predictions against its own ground
-truth. Annotation ids count from 1 over each file.
+truth. Annotation ids count from 1 over the whole file (the per-split files
+keep them: unique in each).
 """
 
 from __future__ import annotations

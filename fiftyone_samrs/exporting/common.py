@@ -437,6 +437,12 @@ def normalize_export_media(export_media) -> Any:
     return export_media
 
 
+def write_text(path: str, text: str) -> None:
+    """Writes a small text file (split lists, rotated boxes, label lines)."""
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def transfer_media(src: str, dst: str, mode, where: str) -> None:
     """Copies, moves or links an image; error names the sample."""
     if not os.path.isfile(src):

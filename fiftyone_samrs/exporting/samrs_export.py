@@ -59,9 +59,10 @@ from fiftyone_samrs.exporting.common import (
     Timer,
     existing_field,
     resolve_paint_order,
+    write_text,
 )
-from fiftyone_samrs.exporting.splits import SPLIT_LISTS, SPLITS
 from fiftyone_samrs.exporting.palette import colorize_bgr, write_palette_files
+from fiftyone_samrs.exporting.splits import SPLIT_LISTS, SPLITS
 
 #: MTP's file-name prefix of each SAMRS subset (its ``<prefix>_<split>_ins_segmentation.json``)
 MTP_PREFIX = {"SOTA": "sota_rbb", "SIOR": "sior", "FAST": "fast"}
@@ -105,11 +106,6 @@ def link_or_copy(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def _write_pickle(path: str, items: List[dict]) -> None:
@@ -258,7 +254,7 @@ class SAMRSDatasetExporter(FolderExporter):
         if self.color:
             self._pool.submit(_write_color, self._claim(
                 os.path.join(self.export_dir, "color", stem + ".png")), label)
-        self._pool.submit(_write_text, self._claim(
+        self._pool.submit(write_text, self._claim(
             os.path.join(self.export_dir, "rbbtxts", stem + ".txt")),
             rbbtxt(written, self._class_list))
         if self.pickles and instances:
@@ -326,7 +322,7 @@ class SAMRSDatasetExporter(FolderExporter):
                 continue  # test.txt only where there are test images
             text = "".join(s + "\n" for s in sorted(counts.stems if counts else []))
             for name in SPLIT_LISTS[split]:
-                _write_text(os.path.join(self.export_dir, name), text)
+                write_text(os.path.join(self.export_dir, name), text)
 
     def _split_list_paths(self) -> List[str]:
         return [os.path.join(self.export_dir, name) for split in SPLITS

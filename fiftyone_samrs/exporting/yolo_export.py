@@ -29,13 +29,8 @@ from fiftyone_samrs.exporting.coco_export import (
     kept_instances,
     run_export,
 )
-from fiftyone_samrs.exporting.common import ExportResult, Timer
+from fiftyone_samrs.exporting.common import ExportResult, Timer, write_text
 from fiftyone_samrs.exporting.yolo_labels import data_yaml, mask_polygon, yolo_line
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
 
 
 class YOLODatasetExporter(FolderExporter):
@@ -103,7 +98,7 @@ class YOLODatasetExporter(FolderExporter):
                 continue
             lines.append(yolo_line(idx, polygon, width, height) + "\n")
         path = os.path.join(self._folder("labels", split), stem + ".txt")
-        self._pool.submit(_write_text, self._claim(path), "".join(lines))
+        self._pool.submit(write_text, self._claim(path), "".join(lines))
         if written:
             self.result.labeled_images += 1
 
@@ -117,7 +112,7 @@ class YOLODatasetExporter(FolderExporter):
                                            "split_ratio to hold some out)" % (need, need, other))
         if not splits:
             raise ValueError("nothing to export: the collection has no images")
-        _write_text(os.path.join(self.export_dir, "data.yaml"), data_yaml(
+        write_text(os.path.join(self.export_dir, "data.yaml"), data_yaml(
             self.export_dir, self._class_list, set(splits) | set(folders), folders))
 
 
