@@ -210,3 +210,27 @@ def test_measure_derived_rboxes_quick(tmp_path):
         mean = float(row.split("|")[4])
         assert 0.5 < mean <= 1.0, row
     assert "| rbox_from_mask (bool crop) |" in text
+
+
+def test_batched_rboxes_are_the_single_ones_but_in_near_ties():
+    rng = np.random.default_rng(5)
+    items = []
+    for _ in range(300):  # rasterised rotated rectangles of many sizes and angles
+        m = np.zeros((70, 70), np.uint8)
+        centre = (float(rng.uniform(20, 50)), float(rng.uniform(20, 50)))
+        size = (float(rng.uniform(1, 45)), float(rng.uniform(1, 20)))
+        cv2.fillPoly(m, [cv2.boxPoints((centre, size, float(rng.uniform(0, 180))))
+                         .astype(np.int32)], 1)
+        items.append((m.astype(bool), int(rng.integers(0, 900)), int(rng.integers(0, 900))))
+    ys, xs = np.mgrid[0:60, 0:60] + 0.5
+    items += [(((xs - 30) ** 2 + (ys - 30) ** 2 < r * r), 0, 0) for r in (0.6, 6.2, 19.3)]
+    items += [(np.zeros((4, 4), bool), 0, 0), (np.zeros((0, 0), bool), 0, 0),
+              (np.ones((1, 1), bool), 2, 3), (np.ones((1, 9), bool), 0, 0)]
+    single = [R.rbox_from_mask(c, x, y) for c, x, y in items]
+    batch = R.rboxes_from_masks(items)
+    assert [q is None for q in batch] == [q is None for q in single]
+    same = [np.allclose(a, b) for a, b in zip(single, batch) if a is not None]
+    assert sum(same) >= 0.99 * len(same)  # measured: all but 1 of 303
+    assert min(R.rotated_iou(a, b) for a, b in zip(single, batch) if a is not None) > 0.85
+    for quad in batch[-2:]:
+        assert np.allclose(quad, R.order_quad(quad))

@@ -32,9 +32,13 @@ here starting from the corner nearest the image's top-left (smallest
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
+
+#: :func:`rboxes_from_masks` measures exactly the hull edges within this
+#: cosine of a side of ``cv2.minAreaRect``'s rectangle (about 20 degrees)
+NEAR_COS = 0.94
 
 #: default of ``snap_px`` in :func:`rbox_from_mask` (pixels)
 SNAP_PX = 0.5
@@ -298,3 +302,130 @@ def dota_lines(quads: Sequence[np.ndarray], class_names: Sequence[str],
                difficult: Sequence[Optional[int]]) -> str:
     """The text of a DOTA label file (``\\n`` after every line; empty for none)."""
     return "".join(dota_line(q, c, d) + "\n" for q, c, d in zip(quads, class_names, difficult))
+
+
+def rboxes_from_masks(items: Sequence, snap_px: float = SNAP_PX) -> list:
+    """The rotated boxes of many masks at once (an image's instances in an
+    export): as :func:`rbox_from_mask`, except that the exact calipers
+    measure only two directions per mask, the hull edge along a side of
+    ``cv2.minAreaRect``'s rectangle and the axis-aligned one, all masks in a
+    few numpy calls. The minimum-area direction of the pixel centres is that
+    edge, so the result is :func:`rbox_from_mask`'s but where the half-pixel
+    push-out makes another edge a hair smaller (near-ties of round shapes).
+
+    Args:
+        items: ``(crop, x0, y0)`` triples
+        snap_px: as :func:`rbox_from_mask`
+
+    Returns:
+        one ``(4, 2)`` quad (or None for an empty mask) per item
+    """
+    import cv2
+
+    hulls, angles, where = [], [], []
+    for i, (crop, _, _) in enumerate(items):
+        m = np.asarray(crop)
+        pts = _row_extremes(m if m.dtype == bool else m != 0)
+        if pts is not None:
+            hull = cv2.convexHull(pts)
+            angles.append(cv2.minAreaRect(hull)[2])
+            hulls.append(hull.reshape(-1, 2).astype(np.int64))
+            where.append(i)
+    out = [None] * len(items)
+    if not hulls:
+        return out
+    offsets = np.array([(items[i][1] + 0.5, items[i][2] + 0.5) for i in where])
+    quads = _order_quads(_min_area_rects(hulls, np.radians(angles), snap_px)
+                         + offsets[:, None, :])
+    for i, quad in zip(where, quads):
+        out[i] = quad
+    return out
+
+
+def _min_area_rects(hulls: Sequence[np.ndarray], angles: np.ndarray,
+                    snap_px: float) -> np.ndarray:
+    """The rectangles of :func:`rboxes_from_masks` in the pixel-index frame,
+    ``(n, 4, 2)``: for every hull, :func:`_min_area_rect`'s calipers, rule and
+    ties over two candidate edges (along ``angles``, and axis-aligned)."""
+    k = np.array([len(h) for h in hulls])
+    starts = np.concatenate([[0], np.cumsum(k)[:-1]])
+    pts = np.concatenate(hulls)
+    hull_of = np.repeat(np.arange(len(hulls)), k)
+    nxt = np.arange(len(pts)) + 1
+    nxt[starts + k - 1] = starts
+    e = pts[nxt] - pts
+    e = e // np.maximum(np.gcd(e[:, 0], e[:, 1]), 1)[:, None]
+    n2 = (e[:, 0] ** 2 + e[:, 1] ** 2).astype(np.float64)
+    c, s = np.cos(angles)[hull_of], np.sin(angles)[hull_of]
+    along = np.maximum(np.abs(e[:, 0] * c + e[:, 1] * s), np.abs(e[:, 1] * c - e[:, 0] * s))
+    along = np.where(n2 > 0, along / np.sqrt(np.maximum(n2, 1)), -1.0)
+    axis = _first_per_hull(n2 == 1, hull_of, len(hulls), missing=-1)
+    edge = np.arange(len(e))
+    cand = np.flatnonzero((along >= NEAR_COS) | (edge == axis[hull_of])
+                          | ((edge == starts[hull_of]) & (axis[hull_of] < 0)))
+    lo_u, hi_u, lo_v, hi_v = _extents(pts, e, cand, starts, k)
+    hull_c = hull_of[cand]
+    first_c = np.flatnonzero(np.r_[True, hull_c[1:] != hull_c[:-1]])
+    n2c = n2[cand]
+    ext_u, ext_v = hi_u - lo_u, hi_v - lo_v
+    area = np.where(n2c > 0, ext_u * ext_v / np.maximum(n2c, 1), np.inf)
+    best = np.minimum.reduceat(area, first_c)
+    pick = _first_per_hull(area == best[np.repeat(np.arange(len(first_c)),
+                                                   np.diff(np.r_[first_c, len(cand)]))],
+                           hull_c, len(hulls))
+    if snap_px > 0:  # the axis-aligned edge replaces a near-equal turned one
+        a = _first_per_hull(cand == axis[hull_c], hull_c, len(hulls), missing=-1)
+        side = np.sqrt(np.maximum(n2c[pick], 1))
+        snap = ((a >= 0) & (n2c[pick] > 1)
+                & (area[np.maximum(a, 0)] <= (ext_u[pick] / side + snap_px)
+                   * (ext_v[pick] / side + snap_px)))
+        pick = np.where(snap, a, pick)
+    j = cand[pick]
+    one = n2[j] == 0  # a one-point hull: the unit square around it
+    ux = np.where(one, 1, e[j, 0]).astype(np.float64)
+    uy = np.where(one, 0, e[j, 1]).astype(np.float64)
+    d = np.where(one, 1.0, n2[j])
+    corners = [(lo_u, lo_v), (hi_u, lo_v), (hi_u, hi_v), (lo_u, hi_v)]
+    return np.stack([np.stack([(s_[pick] * ux - t_[pick] * uy) / d,
+                               (s_[pick] * uy + t_[pick] * ux) / d], 1)
+                     for s_, t_ in corners], 1)
+
+
+def _extents(pts, e, edges, starts, k):
+    """Projections of every hull point on each given edge's direction ``u``
+    and on ``v = (-u_y, u_x)``: their min and max, pushed out by 0.5."""
+    hull = np.searchsorted(starts, edges, side="right") - 1
+    reps = k[hull]
+    first = np.cumsum(reps) - reps
+    pair_edge = np.repeat(edges, reps)
+    point = np.repeat(starts[hull] - first, reps) + np.arange(int(reps.sum()))
+    u = e[pair_edge].astype(np.float64)
+    p = pts[point].astype(np.float64)
+    pu = p[:, 0] * u[:, 0] + p[:, 1] * u[:, 1]
+    pv = p[:, 1] * u[:, 0] - p[:, 0] * u[:, 1]
+    return (np.minimum.reduceat(pu, first) - 0.5, np.maximum.reduceat(pu, first) + 0.5,
+            np.minimum.reduceat(pv, first) - 0.5, np.maximum.reduceat(pv, first) + 0.5)
+
+
+def _first_per_hull(flags: np.ndarray, hull_of: np.ndarray, n: int,
+                    missing: int = 0) -> np.ndarray:
+    """Per hull, the index of its first edge whose flag is set (``missing``
+    where none is)."""
+    idx = np.flatnonzero(flags)
+    hulls, first = np.unique(hull_of[idx], return_index=True)
+    out = np.full(n, missing, dtype=np.int64)
+    out[hulls] = idx[first]
+    return out
+
+
+def _order_quads(quads: np.ndarray) -> List[np.ndarray]:
+    """:func:`order_quad` of ``(n, 4, 2)`` quads at once."""
+    q = np.asarray(quads, dtype=np.float64)
+    area2 = (q[:, :, 0] * np.roll(q[:, :, 1], 3, axis=1)
+             - np.roll(q[:, :, 0], 3, axis=1) * q[:, :, 1]).sum(1)
+    q = np.where((area2 < 0)[:, None, None], q[:, ::-1], q)
+    d = q.sum(2)
+    near = d <= d.min(1, keepdims=True) + 1e-9
+    first = np.where(near, q[:, :, 1], np.inf).argmin(1)
+    idx = (first[:, None] + np.arange(4)) % 4
+    return list(np.take_along_axis(q, idx[:, :, None], axis=1))

@@ -64,6 +64,7 @@ from fiftyone_samrs.exporting.common import (
     ExportResult,
     Instance,
     SampleDoc,
+    derive_rboxes,
     StemMaker,
     Timer,
     check_known_classes,
@@ -192,6 +193,7 @@ class COCOJSONWriter:
         if keep:
             rles = encode_crops([(inst.crop, inst.x0, inst.y0) for inst, _ in keep],
                                 height, width)
+            derive_rboxes([inst for inst, _ in keep])
             for (inst, idx), rle, area, box in zip(keep, rles, rle_area(rles), rle_bbox(rles)):
                 self._last_id += 1
                 lines.append(json.dumps(self._annotation(inst, idx, rle, area, box, image_id),
@@ -217,7 +219,7 @@ class COCOJSONWriter:
         if inst.prompt_box is not None:
             x0, y0, x1, y1 = inst.prompt_box
             ann["prompt_bbox"] = [x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)]
-        if inst.ensure_rbox() is not None:
+        if inst.rbox is not None:
             ann["rbox"] = np.round(inst.rbox, 2).ravel().tolist()
             ann["rbox_source"] = inst.rbox_source
         return ann

@@ -61,7 +61,7 @@ class Instance:
         prompt: the prompt the mask was made with (``"hbox"``, ``"rhbox"``...)
         rbox: the rotated box ``(4, 2)`` of the exported object in image
             pixels: the source's (tile coordinates, clipped as tiling clips),
-            or derived from the mask by :meth:`ensure_rbox`; None until then
+            or derived from the mask by :func:`derive_rboxes`; None until then
         rbox_source: ``"source"`` or ``"mask"`` (derived)
         difficult: the source's ``difficult`` flag (0 when it has none)
     """
@@ -82,16 +82,18 @@ class Instance:
     def empty(self) -> bool:
         return self.crop.size == 0 or not self.crop.any()
 
-    def ensure_rbox(self) -> Optional[np.ndarray]:
-        """The rotated box: the source's, else the minimum-area rectangle of
-        the mask (:func:`~fiftyone_samrs.core.rboxes.rbox_from_mask`); None
-        for an empty mask without a source box."""
-        if self.rbox is None and self.crop.size:
-            from fiftyone_samrs.core.rboxes import rbox_from_mask
 
-            self.rbox = rbox_from_mask(self.crop, self.x0, self.y0)
-            self.rbox_source = None if self.rbox is None else "mask"
-        return self.rbox
+def derive_rboxes(instances: Sequence[Instance]) -> None:
+    """Gives every instance without the source's rotated box one derived
+    from its mask (:func:`~fiftyone_samrs.core.rboxes.rboxes_from_masks`,
+    all of an image's instances at once; ``rbox_source="mask"``); an empty
+    mask gets none."""
+    from fiftyone_samrs.core.rboxes import rboxes_from_masks
+
+    todo = [inst for inst in instances if inst.rbox is None and inst.crop.size]
+    for inst, rbox in zip(todo, rboxes_from_masks([(i.crop, i.x0, i.y0) for i in todo])):
+        inst.rbox = rbox
+        inst.rbox_source = None if rbox is None else "mask"
 
 
 @dataclass
