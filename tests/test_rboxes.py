@@ -234,3 +234,17 @@ def test_batched_rboxes_are_the_single_ones_but_in_near_ties():
     assert min(R.rotated_iou(a, b) for a, b in zip(single, batch) if a is not None) > 0.85
     for quad in batch[-2:]:
         assert np.allclose(quad, R.order_quad(quad))
+
+
+def test_dota_lines_is_dota_line_of_each():
+    rng = np.random.default_rng(8)
+    quads = [rng.uniform(-5, 3000, (4, 2)) for _ in range(300)]
+    quads += [np.round(rng.uniform(-2, 50, (4, 2)) * 20) / 20 for _ in range(300)]  # x.x5 halves
+    quads.append(np.array([[0, 0], [-0.04, 0], [1, 1], [0, 1.05]]))
+    names = ["small vehicle", "plane", "Dry Cargo Ship"] * 201
+    flags = [None, 0, 1, 2] * 151
+    expected = "".join(R.dota_line(q, c, d) + "\n" for q, c, d in zip(quads, names, flags))
+    assert R.dota_lines(quads, names[:len(quads)], flags[:len(quads)]) == expected
+    assert R.dota_lines([], [], []) == ""
+    with pytest.raises(ValueError):
+        R.dota_lines([np.full((4, 2), np.nan)], ["a"], [0])

@@ -300,8 +300,32 @@ def dota_line(quad: np.ndarray, class_name: str, difficult: Optional[int] = 0) -
 
 def dota_lines(quads: Sequence[np.ndarray], class_names: Sequence[str],
                difficult: Sequence[Optional[int]]) -> str:
-    """The text of a DOTA label file (``\\n`` after every line; empty for none)."""
-    return "".join(dota_line(q, c, d) + "\n" for q, c, d in zip(quads, class_names, difficult))
+    """The text of a DOTA label file (``\\n`` after every line; empty for
+    none): :func:`dota_line` of each, formatted together.
+
+    Raises:
+        ValueError: as :func:`dota_line`
+    """
+    if not len(quads):
+        return ""
+    q = np.asarray(quads, dtype=np.float64).reshape(len(quads), -1)
+    if q.shape[1] != 8 or not np.isfinite(q).all():
+        raise ValueError("dota_lines: expected finite (4, 2) quads, got %s" % (q.shape,))
+    flags = [0 if d is None else int(d) for d in difficult]
+    if any(d not in (0, 1, 2) for d in flags):
+        raise ValueError("dota_lines: difficult must be 0, 1 or 2, got %r" % (flags,))
+    names = {c: dota_class(c) for c in set(class_names)}
+    rows = q.tolist()
+    return "".join("%s %s %d\n" % (" ".join(_short(v) for v in row), names[c], d)
+                   for row, c, d in zip(rows, class_names, flags))
+
+
+def _short(v: float) -> str:
+    """:func:`format_coord` of a finite float."""
+    s = "%.1f" % v
+    if s.endswith(".0"):
+        s = s[:-2]
+    return "0" if s == "-0" else s
 
 
 def rboxes_from_masks(items: Sequence, snap_px: float = SNAP_PX) -> list:
