@@ -179,3 +179,14 @@ def test_a_terminated_run_drops_its_database(tmp_path):
 
     name, output = _child_run(tmp_path, wait=True)
     assert name not in foo.get_db_client().list_database_names(), output
+
+
+def test_format_error_survives_pickling_with_its_file_and_line():
+    import pickle
+
+    from fiftyone_samrs.core.records import FormatError
+
+    for err in (FormatError("/x.png", "bad"), FormatError("/a/labelTxt/P1.txt", "bad line", 7)):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is FormatError and str(back) == str(err)
+        assert (back.path, back.line, back.message) == (err.path, err.line, err.message)

@@ -86,6 +86,33 @@ def test_two_workers_equal_one(local_ray, dataset):
           % (N / one.seconds, N / two.seconds))
 
 
+def test_ray_skips_and_counts_failures_as_a_plain_run(local_ray, tmp_path):
+    """0.2.0: ``workers=1, skip_failures=True`` raised on a missing image that
+    ``workers=None`` skips and counts; the Ray worker returned no failures."""
+    from fiftyone_samrs.segmenting.baselines import BoxFillBackend
+    from fiftyone_samrs.segmenting.runs import get_segment_run
+
+    ds = make_dataset(tmp_path, n=6)
+    try:
+        gone = ds.skip(2).first()
+        os.remove(gone.filepath)
+        runs = {}
+        for field, workers in (("plain", None), ("ray", 1)):
+            runs[field] = _ray_run(ds, tmp_path, field, engine=BoxFillBackend(),
+                                   workers=workers, skip_failures=True)
+        for field, res in runs.items():
+            assert (res.samples_processed, res.samples_failed) == (5, 1), field
+            assert [f["id"] for f in res.failures] == [gone.id], field
+            rec = get_segment_run(ds, field)
+            assert rec["samples_failed"] == 1 and rec["failures"][0]["filepath"] == gone.filepath
+        plain, ray_ = runs["plain"].counts(), runs["ray"].counts()
+        for key in ("samples_processed", "boxes", "empty_masks", "samples_failed",
+                    "mask_files", "unknown_labels", "failures"):
+            assert plain[key] == ray_[key], key
+    finally:
+        ds.delete()
+
+
 def test_workers_import_this_checkout_and_use_the_cpus(local_ray):
     from fiftyone_samrs.segmenting.distributed import _resources
 

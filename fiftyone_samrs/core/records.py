@@ -162,8 +162,14 @@ class FormatError(ValueError):
     def __init__(self, path, message: str, line: Optional[int] = None):
         self.path = str(path)
         self.line = line
+        self.message = message
         where = self.path if line is None else "%s:%d" % (self.path, line)
         super().__init__("%s: %s" % (where, message))
+
+    def __reduce__(self):
+        # rebuilt from its arguments (not from ``args``, the joined text), so
+        # it crosses processes (Ray workers, multiprocessing) with its file and line
+        return (type(self), (self.path, self.message, self.line))
 
 
 @dataclass

@@ -125,6 +125,7 @@ class SegmentWorker:
         self.batch_size = job["batch_size"]
         self.num_workers = job["num_workers"]
         self.overwrite = job["overwrite"]
+        self.skip_failures = job.get("skip_failures", False)
         if job["engine"] is not None:
             self.engine, self.engine_key = job["engine"], None
         else:
@@ -160,13 +161,11 @@ class SegmentWorker:
         try:
             deferred = _run(self.view, self.dataset, self.engine, list(ids), self.settings,
                             result, batch_size=self.batch_size, num_workers=self.num_workers,
-                            progress=progress, claims=claims, overwrite=self.overwrite)
+                            progress=progress, claims=claims, overwrite=self.overwrite,
+                            skip_failures=self.skip_failures)
         finally:
             progress.close()
-        return {"samples_processed": result.samples_processed,
-                "samples_by_others": result.samples_by_others, "boxes": result.boxes,
-                "empty_masks": result.empty_masks,
-                "unknown_labels": dict(result.unknown_labels), "deferred": deferred}
+        return dict(result.counts(), deferred=deferred)
 
 
 #: the actors of this driver, kept between calls while the caller's Ray
@@ -228,7 +227,8 @@ def _resources(ray, workers: int, device) -> Dict[str, Any]:
 
 def run_on_ray(sample_collection, dataset, plan, settings, result, lease, *, engine,
                engine_spec, workers: int, ray_address: Optional[str], batch_size: int,
-               num_workers: int, overwrite: bool, progress, keep_workers: bool = False) -> None:
+               num_workers: int, overwrite: bool, progress, keep_workers: bool = False,
+               skip_failures: bool = False) -> None:
     """Segments ``plan.todo`` with ``workers`` Ray actors (see the module doc);
     adds the counts to ``result``."""
     from fiftyone_samrs.fiftyone_io import view_stages
@@ -255,7 +255,8 @@ def run_on_ray(sample_collection, dataset, plan, settings, result, lease, *, eng
             "id": job_id, "dataset": dataset.name, "stages": view_stages(sample_collection),
             "settings": settings.record(), "engine": engine,
             "engine_spec": dict(engine_spec, device=res["device"]), "batch_size": batch_size,
-            "num_workers": num_workers, "overwrite": overwrite})}
+            "num_workers": num_workers, "overwrite": overwrite,
+            "skip_failures": skip_failures})}
         names = ["w%d" % i for i in range(len(actors))]
         claims = {name: base.for_worker(name) for name in names}
 
@@ -325,11 +326,7 @@ def run_on_ray(sample_collection, dataset, plan, settings, result, lease, *, eng
                     if isinstance(cause, BaseException):
                         raise cause from None
                     raise
-                result.samples_processed += out["samples_processed"]
-                result.samples_by_others += out["samples_by_others"]
-                result.boxes += out["boxes"]
-                result.empty_masks += out["empty_masks"]
-                result.unknown_labels.update(out["unknown_labels"])
+                result.add_counts(out)
                 per_worker[names[a]] = per_worker.get(names[a], 0) + out["samples_processed"]
                 deferred.extend(out["deferred"])
             bar.set_done(min(len(todo), base.count_done() + result.samples_by_others + others),

@@ -66,7 +66,7 @@ from fiftyone_samrs.fiftyone_io import (
 )
 from fiftyone_samrs.formats.images import read_image
 from fiftyone_samrs.segmenting.backends import DEFAULT_MARGINS
-from fiftyone_samrs.segmenting.leases import FieldLease
+from fiftyone_samrs.segmenting.leases import MAX_FAILURES_LISTED, FieldLease
 from fiftyone_samrs.segmenting.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.segmenting.runs import (
     SegmentSettings,
@@ -147,6 +147,24 @@ class SegmentResult:
     samples_by_others: int = 0
     workers: Optional[int] = None
     worker_samples: Optional[dict] = None
+
+    def counts(self) -> dict:
+        """What this call counted (the run record's and a Ray worker's
+        report; :meth:`add_counts` adds one into another)."""
+        return dict(samples_processed=self.samples_processed,
+                    samples_skipped=self.samples_skipped,
+                    samples_by_others=self.samples_by_others, boxes=self.boxes,
+                    empty_masks=self.empty_masks, unknown_labels=dict(self.unknown_labels),
+                    seconds=round(self.seconds, 3), samples_failed=self.samples_failed,
+                    failures=self.failures[:MAX_FAILURES_LISTED], mask_files=self.mask_files)
+
+    def add_counts(self, counts: dict) -> None:
+        """Adds another call's :meth:`counts` (a Ray worker's chunk) to these."""
+        for key in ("samples_processed", "samples_by_others", "boxes", "empty_masks",
+                    "samples_failed", "mask_files"):
+            setattr(self, key, getattr(self, key) + counts.get(key, 0))
+        self.unknown_labels.update(counts.get("unknown_labels") or {})
+        self.failures.extend(counts.get("failures") or [])
 
     def summary(self, max_failures: int = 10) -> str:
         """A few human-readable lines."""
@@ -487,7 +505,7 @@ def segment(
                                decoder_chunk=decoder_chunk),
                            workers=workers, ray_address=ray_address, batch_size=batch_size,
                            num_workers=num_workers, overwrite=overwrite, progress=progress,
-                           keep_workers=keep_workers)
+                           keep_workers=keep_workers, skip_failures=skip_failures)
             else:
                 if engine is None:  # only now: a finished run does not load the model
                     engine = _make_engine(backend, model, checkpoint, device, dtype,
@@ -505,14 +523,14 @@ def segment(
         result.encoder = describe() if callable(describe) else None
         engine_settings = getattr(engine, "settings", None)
         finish_run(dataset, settings, shard, dict(
-            _counts(result),
+            result.counts(),
             encoder_settings=engine_settings() if callable(engine_settings) else None),
             lease=lease, complete=True)
     except BaseException:
         if started:
             try:
                 result.seconds = time.time() - start
-                finish_run(dataset, settings, shard, _counts(result), lease=lease,
+                finish_run(dataset, settings, shard, result.counts(), lease=lease,
                            complete=False)
             except Exception as e:  # noqa: BLE001 - the run's own error goes first
                 logger.warning("could not record the interrupted run: %s", e)
@@ -520,15 +538,6 @@ def segment(
     finally:
         lease.release()
     return result
-
-
-def _counts(result: "SegmentResult") -> dict:
-    return dict(samples_processed=result.samples_processed,
-                samples_skipped=result.samples_skipped,
-                samples_by_others=result.samples_by_others, boxes=result.boxes,
-                empty_masks=result.empty_masks, unknown_labels=dict(result.unknown_labels),
-                seconds=round(result.seconds, 3), samples_failed=result.samples_failed,
-                failures=result.failures[:100], mask_files=result.mask_files)
 
 
 def _set_up_fields(dataset, settings: SegmentSettings, declare: bool) -> None:
