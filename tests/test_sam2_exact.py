@@ -310,9 +310,9 @@ def test_square_mask_frame_is_the_stretched_image():
 
 
 def test_backend_is_picklable_by_name():
-    from fiftyone_samrs.segmenting.backends import BACKENDS, make_backend
+    from fiftyone_samrs.segmenting.backends import BACKEND_SPECS, make_backend
 
-    factory = pickle.loads(pickle.dumps(BACKENDS["sam2"]))
+    factory = pickle.loads(pickle.dumps(BACKEND_SPECS["sam2"].factory))
     engine = factory(model="tiny", device="cpu", decoder_chunk=5)
     assert isinstance(engine, Sam2Engine) and engine.name == "sam2"
     assert engine.decoder_chunk == 5 and engine.dynamic_multimask

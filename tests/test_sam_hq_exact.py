@@ -221,7 +221,7 @@ def test_reference_decoder_zero_boxes_and_errors(scenes, sam):
 
 
 def test_loading_checkpoints_and_backend_by_name(tmp_path, sam):
-    from fiftyone_samrs.segmenting.backends import BACKENDS, make_backend
+    from fiftyone_samrs.segmenting.backends import BACKEND_SPECS, make_backend
     from fiftyone_samrs.segmenting.sam.models import ModelNotFoundError
     from fiftyone_samrs.segmenting.sam.tiny import save_tiny_checkpoint
 
@@ -229,7 +229,7 @@ def test_loading_checkpoints_and_backend_by_name(tmp_path, sam):
     loaded = load_sam_hq(checkpoint=ckpt, device="cpu")
     sd_a, sd_b = loaded.state_dict(), sam.state_dict()
     assert sd_a.keys() == sd_b.keys() and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
-    engine = pickle.loads(pickle.dumps(BACKENDS["sam_hq"]))(checkpoint=ckpt, device="cpu",
+    engine = pickle.loads(pickle.dumps(BACKEND_SPECS["sam_hq"].factory))(checkpoint=ckpt, device="cpu",
                                                               decoder_chunk=8)
     assert isinstance(engine, HqSamEngine) and engine.name == "sam_hq"
     assert engine.decoder_chunk == 8

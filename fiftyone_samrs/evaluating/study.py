@@ -44,6 +44,7 @@ from fiftyone_samrs.core.masks import polygon_pixels
 from fiftyone_samrs.core.metrics import mask_iou, miou
 from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.core.text import plural
+from fiftyone_samrs.segmenting.backends import baseline_backends, model_backends
 
 #: the paper's Table 1 (HRSC2016 test, 124 images, SAM ViT-H), mIoU_I / mIoU_P in
 #: percent; only the rows whose values are recorded in the project's notes
@@ -61,9 +62,6 @@ PAPER_TABLE1: Dict[str, Tuple[float, float]] = {
 #: rows beyond the paper: the clip-to-rotated-box refinement and the baselines
 EXTRA_CONFIGS: List[str] = ["hbox+clip_rbox", "grabcut", "boxfill", "boxfill:rbox_m"]
 
-BASELINES = ("grabcut", "boxfill")
-#: the backends that run the SAM prompt rows with one encoding per image
-SAM_BACKENDS = ("sam", "sam2", "sam_hq")
 CLIP = "clip_rbox"
 
 
@@ -91,7 +89,7 @@ def parse_config(name: str) -> StudyConfig:
     text = name.strip()
     if ":" in text:
         backend, prompt = text.split(":", 1)
-    elif text.lower() in BASELINES:
+    elif text.lower() in baseline_backends():
         backend, prompt = text, "hbox"
     else:
         backend, prompt = "sam", text
@@ -103,9 +101,9 @@ def parse_config(name: str) -> StudyConfig:
         raise ValueError("configuration %r has no prompt" % name)
     prompt = "+".join(parts)
     parse_prompt(prompt)  # raises a clear error on unknown names
-    if backend not in ("sam",) + BASELINES:
-        raise ValueError("configuration %r: unknown backend %r (sam, grabcut, boxfill)"
-                         % (name, backend))
+    if backend not in ("sam",) + baseline_backends():
+        raise ValueError("configuration %r: unknown backend %r (%s)"
+                         % (name, backend, ", ".join(("sam",) + baseline_backends())))
     return StudyConfig(text, backend, prompt, clip)
 
 
@@ -432,7 +430,7 @@ def _model_name(engine, backend, model, checkpoint) -> str:
     if engine is None:
         return ""
     name = getattr(engine, "name", backend)
-    if name in SAM_BACKENDS:
+    if name in model_backends():
         what = model or (os.path.basename(checkpoint) if checkpoint else None)
         return "%s (%s)" % (name, what) if what else name
     return name

@@ -4,7 +4,8 @@ A *backend* turns images and their :class:`~fiftyone_samrs.segmenting.prompts.Pr
 into one :class:`MaskResult` per prompt (``predict_batch``). The SAM engine
 (:mod:`fiftyone_samrs.segmenting.sam`) and the baselines
 (:mod:`fiftyone_samrs.segmenting.baselines`) are registered in
-:data:`BACKENDS`; :func:`make_backend` builds one by name. Importing this
+:data:`BACKEND_SPECS` (one :class:`BackendSpec` each, read by the SDK, CLI,
+App form and prompt study); :func:`make_backend` builds one by name. Importing this
 module does not import torch.
 """
 
@@ -18,6 +19,7 @@ from typing import (
     List,
     Optional,
     Protocol,
+    Tuple,
     runtime_checkable,
 )
 
@@ -125,21 +127,106 @@ def _boxfill(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Back
     return BoxFillBackend(**kw)
 
 
-#: the ``margin`` a backend runs with when ``segment`` is given none: SAM
-#: computes whole masks (None), as the SAMRS release; the baselines work on the
-#: box grown by 10% (GrabCut needs some surroundings, a filled box no more)
-DEFAULT_MARGINS: Dict[str, Optional[float]] = {"sam": None, "sam2": None, "sam_hq": None,
-                                                "grabcut": 0.1, "boxfill": 0.1}
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend, as every part of the package sees it: the SDK and CLI
+    (names, defaults), the App form (title, models, checkpoint help), the
+    prompt study and the pipeline (what a worker rebuilds by name).
 
-#: backend name -> factory ``(model, checkpoint, device, dtype, **kw) -> Backend``
-#: (module-level functions: a backend is rebuilt by name, e.g. in a worker process)
-BACKENDS: Dict[str, Callable[..., Backend]] = {
-    "sam": _sam,
-    "sam2": _sam2,
-    "sam_hq": _sam_hq,
-    "grabcut": _grabcut,
-    "boxfill": _boxfill,
-}
+    Attributes:
+        name: the ``backend=`` value
+        title: how the App lists it
+        short: how summaries name it (``"SAM 2"``)
+        factory: ``(model, checkpoint, device, dtype, **kw) -> Backend`` (a
+            module-level function: a worker process rebuilds it by name)
+        default_margin: the ``margin`` it runs with when ``segment`` is given
+            none (SAM: whole masks, None; the baselines: the box grown by 10%)
+        models: ``(value, label)`` of the architectures it loads (first =
+            default); empty for a model-free backend
+        checkpoint_help: what its checkpoint file is, for forms and errors
+        extra: the pip extra that installs it (``fiftyone-samrs[<extra>]``)
+        batched: it encodes images in batches and decodes boxes in chunks
+            (``encoder_batch`` / ``decoder_chunk`` apply)
+    """
+
+    name: str
+    title: str
+    short: str
+    factory: Callable[..., Backend]
+    default_margin: Optional[float] = None
+    models: Tuple[Tuple[str, str], ...] = ()
+    checkpoint_help: Optional[str] = None
+    extra: Optional[str] = None
+    batched: bool = False
+
+    @property
+    def needs_model(self) -> bool:
+        return bool(self.models)
+
+
+_SAM_MODELS = (
+    ("vit_h", "ViT-H (sam_vit_h_4b8939.pth)"),
+    ("vit_l", "ViT-L (sam_vit_l_0b3195.pth)"),
+    ("vit_b", "ViT-B (sam_vit_b_01ec64.pth)"),
+    ("samrs-tiny", "samrs-tiny (shipped stand-in trained on generated scenes: demos and "
+                   "tests only, not for real data)"),
+)
+_SAM2_MODELS = tuple(
+    ("segment-anything-2.1-hiera-%s-image-torch" % size, "SAM 2.1 Hiera-%s (sam2.1_hiera_%s.pt)"
+     % (short, size.replace("-", "_")))
+    for size, short in (("large", "L"), ("base-plus", "B+"), ("small", "S"), ("tiny", "T")))
+_HQ_MODELS = tuple(("vit_%s" % k, "HQ-SAM ViT-%s (sam_hq_vit_%s.pth)" % (k.upper(), k))
+                   for k in ("h", "l", "b"))
+
+#: every backend, by name (the one place that lists them; see :func:`register_backend`)
+BACKEND_SPECS: Dict[str, BackendSpec] = {}
+
+
+def register_backend(spec: BackendSpec) -> BackendSpec:
+    """Adds (or replaces) a backend: the SDK, CLI, App form and prompt study
+    offer it from then on."""
+    BACKEND_SPECS[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    BackendSpec("sam", "Segment Anything", "SAM", _sam, None, _SAM_MODELS,
+                "a SAM .pth checkpoint", None, True),
+    BackendSpec("sam2", "SAM 2.1 (needs the sam2 package)", "SAM 2", _sam2, None, _SAM2_MODELS,
+                "a SAM 2 / 2.1 .pt checkpoint", "sam2", True),
+    BackendSpec("sam_hq", "HQ-SAM (needs segment-anything-hq)", "HQ-SAM", _sam_hq, None,
+                _HQ_MODELS, "an HQ-SAM .pth checkpoint", "sam_hq", True),
+    BackendSpec("grabcut", "GrabCut (no model, baseline)", "grabcut", _grabcut, 0.1),
+    BackendSpec("boxfill", "Filled boxes (no model, baseline)", "boxfill", _boxfill, 0.1),
+):
+    register_backend(_spec)
+
+
+def backend_spec(name: Optional[str]) -> BackendSpec:
+    """The spec of a backend by name (case-insensitive; None = ``"sam"``).
+
+    Raises:
+        ValueError: naming the backends there are
+    """
+    key = (name or "sam").lower()
+    if key not in BACKEND_SPECS:
+        raise ValueError("unknown backend %r; use %s" % (name, ", ".join(BACKEND_SPECS)))
+    return BACKEND_SPECS[key]
+
+
+def model_backends() -> Tuple[str, ...]:
+    """The backends that load a model (SAM, SAM 2.1, HQ-SAM...)."""
+    return tuple(n for n, s in BACKEND_SPECS.items() if s.needs_model)
+
+
+def baseline_backends() -> Tuple[str, ...]:
+    """The model-free backends (GrabCut, boxfill...)."""
+    return tuple(n for n, s in BACKEND_SPECS.items() if not s.needs_model)
+
+
+def default_margin(name: Optional[str]) -> Optional[float]:
+    """The ``margin`` a backend runs with when ``segment`` is given none."""
+    return backend_spec(name).default_margin
 
 
 def make_backend(
@@ -153,7 +240,7 @@ def make_backend(
     """Builds a backend by name.
 
     Args:
-        name: a key of :data:`BACKENDS`: ``"sam"`` (:func:`.sam.models.load_sam` +
+        name: a key of :data:`BACKEND_SPECS`: ``"sam"`` (:func:`.sam.models.load_sam` +
             :class:`.sam.engine.SamEngine`), ``"sam2"`` (SAM 2 / 2.1:
             :func:`.sam2.models.load_sam2` + :class:`.sam2.engine.Sam2Engine`),
             ``"sam_hq"`` (HQ-SAM: :func:`.sam_hq.models.load_sam_hq` +
@@ -167,7 +254,5 @@ def make_backend(
             ``dynamic_multimask`` for SAM 2, ``hq_token_only`` for HQ-SAM;
             ``iterations`` for GrabCut)
     """
-    key = (name or "sam").lower()
-    if key not in BACKENDS:
-        raise ValueError("unknown backend %r; use %s" % (name, ", ".join(BACKENDS)))
-    return BACKENDS[key](model=model, checkpoint=checkpoint, device=device, dtype=dtype, **kw)
+    return backend_spec(name).factory(model=model, checkpoint=checkpoint, device=device,
+                                      dtype=dtype, **kw)

@@ -65,7 +65,7 @@ from fiftyone_samrs.fiftyone_io import (
     object_inputs,
 )
 from fiftyone_samrs.formats.images import read_image
-from fiftyone_samrs.segmenting.backends import DEFAULT_MARGINS
+from fiftyone_samrs.segmenting.backends import BACKEND_SPECS, backend_spec
 from fiftyone_samrs.segmenting.leases import MAX_FAILURES_LISTED, FieldLease
 from fiftyone_samrs.segmenting.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.segmenting.runs import (
@@ -407,7 +407,7 @@ def segment(
             the SAMRS release (computed only where they can be, so the cost
             follows the mask); a fraction: masks are cut to their prompt box
             grown by ``max(margin * side, 8 px)``. The baselines run with 0.1
-            when None (:data:`~.backends.DEFAULT_MARGINS`)
+            when None (its :class:`~.backends.BackendSpec`'s ``default_margin``)
         clip_to_rbox: AND each mask with its rotated box grown by
             ``rbox_margin`` pixels, where the object has one
         rbox_margin: see ``clip_to_rbox``
@@ -461,7 +461,8 @@ def segment(
     dataset = dataset_of(sample_collection)
     backend_name = getattr(engine, "name", backend) if engine is not None else backend
     if margin is None:
-        margin = getattr(engine, "default_margin", DEFAULT_MARGINS.get(backend_name))
+        spec = BACKEND_SPECS.get(backend_name)
+        margin = getattr(engine, "default_margin", spec.default_margin if spec else None)
     if seg_field == "auto":
         seg_field = default_seg_field(label_field)
     settings = _resolve_settings(
@@ -645,7 +646,7 @@ def _make_engine(backend, model, checkpoint, device, dtype, batch_size, decoder_
     from fiftyone_samrs.segmenting.backends import make_backend
 
     kwargs = {}
-    if backend in ("sam", "sam2", "sam_hq"):
+    if backend_spec(backend).batched:
         kwargs = dict(encoder_batch=batch_size, decoder_chunk=decoder_chunk)
     if backend == "sam":
         # n_images: compile="auto" compiles the encoder on a CPU for large jobs only

@@ -48,3 +48,16 @@ class DieOnce(SlowBoxFill):
                 os.close(fd)
                 os.kill(os.getpid(), signal.SIGKILL)
         return super().predict_batch(images, prompts)
+
+
+class ToyBackend(BoxFillBackend):
+    """A backend added only through the registry (tests/test_backend_registry.py):
+    boxfill's masks under another name and margin."""
+
+    name = "toy"
+    default_margin = None
+
+
+def toy_factory(model=None, checkpoint=None, device=None, dtype=None, **kw):
+    """The toy backend's registry factory (module level: rebuilt by name)."""
+    return ToyBackend(**kw)

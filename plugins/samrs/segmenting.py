@@ -9,36 +9,6 @@ import fiftyone.operators.types as types
 
 from . import common
 
-BACKENDS = [
-    ("sam", "Segment Anything"),
-    ("sam2", "SAM 2.1 (needs the sam2 package)"),
-    ("sam_hq", "HQ-SAM (needs segment-anything-hq)"),
-    ("grabcut", "GrabCut (no model, baseline)"),
-    ("boxfill", "Filled boxes (no model, baseline)"),
-]
-MODELS = [
-    ("vit_h", "ViT-H (sam_vit_h_4b8939.pth)"),
-    ("vit_l", "ViT-L (sam_vit_l_0b3195.pth)"),
-    ("vit_b", "ViT-B (sam_vit_b_01ec64.pth)"),
-    ("samrs-tiny", "samrs-tiny (shipped stand-in trained on generated scenes: demos and "
-                   "tests only, not for real data)"),
-]
-#: per model backend: its architectures (first = default) and the checkpoint's description
-BACKEND_MODELS = {
-    "sam": (MODELS, "a SAM .pth checkpoint"),
-    "sam2": ([
-        ("segment-anything-2.1-hiera-large-image-torch", "SAM 2.1 Hiera-L (sam2.1_hiera_large.pt)"),
-        ("segment-anything-2.1-hiera-base-plus-image-torch",
-         "SAM 2.1 Hiera-B+ (sam2.1_hiera_base_plus.pt)"),
-        ("segment-anything-2.1-hiera-small-image-torch", "SAM 2.1 Hiera-S (sam2.1_hiera_small.pt)"),
-        ("segment-anything-2.1-hiera-tiny-image-torch", "SAM 2.1 Hiera-T (sam2.1_hiera_tiny.pt)"),
-    ], "a SAM 2 / 2.1 .pt checkpoint"),
-    "sam_hq": ([
-        ("vit_h", "HQ-SAM ViT-H (sam_hq_vit_h.pth)"),
-        ("vit_l", "HQ-SAM ViT-L (sam_hq_vit_l.pth)"),
-        ("vit_b", "HQ-SAM ViT-B (sam_hq_vit_b.pth)"),
-    ], "an HQ-SAM .pth checkpoint"),
-}
 DEVICES = ["auto", "cuda", "cpu", "mps"]
 
 
@@ -60,10 +30,12 @@ def add_model_inputs(ctx, inputs, with_backend: bool = True,
         model_backends_only: offer only the model backends (SAM, SAM 2.1,
             HQ-SAM), not the baselines
     """
+    from fiftyone_samrs.segmenting.backends import BACKEND_SPECS
+
     backend = "sam"
     if with_backend:
-        choices = [(b, label) for b, label in BACKENDS
-                   if not model_backends_only or b in BACKEND_MODELS]
+        choices = [(b, spec.title) for b, spec in BACKEND_SPECS.items()
+                   if not model_backends_only or spec.needs_model]
         dropdown = types.DropdownView()
         for value, label in choices:
             dropdown.add_choice(value, label=label)
@@ -73,9 +45,10 @@ def add_model_inputs(ctx, inputs, with_backend: bool = True,
                                 + ("" if model_backends_only else ", or a model-free baseline"),
                     view=dropdown)
         backend = ctx.params.get("backend", "sam") or "sam"
-    if backend not in BACKEND_MODELS:
+    spec = BACKEND_SPECS.get(backend)
+    if spec is None or not spec.needs_model:
         return
-    models, what = BACKEND_MODELS[backend]
+    models, what = spec.models, spec.checkpoint_help
     dropdown = types.DropdownView()
     for value, label in models:
         dropdown.add_choice(value, label=label)
@@ -97,8 +70,11 @@ def model_kwargs(ctx) -> Dict[str, Any]:
     backend = common.param_str(ctx, "backend", "sam")
     checkpoint = common.param_path(ctx, "checkpoint")
     kwargs: Dict[str, Any] = {"backend": backend}
-    if backend in BACKEND_MODELS:
-        default = BACKEND_MODELS[backend][0][0][0]
+    from fiftyone_samrs.segmenting.backends import BACKEND_SPECS
+
+    spec = BACKEND_SPECS.get(backend)
+    if spec is not None and spec.needs_model:
+        default = spec.models[0][0]
         kwargs["checkpoint"] = checkpoint
         kwargs["model"] = None if checkpoint else common.param_str(ctx, "model", default)
         device = common.param_str(ctx, "device", "auto")
@@ -197,10 +173,12 @@ class RunSam(common.SamrsOperator):
 
 def engine_name(model: Dict[str, Any]) -> str:
     """How a run's backend is named in summaries."""
-    names = {"sam": "SAM", "sam2": "SAM 2", "sam_hq": "HQ-SAM"}
-    if model["backend"] not in names:
+    from fiftyone_samrs.segmenting.backends import BACKEND_SPECS
+
+    spec = BACKEND_SPECS.get(model["backend"])
+    if spec is None or not spec.needs_model:
         return model["backend"]
-    return "%s %s" % (names[model["backend"]], model.get("checkpoint") or model.get("model") or "")
+    return "%s %s" % (spec.short, model.get("checkpoint") or model.get("model") or "")
 
 
 def run_segment(view, model: Dict[str, Any], kwargs: Dict[str, Any], report) -> Dict[str, Any]:

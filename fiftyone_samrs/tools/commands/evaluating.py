@@ -18,7 +18,7 @@ from fiftyone_samrs.tools.commands._common import (
     load_dataset,
     tagged_view,
 )
-from fiftyone_samrs.tools.commands.segmenting import BACKEND_CHOICES
+from fiftyone_samrs.tools.commands.segmenting import backend_choices, backend_help
 
 
 def _save_views(dataset, eval_key: str, low_iou: float, n_worst: int) -> None:
@@ -247,9 +247,8 @@ def register(subparsers) -> None:
                    "segment-anything-2.1-hiera-tiny-image-torch...), a SAM 2 config .yaml, "
                    "tiny (random), or samrs-tiny (a stand-in trained on generated scenes, for "
                    "demos and tests, not for real data)")
-    p.add_argument("--backend", default="sam", choices=BACKEND_CHOICES,
-                   help="what runs the SAM prompt rows: sam, sam2 (SAM 2 / 2.1), sam_hq "
-                   "(HQ-SAM), or a baseline (default sam)")
+    p.add_argument("--backend", default="sam", choices=backend_choices(),
+                   help=backend_help("what runs the SAM prompt rows"))
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--configs", default=None,
                    help="comma-separated configurations (default: Table 1 + extras)")

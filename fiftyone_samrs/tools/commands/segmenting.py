@@ -15,7 +15,20 @@ from fiftyone_samrs.tools.commands._common import (
 )
 
 #: the --backend choices (the registry's names, in a fixed order)
-BACKEND_CHOICES = ("sam", "sam2", "sam_hq", "grabcut", "boxfill")
+def backend_choices():
+    """The backends of the registry (:data:`~fiftyone_samrs.segmenting.backends.BACKEND_SPECS`)."""
+    from fiftyone_samrs.segmenting.backends import BACKEND_SPECS
+
+    return tuple(BACKEND_SPECS)
+
+
+def backend_help(what: str) -> str:
+    """``--backend`` help: each backend's title, from the registry."""
+    from fiftyone_samrs.segmenting.backends import BACKEND_SPECS
+
+    return "%s: %s (default sam)" % (what, "; ".join(
+        "%s (%s)" % (n, s.title) for n, s in BACKEND_SPECS.items()))
+
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -90,10 +103,8 @@ def register(subparsers) -> None:
     parser.add_argument("--prompt", default="auto",
                         help="hbox, rhbox, cp, hbox_m, rbox_m, rhbox_m, a '+' combination, or "
                         "auto (hbox where the source has horizontal boxes, else rhbox)")
-    parser.add_argument("--backend", default="sam", choices=BACKEND_CHOICES,
-                        help="sam (Segment Anything), sam2 (SAM 2 / 2.1, needs the sam2 "
-                        "package), sam_hq (HQ-SAM, needs segment-anything-hq), or a "
-                        "model-free baseline (default sam)")
+    parser.add_argument("--backend", default="sam", choices=backend_choices(),
+                        help=backend_help("what segments the boxes"))
     parser.add_argument("--model", default=None,
                         help="vit_b, vit_l, vit_h or a FiftyOne zoo name (SAM 2.1: "
                         "segment-anything-2.1-hiera-{tiny,small,base-plus,large}-image-torch); "
