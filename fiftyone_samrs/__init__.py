@@ -11,31 +11,15 @@ Usage::
     fsr.export_samrs(dataset, "/data/SOTA", classes="SOTA")
 
 Names are imported lazily, so ``import fiftyone_samrs`` is cheap and does not
-start FiftyOne's database or import torch.
+start FiftyOne's database or import torch; it changes nothing outside the
+package (no environment, config or import hook). ``fsr.quiet_database_notice()``
+turns off FiftyOne's "oldest supported MongoDB" notice for the embedded
+database this project installs, as the ``samrs`` CLI and the App plugin do.
 """
 
 from __future__ import annotations
 
 import importlib
-
-from fiftyone_samrs import _legacy
-
-_legacy.install()
-
-
-def _quiet_database_notice() -> None:
-    """FiftyOne's "oldest supported MongoDB" notice, printed at every start
-    on the embedded MongoDB 6.0 this project installs, is turned off (only
-    then: see :func:`fiftyone_samrs.tools.db.quiet_embedded_database_notice`)."""
-    try:
-        from fiftyone_samrs.tools.db import quiet_embedded_database_notice
-
-        quiet_embedded_database_notice()
-    except Exception:  # noqa: BLE001 - a notice is never worth a failed import
-        pass
-
-
-_quiet_database_notice()
 
 __version__ = "0.2.0"
 
@@ -61,6 +45,8 @@ _EXPORTS = {
     "export_coco": "exporting.coco_export",
     "export_yolo": "exporting.yolo_export",
     "load_samrs": "exporting.samrs_import",
+    # set-up
+    "quiet_database_notice": "tools.db",
 }
 
 #: public submodules reachable as attributes (``fsr.types``, ``fsr.classes``...)

@@ -422,7 +422,9 @@ def test_an_sdk_session_prints_no_database_notice(tmp_path):
         pytest.skip("needs FiftyOne's embedded MongoDB 6.0 (found %s)" % version)
     env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_VALIDATION"}
     env["FIFTYONE_CONFIG_PATH"] = str(tmp_path / "config.json")  # no user config
-    code = "import fiftyone as fo, fiftyone_samrs; fo.list_datasets(); print('ran')"
+    # the SDK's explicit call (import fiftyone_samrs alone changes nothing: issue 24)
+    code = ("import fiftyone_samrs; fiftyone_samrs.quiet_database_notice(); "
+            "import fiftyone as fo; fo.list_datasets(); print('ran')")
     quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, timeout=300)
     assert "ran" in quiet.stdout, quiet.stderr

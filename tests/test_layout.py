@@ -37,6 +37,15 @@ def test_package_import_is_cheap():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_package_import_changes_nothing_outside_the_package():
+    """No environment variable, FiftyOne config or import hook (issue 24)."""
+    code = ("import os, sys; env, hooks = dict(os.environ), list(sys.meta_path); "
+            "import fiftyone_samrs; "
+            "print(dict(os.environ) == env, list(sys.meta_path) == hooks)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+
+
 def _rewrite_stored_classes(dataset, old_by_new):
     """Makes the dataset's run documents (configs, and results in GridFS) name
     their classes as 0.1.0 stored them."""
@@ -92,3 +101,17 @@ def test_runs_of_0_1_0_still_load(fo_dataset, tmp_path):
     # the aliases are the modules themselves, not copies
     for old, module in OLD_PATHS.items():
         assert importlib.import_module(old.rsplit(".", 1)[0]) is importlib.import_module(module)
+
+
+def test_one_version_source():
+    """pyproject reads the version from ``fiftyone_samrs.__version__``; the
+    installed metadata and the plugin manifest say the same."""
+    import importlib.metadata
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pyproject = open(os.path.join(root, "pyproject.toml")).read()
+    assert 'dynamic = ["version"]' in pyproject and 'version = "' not in pyproject
+    assert importlib.metadata.version("fiftyone-samrs") == fsr.__version__
+    manifest = open(os.path.join(root, "fiftyone.yml")).read()
+    assert "\nversion: %s\n" % fsr.__version__ in manifest

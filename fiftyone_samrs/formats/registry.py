@@ -63,6 +63,9 @@ class FormatSpec:
         tiling: the tiling defaults
         options: its own scan options
         layout: one line on the expected folder layout
+        quad_sources: the record ``source`` names (prefixes) of this format
+            whose images have rotated boxes: their samples get an ``obb``
+            field, empty when the image has no object
     """
 
     name: str
@@ -74,6 +77,7 @@ class FormatSpec:
     tiling: Tiling
     layout: str
     options: Tuple[Option, ...] = field(default_factory=tuple)
+    quad_sources: Tuple[str, ...] = ()
 
     @property
     def scan(self) -> Callable[..., Iterator[ImageRecord]]:
@@ -137,15 +141,15 @@ FORMATS: Dict[str, FormatSpec] = {
                        choices=(None, "1.0", "1.5", "2.0")),
                 Option("keep_unknown", "Keep unknown classes", False, "keep objects of classes outside the version's "
                        "list (counted) instead of failing", choices=(False, True)),
-            )),
+            ), quad_sources=("DOTA",)),
         FormatSpec(
             name="dior", title="DIOR / DIOR-R", class_prefix="DIOR", module="dior", subset="SIOR",
             splits=("train", "val", "test", "trainval"), tiling=DOTA_TILING,
-            layout="JPEGImages-*/ + Annotations/ (+ ImageSets/Main/)"),
+            layout="JPEGImages-*/ + Annotations/ (+ ImageSets/Main/)", quad_sources=("DIOR-R",)),
         FormatSpec(
             name="fair1m", title="FAIR1M (1.0 / 2.0)", class_prefix="FAIR1M", module="fair1m", subset="FAST",
             splits=("train", "val", "test"), tiling=DOTA_TILING,
-            layout="train/part*/, validation/ (or images/ + labelXml/)"),
+            layout="train/part*/, validation/ (or images/ + labelXml/)", quad_sources=("FAIR1M",)),
         FormatSpec(
             name="hrsc", title="HRSC2016", class_prefix="HRSC", module="hrsc", subset="HRSC",
             splits=("trainval", "train", "val", "test"), tiling=DOTA_TILING,
@@ -153,9 +157,14 @@ FORMATS: Dict[str, FormatSpec] = {
             options=(
                 Option("with_masks", "Import GT masks", True, "read the ships' GT masks from the colour PNGs",
                        choices=(True, False)),
-            )),
+            ), quad_sources=("HRSC",)),
     )
 }
+
+
+def quad_sources() -> Tuple[str, ...]:
+    """The record source names (prefixes) whose images have rotated boxes."""
+    return tuple(p for spec in FORMATS.values() for p in spec.quad_sources)
 
 
 def get_format(name: str) -> FormatSpec:

@@ -106,10 +106,6 @@ _METADATA_KEYS = ("num_channels",)
 _RESERVED = {"id", "_id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
              "media_type", "_media_type", "_rand", "_dataset_id", HBB_FIELD, OBB_FIELD, GT_FIELD}
 
-#: source names whose objects have rotated boxes (``obb`` even when empty)
-_QUAD_SOURCES = ("DOTA", "DIOR-R", "FAIR1M", "HRSC")
-
-
 # ---------------------------------------------------------------------------
 # record -> label values (shared by the fast path and the FiftyOne-object path)
 # ---------------------------------------------------------------------------
@@ -200,7 +196,9 @@ def record_image_size(record: ImageRecord) -> Tuple[int, int, Optional[int]]:
 def _has_quads(record: ImageRecord) -> bool:
     if any(o.quad is not None for o in record.objects):
         return True
-    return bool(record.source) and record.source.startswith(_QUAD_SOURCES)
+    from fiftyone_samrs.formats.registry import quad_sources
+
+    return bool(record.source) and record.source.startswith(quad_sources())
 
 
 def _quad_points(quad: np.ndarray, width: float, height: float) -> List[List[float]]:

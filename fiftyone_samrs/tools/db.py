@@ -99,6 +99,11 @@ def _user_config() -> dict:
         return {}
 
 
+def quiet_database_notice() -> bool:
+    """:func:`quiet_embedded_database_notice` (``fsr.quiet_database_notice()``)."""
+    return quiet_embedded_database_notice()
+
+
 def quiet_embedded_database_notice() -> bool:
     """Turns off FiftyOne's database version check for the embedded MongoDB 6.0.
 
@@ -108,7 +113,8 @@ def quiet_embedded_database_notice() -> bool:
     left alone for a shared database (``FIFTYONE_DATABASE_URI`` or
     ``database_uri`` in the config file), for another embedded version, and
     whenever the user chose ``database_validation`` themselves (environment
-    or config file). Called by ``import fiftyone_samrs`` and by the CLI.
+    or config file). Called by the CLI, the App plugin's entry and
+    ``fsr.quiet_database_notice()``; never by ``import fiftyone_samrs``.
 
     Returns:
         whether the check was turned off

@@ -26,6 +26,13 @@ OPERATORS = [ImportDataset, RunSam, EvaluateMasks, PromptStudy, ExportDataset, Q
 
 
 def register(p):
-    """Registers every operator and the panel on the plugin context ``p``."""
+    """Registers every operator and the panel on the plugin context ``p``
+    (and quiets FiftyOne's notice on the embedded MongoDB 6.0, as the CLI)."""
+    try:
+        import fiftyone_samrs
+
+        fiftyone_samrs.quiet_database_notice()
+    except Exception:  # noqa: BLE001 - a notice is never worth a missing plugin
+        pass
     for cls in OPERATORS:
         p.register(cls)
