@@ -65,9 +65,8 @@ def build_dataset(root: str, n_images: int, n_instances: int, size: int, seed: i
                   batch: int = 100):
     """The dataset: ``hbb`` prompt boxes and ``sam`` masks, added in batches."""
     import cv2
-    import numpy as np
-
     import fiftyone as fo
+    import numpy as np
 
     from fiftyone_samrs.core.classes import SOTA
     from fiftyone_samrs.core.geometry import box_to_relative

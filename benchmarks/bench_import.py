@@ -109,11 +109,11 @@ def main(argv=None) -> dict:
 
     import fiftyone as fo
 
-    from fiftyone_samrs.testing import synthetic
+    from fiftyone_samrs.core.records import ImportReport
     from fiftyone_samrs.formats import dota
     from fiftyone_samrs.importing.importers import load_dota
     from fiftyone_samrs.importing.sample_docs import record_to_sample
-    from fiftyone_samrs.core.records import ImportReport
+    from fiftyone_samrs.testing import synthetic
 
     fo.config.show_progress_bars = False
     tmp = None

@@ -429,7 +429,11 @@ def main(argv=None):
             name = "sam2_encoders"
         else:
             from fiftyone_samrs.segmenting.sam2.models import (
-                TINY_OVERRIDES, build_sam2_model, build_tiny_sam2, save_sam2_checkpoint)
+                TINY_OVERRIDES,
+                build_sam2_model,
+                build_tiny_sam2,
+                save_sam2_checkpoint,
+            )
 
             ckpt = os.path.join(workdir, ZOO_FILE)
             config = CONFIG

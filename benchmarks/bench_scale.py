@@ -112,9 +112,9 @@ def main(argv=None) -> int:
 
     import bson
     import cv2
+    import fiftyone as fo
     import numpy as np
 
-    import fiftyone as fo
     import fiftyone_samrs as fsr
     from fiftyone_samrs.core.painting import write_label_png
     from fiftyone_samrs.fiftyone_io import bulk_set, declare_label_field, segmentation_doc

@@ -141,8 +141,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     import tqdm
-
     from _common import write_results
+
     from fiftyone_samrs.core.records import ImportReport
     from fiftyone_samrs.importing import tiling
     from fiftyone_samrs.testing import tiling_reference

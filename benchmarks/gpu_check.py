@@ -321,7 +321,7 @@ def section_sdpa_kernels(rep: Report, args, device: torch.device) -> None:
             t = bench(fn, device, reps=5)
             flops = 4.0 * b * heads * n * n * d
             rows.append([name, t * 1e3, flops / t / 1e12, err])
-        except Exception as e:  # noqa: BLE001 - a kernel that does not take this input
+        except Exception as e:
             rows.append([name, "unsupported: " + _short_error(e), "", ""])
     rep.table("2. SDPA kernels with a bias (ViT-H global block: %d x %d heads x 4096 tokens x %d, bf16)"
               % (b, heads, d), ["kernel", "ms", "TFLOP/s", "rel err vs MATH"], rows)
@@ -428,7 +428,7 @@ def _encoder_modes(rep: Report, args, device: torch.device, model: str, engine) 
                 modes.append("bf16+fused+compile")
             else:
                 compile_note = "compile failed: %s" % engine._guarded.error
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             compile_note = "compile failed: %s" % _short_error(e)
     else:
         compile_note = "compile skipped (--no-compile, or --quick on the CPU)"
@@ -522,7 +522,7 @@ def section_models(rep: Report, args, device: torch.device) -> Dict[str, Dict[st
                 rep.note("5. %s" % model, "end to end skipped: budget")
                 continue
             figures[model]["e2e"] = _e2e(rep, args, device, model, engine, images, boxes)
-        except Exception as e:  # noqa: BLE001 - report and go on with the next model
+        except Exception as e:
             rep.note("4-5. %s" % model, "FAILED: %s\n\n```\n%s```" % (_short_error(e), traceback.format_exc()[-1500:]))
         finally:
             engine = sam = None
@@ -608,7 +608,7 @@ def main(argv=None) -> int:
             res = fn()
             if res is False:
                 ok = False
-        except Exception as e:  # noqa: BLE001 - report and go on
+        except Exception as e:
             ok = False
             rep.note(name, "FAILED: %s\n\n```\n%s```" % (_short_error(e), traceback.format_exc()[-1500:]))
     figures = section_models(rep, args, device)

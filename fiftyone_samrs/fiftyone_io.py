@@ -266,7 +266,7 @@ def add_sidebar_group(sample_collection, name: str, paths: Sequence[str]) -> Non
         groups.append(fo.SidebarGroupDocument(name=name, paths=list(paths)))
         dataset.app_config.sidebar_groups = groups
         dataset.save()
-    except Exception as e:  # noqa: BLE001 - the App sidebar only
+    except Exception as e:
         logger.info("could not add sidebar group %r: %s", name, e)
 
 
@@ -278,7 +278,7 @@ def remove_sidebar_group(sample_collection, name: str) -> None:
         if groups and any(g.name == name for g in groups):
             dataset.app_config.sidebar_groups = [g for g in groups if g.name != name]
             dataset.save()
-    except Exception as e:  # noqa: BLE001 - the App sidebar only
+    except Exception as e:
         logger.info("could not remove sidebar group %r: %s", name, e)
 
 
@@ -418,7 +418,7 @@ def read_mask_file(path: str, where: str) -> np.ndarray:
         raise FormatError(where, "mask file %s does not exist" % path)
     try:
         mask = foui.read(path, flag=-1)
-    except Exception as e:  # noqa: BLE001 - any decoder failure
+    except Exception as e:
         raise FormatError(where, "mask file %s is not a readable image (%s)" % (path, e)) \
             from None
     if mask.ndim == 3:

@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-import fuzz_mutations as fm  # noqa: E402
+import fuzz_mutations as fm
 
 
 def run(cases: int, only=None, seed0: int = 0) -> dict:

@@ -687,7 +687,7 @@ def _git_commit() -> Optional[str]:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, timeout=10).stdout.strip() or None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -796,7 +796,8 @@ def main(argv=None) -> int:
             row.update(step=step + 1, seconds=round(time.time() - t0, 1), lr=trainer.lr_at(step))
             history.append(row)
             print("step %(step)d  loss %(loss).4f  pixel %(pix).4f  dice %(dice).3f  "
-                  "iou-mse %(iou).4f  train-IoU %(miou).3f (no mask prompt %(box_iou).3f)  full %(full).2f  (%(seconds).0f s)" % row, flush=True)
+                  "iou-mse %(iou).4f  train-IoU %(miou).3f (no mask prompt %(box_iou).3f)  "
+                  "full %(full).2f  (%(seconds).0f s)" % row, flush=True)
             run = {}
         if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
             save(trainer.sam, "%s.step%d.pth" % (os.path.splitext(args.out)[0], step + 1),

@@ -138,7 +138,7 @@ class StandaloneMongod:
             try:
                 pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500).admin.command("ping")
                 return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 assert time.monotonic() < deadline, "mongod did not start"
 
     def client(self):
@@ -150,5 +150,5 @@ class StandaloneMongod:
         self.proc.terminate()
         try:
             self.proc.wait(30)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.proc.kill()

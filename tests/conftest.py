@@ -59,7 +59,7 @@ def drop_test_database() -> None:
         try:
             foo.get_db_client().drop_database(name)
             return
-        except Exception:  # noqa: BLE001
+        except Exception:
             if attempt == 2:
                 raise
 

@@ -389,9 +389,9 @@ def objects_finite(objects) -> bool:
 def count_elements(data: bytes, tag: str) -> Optional[int]:
     """How many ``tag`` elements a (safely parsed) XML document holds, or None."""
     try:
-        import defusedxml.ElementTree as DET
-
         import io
+
+        import defusedxml.ElementTree as DET
 
         root = DET.parse(io.BytesIO(data)).getroot()
     except Exception:

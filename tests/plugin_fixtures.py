@@ -24,6 +24,7 @@ def link_plugin(plugins_dir: Path) -> Path:
 def plugin(tmp_path_factory):
     """FiftyOne sees the plugin through a plugins dir holding a link to the repo."""
     import fiftyone as fo
+
     from fiftyone_samrs.tools.plugin_install import _clear_plugin_cache
 
     plugins_dir = link_plugin(tmp_path_factory.mktemp("plugins"))
@@ -50,6 +51,7 @@ def generated_dota_dataset(tmp_path: Path, prefix: str, **tree):
     import uuid
 
     import fiftyone as fo
+
     import fiftyone_samrs as fsr
     from fiftyone_samrs.testing.synthetic import make_dota_tree
 

@@ -19,7 +19,6 @@ from pathlib import Path
 def main() -> int:
     address, workdir, out = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     import fiftyone as fo
-
     from concurrency_helpers import assert_fields_equal, make_dataset
 
     from fiftyone_samrs.fiftyone_io import database_uri

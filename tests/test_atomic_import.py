@@ -12,9 +12,8 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
 import fiftyone as fo
+import pytest
 
 from fiftyone_samrs.importing.importers import load_dota
 from fiftyone_samrs.testing import synthetic

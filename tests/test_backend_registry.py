@@ -3,7 +3,6 @@ study read (issue 24): a backend added with one registry entry is offered
 everywhere, and the built-in entries agree with what each consumer shows."""
 
 import pytest
-
 from plugin_fixtures import plugin  # noqa: F401 - fixture
 
 from fiftyone_samrs.segmenting import backends as B
@@ -29,7 +28,7 @@ def test_builtin_entries():
         B.make_backend("nope")
 
 
-def test_a_registered_backend_is_offered_everywhere(toy, plugin, capsys, fo_dataset,  # noqa: F811
+def test_a_registered_backend_is_offered_everywhere(toy, plugin, capsys, fo_dataset,
                                                     tmp_path):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext

@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 import pytest
-
 from plugin_fixtures import plugin  # noqa: F401 - fixture
 from test_pipeline import OBJECTS, H, W, geometry_full, make_dataset
 
@@ -26,7 +25,12 @@ def _tiny(name, tmp_path):
 
         from fiftyone_samrs.segmenting.sam2.engine import Sam2Engine
         from fiftyone_samrs.segmenting.sam2.models import (
-            SAM2_MODELS, TINY_OVERRIDES, build_tiny_sam2, config_path, save_sam2_checkpoint)
+            SAM2_MODELS,
+            TINY_OVERRIDES,
+            build_tiny_sam2,
+            config_path,
+            save_sam2_checkpoint,
+        )
 
         model = build_tiny_sam2(0)
         ckpt = save_sam2_checkpoint(model, tmp_path / "tiny_sam2.pt")
@@ -164,7 +168,13 @@ def test_sam2_loading_configs_zoo_names_and_errors(tmp_path, monkeypatch):
 
     from fiftyone_samrs.segmenting.sam.models import ModelNotFoundError
     from fiftyone_samrs.segmenting.sam2.models import (
-        SAM2_MODELS, build_sam2_model, infer_config, load_sam2, model_name, save_sam2_checkpoint)
+        SAM2_MODELS,
+        build_sam2_model,
+        infer_config,
+        load_sam2,
+        model_name,
+        save_sam2_checkpoint,
+    )
 
     load, engine = _tiny("sam2", tmp_path)
     ref = engine.model.state_dict()
@@ -201,7 +211,7 @@ def test_sam2_loading_configs_zoo_names_and_errors(tmp_path, monkeypatch):
     assert infer_config(sam2_v1) == SAM2_MODELS["sam2_hiera_t"][0]  # SAM 2 vs 2.1
 
 
-def test_app_forms_offer_the_backends(plugin, fo_dataset, tmp_path):  # noqa: F811
+def test_app_forms_offer_the_backends(plugin, fo_dataset, tmp_path):
     """Run SAM offers sam2 / sam_hq with their own models; the prompt study offers the
     model backends only; the form's choice reaches fsr.segment's arguments."""
     import sys

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from fiftyone_samrs.core.geometry import quad_to_hbox, rbox_to_quad
-from fiftyone_samrs.segmenting.prompts import build_prompts
-from fiftyone_samrs.segmenting.baselines import BoxFillBackend, GrabCutBackend
 from fiftyone_samrs.segmenting.backends import Backend, make_backend
+from fiftyone_samrs.segmenting.baselines import BoxFillBackend, GrabCutBackend
+from fiftyone_samrs.segmenting.prompts import build_prompts
 
 
 def _scene():

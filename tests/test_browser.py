@@ -39,7 +39,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from plugin_fixtures import checkpoint, link_plugin  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.browser
@@ -168,6 +167,7 @@ def chromium_path():
 def dataset(tmp_path_factory):
     """The dataset the App opens on: three generated DOTA images."""
     import fiftyone as fo
+
     import fiftyone_samrs as fsr
     from fiftyone_samrs.testing.synthetic import make_dota_tree
 
@@ -184,6 +184,7 @@ def dataset(tmp_path_factory):
 def hrsc(tmp_path_factory):
     """A generated HRSC2016 folder to import from the App, and the dataset name to use."""
     import fiftyone as fo
+
     from fiftyone_samrs.testing.synthetic import make_hrsc_tree
 
     root = tmp_path_factory.mktemp("hrsc")
@@ -263,7 +264,7 @@ def screenshot_on_failure(request):
             pg = request.getfixturevalue("page")
             pg.screenshot(path=str(SHOTS / ("failed-%s.png" % request.node.name)))
             (SHOTS / ("failed-%s.html" % request.node.name)).write_text(pg.content())
-        except Exception:  # noqa: BLE001 - best effort
+        except Exception:
             pass
 
 
@@ -467,6 +468,7 @@ def test_tiff_previews_and_the_qa_workspace(page, app_url, hrsc, tmp_path):
     ``filepath`` stays the TIFF), and ``?workspace=samrs-qa`` (what
     ``samrs app`` opens) brings the QA panel up beside the samples."""
     import fiftyone as fo
+
     import fiftyone_samrs as fsr
     from fiftyone_samrs.testing.synthetic import make_fair1m_tree
     from fiftyone_samrs.tools.app import QA_WORKSPACE, save_qa_workspace

@@ -1,10 +1,9 @@
 """The evaluation verbs: samrs evaluate / quality / plots (prompt-study: test_study.py)."""
 
 import cv2
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 from fiftyone_samrs.core.masks import relative_box
 from fiftyone_samrs.tools.cli import main

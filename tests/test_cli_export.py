@@ -6,10 +6,10 @@ import os
 import cv2
 import numpy as np
 import pytest
-
-from fiftyone_samrs.tools import cli
-from fiftyone_samrs.core.classes import SOTA
 from test_exporters import _expected_gray, _stem, make_segmented
+
+from fiftyone_samrs.core.classes import SOTA
+from fiftyone_samrs.tools import cli
 
 
 @pytest.fixture

@@ -3,9 +3,8 @@
 import os
 import uuid
 
-import pytest
-
 import fiftyone as fo
+import pytest
 
 from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.tools.cli import main
@@ -122,8 +121,8 @@ def test_import_dota_tiled(tmp_path, names, capsys):
 
 
 def test_tile_verb_writes_an_importable_tree(tmp_path, names, capsys):
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.importing import tiling
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=2, n_objects=8,
                                   size=(400, 300), gt_masks=False)
     out_dir = str(tmp_path / "T")

@@ -4,13 +4,12 @@ import os
 
 import numpy as np
 import pytest
+from test_pipeline import OBJECTS, H, W, make_dataset
 
+from fiftyone_samrs.core.painting import read_label_png
 from fiftyone_samrs.tools.cli import build_parser, main
 from fiftyone_samrs.tools.commands._common import parse_classes
 from fiftyone_samrs.tools.commands.segmenting import parse_shard
-from fiftyone_samrs.core.painting import read_label_png
-
-from test_pipeline import OBJECTS, H, W, make_dataset  # noqa: E402
 
 
 def test_parse_helpers():
@@ -100,10 +99,10 @@ def test_cli_tiny_sam_on_imported_dota(tmp_path, capsys):
 
     import torch
 
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.core.classes import SOTA
     from fiftyone_samrs.importing.importers import load_dota
     from fiftyone_samrs.segmenting.sam.tiny import save_tiny_checkpoint
+    from fiftyone_samrs.testing import synthetic
 
     torch.set_num_threads(1)
     synthetic.make_dota_tree(tmp_path / "dota", n_images=2, n_objects=4, size=(256, 192), seed=1)

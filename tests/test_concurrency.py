@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from concurrency_helpers import (  # noqa: F401 - shared helpers
-    N,
     REPO,
     TTL,
+    N,
     all_boxes,
     assert_same_as_clean_run,
     kwargs_for,

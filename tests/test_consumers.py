@@ -11,10 +11,9 @@ import re
 import uuid
 
 import cv2
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 import fiftyone_samrs as fsr
 from fiftyone_samrs.core.classes import SOTA

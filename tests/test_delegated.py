@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from plugin_fixtures import checkpoint, generated_dota_dataset, plugin  # noqa: F401 - fixtures
 
 URI = "@samrs/samrs/run_sam"
@@ -40,9 +39,8 @@ def recorded_progress(monkeypatch):
 
 def _queue(dataset, **params):
     """Schedules run_sam as the App's Schedule button does."""
-    import fiftyone.operators as foo
-
     import fiftyone as fo
+    import fiftyone.operators as foo
 
     where = {"dataset": dataset} if isinstance(dataset, fo.Dataset) else {"view": dataset}
     result = foo.execute_operator(URI, ctx={**where, "params": params,

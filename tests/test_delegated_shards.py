@@ -2,7 +2,6 @@
 ``fiftyone delegated launch`` workers (issue 14)."""
 
 import pytest
-
 from plugin_fixtures import generated_dota_dataset, plugin  # noqa: F401 - fixture
 
 URI = "@samrs/samrs/run_sam"

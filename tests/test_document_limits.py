@@ -11,10 +11,9 @@ import struct
 import uuid
 import zlib
 
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 from fiftyone_samrs.core import limits
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_samrs.segmenting.prompts import build_prompts
 from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.segmenting.backends import Backend, MaskResult, make_backend
+from fiftyone_samrs.segmenting.prompts import build_prompts
 from fiftyone_samrs.segmenting.sam.engine import ImageEmbedding, Preprocessed, SamEngine
 from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam, save_tiny_checkpoint
 

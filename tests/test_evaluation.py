@@ -15,20 +15,18 @@ Dataset: mIoU_I = (0.8 + 1/3 + 0 + 0.5) / 4 = 0.408333..., mIoU_P = 330 / 675 = 
 
 
 import cv2
+import fiftyone as fo
 import numpy as np
 import pytest
 
-import fiftyone as fo
-
 from fiftyone_samrs.core.masks import relative_box
-
-from fiftyone_samrs.fiftyone_io import instance_from_label as detection_to_instance
 from fiftyone_samrs.evaluating.evaluation import (
     SamrsEvaluationResults,
     evaluate,
     list_runs,
     load_results,
 )
+from fiftyone_samrs.fiftyone_io import instance_from_label as detection_to_instance
 
 
 def det(label, x, y, w, h, W, H, mask=True, **attrs):

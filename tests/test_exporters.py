@@ -10,17 +10,17 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from fiftyone_samrs.core import classes as C
+from fiftyone_samrs.core.geometry import box_to_relative
+from fiftyone_samrs.core.masks import relative_box
+from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.exporting import coco_rle
 from fiftyone_samrs.exporting.common import (
     ExportResult,
     StemMaker,
     place_mask,
 )
-from fiftyone_samrs.exporting.splits import normalize_split, train_groups
-from fiftyone_samrs.core.geometry import box_to_relative
-from fiftyone_samrs.core.masks import relative_box
 from fiftyone_samrs.exporting.palette import PALETTE, colorize
-from fiftyone_samrs.core.records import FormatError
+from fiftyone_samrs.exporting.splits import normalize_split, train_groups
 
 SOTA = C.SOTA
 
@@ -372,9 +372,7 @@ def test_coco_json_loads_in_fiftyone_coco_importer(segmented):
 def test_round_trip_export_then_load_gives_the_same_masks_classes_boxes(segmented):
     import fiftyone as fo
 
-    from fiftyone_samrs import export_samrs
-
-    from fiftyone_samrs import load_samrs
+    from fiftyone_samrs import export_samrs, load_samrs
     from fiftyone_samrs.types import SAMRSDataset
 
     ds, truth, tmp = segmented
@@ -439,8 +437,7 @@ def test_fiftyone_export_route_matches_the_sdk(segmented):
 
 
 def test_export_media_false_and_symlink(segmented):
-    from fiftyone_samrs import export_samrs
-    from fiftyone_samrs import load_samrs
+    from fiftyone_samrs import export_samrs, load_samrs
     ds, truth, tmp = segmented
     out = str(tmp / "nomedia")
     export_samrs(ds, out, subset="SOTA", export_media=False, progress=False)
@@ -465,9 +462,7 @@ def test_export_media_false_and_symlink(segmented):
 def test_colliding_stems_get_distinct_label_files(fo_dataset, tmp_path):
     import fiftyone as fo
 
-    from fiftyone_samrs import export_samrs
-
-    from fiftyone_samrs import load_samrs
+    from fiftyone_samrs import export_samrs, load_samrs
     samples = []
     for sub in ("a", "b"):
         os.makedirs(tmp_path / sub)
@@ -531,8 +526,7 @@ def test_custom_class_list_small_last_and_category_start(segmented):
 
 
 def test_unknown_class_errors_naming_the_sample_or_is_ignored_and_counted(segmented):
-    from fiftyone_samrs import export_coco
-    from fiftyone_samrs import export_samrs
+    from fiftyone_samrs import export_coco, export_samrs
     ds, truth, tmp = segmented
     classes = ["plane", "ship"]
     with pytest.raises(FormatError, match=r"P0000\.png.*'small-vehicle'|P0000\.png.*'harbor'"):
@@ -603,8 +597,7 @@ def test_seg_png_missing_or_wrong_size_errors_naming_the_sample(segmented):
 
 
 def test_non_empty_export_dir_is_refused_unless_overwrite(segmented):
-    from fiftyone_samrs import export_coco
-    from fiftyone_samrs import export_samrs
+    from fiftyone_samrs import export_coco, export_samrs
     ds, truth, tmp = segmented
     out = tmp / "busy"
     out.mkdir()
@@ -654,8 +647,8 @@ def test_empty_masks_are_skipped_and_counted_or_kept(fo_dataset, tmp_path):
 def test_export_streams_sample_by_sample(segmented, monkeypatch):
     """The exporter writes each sample as it is read: reads and writes
     interleave, nothing is collected first."""
-    from fiftyone_samrs.exporting import coco_export
     from fiftyone_samrs import export_coco
+    from fiftyone_samrs.exporting import coco_export
     ds, truth, tmp = segmented
     events = []
     real_iter = coco_export.iter_sample_docs

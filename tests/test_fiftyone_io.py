@@ -5,11 +5,10 @@ public slow path on the same data, so an upgrade that changes one fails here
 first (see the table in the module's docstring).
 """
 
-import numpy as np
-import pytest
-
 import fiftyone as fo
 import fiftyone.core.utils as fou
+import numpy as np
+import pytest
 from bson import ObjectId
 
 from fiftyone_samrs import fiftyone_io as fio

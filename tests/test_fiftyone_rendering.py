@@ -13,9 +13,8 @@ checked the same way.
 import uuid
 
 import cv2
-import numpy as np
-
 import fiftyone as fo
+import numpy as np
 
 from fiftyone_samrs.core import geometry
 from fiftyone_samrs.core.classes import SOTA

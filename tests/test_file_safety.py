@@ -12,8 +12,7 @@ import subprocess
 import sys
 
 import pytest
-
-from test_exporters import make_segmented  # noqa: E402
+from test_exporters import make_segmented
 
 
 @pytest.fixture

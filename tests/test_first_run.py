@@ -15,10 +15,9 @@ import subprocess
 import sys
 import uuid
 
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.core.text import num, plural

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from fiftyone_samrs.core.classes import DOTA_V1_0
-from fiftyone_samrs.formats import dota
 from fiftyone_samrs.core.records import FormatError, ImportReport
+from fiftyone_samrs.formats import dota
 
 # ../shared/samples of the checkout, or of any folder above it (worktrees)
 SAMPLES = next((d / "shared" / "samples" for d in Path(__file__).resolve().parents

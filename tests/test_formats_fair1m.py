@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fiftyone_samrs.formats import fair1m
 from fiftyone_samrs.core.records import FormatError, ImportReport
+from fiftyone_samrs.formats import fair1m
 
 # ../shared/samples of the checkout, or of any folder above it (worktrees)
 SAMPLES = next((d / "shared" / "samples" for d in Path(__file__).resolve().parents

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fiftyone_samrs.formats import hrsc
 from fiftyone_samrs.core.geometry import quad_to_hbox, rbox_to_quad
 from fiftyone_samrs.core.records import FormatError, ImportReport
+from fiftyone_samrs.formats import hrsc
 
 # ../shared/samples of the checkout, or of any folder above it (worktrees)
 SAMPLES = next((d / "shared" / "samples" for d in Path(__file__).resolve().parents

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fiftyone_samrs.testing import synthetic
 from fiftyone_samrs.core.classes import DOTA_V1_0
-from fiftyone_samrs.formats import dota, isaid
 from fiftyone_samrs.core.records import FormatError, InstanceMask, ObjectRecord
+from fiftyone_samrs.formats import dota, isaid
+from fiftyone_samrs.testing import synthetic
 
 
 def test_palette_covers_dota_v1_0_with_known_colours():

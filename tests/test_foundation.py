@@ -5,10 +5,9 @@ import os
 import pytest
 
 from fiftyone_samrs.core import classes
+from fiftyone_samrs.tools import cli, db
 
-from fiftyone_samrs.tools import cli
 
-from fiftyone_samrs.tools import db
 def test_class_lists_match_the_samrs_release():
     assert len(classes.SOTA) == 18 and classes.SOTA[0] == "large-vehicle"
     assert classes.SOTA[15:] == ["container-crane", "airport", "helipad"]
@@ -105,7 +104,7 @@ def test_doctor_reports_a_live_database_round_trip():
 
 def test_sdk_segment_stays_the_function_after_the_engine_is_imported():
     import fiftyone_samrs as fsr
-    import fiftyone_samrs.segmenting.sam.engine  # noqa: F401
+    import fiftyone_samrs.segmenting.sam.engine
     from fiftyone_samrs.segmenting.pipeline import segment
 
     assert fsr.segment is segment

@@ -18,11 +18,10 @@ import os
 import random
 import tempfile
 
+import fuzz_mutations as fm
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import fuzz_mutations as fm
 
 #: examples per parser in the default run: a few seconds each
 EXAMPLES = 150

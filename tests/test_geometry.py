@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fiftyone_samrs.core import geometry as g
-from fiftyone_samrs.formats._common import clip_objects
 from fiftyone_samrs.core.records import ImportReport, ObjectRecord
+from fiftyone_samrs.formats._common import clip_objects
 
 
 def test_quad_to_hbox_uses_min_max_not_corners_1_and_3():

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from fiftyone_samrs.core.classes import DOTA_V1_0
+from fiftyone_samrs.core.masks import rasterize
 from fiftyone_samrs.core.records import FormatError, ImportReport, ObjectRecord
 from fiftyone_samrs.formats import dior, dota, fair1m, hrsc, isaid
-from fiftyone_samrs.core.masks import rasterize
 from fiftyone_samrs.formats.images import MAX_PIXELS_ENV, check_decodable, image_size
 
 SAMPLES = next((d / "shared" / "samples" for d in Path(__file__).resolve().parents

@@ -8,19 +8,17 @@ datasets, deleted afterwards.
 import os
 import uuid
 
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 from fiftyone import ViewField as F
 
 from fiftyone_samrs.core import classes as fsc
+from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
 from fiftyone_samrs.importing import importers as imp
 from fiftyone_samrs.importing import sample_docs
 from fiftyone_samrs.importing.isaid_gt import load_isaid_masks
 from fiftyone_samrs.importing.report import import_report
-from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport, InstanceMask, ObjectRecord
-
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -386,8 +384,8 @@ def test_load_dota_malformed_line(tmp_path, names):
 
 
 def test_load_dota_splits_and_from_dir(tmp_path, names):
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs import types
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=4, n_objects=5,
                                   size=(300, 200), split=["train", "val"], gt_masks=False)
     ds = imp.load_dota(gt["root"], name=names(), progress=False)
@@ -462,8 +460,8 @@ def _check_boxes(ds, gt, key="hbox"):
 
 
 def test_load_dior(tmp_path, names):
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs import types
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_dior_tree(str(tmp_path / "DIOR"), n_images=3, n_objects=4,
                                   gt_masks=False)
     ds = imp.load_dior(gt["root"], name=names(), progress=False)
@@ -491,8 +489,8 @@ def test_load_dior_obb_only_gives_rh_boxes(tmp_path, names):
 
 
 def test_load_fair1m(tmp_path, names):
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs import types
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_fair1m_tree(str(tmp_path / "FAIR1M"), n_images=4, n_objects=3,
                                     size=(300, 300), gt_masks=False)
     previews = str(tmp_path / "previews")
@@ -513,8 +511,8 @@ def test_load_fair1m(tmp_path, names):
 
 
 def test_load_hrsc_masks_and_all_masked(tmp_path, names):
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs import types
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_hrsc_tree(str(tmp_path / "HRSC"), n_images=3, n_objects=3,
                                   size=(200, 150), mask_dir="LandMask", unmasked_every=4)
     ds = imp.load_hrsc(gt["root"], name=names(), progress=False)
@@ -552,8 +550,8 @@ def test_load_hrsc_masks_and_all_masked(tmp_path, names):
 
 
 def test_load_dota_tiled(tmp_path, names):
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.importing import tiling
+    from fiftyone_samrs.testing import synthetic
     gt = synthetic.make_dota_tree(str(tmp_path / "D"), n_images=2, n_objects=12,
                                   size=(500, 300), gt_masks=False)
     tile_dir = str(tmp_path / "tiles")

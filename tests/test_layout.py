@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import fiftyone.core.odm as foo
+from test_evaluation import build
 
 import fiftyone_samrs as fsr
-from test_evaluation import build
 
 #: stored class paths of 0.1.0 runs -> where the classes live now
 OLD_PATHS = {

@@ -11,10 +11,9 @@ import json
 import uuid
 
 import cv2
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.exporting.coco_rle import encode_crop, rle_to_json

@@ -4,10 +4,9 @@ The reference for placement is FiftyOne's own renderer
 (``Detection.to_segmentation``, on eta's ``render_instance_mask``).
 """
 
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 from fiftyone_samrs.core import geometry as g
 from fiftyone_samrs.core.masks import (

@@ -15,7 +15,6 @@ import uuid
 
 import numpy as np
 import pytest
-
 from plugin_fixtures import checkpoint, plugin  # noqa: F401 - fixtures
 
 PLUGIN = "@samrs/samrs"
@@ -95,6 +94,7 @@ def _operator_module(name):
 def dota(plugin, checkpoint, tmp_path_factory):
     """A DOTA tree imported with ``import_dataset`` and segmented with ``run_sam``."""
     import fiftyone as fo
+
     from fiftyone_samrs.testing.synthetic import make_dota_tree
 
     root = tmp_path_factory.mktemp("dota")
@@ -150,6 +150,7 @@ def app_choices(options):
 def test_run_sam_form(dota):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
+
     from fiftyone_samrs.segmenting.prompts import TABLE1
 
     dataset = dota["dataset"]
@@ -376,6 +377,7 @@ def test_export_coco_json(dota, tmp_path):
 @pytest.fixture(scope="module")
 def hrsc(plugin, checkpoint, tmp_path_factory):
     import fiftyone as fo
+
     from fiftyone_samrs.testing.synthetic import make_hrsc_tree
 
     root = tmp_path_factory.mktemp("hrsc")

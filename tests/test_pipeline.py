@@ -531,11 +531,11 @@ def test_imported_fair1m_with_grabcut(tmp_path):
     region and clip_to_rbox keeps them inside the rotated box."""
     import uuid
 
-    from fiftyone_samrs.testing import synthetic
     from fiftyone_samrs.core.classes import FAST
-    from fiftyone_samrs.importing.importers import load_fair1m
     from fiftyone_samrs.core.masks import polygon_pixels
+    from fiftyone_samrs.importing.importers import load_fair1m
     from fiftyone_samrs.segmenting.pipeline import segment
+    from fiftyone_samrs.testing import synthetic
 
     gt = synthetic.make_fair1m_tree(tmp_path / "fair1m", n_images=2, n_objects=3,
                                     size=(160, 120), seed=3)

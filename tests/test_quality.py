@@ -1,11 +1,12 @@
 """Quality signals on hand-made masks, the suspicious rule, and the QA views."""
 
 import cv2
+import fiftyone as fo
 import numpy as np
 import pytest
 
-import fiftyone as fo
-
+from fiftyone_samrs.core.masks import polygon_fraction, relative_box
+from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.evaluating.evaluation import evaluate
 from fiftyone_samrs.evaluating.qa import low_iou_view, save_qa_views, suspicious_view, worst_samples
 from fiftyone_samrs.evaluating.quality import (
@@ -14,8 +15,6 @@ from fiftyone_samrs.evaluating.quality import (
     instance_signals,
     suspicious_reasons,
 )
-from fiftyone_samrs.core.masks import polygon_fraction, relative_box
-from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.fiftyone_io import run_key
 
 

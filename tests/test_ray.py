@@ -24,8 +24,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from concurrency_helpers import (  # noqa: E402
-    N,
     REPO,
+    N,
     StandaloneMongod,
     assert_fields_equal,
     kwargs_for,

@@ -8,7 +8,6 @@ the FiftyOne importer classes show exactly those.
 import inspect
 
 import pytest
-
 from plugin_fixtures import plugin  # noqa: F401 - fixture
 
 from fiftyone_samrs.formats.registry import FORMATS, get_format
@@ -57,7 +56,7 @@ def test_cli_help_shows_the_registry_defaults(capsys):
     assert "fair1m: train, val, test" in out  # FAIR1M has splits like the others
 
 
-def test_app_import_form_defaults_are_the_registry_defaults(plugin):  # noqa: F811
+def test_app_import_form_defaults_are_the_registry_defaults(plugin):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
 

@@ -17,13 +17,13 @@ import torch
 pytest.importorskip("sam2", reason="the optional sam2 package is not installed "
                     "(pip install 'fiftyone-samrs[sam2]')")
 
-from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402
+from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-from fiftyone_samrs.core.geometry import rbox_to_quad  # noqa: E402
-from fiftyone_samrs.segmenting.prompts import build_prompts  # noqa: E402
-from fiftyone_samrs.segmenting.sam2.decoder import Sam2FastDecoder  # noqa: E402
-from fiftyone_samrs.segmenting.sam2.engine import Sam2Engine  # noqa: E402
-from fiftyone_samrs.segmenting.sam2.models import build_tiny_sam2  # noqa: E402
+from fiftyone_samrs.core.geometry import rbox_to_quad
+from fiftyone_samrs.segmenting.prompts import build_prompts
+from fiftyone_samrs.segmenting.sam2.decoder import Sam2FastDecoder
+from fiftyone_samrs.segmenting.sam2.engine import Sam2Engine
+from fiftyone_samrs.segmenting.sam2.models import build_tiny_sam2
 
 SIZES = [(300, 500), (1024, 1024), (700, 420)]
 

@@ -17,13 +17,13 @@ import torch
 pytest.importorskip("segment_anything_hq", reason="the optional segment-anything-hq package "
                     "is not installed (pip install 'fiftyone-samrs[sam_hq]')")
 
-from segment_anything_hq import SamPredictor  # noqa: E402
+from segment_anything_hq import SamPredictor
 
-from fiftyone_samrs.core.geometry import rbox_to_quad  # noqa: E402
-from fiftyone_samrs.segmenting.prompts import build_prompts  # noqa: E402
-from fiftyone_samrs.segmenting.sam_hq.decoder import HqFastDecoder  # noqa: E402
-from fiftyone_samrs.segmenting.sam_hq.engine import HqSamEngine  # noqa: E402
-from fiftyone_samrs.segmenting.sam_hq.models import (  # noqa: E402
+from fiftyone_samrs.core.geometry import rbox_to_quad
+from fiftyone_samrs.segmenting.prompts import build_prompts
+from fiftyone_samrs.segmenting.sam_hq.decoder import HqFastDecoder
+from fiftyone_samrs.segmenting.sam_hq.engine import HqSamEngine
+from fiftyone_samrs.segmenting.sam_hq.models import (
     build_tiny_sam_hq,
     load_sam_hq,
     save_tiny_sam_hq_checkpoint,

@@ -8,10 +8,9 @@ real data: the orderings checked here are those it reproduces (see the study tes
 
 import uuid
 
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 
 @pytest.fixture(scope="module")

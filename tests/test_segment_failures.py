@@ -12,11 +12,10 @@ import os
 
 import numpy as np
 import pytest
+from test_pipeline import FakeBackend, _run, make_dataset
 
 from fiftyone_samrs.core import limits
 from fiftyone_samrs.core.records import FormatError
-
-from test_pipeline import FakeBackend, make_dataset, _run  # noqa: E402
 
 
 def _break(path):

@@ -3,10 +3,9 @@
 import json
 
 import cv2
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 from fiftyone_samrs.core.masks import relative_box
 from fiftyone_samrs.evaluating.stats import dataset_stats

@@ -11,13 +11,12 @@ import csv
 import uuid
 
 import cv2
+import fiftyone as fo
 import pytest
 
-import fiftyone as fo
-
-from fiftyone_samrs.tools.cli import main
-from fiftyone_samrs.segmenting.prompts import TABLE1
 from fiftyone_samrs.evaluating.study import EXTRA_CONFIGS, PAPER_TABLE1, parse_config, prompt_study
+from fiftyone_samrs.segmenting.prompts import TABLE1
+from fiftyone_samrs.tools.cli import main
 
 
 def test_parse_config():

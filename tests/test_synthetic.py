@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fiftyone_samrs.testing import synthetic
 from fiftyone_samrs.core.classes import DOTA_V1_5, FAST, SIOR
-from fiftyone_samrs.formats import dior, dota, fair1m, hrsc
 from fiftyone_samrs.core.geometry import quad_area
 from fiftyone_samrs.core.records import ImportReport
+from fiftyone_samrs.formats import dior, dota, fair1m, hrsc
+from fiftyone_samrs.testing import synthetic
 
 
 def _no_overlap(objects, height, width):

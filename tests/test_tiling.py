@@ -7,13 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from fiftyone_samrs.testing import synthetic
-
-from fiftyone_samrs.importing import tiling
-from fiftyone_samrs.formats import dota
 from fiftyone_samrs.core import geometry as geo
 from fiftyone_samrs.core.geometry import quad_area
 from fiftyone_samrs.core.records import ImageRecord, ImportReport, InstanceMask, ObjectRecord
+from fiftyone_samrs.formats import dota
+from fiftyone_samrs.importing import tiling
+from fiftyone_samrs.testing import synthetic
 
 
 def test_windows_devkit_positions():
@@ -67,7 +66,9 @@ def test_rotated_object_cut_by_the_tile_edge():
     assert t.quad.tolist() in ([[80, 50], [100, 110], [80, 130], [40, 90]],
                                [[80, 50], [100, 70], [80, 130], [40, 90]])
     # same orientation as the source, starting at the corner nearest its first one
-    signed = lambda p: np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))
+    def signed(p):
+        return np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))
+
     assert np.sign(signed(t.quad)) == np.sign(signed(q))
     d = np.hypot(*(t.quad - q[0]).T)
     assert d[0] == d.min()

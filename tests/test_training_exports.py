@@ -6,12 +6,11 @@ import json
 import os
 import uuid
 
+import fiftyone as fo
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-
-import fiftyone as fo
 
 import fiftyone_samrs as fsr
 from fiftyone_samrs.core.rboxes import rotated_iou

@@ -8,14 +8,14 @@ import numpy as np
 
 
 def test_waiting_batches_share_one_bulk_write(monkeypatch, fo_dataset, tmp_path):
+    import fiftyone as fo
+
     from fiftyone_samrs.core.records import InstanceMask
     from fiftyone_samrs.fiftyone_io import object_inputs
     from fiftyone_samrs.segmenting import writer as w
     from fiftyone_samrs.segmenting.backends import MaskResult
     from fiftyone_samrs.segmenting.pipeline import _Job
     from fiftyone_samrs.segmenting.prompts import build_prompts
-
-    import fiftyone as fo
 
     fo_dataset.add_samples([fo.Sample(filepath=str(tmp_path / ("%d.png" % i)))
                             for i in range(6)])

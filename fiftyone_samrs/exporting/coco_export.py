@@ -49,6 +49,7 @@ import numpy as np
 
 from fiftyone_samrs import __version__
 from fiftyone_samrs.core.classes import class_index
+from fiftyone_samrs.exporting.card import CARD_FILES, ExportStats
 from fiftyone_samrs.exporting.coco_rle import (
     encode_crops,
     rle_area,
@@ -64,11 +65,11 @@ from fiftyone_samrs.exporting.common import (
     ExportResult,
     Instance,
     SampleDoc,
-    derive_rboxes,
     StemMaker,
     Timer,
     check_known_classes,
     class_indices,
+    derive_rboxes,
     existing_field,
     instances_of,
     iter_sample_docs,
@@ -77,7 +78,6 @@ from fiftyone_samrs.exporting.common import (
     resolve_export_classes,
     transfer_media,
 )
-from fiftyone_samrs.exporting.card import CARD_FILES, ExportStats
 from fiftyone_samrs.exporting.splits import SPLITS, SplitCounts, SplitPlan, plan_splits
 from fiftyone_samrs.fiftyone_io import image_metadata, raw_labels
 
@@ -836,5 +836,6 @@ def export_coco(
     return result
 
 
-__all__ = ["COCOJSONWriter", "kept_instances", "FolderExporter", "COCOInstanceDatasetExporter", "export_coco", "run_export",
+__all__ = ["COCOJSONWriter", "kept_instances", "FolderExporter", "COCOInstanceDatasetExporter",
+           "export_coco", "run_export",
            "assign_image_ids", "IMAGE_ID_FIELD"]

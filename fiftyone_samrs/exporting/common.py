@@ -389,7 +389,8 @@ def check_known_classes(sample_collection, label_field: str, index: Dict[str, in
         where, "%d object%s of %r %s not in the class list (%s): %s; choose another "
         "class list, or pass unknown='ignore' to leave such objects out (255 in the label PNG)"
         % (n, "" if n == 1 else "s", label_field,
-           "has a class" if n == 1 else "have classes", _short(classes), ", ".join("%r (%d)" % (k, n) for k, n in sorted(
+           "has a class" if n == 1 else "have classes", _short(classes),
+           ", ".join("%r (%d)" % (k, n) for k, n in sorted(
                unknown.items(), key=lambda kv: str(kv[0])))))
 
 
@@ -504,7 +505,7 @@ def resolve_paint_order(sample_collection, paint_order: Optional[str], label_fie
         from fiftyone_samrs.segmenting.runs import get_segment_run
 
         run = get_segment_run(sample_collection, label_field) if sample_collection else None
-    except Exception:  # noqa: BLE001 - no run record: the SAMRS default
+    except Exception:
         run = None
     return (run or {}).get("paint_order") or "annotation"
 

@@ -46,7 +46,8 @@ from fiftyone_samrs.importing.sample_docs import (
 )
 
 __all__ = [
-    "load_records", "load_format", "check_not_empty", "PREVIEW_FIELD", "load_dota", "load_dior", "load_fair1m", "load_hrsc",
+    "load_records", "load_format", "check_not_empty", "PREVIEW_FIELD", "load_dota", "load_dior",
+    "load_fair1m", "load_hrsc",
     "IMPORTERS",
 ]
 

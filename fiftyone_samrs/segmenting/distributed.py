@@ -202,7 +202,7 @@ def shutdown_workers() -> None:
     for actor in actors:
         try:
             ray.kill(actor)
-        except Exception:  # noqa: BLE001 - already gone
+        except Exception:
             pass
 
 

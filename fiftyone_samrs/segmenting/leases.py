@@ -338,7 +338,7 @@ class FieldLease:
                 fresh = self._fresh(now, 1)
                 try:
                     coll.insert_one(fresh)
-                except Exception as e:  # noqa: BLE001 - DuplicateKeyError: raced, look again
+                except Exception as e:
                     if getattr(e, "code", None) != 11000:
                         raise
                     continue
@@ -413,7 +413,7 @@ class FieldLease:
             if doc is not None and not _alive(doc.get("owners"), _now()):
                 if coll.delete_one({"_id": self.key, "version": doc["version"]}).deleted_count:
                     samrs_collection("claims").delete_many({"epoch": self.epoch})
-        except Exception as e:  # noqa: BLE001 - leaving must not hide the run's outcome
+        except Exception as e:
             logger.warning("could not release the lease of field %r: %s", self.label_field, e)
 
     # -- heartbeat -----------------------------------------------------------
@@ -428,7 +428,7 @@ class FieldLease:
         while not self._stop.wait(period):
             try:
                 self.heartbeat()
-            except Exception as e:  # noqa: BLE001 - a database hiccup: try again
+            except Exception as e:
                 logger.warning("lease heartbeat failed: %s", e)
 
     def heartbeat(self) -> None:

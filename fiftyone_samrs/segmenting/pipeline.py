@@ -323,7 +323,7 @@ def _predict_all(engine, batches):
                 todo = _todo(jobs)
                 pending.append((jobs, todo))
                 yield [j.image for j in todo], [j.prompts for j in todo]
-        except Exception as e:  # noqa: BLE001 - raised once the batches before it are out
+        except Exception as e:
             error.append(e)
 
     for out in engine.predict_batches(pairs()):
@@ -533,7 +533,7 @@ def segment(
                 result.seconds = time.time() - start
                 finish_run(dataset, settings, shard, result.counts(), lease=lease,
                            complete=False)
-            except Exception as e:  # noqa: BLE001 - the run's own error goes first
+            except Exception as e:
                 logger.warning("could not record the interrupted run: %s", e)
         raise
     finally:
@@ -824,7 +824,7 @@ def _run(sample_collection, dataset, engine, todo: List[str], settings: SegmentS
                         f.set_result(job)
                         futures.append(f)
                 _put(futures)
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+        except BaseException as e:
             _put(e)
         finally:
             _put(None)

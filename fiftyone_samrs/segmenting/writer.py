@@ -173,7 +173,7 @@ class Writer(threading.Thread):
                 continue  # drain after a failure
             try:
                 self._write(batches)
-            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            except BaseException as e:
                 self.error = e
 
     def _write(self, batches: List[list]) -> None:

@@ -68,7 +68,7 @@ def embedded_mongod_version() -> Optional[str]:
         files = metadata.files(FALLBACK_DB_WHEEL.split("==")[0]) or []
         if any(str(f).replace("\\", "/").endswith("fiftyone/db/bin/mongod") for f in files):
             version = FALLBACK_DB_VERSION
-    except Exception:  # noqa: BLE001 - not installed: ask mongod
+    except Exception:
         version = None
     if version is None:
         try:

@@ -188,7 +188,7 @@ def _clear_plugin_cache() -> None:
 
         decorators.cache.clear()
         decorators.dir_cache["state"] = None
-    except Exception:  # noqa: BLE001 - best effort only
+    except Exception:
         pass
 
 
@@ -223,7 +223,7 @@ def plugin_status(plugins_dir: Optional[str] = None) -> Tuple[bool, str, str]:
     """
     try:
         import fiftyone as fo
-    except Exception as e:  # noqa: BLE001 - report any import failure
+    except Exception as e:
         return False, "fiftyone is not importable: %s" % e, "pip install fiftyone-samrs"
 
     if plugins_dir is None:

@@ -32,7 +32,7 @@ def register(p):
         import fiftyone_samrs
 
         fiftyone_samrs.quiet_database_notice()
-    except Exception:  # noqa: BLE001 - a notice is never worth a missing plugin
+    except Exception:
         pass
     for cls in OPERATORS:
         p.register(cls)

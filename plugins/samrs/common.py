@@ -255,7 +255,7 @@ def _count(target_fn: Optional[Callable[[], Any]]) -> Optional[int]:
         return None
     try:
         return target_fn().count()
-    except Exception:  # noqa: BLE001 - a view that cannot count is handled at execution
+    except Exception:
         return None
 
 
@@ -294,7 +294,7 @@ def waiting_operations(min_age_s: float = 60.0) -> List[Any]:
 
         queued = DelegatedOperationService().list_operations(
             run_state=ExecutionRunState.QUEUED)
-    except Exception:  # noqa: BLE001 - an informative extra only
+    except Exception:
         return []
     cutoff = datetime.utcnow() - timedelta(seconds=min_age_s)
     return [op for op in queued
@@ -343,7 +343,7 @@ def add_execution_notice(ctx, inputs, target=None, long_running: bool = False) -
     if target is not None:
         try:
             n = target.count()
-        except Exception:  # noqa: BLE001
+        except Exception:
             n = None
     text = execution_notice(n, long_running=long_running)
     if text:
@@ -392,7 +392,7 @@ def run_with_progress(ctx, fn: Callable[[Report], Any], poll: float = 0.5) -> Ge
     def work():
         try:
             outcome["result"] = fn(report)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+        except BaseException as e:
             outcome["error"] = e
         finally:
             events.put(None)
@@ -491,7 +491,7 @@ def _reporting_errors(ctx, generator) -> Generator:
     just stop at its last progress message."""
     try:
         return (yield from generator)
-    except Exception as e:  # noqa: BLE001 - shown, then re-raised
+    except Exception as e:
         message = "%s: %s" % (type(e).__name__, e)
         yield ctx.ops.notify(message, variant="error")
         yield ctx.ops.show_output(markdown_output("Error").to_json(),

@@ -143,7 +143,7 @@ def _quality_field(dataset) -> Optional[str]:
             stamp = str(info.timestamp)
             if stamp >= when:
                 best, when = getattr(info.config, "pred_field", None), stamp
-    except Exception:  # noqa: BLE001 - informative only
+    except Exception:
         return None
     return best
 
@@ -159,7 +159,7 @@ def _eval_keys_by_time(dataset, keys: List[str]) -> List[str]:
     def when(key):
         try:
             return str(dataset.get_evaluation_info(key).timestamp)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return ""
 
     return sorted(keys, key=when)
@@ -216,7 +216,7 @@ class QAPanel(foo.Panel):
             return
         try:
             st = stats_summary(ctx.dataset, field)
-        except Exception as e:  # noqa: BLE001 - shown, not a crash
+        except Exception as e:
             ctx.ops.notify("could not compute the statistics of %r: %s" % (field, e),
                            variant="error")
             return
@@ -236,7 +236,7 @@ class QAPanel(foo.Panel):
     def _refresh(self, ctx, eval_key=None):
         try:
             summary = qa_summary(ctx.dataset, eval_key or ctx.panel.get_state("eval_key"))
-        except Exception as e:  # noqa: BLE001 - shown in the panel, not a crash
+        except Exception as e:
             summary = {"eval_keys": [], "eval_key": None, "ious": [], "low_iou": None,
                        "suspicious": None,
                        "markdown": "Could not read the evaluation: %s" % e}

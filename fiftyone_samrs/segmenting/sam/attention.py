@@ -254,7 +254,7 @@ class GuardedEncoder:
         if self.compiled is not None:
             try:
                 return self.compiled(x)
-            except Exception as e:  # noqa: BLE001 - any compiler failure falls back
+            except Exception as e:
                 self.error = "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
                 logger.warning("torch.compile of the SAM image encoder failed (%s); "
                                "running it uncompiled", self.error)

@@ -247,7 +247,7 @@ class SamEngine:
         if compile:
             try:
                 compiled = compile_encoder_blocks(self.sam, mode=mode)
-            except Exception as e:  # noqa: BLE001 - e.g. torch.compile unavailable
+            except Exception as e:
                 logger.warning("cannot compile the SAM image encoder (%s: %s); running it "
                                "uncompiled", type(e).__name__, e)
             else:

@@ -257,7 +257,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise ModelNotFoundError("SAM checkpoint not found: %s" % path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report any unreadable file
+    except Exception as e:
         # torch's own message (several paragraphs, suggesting weights_only=False)
         # is replaced by a short one; the file is never loaded unsafely
         raise ValueError("%s: not a SAM checkpoint: %s. Give a segment-anything .pth "
@@ -364,7 +364,7 @@ def _torch_bf16_features() -> Optional[List[str]]:
         probes = {"amx_bf16": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}
         if all(hasattr(cpu, fn) for fn in probes.values()):
             return [f for f, fn in probes.items() if getattr(cpu, fn)()]
-    except Exception:  # noqa: BLE001 - a failing probe counts as no answer
+    except Exception:
         pass
     return None
 
@@ -396,7 +396,7 @@ def cpu_bf16_support(refresh: bool = False) -> CpuBf16Support:
     mkldnn = bool(getattr(torch.backends, "mkldnn", None) and torch.backends.mkldnn.is_available())
     try:
         isa = str(torch.backends.cpu.get_cpu_capability())
-    except Exception:  # noqa: BLE001 - older torch
+    except Exception:
         isa = ""
     _CPU_BF16 = CpuBf16Support(bool(found) and mkldnn, tuple(found), "+".join(sources), isa)
     return _CPU_BF16
@@ -465,7 +465,7 @@ def _zoo_dir() -> str:
         import fiftyone.core.config as focn
 
         return focn.load_config().model_zoo_dir
-    except Exception:  # noqa: BLE001 - FiftyOne missing or misconfigured
+    except Exception:
         return os.path.join(os.path.expanduser("~"), "fiftyone", "__models__")
 
 
@@ -517,7 +517,7 @@ def find_checkpoint(model: str, download: bool = True) -> str:
             if os.path.isfile(path):
                 return path
             why = "the zoo download did not produce the file"
-        except Exception as e:  # noqa: BLE001 - no network, no FiftyOne...
+        except Exception as e:
             why = "download failed (%s: %s)" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
     raise ModelNotFoundError(_not_found_message(model_type, zoo_name, tried, why))
 

@@ -107,7 +107,7 @@ for _short, (_cfg, _zoo, _file, _url) in SAM2_MODELS.items():
 
 def _require_sam2():
     try:
-        import sam2  # noqa: F401
+        import sam2
     except ImportError as e:
         raise ImportError(
             "backend 'sam2' needs the sam2 package: pip install 'fiftyone-samrs[sam2]' "
@@ -198,7 +198,7 @@ def read_sam2_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise ModelNotFoundError("SAM 2 checkpoint not found: %s" % path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report any unreadable file
+    except Exception as e:
         raise ValueError("%s: cannot read as a PyTorch checkpoint: %s" % (path, e)) from e
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
@@ -248,7 +248,7 @@ def find_sam2_checkpoint(model: str, download: bool = True) -> str:
             if os.path.isfile(path):
                 return path
             why = "the zoo download did not produce the file"
-        except Exception as e:  # noqa: BLE001 - no network, no FiftyOne...
+        except Exception as e:
             why = "download failed (%s: %s)" % (type(e).__name__,
                                                 str(e).splitlines()[0] if str(e) else "")
     raise ModelNotFoundError(

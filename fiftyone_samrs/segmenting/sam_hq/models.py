@@ -47,7 +47,7 @@ _HQ_KEY = "mask_decoder.hf_token.weight"
 
 def _require_sam_hq():
     try:
-        import segment_anything_hq  # noqa: F401
+        import segment_anything_hq
     except ImportError as e:
         raise ImportError(
             "backend 'sam_hq' needs the segment-anything-hq package: "

@@ -20,7 +20,7 @@ def _check_python() -> Check:
 def _check_torch() -> List[Check]:
     try:
         import torch
-    except Exception as e:  # noqa: BLE001 - report any import failure
+    except Exception as e:
         return [("torch", False, "not importable: %s" % e,
                  "pip install 'torch>=2.1' torchvision (the build for your CUDA)")]
     checks = [("torch", True, torch.__version__, "")]
@@ -42,7 +42,7 @@ def _check_fiftyone() -> List[Check]:
     from fiftyone_samrs.tools import db
     try:
         import fiftyone as fo
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return [("fiftyone", False, "not importable: %s" % e, "pip install fiftyone-samrs")]
     checks = [("fiftyone", True, fo.__version__, "")]
     if db.uses_external_database():
@@ -70,7 +70,7 @@ def _check_database() -> Check:
         conn = fo.config.database_uri or "embedded mongod"
         return ("database", ok, "round trip on %s (database %r)" % (conn, fo.config.database_name),
                 "")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return ("database", False, "round trip failed: %s" % e,
                 "run `python -m fiftyone_samrs.tools.db ensure-mongod`, or set "
                 "FIFTYONE_DATABASE_URI=mongodb://HOST:27017 for a shared MongoDB")

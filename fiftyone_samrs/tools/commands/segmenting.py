@@ -1,4 +1,5 @@
-"""``samrs segment DATASET``: box-prompted SAM over a dataset (see :func:`fiftyone_samrs.segmenting.pipeline.segment`)."""
+"""``samrs segment DATASET``: box-prompted SAM over a dataset
+(see :func:`fiftyone_samrs.segmenting.pipeline.segment`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fiftyone_samrs.tools.commands._common import (
     parse_classes,
     tagged_view,
 )
+
 
 #: the --backend choices (the registry's names, in a fixed order)
 def backend_choices():
