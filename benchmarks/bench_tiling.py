@@ -4,7 +4,7 @@ One 20000x20000 image with 50,000 objects (default), DOTA v1.0-like rotated
 boxes with integer corners (mostly vehicles of 10-60 px, some large objects
 of up to 600 px), tiled 1024/200/0.7 as SAMRS did. In one run it times:
 
-1. **plan, 0.1.0**: :mod:`fiftyone_samrs.testing.tiling_reference`, every
+1. **plan, 0.1.0**: ``tests/tiling_reference.py`` (test-only, not in the wheel), every
    window against every object, one Python call each (the algorithm of
    0.1.0, with today's SAMRS-faithful rules);
 2. **plan, now**: :func:`fiftyone_samrs.importing.tiling.tile_record` (the
@@ -145,7 +145,9 @@ def main(argv=None) -> dict:
 
     from fiftyone_samrs.core.records import ImportReport
     from fiftyone_samrs.importing import tiling
-    from fiftyone_samrs.testing import tiling_reference
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "tests"))
+    import tiling_reference  # test-only: the 0.1.0 planner, not in the wheel
 
     results = {"side": args.side, "objects": args.objects, "size": args.size, "gap": args.gap,
                "keep_thresh": args.keep_thresh, "workers": args.workers,

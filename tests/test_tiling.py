@@ -261,7 +261,7 @@ def _same_objects(a, b):
 
 
 def _same_tiling(rec, size, gap, keep, **kw):
-    from fiftyone_samrs.testing import tiling_reference
+    import tiling_reference
 
     r1, r2 = ImportReport(), ImportReport()
     got = tiling.tile_record(rec, size, gap, keep, report=r1, out_dir="/t", **kw)

@@ -11,10 +11,10 @@ import types
 import numpy as np
 import pytest
 import torch
+from export_tree import make_export_tree
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fiftyone_samrs.testing.export_tree import make_export_tree
 from fiftyone_samrs.training import (
     SAMRS_SUBSET_SIZES,
     TORCHGEO_RECIPE,

@@ -130,7 +130,6 @@ class Writer(threading.Thread):
 
     def __init__(self, dataset, label_field: str, seg_field: Optional[str],
                  options: LabelOptions, on_done: Callable[[List[Any]], None],
-                 mask_dir: Optional[str] = None,
                  on_failure: Optional[Callable[[Any, Exception], None]] = None):
         super().__init__(name="samrs-writer", daemon=True)
         self.dataset = dataset
@@ -138,7 +137,6 @@ class Writer(threading.Thread):
         self.seg_field = seg_field
         self.options = options
         self.on_done = on_done
-        self.mask_dir = mask_dir
         self.on_failure = on_failure
         self.mask_files = 0
         self.queue: "queue.Queue[Optional[list]]" = queue.Queue(maxsize=4)
@@ -230,8 +228,8 @@ class Writer(threading.Thread):
                 " (or segment fewer fields into it)", stored + new, len(items))))
 
     def _masks_to_files(self, job, items: List[dict]) -> None:
-        folder = os.path.join(self.mask_dir or dataset_dir(self.dataset, "masks",
-                                                            self.label_field), job.sample_id)
+        folder = os.path.join(dataset_dir(self.dataset, "masks", self.label_field),
+                              job.sample_id)
         for k, d in enumerate(items):
             if "mask" not in d:
                 continue
