@@ -55,3 +55,40 @@ def test_a_registered_backend_is_offered_everywhere(toy, plugin, capsys, fo_data
     res = segment(ds, backend="toy", seg_dir=str(tmp_path / "seg"), progress=False)
     assert res.backend == "toy" and res.samples_processed == len(ds)
     assert get_segment_run(ds, "sam")["margin"] == 0.25
+
+
+def test_the_engine_contract_is_declared_once():
+    """Every built-in backend subclasses Engine (all hooks declared, defaults
+    in the base); an engine written to 0.2.0's duck-typed contract is wrapped
+    once, at the entry, and nothing else probes for members."""
+    import inspect
+    import os
+
+    from fiftyone_samrs.segmenting import base
+    from fiftyone_samrs.segmenting.baselines import BoxFillBackend, GrabCutBackend
+    from fiftyone_samrs.segmenting.sam.engine import SamEngine
+    from fiftyone_samrs.segmenting.sam2.engine import Sam2Engine
+    from fiftyone_samrs.segmenting.sam_hq.engine import HqSamEngine
+
+    for cls in (SamEngine, Sam2Engine, HqSamEngine, BoxFillBackend, GrabCutBackend):
+        assert issubclass(cls, base.Engine), cls
+    assert SamEngine.encodes and Sam2Engine.encodes and not BoxFillBackend.encodes
+
+    class Duck:
+        name = "duck"
+
+        def predict_batch(self, images, prompts):
+            return [[] for _ in images]
+
+    duck = base.as_engine(Duck())
+    assert isinstance(duck, base.Engine) and duck.name == "duck" and not duck.encodes
+    assert duck.default_margin is None and duck.mask_frame == "sam"
+    assert duck.describe() is None and duck.settings() is None
+    assert list(duck.predict_batches([([1, 2], ["a", "b"]), ([], [])])) == [[[], []], []]
+    assert base.as_engine(duck) is duck and base.as_engine(None) is None
+    with pytest.raises(TypeError, match="predict_batch"):
+        base.as_engine(object())
+    root = os.path.dirname(inspect.getfile(base))
+    for name in ("pipeline.py", "distributed.py", os.path.join("..", "evaluating", "study.py")):
+        text = open(os.path.join(root, name)).read()
+        assert "getattr(engine" not in text and "hasattr(engine" not in text, name

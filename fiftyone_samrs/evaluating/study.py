@@ -45,6 +45,7 @@ from fiftyone_samrs.core.metrics import mask_iou, miou
 from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.segmenting.backends import baseline_backends, model_backends
+from fiftyone_samrs.segmenting.base import as_engine
 
 #: the paper's Table 1 (HRSC2016 test, 124 images, SAM ViT-H), mIoU_I / mIoU_P in
 #: percent; only the rows whose values are recorded in the project's notes
@@ -328,7 +329,8 @@ def prompt_study(
     for p in parsed:
         if p.backend != "sam" and p.backend not in baselines:
             baselines[p.backend] = make_backend(p.backend)
-    can_encode = engine is not None and hasattr(engine, "encode") and hasattr(engine, "decode")
+    engine = as_engine(engine)
+    can_encode = engine is not None and engine.encodes
 
     n_cfg = len(parsed)
     inters: List[List[int]] = [[] for _ in range(n_cfg)]
@@ -371,8 +373,7 @@ def prompt_study(
                     ps = build_prompts(
                         hb, qd, p.prompt, size, has_hbox=objs.has_hbox,
                         margin=margin if p.backend == "sam" else baseline_margin,
-                        mask_frame=getattr(engine, "mask_frame", "sam")
-                        if p.backend == "sam" else "sam")
+                        mask_frame=engine.mask_frame if p.backend == "sam" else "sam")
                 except ValueError as e:
                     notes[c][str(e)] += 1
                     ps = None
@@ -413,10 +414,10 @@ def prompt_study(
         note = "; ".join("%s (%d images)" % kv if kv[1] > 1 else kv[0]
                          for kv in sorted(notes[c].items()))
         if p.backend == "sam" and backend != "sam" and engine is not None and not can_encode:
-            note = ("run by %s; " % getattr(engine, "name", backend)) + note
+            note = ("run by %s; " % engine.name) + note
         result.rows.append(StudyRow(
             config=p.name,
-            backend=p.backend if p.backend != "sam" else getattr(engine, "name", "sam"),
+            backend=p.backend if p.backend != "sam" else engine.name,
             n=len(inters[c]), miou_i=mi, miou_p=mp,
             paper_miou_i=paper[0] if paper else None, paper_miou_p=paper[1] if paper else None,
             seconds=seconds[c], note=note.strip("; "),
@@ -429,7 +430,7 @@ def prompt_study(
 def _model_name(engine, backend, model, checkpoint) -> str:
     if engine is None:
         return ""
-    name = getattr(engine, "name", backend)
+    name = engine.name
     if name in model_backends():
         what = model or (os.path.basename(checkpoint) if checkpoint else None)
         return "%s (%s)" % (name, what) if what else name

@@ -1,7 +1,8 @@
-"""What the pipeline runs: the backend protocol, its results, and the backends by name.
+"""The backends by name: one :class:`BackendSpec` each.
 
-A *backend* turns images and their :class:`~fiftyone_samrs.segmenting.prompts.PromptSet`
-into one :class:`MaskResult` per prompt (``predict_batch``). The SAM engine
+A *backend* is an :class:`~fiftyone_samrs.segmenting.base.Engine`: it turns
+images and their :class:`~fiftyone_samrs.segmenting.prompts.PromptSet` into one
+:class:`~fiftyone_samrs.segmenting.base.MaskResult` per prompt. The SAM engine
 (:mod:`fiftyone_samrs.segmenting.sam`) and the baselines
 (:mod:`fiftyone_samrs.segmenting.baselines`) are registered in
 :data:`BACKEND_SPECS` (one :class:`BackendSpec` each, read by the SDK, CLI,
@@ -12,81 +13,16 @@ module does not import torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import (
-    TYPE_CHECKING,
-    Callable,
-    Dict,
-    List,
-    Optional,
-    Protocol,
-    Tuple,
-    runtime_checkable,
+from typing import Callable, Dict, Optional, Tuple
+
+from fiftyone_samrs.segmenting.base import (  # noqa: F401 - MaskResult, as_rgb_uint8: 0.2.0 paths
+    Engine,
+    MaskResult,
+    as_rgb_uint8,
 )
 
-import numpy as np
-
-from fiftyone_samrs.core.records import InstanceMask
-
-if TYPE_CHECKING:
-    from fiftyone_samrs.segmenting.prompts import PromptSet
-
-
-@dataclass
-class MaskResult:
-    """One predicted mask.
-
-    Attributes:
-        mask: the mask over the prompt's region (``InstanceMask``: bool crop
-            whose origin is the region's top-left pixel)
-        score: SAM's predicted IoU (the confidence)
-        stability: SAM's stability score of the region's logits (offset 1.0;
-            0.0 when no logit of the region exceeds -1); NaN where the
-            backend has none (the baselines)
-        empty: whether the mask has no pixel
-        fallback: None, or what a backend gave instead of its own mask
-            (``"box"``, ``"rbox"``: GrabCut's fallback, see
-            :class:`~fiftyone_samrs.segmenting.baselines.GrabCutBackend`)
-    """
-
-    mask: InstanceMask
-    score: float
-    stability: float
-    empty: bool
-    fallback: Optional[str] = None
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What the pipeline runs: images + prompt sets -> one MaskResult per prompt."""
-
-    name: str
-
-    def predict_batch(
-        self, images: List[np.ndarray], prompts: List["PromptSet"]
-    ) -> List[List[MaskResult]]:
-        ...
-
-
-def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """An image as ``HxWx3`` RGB uint8 (gray and RGBA are converted).
-
-    Raises:
-        ValueError: for another dtype, shape, or an empty image
-    """
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        raise ValueError("expected a uint8 image, got dtype %s" % img.dtype)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError("expected an HxWx3 RGB image, got shape %s" % (img.shape,))
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise ValueError("empty image of shape %s" % (img.shape,))
-    return img
+#: 0.2.0's name of the engine contract (:class:`~.base.Engine`)
+Backend = Engine
 
 
 def _sam(model=None, checkpoint=None, device=None, dtype=None, **kw) -> Backend:

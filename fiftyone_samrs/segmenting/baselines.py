@@ -34,7 +34,7 @@ import numpy as np
 from fiftyone_samrs.core.geometry import box_to_int_region
 from fiftyone_samrs.core.masks import polygon_pixels
 from fiftyone_samrs.core.records import InstanceMask
-from fiftyone_samrs.segmenting.backends import MaskResult, as_rgb_uint8
+from fiftyone_samrs.segmenting.base import Engine, MaskResult, as_rgb_uint8
 from fiftyone_samrs.segmenting.prompts import PromptSet
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def grabcut_seed(crop: np.ndarray, rect: Sequence[int], iterations: int) -> int:
     return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
 
 
-class _Baseline:
+class _Baseline(Engine):
     name = "baseline"
     #: the prompt box grown by 10%: GrabCut's surroundings (see ``segment``)
     default_margin = 0.1

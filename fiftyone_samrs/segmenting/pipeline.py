@@ -65,7 +65,8 @@ from fiftyone_samrs.fiftyone_io import (
     object_inputs,
 )
 from fiftyone_samrs.formats.images import read_image
-from fiftyone_samrs.segmenting.backends import BACKEND_SPECS, backend_spec
+from fiftyone_samrs.segmenting.backends import backend_spec
+from fiftyone_samrs.segmenting.base import as_engine
 from fiftyone_samrs.segmenting.leases import MAX_FAILURES_LISTED, FieldLease
 from fiftyone_samrs.segmenting.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.segmenting.runs import (
@@ -255,9 +256,8 @@ def _load_image(job: _Job, engine) -> _Job:
             job.filepath, "image is %dx%d but the sample's metadata says %dx%d; "
             "recompute it with compute_metadata(overwrite=True)"
             % (image.shape[1], image.shape[0], job.width, job.height))
-    preprocess = getattr(engine, "preprocess", None)
     # SamEngine.predict_batch takes its preprocess() results in place of images
-    job.image = preprocess(image) if preprocess is not None else image
+    job.image = engine.preprocess(image)
     return job
 
 
@@ -277,14 +277,6 @@ def _load_image_or_fail(job: _Job, engine, skip_failures: bool) -> _Job:
         return job
 
 
-def _predict(engine, jobs: List[_Job]) -> None:
-    """Runs the backend on the jobs that have objects; attaches the results."""
-    todo = _todo(jobs)
-    if todo:
-        _attach(engine, todo, engine.predict_batch([j.image for j in todo],
-                                                   [j.prompts for j in todo]))
-
-
 def _todo(jobs: List[_Job]) -> List[_Job]:
     """The jobs with objects that have not failed (the others get no results)."""
     for j in jobs:
@@ -296,24 +288,17 @@ def _attach(engine, todo: List[_Job], out) -> None:
     """Attaches the backend's results ``out`` to the jobs ``todo``."""
     if len(out) != len(todo):
         raise RuntimeError("backend %r returned results for %d images, expected %d"
-                           % (getattr(engine, "name", engine), len(out), len(todo)))
+                           % (engine.name, len(out), len(todo)))
     for j, res in zip(todo, out):
         j.results = list(res)
         j.image = None  # free memory early
 
 
 def _predict_all(engine, batches):
-    """:func:`_predict` over a stream of job batches, yielding each batch when done.
-
-    With an engine that has ``predict_batches`` (the SAM engine), the next
-    batch's encoder pass is queued before the current batch decodes (on
-    CUDA they overlap); other backends run batch by batch.
-    """
-    if not callable(getattr(engine, "predict_batches", None)):
-        for jobs in batches:
-            _predict(engine, jobs)
-            yield jobs
-        return
+    """The engine over a stream of job batches (``engine.predict_batches``:
+    the SAM engine queues the next batch's encoder pass before the current
+    batch decodes, on CUDA they overlap; the others run batch by batch),
+    yielding each batch when done."""
     pending: "collections.deque" = collections.deque()
     error: List[Exception] = []
 
@@ -416,8 +401,9 @@ def segment(
         progress: show a progress bar (True/False), or a FiftyOne progress
             callback (as ``fo.report_progress``; it receives a
             :class:`fiftyone.core.utils.ProgressBar` after each batch)
-        engine: an already-built backend (anything with ``name`` and
-            ``predict_batch``); overrides ``backend``/``model``/``checkpoint``
+        engine: an already-built backend (an :class:`~.base.Engine`, or
+            anything with ``name`` and ``predict_batch``, wrapped by
+            :func:`~.base.as_engine`); overrides ``backend``/``model``/``checkpoint``
             (with ``workers``, it must pickle: each worker gets a copy)
         skip_failures: False (default): the first sample that cannot be
             segmented (its image missing, unreadable or undecodable, its size
@@ -459,10 +445,12 @@ def segment(
     shard = _check_arguments(sample_collection, prompt, batch_size, shard, paint_order)
     workers = _check_workers(workers, ray_address)
     dataset = dataset_of(sample_collection)
-    backend_name = getattr(engine, "name", backend) if engine is not None else backend
-    if margin is None:
-        spec = BACKEND_SPECS.get(backend_name)
-        margin = getattr(engine, "default_margin", spec.default_margin if spec else None)
+    engine = as_engine(engine)
+    backend_name = engine.name if engine is not None else backend
+    if margin is None and engine is not None:
+        margin = engine.default_margin
+    elif margin is None:
+        margin = backend_spec(backend_name).default_margin
     if seg_field == "auto":
         seg_field = default_seg_field(label_field)
     settings = _resolve_settings(
@@ -520,12 +508,9 @@ def segment(
                 finally:
                     bar.close()
         result.seconds = time.time() - start
-        describe = getattr(engine, "describe", None)
-        result.encoder = describe() if callable(describe) else None
-        engine_settings = getattr(engine, "settings", None)
+        result.encoder = engine.describe() if engine is not None else None
         finish_run(dataset, settings, shard, dict(
-            result.counts(),
-            encoder_settings=engine_settings() if callable(engine_settings) else None),
+            result.counts(), encoder_settings=engine.settings() if engine is not None else None),
             lease=lease, complete=True)
     except BaseException:
         if started:
@@ -815,7 +800,7 @@ def _run(sample_collection, dataset, engine, todo: List[str], settings: SegmentS
                     png = os.path.join(seg_dir, png_names[sid]) if seg_field else None
                     job = _make_job(sid, fp, w, h, dets, polylines, settings.prompt,
                                     settings.margin, png,
-                                    mask_frame=getattr(engine, "mask_frame", "sam"))
+                                    mask_frame=engine.mask_frame)
                     if job.prompts is not None and len(job.prompts):
                         futures.append(pool.submit(_load_image_or_fail, job, engine,
                                                    skip_failures))

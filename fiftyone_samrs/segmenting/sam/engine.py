@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from fiftyone_samrs.core.geometry import box_to_int_region
-from fiftyone_samrs.segmenting.backends import MaskResult, as_rgb_uint8
+from fiftyone_samrs.segmenting.base import Engine, MaskResult, as_rgb_uint8
 from fiftyone_samrs.segmenting.prompts import PromptSet
 from fiftyone_samrs.segmenting.sam.models import (
     dtype_name,
@@ -128,7 +128,7 @@ def _region_ints(regions: np.ndarray, height: int, width: int) -> List[Tuple[int
     return [box_to_int_region(r, width, height) for r in np.asarray(regions, dtype=np.float64)]
 
 
-class SamEngine:
+class SamEngine(Engine):
     """Box-prompted SAM, fast and exact: encode once, decode in chunks.
 
     Args:
@@ -167,6 +167,7 @@ class SamEngine:
     """
 
     name = "sam"
+    encodes = True
     #: whether ``dtype="auto"`` picks bf16 on CPUs with fast bf16 (measured for SAM)
     CPU_BF16_AUTO = True
     #: whole masks unless a region margin is asked for (see ``segment``)

@@ -252,7 +252,7 @@ def region_mask(up: RegionUpsampler, window, region: Tuple[int, int, int, int], 
         img_size: the model's input side (for :meth:`RegionUpsampler.apply_full`)
     """
     from fiftyone_samrs.core.records import InstanceMask
-    from fiftyone_samrs.segmenting.backends import MaskResult
+    from fiftyone_samrs.segmenting.base import MaskResult
 
     x0, y0, x1, y1 = region
     if window is None or x1 <= x0 or y1 <= y0:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from fiftyone_samrs.core.geometry import box_to_int_region
-from fiftyone_samrs.segmenting.backends import MaskResult, as_rgb_uint8
+from fiftyone_samrs.segmenting.base import Engine, MaskResult, as_rgb_uint8
 from fiftyone_samrs.segmenting.prompts import PromptSet
 from fiftyone_samrs.segmenting.sam.models import resolve_device, resolve_dtype
 from fiftyone_samrs.segmenting.sam.upsample import RegionUpsampler, region_mask
@@ -72,7 +72,7 @@ class Sam2Embedding:
     cache: Dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-class Sam2Engine:
+class Sam2Engine(Engine):
     """Box-prompted SAM 2 / 2.1, fast and exact: encode once, decode in chunks.
 
     Args:
@@ -93,6 +93,7 @@ class Sam2Engine:
     """
 
     name = "sam2"
+    encodes = True
     #: whole masks unless a region margin is asked for (see ``segment``)
     default_margin = None
     #: the frame of mask prompts (see :func:`~fiftyone_samrs.segmenting.prompts.build_prompts`)
