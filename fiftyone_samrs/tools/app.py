@@ -48,13 +48,35 @@ def app_url(dataset_name: str, port: int = DEFAULT_PORT, address: str = "localho
     return url + ("?workspace=%s" % quote(workspace) if workspace else "")
 
 
+#: the address the App binds unless told otherwise (FiftyOne itself binds
+#: 0.0.0.0 when it detects a container: the whole network would reach it)
+DEFAULT_ADDRESS = "localhost"
+
+
+def is_loopback(address: str) -> bool:
+    """Whether an address is reachable only from this machine."""
+    import ipaddress
+
+    if address in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def launch_app(dataset_name: str, port: int = DEFAULT_PORT, address: Optional[str] = None,
                remote: bool = False, panel: bool = True, wait: bool = True):
     """Launches the App on a dataset, with the SAMRS QA panel open.
 
+    The App binds ``localhost`` unless ``address`` says otherwise (FiftyOne's
+    own default is every interface inside a container); another address is
+    printed with a warning: the App serves any file the server can read.
+
     Args:
         dataset_name: the dataset
-        port, address, remote: as ``fiftyone app launch``
+        port, address, remote: as ``fiftyone app launch`` (``address``
+            default: ``localhost``)
         panel: open the ``samrs-qa`` workspace (saved on the dataset first)
         wait: block until the App is closed (as ``fiftyone app launch``)
 
@@ -69,10 +91,15 @@ def launch_app(dataset_name: str, port: int = DEFAULT_PORT, address: Optional[st
         if not dataset.has_workspace(QA_WORKSPACE):
             save_qa_workspace(dataset)
         spaces = dataset.load_workspace(QA_WORKSPACE)
+    address = address or DEFAULT_ADDRESS
     session = fo.launch_app(dataset, spaces=spaces, port=port, address=address,
                             remote=remote, auto=False)
-    print("The App: %s" % app_url(dataset_name, port, address or "localhost",
-                                  QA_WORKSPACE if panel else None))
+    bound = getattr(session, "server_address", None) or address
+    print("The App: %s" % app_url(dataset_name, port, bound, QA_WORKSPACE if panel else None))
+    if not is_loopback(bound):
+        print("[samrs] WARNING: the App listens on %s: anyone who reaches this machine's port "
+              "%d can browse the dataset and read files the server can; use the default "
+              "(localhost) and an SSH tunnel unless that is what you want" % (bound, port))
     if not remote:
         session.open_tab()
     if wait:

@@ -33,7 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("dataset", help="the FiftyOne dataset name")
     parser.add_argument("--port", "-p", type=int, default=DEFAULT_PORT, help="the App's port")
     parser.add_argument("--address", "-A", default=None,
-                        help="the address to bind (default: localhost)")
+                        help="the address to bind (default: localhost, even in a container; "
+                             "another address is reachable from the network and is warned "
+                             "about)")
     parser.add_argument("--remote", "-r", action="store_true",
                         help="do not open a browser tab (remote session)")
     parser.add_argument("--no-panel", action="store_true",
