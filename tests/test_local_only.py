@@ -6,9 +6,8 @@ localhost URL. (The local Ray of ``segment(workers=N)`` still listens on every
 interface: Ray 2.60's ``ray.init`` has no node-address argument; left open.)
 """
 
-import pytest
-
 import fiftyone as fo
+import pytest
 
 
 class _Session:
