@@ -272,3 +272,22 @@ def test_export_form_says_what_overwrite_removes(segmented):
     text = overwrite_effect(out, "samrs")
     n = len([p for p in _ours(out) if os.path.exists(os.path.join(out, p))])
     assert ("removes the %d files" % n) in text and "other files are kept" in text
+
+
+def test_isaid_scan_does_not_follow_directory_links(tmp_path):
+    """0.2.0: ``load_isaid_masks`` walked ``glob("**")``, which follows
+    directory links: ``loop -> .`` and ``up -> ..`` made it run (and grow)
+    without end. Now each file is listed once and the walk ends."""
+    root = tmp_path / "iSAID" / "val"
+    root.mkdir(parents=True)
+    for name in ("P0001_instance_id_RGB.png", "P0001_instance_color_RGB.png"):
+        (root / name).write_bytes(b"x")
+    os.symlink(".", root / "loop")
+    os.symlink("..", root / "up")
+    code = ("import json, sys; from fiftyone_samrs.importing.isaid_gt import _isaid_index; "
+            "print(json.dumps(_isaid_index(sys.argv[1])))")
+    out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                         text=True, timeout=120, check=True)
+    index = json.loads(out.stdout)
+    assert list(index) == ["P0001"]
+    assert index["P0001"][0] == str(root / "P0001_instance_id_RGB.png")

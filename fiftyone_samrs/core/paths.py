@@ -63,3 +63,18 @@ def atomic_write_text(path: str, text: str) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def walk_files(root: str, suffix: str = ""):
+    """The files below ``root`` whose names end with ``suffix``, sorted.
+
+    Directory links are not followed (``os.walk``'s default), so a link
+    leading back up the tree (``loop -> .``, ``up -> ..``) neither loops nor
+    lists a file twice; a link to a file is listed where it is.
+    """
+    out = []
+    for dirpath, dirnames, filenames in os.walk(os.fspath(root)):
+        dirnames.sort()
+        out.extend(os.path.join(dirpath, f) for f in filenames if f.endswith(suffix))
+    return sorted(out)
+

@@ -7,7 +7,6 @@ instances to tiles, matches them to the sample's ``hbb``/``obb`` objects
 
 from __future__ import annotations
 
-import glob
 import os
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
@@ -34,9 +33,10 @@ _ISAID_COLOR_SUFFIX = "_instance_color_RGB.png"
 
 def _isaid_index(isaid_dir: str) -> Dict[str, Tuple[str, str]]:
     """``{image stem: (instance_id png, instance_color png)}`` found under ``isaid_dir``."""
+    from fiftyone_samrs.core.paths import walk_files
+
     index = {}
-    pattern = os.path.join(glob.escape(str(isaid_dir)), "**", "*" + _ISAID_ID_SUFFIX)
-    for id_path in sorted(glob.glob(pattern, recursive=True)):
+    for id_path in walk_files(str(isaid_dir), _ISAID_ID_SUFFIX):
         stem = os.path.basename(id_path)[: -len(_ISAID_ID_SUFFIX)]
         color_path = id_path[: -len(_ISAID_ID_SUFFIX)] + _ISAID_COLOR_SUFFIX
         index.setdefault(stem, (id_path, color_path))
