@@ -105,3 +105,23 @@ def test_bad_input_is_a_clear_error(evaluated_ds, capsys):
     assert "protocol=True needs the 'split' sample field" in capsys.readouterr().err
     assert main(["quality", evaluated_ds.name, "-t", "max_area=2"]) == 1
     assert "unknown quality thresholds: max_area" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--low-iou", "nan"], "within [0, 1]"), (["--low-iou", "7"], "within [0, 1]"),
+    (["--worst", "-5"], ">= 1")])
+def test_evaluate_refuses_out_of_range_thresholds(argv, expected, capsys):
+    """0.2.0 accepted --low-iou nan / 7 and --worst -5 (issue 22, item 14)."""
+    from fiftyone_samrs.tools.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "any-dataset", "--gt-field", "gt_masks"] + argv)
+    assert e.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_export_refuses_an_empty_export_dir(capsys):
+    from fiftyone_samrs.tools.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["export", "any-dataset", "--export-dir", ""])
+    assert e.value.code == 2 and "current folder" in capsys.readouterr().err

@@ -3,8 +3,40 @@ class lists and error messages."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 from typing import List, Optional
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a finite number within [0, 1] (an IoU threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number within [0, 1], got %r" % text)
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("expected a number within [0, 1], got %r" % text)
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number >= 1, got %r" % text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a whole number >= 1, got %r" % text)
+    return value
+
+
+def folder(text: str) -> str:
+    """An argparse type: a non-empty folder path (``""`` would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path (it would "
+                                         "write into the current folder)")
+    return text
 
 
 def load_dataset(name: str):

@@ -15,7 +15,9 @@ from fiftyone_samrs.tools.cli import add_kwargs_argument, parse_kwargs
 from fiftyone_samrs.tools.commands._common import (
     add_view_tag_argument,
     fail,
+    fraction,
     load_dataset,
+    positive_int,
     tagged_view,
 )
 from fiftyone_samrs.tools.commands.segmenting import backend_choices, backend_help
@@ -139,9 +141,9 @@ def _common_options(parser, eval_key=True) -> None:
 
 
 def _qa_options(parser) -> None:
-    parser.add_argument("--low-iou", type=float, default=0.5,
+    parser.add_argument("--low-iou", type=fraction, default=0.5,
                         help="IoU threshold of the low_iou view and tag (default 0.5)")
-    parser.add_argument("--worst", type=int, default=50,
+    parser.add_argument("--worst", type=positive_int, default=50,
                         help="size of the worst_samples view (default 50)")
     parser.add_argument("--no-views", action="store_true",
                         help="do not save QA views or tag samples")

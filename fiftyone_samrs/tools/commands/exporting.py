@@ -15,6 +15,7 @@ from fiftyone_samrs.tools.cli import add_kwargs_argument, parse_kwargs
 from fiftyone_samrs.tools.commands._common import (
     add_view_tag_argument,
     fail,
+    folder,
     load_dataset,
     parse_classes,
     tagged_view,
@@ -122,7 +123,7 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=("samrs", "coco", "yolo"), default="samrs",
                         help="the SAMRS layout (gray/color PNGs, COCO JSON, images), a COCO "
                              "instance JSON, or ultralytics' YOLO-seg layout")
-    parser.add_argument("--export-dir", required=True, help="the folder to write")
+    parser.add_argument("--export-dir", required=True, type=folder, help="the folder to write")
     parser.add_argument("--subset", default=None,
                         help="class list: SOTA, SIOR, FAST or HRSC (default: the dataset's)")
     parser.add_argument("--classes", default=None,
