@@ -250,3 +250,29 @@ def test_view_filtering_labels_writes_to_the_right_detections(fo_dataset, tmp_pa
     g = a.gt_masks.detections
     assert g[1].eval_iou == 0.0 and g[1].eval_id is None
     assert g[0].eval_id == p[0].id
+
+
+def test_fields_without_masks_are_refused_and_unfinished_runs_warned(fo_dataset, tmp_path,
+                                                                     caplog):
+    """0.2.0: ``--pred-field hbb`` stored mIoU 0.00, ``--gt-field hbb`` reported
+    "0 instances", and a field whose run was still going was scored without a
+    word (issue 22, item 8)."""
+    import logging
+
+    import fiftyone as fo
+
+    from fiftyone_samrs.core.records import FormatError
+    from fiftyone_samrs.evaluating.evaluation import check_has_masks, warn_unfinished_run
+
+    fo_dataset.add_sample(fo.Sample(filepath=str(tmp_path / "a.png"), hbb=fo.Detections(
+        detections=[fo.Detection(label="ship", bounding_box=[0.1, 0.1, 0.2, 0.2])])))
+    with pytest.raises(FormatError, match="prediction field 'hbb' has no instance masks"):
+        check_has_masks(fo_dataset, "hbb", "prediction")
+    assert warn_unfinished_run(fo_dataset, "sam") is None  # no run recorded: nothing to say
+    from fiftyone_samrs.segmenting.runs import SegmentRunConfig, segment_run_key
+
+    fo_dataset.register_run(segment_run_key("sam"), SegmentRunConfig(status="running",
+                                                                      label_field="sam"))
+    with caplog.at_level(logging.WARNING):
+        assert warn_unfinished_run(fo_dataset, "sam") == 1
+    assert "is running: 1 sample of this view is not segmented yet" in caplog.text

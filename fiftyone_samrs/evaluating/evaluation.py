@@ -369,6 +369,48 @@ def _pct(v) -> str:
 # the SDK call
 
 
+def check_has_masks(sample_collection, field: str, what: str) -> None:
+    """Refuses a Detections field none of whose objects has an instance mask
+    (a box field such as ``hbb``): evaluating it would store mIoU 0, or count
+    no ground truth. (Some objects without a mask, such as HRSC ships nobody
+    segmented, are fine: they are skipped and counted, ``skipped["gt_no_mask"]``.)
+
+    Raises:
+        FormatError: naming the first sample and object, when no object has a mask
+    """
+    from fiftyone_samrs.core.records import FormatError
+
+    path = "%s.detections" % field
+    if not sample_collection.count(path):
+        return
+    has_mask = (F("mask") != None) | (F("mask_path") != None)  # noqa: E711
+    if sample_collection.filter_labels(field, has_mask).count(path):
+        return
+    sample = sample_collection.exists(field).filter_labels(field, ~has_mask).first()
+    det = sample[field].detections[0]
+    raise FormatError(sample.filepath, "%s field %r has no instance masks (e.g. %r, label %s): "
+                                       "evaluate a field with masks (sam, gt_masks), not a box "
+                                       "field" % (what, field, det.label, det.id))
+
+
+def warn_unfinished_run(view, pred_field: str) -> Optional[int]:
+    """Warns when the segment run of ``pred_field`` is not complete, with the
+    number of samples of ``view`` not segmented yet (their objects count as
+    missed). Returns that number, or None when the run is complete or none
+    is recorded."""
+    from fiftyone_samrs.segmenting.runs import get_segment_run
+
+    run = get_segment_run(view, pred_field)
+    if run is None or run.get("status") == "complete":
+        return None
+    missing = view.count() - view.exists(pred_field).count()
+    logger.warning("the segment run of %r is %s: %s of this view %s not segmented yet, so "
+                   "their objects count as missed; evaluate again when it is complete",
+                   pred_field, run.get("status") or "unfinished", plural(missing, "sample"),
+                   "is" if missing == 1 else "are")
+    return missing
+
+
 def evaluate(
     sample_collection,
     pred_field: str = "sam",
@@ -398,6 +440,11 @@ def evaluate(
     Returns:
         a :class:`SamrsEvaluationResults` (also saved with the run)
 
+    Raises:
+        FormatError: for a prediction or ground-truth field without instance
+            masks (a box field); a field whose segment run is not complete is
+            evaluated with a warning naming the samples not segmented yet
+
     Example::
 
         import fiftyone_samrs as fsr
@@ -410,7 +457,10 @@ def evaluate(
         raise ValueError("eval_key must be a valid identifier, got %r" % (eval_key,))
     check_label_field(sample_collection, pred_field, fo.Detections, "prediction")
     check_label_field(sample_collection, gt_field, fo.Detections, "ground-truth")
+    for field, what in ((pred_field, "prediction"), (gt_field, "ground-truth")):
+        check_has_masks(sample_collection, field, what)
     view = protocol_view(sample_collection) if protocol else sample_collection
+    warn_unfinished_run(view, pred_field)
 
     config = SamrsEvaluationConfig(pred_field, gt_field, protocol=protocol, min_iou=min_iou)
     run = config.build()
