@@ -121,3 +121,10 @@ def resolve_classes(classes) -> List[str]:
 def class_index(classes: Sequence[str]) -> Dict[str, int]:
     """Returns ``{name: pixel value}`` for a class list."""
     return {c: i for i, c in enumerate(classes)}
+
+
+def subset_name(classes: Sequence[str]) -> Optional[str]:
+    """The SAMRS subset whose class list (in order) ``classes`` is, or None."""
+    return next((name for name, names in SUBSETS.items() if list(names) == list(classes)),
+                None)
+

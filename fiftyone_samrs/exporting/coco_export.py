@@ -329,6 +329,8 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
     #: FiftyOne leaves existing-folder handling to us (refuse unless overwrite)
     _manages_existing_export_dir = True
     _format = "coco"
+    #: whether the layout has COCO JSON files (the YOLO layout has none)
+    _writes_json = True
 
     def __init__(
         self,
@@ -427,11 +429,12 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         self._manifest = ExportManifest(self._manifest_path(), self._roots(), self._format)
         prepare_export_target(self._manifest, self._contents(), self.overwrite,
                               "The export target %s" % (self.export_dir or self.labels_path))
-        for suffix in ("", ".images.part", ".annotations.part", ".tmp"):
-            self._manifest.claim(self.labels_path + suffix)
-        for split in SPLITS if self.split_files else ():
+        json_files = [self.labels_path] if self._writes_json else []
+        if self._writes_json and self.split_files:
+            json_files += [self.split_labels_path(split) for split in SPLITS]
+        for path in json_files:
             for suffix in ("", ".images.part", ".annotations.part", ".tmp"):
-                self._manifest.claim(self.split_labels_path(split) + suffix)
+                self._manifest.claim(path + suffix)
         for path in self._card_paths().values():
             self._manifest.claim(path)
         if self.export_media is not False:
@@ -589,7 +592,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
 
     def _split_writers(self, split: str) -> List[COCOJSONWriter]:
         """The per-split writer of ``split`` (opened at its first image)."""
-        if not self.split_files:
+        if not (self._writes_json and self.split_files):
             return []
         if split not in self._split_coco:
             writer = COCOJSONWriter(self.split_labels_path(split), self._class_list,
@@ -636,11 +639,11 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             raise ValueError("No class list found; pass classes='SOTA' or a list of names")
         self._index = class_index(self._class_list)
         self.result.classes = list(self._class_list)
-        self._coco = self._open_json()
+        self._coco = self._open_json() if self._writes_json else None
         self._stats = ExportStats(self._class_list)
         self._on_classes()
 
-    def _open_json(self) -> Optional[COCOJSONWriter]:
+    def _open_json(self) -> COCOJSONWriter:
         writer = COCOJSONWriter(self.labels_path, self._class_list,
                                 category_id_start=self.category_id_start,
                                 keep_empty=self.keep_empty, info=self.info)

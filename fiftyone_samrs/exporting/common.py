@@ -274,11 +274,12 @@ def instances_of(
     difficult = {p.id: label_attr(p, "difficult") for p in prompts or []}
     quad_of, rbox_of = {}, {}
     for q in quads or []:
-        quad = _prompt_quad(q, width, height)
+        points = _quad_points(q, width, height)
+        quad = _prompt_quad(q, points)
         if quad is not None:
             key = label_attr(q, "obj_index")
             quad_of.setdefault(key, quad)
-            rbox_of.setdefault(key, (_quad_points(q, width, height), label_attr(q, "difficult")))
+            rbox_of.setdefault(key, (points, label_attr(q, "difficult")))
     out = []
     for i, det in enumerate(labels):
         where = _where(filepath, field_name, i, det.label)
@@ -289,14 +290,14 @@ def instances_of(
         crop, x0, y0 = place_mask(mask, det.bounding_box or (0, 0, 0, 0), width, height,
                                   where, result)
         conf = det.confidence
-        source = label_attr(det, "source_id")
-        rbox, quad_difficult = rbox_of.get(label_attr(det, "obj_index"), (None, None))
+        source, key = label_attr(det, "source_id"), label_attr(det, "obj_index")
+        rbox, quad_difficult = rbox_of.get(key, (None, None))
         hard = difficult.get(source)
         out.append(Instance(
             label=det.label, crop=crop, x0=x0, y0=y0,
             score=None if conf is None else float(conf),
             prompt_box=boxes.get(source),
-            prompt_quad=quad_of.get(label_attr(det, "obj_index")),
+            prompt_quad=quad_of.get(key),
             prompt=label_attr(det, "prompt"),
             rbox=rbox, rbox_source=None if rbox is None else "source",
             difficult=int(hard if hard is not None else quad_difficult or 0),
@@ -325,11 +326,13 @@ def _quad_points(label, width, height) -> Optional[np.ndarray]:
     return np.round(np.asarray(pts[:4], dtype=np.float64) * (width, height), 6)
 
 
-def _prompt_quad(label, width, height) -> Optional[np.ndarray]:
+def _prompt_quad(label, points: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """The whole object's quad (``prompt_quad``, for one cut by a tile edge),
+    else the label's own ``points`` (:func:`_quad_points`)."""
     whole = label_attr(label, "prompt_quad")
     if whole is not None and len(whole) == 4:
         return np.asarray(whole, dtype=np.float64).reshape(4, 2)
-    return _quad_points(label, width, height)
+    return points
 
 
 def class_indices(

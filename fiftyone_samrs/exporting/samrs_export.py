@@ -44,12 +44,12 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import fiftyone.core.labels as fol
 import numpy as np
 
-from fiftyone_samrs.core.classes import IGNORE_INDEX
+from fiftyone_samrs.core.classes import IGNORE_INDEX, subset_name
 from fiftyone_samrs.core.records import FormatError, InstanceMask
 from fiftyone_samrs.exporting.coco_export import FolderExporter, run_export
 from fiftyone_samrs.exporting.common import (
@@ -90,14 +90,6 @@ def _write_color(path: str, label: np.ndarray) -> None:
 
     if not cv2.imwrite(path, colorize_bgr(label)):
         raise OSError("%s: cannot write colour label" % path)
-
-
-def subset_name(classes: Sequence[str]) -> Optional[str]:
-    """The SAMRS subset whose class list (in order) ``classes`` is, or None."""
-    from fiftyone_samrs.core.classes import SUBSETS
-
-    return next((name for name, names in SUBSETS.items() if list(names) == list(classes)),
-                None)
 
 
 def link_or_copy(src: str, dst: str) -> None:

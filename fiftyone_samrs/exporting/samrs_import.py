@@ -290,8 +290,7 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
         )
 
     def get_dataset_info(self) -> Dict[str, Any]:
-        subset = next((name for name, lst in classes_mod.SUBSETS.items()
-                       if lst == self._classes), None)
+        subset = classes_mod.subset_name(self._classes)
         return {
             "classes": {self.instances_field: list(self._classes)},
             "mask_targets": {self.seg_field: {i: c for i, c in enumerate(self._classes)}},

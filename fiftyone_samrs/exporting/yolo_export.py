@@ -44,6 +44,7 @@ class YOLODatasetExporter(FolderExporter):
     """
 
     _format = "yolo"
+    _writes_json = False
 
     def __init__(self, export_dir: str, classes=None, export_media=True,
                  unknown: str = "error", overwrite: bool = False, num_workers: int = 2,
@@ -60,15 +61,12 @@ class YOLODatasetExporter(FolderExporter):
             data_path=os.path.join(export_dir, "images"), export_media=export_media,
             classes=classes, unknown=unknown, overwrite=overwrite, num_workers=num_workers,
             instances_field=instances_field, seg_field=seg_field, split_ratio=split_ratio,
-            seed=seed, split_files=False)
+            seed=seed)
         self._folders: set = set()
 
     def setup(self) -> None:
         super().setup()
         self._claim(os.path.join(self.export_dir, "data.yaml"))
-
-    def _open_json(self):
-        return None  # no COCO JSON in this layout
 
     def _folder(self, *parts: str) -> str:
         folder = os.path.join(self.export_dir, *parts)

@@ -67,7 +67,7 @@ from fiftyone_samrs.fiftyone_io import (
 from fiftyone_samrs.formats.images import read_image
 from fiftyone_samrs.segmenting.backends import backend_spec
 from fiftyone_samrs.segmenting.base import as_engine
-from fiftyone_samrs.segmenting.leases import MAX_FAILURES_LISTED, FieldLease
+from fiftyone_samrs.segmenting.leases import COUNTS, MAX_FAILURES_LISTED, FieldLease
 from fiftyone_samrs.segmenting.prompts import build_prompts, needs_quads, parse_prompt
 from fiftyone_samrs.segmenting.runs import (
     SegmentSettings,
@@ -160,10 +160,12 @@ class SegmentResult:
                     failures=self.failures[:MAX_FAILURES_LISTED], mask_files=self.mask_files)
 
     def add_counts(self, counts: dict) -> None:
-        """Adds another call's :meth:`counts` (a Ray worker's chunk) to these."""
-        for key in ("samples_processed", "samples_by_others", "boxes", "empty_masks",
-                    "samples_failed", "mask_files"):
-            setattr(self, key, getattr(self, key) + counts.get(key, 0))
+        """Adds another call's :meth:`counts` (a Ray worker's chunk) to these
+        (the summed counts of a shard record, :data:`~.leases.COUNTS`, but
+        ``samples_skipped``: the plan's, counted once by the driver)."""
+        for key in COUNTS:
+            if key != "samples_skipped":
+                setattr(self, key, getattr(self, key) + counts.get(key, 0))
         self.unknown_labels.update(counts.get("unknown_labels") or {})
         self.failures.extend(counts.get("failures") or [])
 
