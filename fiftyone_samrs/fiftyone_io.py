@@ -48,6 +48,7 @@ tests.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -783,6 +784,61 @@ def database_uri() -> str:
         return fo.config.database_uri
     host, port = foo.get_db_client().address
     return "mongodb://%s:%d" % (host, port)
+
+
+def made_for_this_import(dataset) -> bool:
+    """Whether ``dataset`` is the one FiftyOne's ``Dataset.from_dir`` /
+    ``from_importer`` created for the import running now: it leaves that
+    dataset behind, empty, when the import fails (FiftyOne internal: the
+    caller's frame and its local ``dataset``; canary in tests/test_fiftyone_io.py)."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        if (frame.f_code.co_name in ("from_dir", "from_importer")
+                and frame.f_globals.get("__name__") == "fiftyone.core.dataset"
+                and frame.f_locals.get("dataset") is dataset):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def database_address() -> str:
+    """Where this process's database is (``host:port``, without
+    credentials), read without contacting it (for messages when it is gone)."""
+    try:
+        if fo.config.database_uri:
+            from pymongo import uri_parser
+
+            nodes = uri_parser.parse_uri(fo.config.database_uri)["nodelist"]
+        else:
+            import fiftyone.core.odm as foo
+
+            nodes = list(foo.get_db_client().topology_description.server_descriptions())
+        return ", ".join("%s:%s" % hp for hp in nodes) or "?"
+    except Exception:
+        return "?"
+
+
+def database_server() -> Dict[str, Any]:
+    """The database this process uses, as the server reports it: ``address``
+    (``host:port``) and ``dbpath`` (its data folder; None when the server
+    does not say, e.g. a hosted MongoDB)."""
+    import fiftyone.core.odm as foo
+
+    client = foo.get_db_client()
+    try:
+        opts = client.admin.command("getCmdLineOpts").get("parsed", {})
+        dbpath = (opts.get("storage") or {}).get("dbPath")
+    except Exception:
+        dbpath = None
+    return {"address": database_address(), "dbpath": dbpath}
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached (pymongo's
+    connection failures, server selection timeouts)."""
+    from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+
+    return isinstance(error, (ConnectionFailure, ServerSelectionTimeoutError))
 
 
 def view_stages(sample_collection) -> list:

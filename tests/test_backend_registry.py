@@ -89,6 +89,7 @@ def test_the_engine_contract_is_declared_once():
     with pytest.raises(TypeError, match="predict_batch"):
         base.as_engine(object())
     root = os.path.dirname(inspect.getfile(base))
-    for name in ("pipeline.py", "distributed.py", os.path.join("..", "evaluating", "study.py")):
+    for name in ("pipeline.py", "loop.py", "options.py", "distributed.py",
+                 os.path.join("..", "evaluating", "study.py")):
         text = open(os.path.join(root, name)).read()
         assert "getattr(engine" not in text and "hasattr(engine" not in text, name

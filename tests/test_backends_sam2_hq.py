@@ -50,8 +50,10 @@ def _tiny(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["sam2", "sam_hq"])
 def test_segment_writes_the_engines_masks_resumes_and_shards(name, fo_dataset, tmp_path):
-    from fiftyone_samrs.segmenting.pipeline import get_segment_run, read_image, segment
+    from fiftyone_samrs.formats.images import read_image
+    from fiftyone_samrs.segmenting.pipeline import segment
     from fiftyone_samrs.segmenting.prompts import build_prompts
+    from fiftyone_samrs.segmenting.runs import get_segment_run
 
     load, engine = _tiny(name, tmp_path)
     objs = [OBJECTS[0], OBJECTS[3], OBJECTS[1]]
@@ -92,7 +94,8 @@ def test_segment_writes_the_engines_masks_resumes_and_shards(name, fo_dataset, t
 def test_sam2_mask_prompts_through_the_pipeline_use_its_frame(fo_dataset, tmp_path):
     """A non-square image with a mask prompt: the pipeline builds SAM 2's frame
     (SAM's would be refused by the engine)."""
-    from fiftyone_samrs.segmenting.pipeline import read_image, segment
+    from fiftyone_samrs.formats.images import read_image
+    from fiftyone_samrs.segmenting.pipeline import segment
     from fiftyone_samrs.segmenting.prompts import build_prompts
 
     load, engine = _tiny("sam2", tmp_path)
@@ -242,3 +245,37 @@ def test_app_forms_offer_the_backends(plugin, fo_dataset, tmp_path):
     props = study.resolve_input(ctx()).type.properties
     assert set(props["backend"].type.values) == {"sam", "sam2", "sam_hq"}
 
+
+
+def test_a_sam2_config_cannot_build_outside_the_sam2_package(tmp_path):
+    """Issue 22, item 3: Hydra's instantiate ran any ``_target_`` of a config
+    given as ``--model`` (``pathlib.Path.write_text`` wrote a file of the
+    config's choosing); now every target is checked before anything is built,
+    and a broken config is one line naming the file."""
+    pytest.importorskip("sam2", reason="the optional sam2 package is not installed")
+    from fiftyone_samrs.segmenting.sam2.models import (
+        build_sam2_model,
+        build_tiny_sam2,
+        load_sam2,
+        save_sam2_checkpoint,
+    )
+
+    save_sam2_checkpoint(build_tiny_sam2(0), tmp_path / "x.pt")
+    victim = tmp_path / "bashrc"
+    hostile = tmp_path / "finetuned_sam2.yaml"
+    hostile.write_text(
+        "model:\n  _target_: sam2.modeling.sam2_base.SAM2Base\n  image_encoder:\n"
+        "    _target_: pathlib.Path.write_text\n    self: %s\n    data: pwned\n" % victim)
+    for build in (lambda: build_sam2_model(str(hostile), apply_postprocessing=False),
+                  lambda: load_sam2(model=str(hostile), checkpoint=str(tmp_path / "x.pt"))):
+        with pytest.raises(ValueError) as err:
+            build()
+        msg = str(err.value)
+        assert str(hostile) in msg and "model.image_encoder._target_" in msg
+        assert "pathlib.Path.write_text" in msg and "\n" not in msg
+        assert not victim.exists()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    with pytest.raises(ValueError, match="^%s: not a SAM 2 config: " % broken) as err:
+        build_sam2_model(str(broken))
+    assert "\n" not in str(err.value)

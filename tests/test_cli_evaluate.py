@@ -125,3 +125,14 @@ def test_export_refuses_an_empty_export_dir(capsys):
     with pytest.raises(SystemExit) as e:
         main(["export", "any-dataset", "--export-dir", ""])
     assert e.value.code == 2 and "current folder" in capsys.readouterr().err
+
+
+def test_evaluate_plots_into_a_file_is_one_line(evaluated_ds, tmp_path, capsys):
+    """Issue 22, item 12: ``--plots`` naming a file was a raw traceback."""
+    afile = tmp_path / "plots.txt"
+    afile.write_text("mine")
+    rc = main(["evaluate", evaluated_ds.name, "--plots", str(afile), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert str(afile) in err and "Traceback" not in err
+    assert afile.read_text() == "mine"

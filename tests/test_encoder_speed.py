@@ -356,7 +356,7 @@ def test_cuda_engine_overlaps_pins_and_matches_the_cpu():
 def test_pipeline_streams_batches_through_predict_batches_and_keeps_errors_in_order():
     """The pipeline hands its batches to ``predict_batches`` (which takes batch i + 1
     before yielding batch i): every batch before a failing one still comes out."""
-    from fiftyone_samrs.segmenting.pipeline import _Job, _predict_all
+    from fiftyone_samrs.segmenting.loop import _Job, _predict_all
 
     class LookAhead:
         name = "fake"

@@ -307,3 +307,35 @@ def test_view_stages_rebuild_the_same_view(fo_dataset, tmp_path):
     assert again.values("id") == view.values("id")
     assert again.values("sam.detections.id") == view.values("sam.detections.id")
     assert fio.view_stages(ds) == [] and fio.view_from_stages(ds, []) is ds
+
+
+def test_a_failed_from_dir_leaves_no_dataset_but_a_users_dataset_stays(tmp_path):
+    """Issue 22, item 13 (and the canary of ``made_for_this_import``):
+    ``fo.Dataset.from_dir`` kept the empty (here persistent) dataset it made
+    when our importer raised; ``load_dota`` never did."""
+    import os
+    import uuid
+
+    import fiftyone as fo
+
+    import fiftyone_samrs as fsr
+    from fiftyone_samrs.core.records import FormatError
+    from fiftyone_samrs.testing import synthetic
+
+    gt = synthetic.make_dota_tree(tmp_path / "D", n_images=2, n_objects=2, size=(120, 90))
+    label = os.path.join(gt["root"], "labelTxt", sorted(os.listdir(
+        os.path.join(gt["root"], "labelTxt")))[0])
+    with open(label, "a") as f:
+        f.write("1 2 3 nan 5 6 7 8 plane 0\n")
+    name = "samrs-fromdir-" + uuid.uuid4().hex[:6]
+    with pytest.raises(FormatError):
+        fo.Dataset.from_dir(gt["root"], dataset_type=fsr.types.DOTADataset, name=name,
+                            persistent=True)
+    assert not fo.dataset_exists(name)
+    mine = fo.Dataset(name)  # the user's own dataset is never deleted
+    try:
+        with pytest.raises(FormatError):
+            mine.add_dir(gt["root"], dataset_type=fsr.types.DOTADataset)
+        assert fo.dataset_exists(name) and len(mine) == 0
+    finally:
+        mine.delete()

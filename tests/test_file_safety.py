@@ -291,3 +291,107 @@ def test_isaid_scan_does_not_follow_directory_links(tmp_path):
     index = json.loads(out.stdout)
     assert list(index) == ["P0001"]
     assert index["P0001"][0] == str(root / "P0001_instance_id_RGB.png")
+
+
+# --------------------------------------------------------------------------
+# overwrite after links, refusals that keep the earlier export, one export
+# of a folder at a time (issue 22, items 4 and 5)
+
+
+def _tree(root):
+    """Every file and link below ``root``: relative path -> bytes or link target."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            p = os.path.join(folder, name)
+            out[os.path.relpath(p, root)] = (("link", os.readlink(p)) if os.path.islink(p)
+                                             else open(p, "rb").read())
+    return out
+
+
+def test_overwrite_after_a_symlink_export_replaces_the_links(segmented):
+    """0.2.0 judged a listed link by where it leads (the source, outside the
+    folder), removed annotations.json, gray/ and color/, then failed on the
+    first image link, leaving a folder no overwrite accepted."""
+    from fiftyone_samrs import export_samrs
+
+    ds, truth, tmp = segmented
+    out = str(tmp / "links")
+    sources = {fp: open(fp, "rb").read() for fp in truth}
+    export_samrs(ds, out, subset="SOTA", export_media="symlink", progress=False)
+    for media in ("symlink", True):
+        export_samrs(ds, out, subset="SOTA", export_media=media, overwrite=True,
+                     progress=False)
+        for fp in truth:
+            image = os.path.join(out, "images", os.path.basename(fp))
+            assert os.path.islink(image) == (media == "symlink")
+            assert open(image, "rb").read() == sources[fp]
+    assert {fp: open(fp, "rb").read() for fp in truth} == sources  # sources untouched
+    assert not os.path.exists(os.path.join(out, ".samrs_overwritten"))
+
+
+def test_a_refused_overwrite_leaves_the_earlier_export_as_it_was(segmented):
+    from fiftyone_samrs import export_samrs
+
+    ds, truth, tmp = segmented
+    out = str(tmp / "keep")
+    export_samrs(ds, out, subset="SOTA", export_media=False, progress=False)
+    mine = os.path.join(out, "images", os.path.basename(sorted(truth)[2]))
+    os.makedirs(os.path.dirname(mine))
+    with open(mine, "wb") as f:  # the user's file where the new export would copy an image
+        f.write(b"mine")
+    before = _tree(out)
+    with pytest.raises(FileExistsError, match="was not written by a samrs export"):
+        export_samrs(ds, out, subset="SOTA", export_media=True, overwrite=True,
+                     progress=False)
+    assert _tree(out) == before  # annotations.json, gray/, ... and the manifest are back
+    export_samrs(ds, out, subset="SOTA", export_media=False, overwrite=True, progress=False)
+    assert open(mine, "rb").read() == b"mine"
+
+
+def test_one_export_writes_a_folder_at_a_time(segmented):
+    import socket
+    import threading
+
+    from fiftyone_samrs import export_samrs
+    from fiftyone_samrs.exporting.common import LOCK_NAME, ExportBusy, ExportLock
+
+    ds, truth, tmp = segmented
+    out = str(tmp / "busy")
+    export_samrs(ds, out, subset="SOTA", progress=False)
+    before = _tree(out)
+    lock = ExportLock(out).acquire()  # an export running in this process
+    try:
+        with pytest.raises(ExportBusy, match="pid %d on %s" % (os.getpid(),
+                                                              socket.gethostname())):
+            export_samrs(ds, out, subset="SOTA", overwrite=True, progress=False)
+        assert {k: v for k, v in _tree(out).items() if k != LOCK_NAME} == before
+    finally:
+        lock.release()
+
+    # a lock whose process has ended (killed) is taken over
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with open(os.path.join(out, LOCK_NAME), "w") as f:
+        json.dump({"pid": gone.pid, "host": socket.gethostname()}, f)
+    export_samrs(ds, out, subset="SOTA", overwrite=True, progress=False)
+    assert not os.path.exists(os.path.join(out, LOCK_NAME))
+
+    # two at once (a double click on Execute): one runs, the other is refused
+    # at once or runs after it; the folder is never stuck
+    errors = []
+
+    def run():
+        try:
+            export_samrs(ds, out, subset="SOTA", overwrite=True, progress=False)
+        except ExportBusy as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) <= 1
+    export_samrs(ds, out, subset="SOTA", overwrite=True, progress=False)
+    assert _tree(out).keys() == before.keys()

@@ -66,6 +66,10 @@ def test_gsd_numeric_and_non_numeric():
     r = ImportReport()
     h, _ = dota.parse_header_and_objects(["gsd:unknown\n"], "a.txt", report=r)
     assert h["gsd"] is None and r.warned["non-numeric gsd"] == 1
+    h, _ = dota.parse_header_and_objects(["gsd:nan\n"], "a.txt", report=r)  # issue 22, item 14
+    assert h["gsd"] is None and r.warned["non-numeric gsd"] == 2
+    h, _ = dota.parse_header_and_objects(["gsd:null\n"], "a.txt", report=r)  # DOTA's own
+    assert h["gsd"] is None and r.warned["non-numeric gsd"] == 2
 
 
 @pytest.mark.parametrize(

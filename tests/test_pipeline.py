@@ -459,7 +459,7 @@ def test_tiny_sam_through_the_pipeline(fo_dataset, tmp_path):
     engine's own masks, cut to their tight boxes, and the run goes through a checkpoint."""
     import torch
 
-    from fiftyone_samrs.segmenting.pipeline import read_image
+    from fiftyone_samrs.formats.images import read_image
     from fiftyone_samrs.segmenting.prompts import build_prompts
     from fiftyone_samrs.segmenting.sam.engine import SamEngine
     from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam, save_tiny_checkpoint
@@ -492,7 +492,7 @@ def test_tiny_sam_through_the_pipeline(fo_dataset, tmp_path):
     assert n_nonempty >= 3  # the tiny model's masks are not trivial
     assert ds.get_run_info("sam").config.checkpoint == ckpt
     # the encoder's dtype choice (issue 16) is shown and recorded with the run
-    from fiftyone_samrs.segmenting.pipeline import get_segment_run
+    from fiftyone_samrs.segmenting.runs import get_segment_run
     from fiftyone_samrs.segmenting.sam.models import dtype_name, resolve_dtype_with_reason
 
     dtype, reason = resolve_dtype_with_reason("cpu")

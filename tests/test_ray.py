@@ -35,9 +35,10 @@ from concurrency_helpers import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_ray():
+    from fiftyone_samrs.segmenting.distributed import start_local_ray
+
     os.chdir(str(REPO))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True,
-             logging_level="WARNING")
+    start_local_ray(ray, num_cpus=2, logging_level="WARNING")
     yield
     from fiftyone_samrs.segmenting.distributed import shutdown_workers
 
@@ -105,7 +106,7 @@ def test_ray_skips_and_counts_failures_as_a_plain_run(local_ray, tmp_path):
             assert [f["id"] for f in res.failures] == [gone.id], field
             rec = get_segment_run(ds, field)
             assert rec["samples_failed"] == 1 and rec["failures"][0]["filepath"] == gone.filepath
-        plain, ray_ = runs["plain"].counts(), runs["ray"].counts()
+        plain, ray_ = runs["plain"].as_record(), runs["ray"].as_record()
         for key in ("samples_processed", "boxes", "empty_masks", "samples_failed",
                     "mask_files", "unknown_labels", "failures"):
             assert plain[key] == ray_[key], key
@@ -195,3 +196,23 @@ def test_shared_mongodb_and_a_joined_cluster(local_ray, tmp_path):
         assert not fo.dataset_exists(seen["dataset"])
     finally:
         mongod.stop()
+
+
+def test_the_local_ray_listens_on_loopback_only(local_ray):
+    """Issue 22, item 1: the local Ray of ``segment --workers N`` listened
+    on all interfaces (reachable from the network in a container)."""
+    import shutil
+    import subprocess
+
+    node = ray._private.worker.global_worker.node
+    assert node.node_ip_address == "127.0.0.1"
+    if not shutil.which("ss"):
+        pytest.skip("no `ss` here to list the listening sockets")
+    pids = {str(node.all_processes[k][0].process.pid) for k in node.all_processes
+            if node.all_processes[k]}
+    lines = [line for line in subprocess.run(["ss", "-ltnpH"], capture_output=True,
+                                             text=True).stdout.splitlines()
+             if any("pid=%s," % p in line for p in pids)]
+    assert lines, "no listening socket of Ray's processes found"
+    addresses = {line.split()[3].rsplit(":", 1)[0] for line in lines}
+    assert addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]", "[::1]"}, addresses

@@ -14,7 +14,7 @@ def test_waiting_batches_share_one_bulk_write(monkeypatch, fo_dataset, tmp_path)
     from fiftyone_samrs.fiftyone_io import object_inputs
     from fiftyone_samrs.segmenting import writer as w
     from fiftyone_samrs.segmenting.backends import MaskResult
-    from fiftyone_samrs.segmenting.pipeline import _Job
+    from fiftyone_samrs.segmenting.loop import _Job
     from fiftyone_samrs.segmenting.prompts import build_prompts
 
     fo_dataset.add_samples([fo.Sample(filepath=str(tmp_path / ("%d.png" % i)))

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from fiftyone_samrs.core.classes import IGNORE_INDEX
+from fiftyone_samrs.core.paths import write_image
 from fiftyone_samrs.core.records import FormatError, InstanceMask
 
 #: the painting orders :func:`paint_semantic` accepts
@@ -96,7 +97,8 @@ def _paint_one(label: np.ndarray, inst: InstanceMask, index: int) -> None:
 def write_label_png(path, label: np.ndarray) -> None:
     """Writes a semantic label as a single-channel 8-bit PNG.
 
-    Creates the parent folder.
+    Creates the parent folder. Written whole or not at all
+    (:func:`~fiftyone_samrs.core.paths.write_image`).
 
     Raises:
         ValueError: if ``label`` is not a 2-D uint8 array
@@ -107,15 +109,7 @@ def write_label_png(path, label: np.ndarray) -> None:
     if label.ndim != 2 or label.dtype != np.uint8:
         raise ValueError("%s: a label must be a 2-D uint8 array, got %s %s"
                          % (path, label.dtype, label.shape))
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    try:
-        ok = cv2.imwrite(path, np.ascontiguousarray(label))
-    except cv2.error as e:
-        raise OSError("%s: cannot write label PNG: %s" % (path, e)) from e
-    if not ok:
-        raise OSError("%s: cannot write label PNG (OpenCV could not encode or write it)" % path)
+    write_image(path, label)
 
 
 def read_label_png(path) -> np.ndarray:

@@ -203,10 +203,17 @@ def study_bars(rows: Sequence, paper: Optional[Dict[str, Sequence[float]]] = Non
 
 
 def save_figure(fig: Figure, path: str) -> str:
-    """Writes a figure as PNG (creating the folder) and returns the path."""
+    """Writes a figure as PNG (creating the folder; whole or not at all) and
+    returns the path."""
+    import io
+
+    from fiftyone_samrs.core.paths import atomic_write_bytes
+
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, format="png")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -20,6 +20,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from fiftyone_samrs.core.paths import atomic_write_text
+
 #: files written by :meth:`DatasetStats.write`
 STATS_FILES = {
     "json": "stats.json",
@@ -134,10 +136,8 @@ class DatasetStats:
 
         os.makedirs(out_dir, exist_ok=True)
         paths = [os.path.join(out_dir, STATS_FILES["json"]), os.path.join(out_dir, "stats.md")]
-        with open(paths[0], "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        with open(paths[1], "w") as f:
-            f.write(self.to_markdown())
+        atomic_write_text(paths[0], json.dumps(self.to_dict(), indent=1))
+        atomic_write_text(paths[1], self.to_markdown())
         for key, fig in self.figures().items():
             paths.append(save_figure(fig, os.path.join(out_dir, STATS_FILES[key])))
         return paths

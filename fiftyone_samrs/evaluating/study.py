@@ -42,6 +42,7 @@ import numpy as np
 
 from fiftyone_samrs.core.masks import polygon_pixels
 from fiftyone_samrs.core.metrics import mask_iou, miou
+from fiftyone_samrs.core.paths import atomic_write_text
 from fiftyone_samrs.core.records import InstanceMask
 from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.segmenting.backends import baseline_backends, model_backends
@@ -213,11 +214,9 @@ class StudyResult:
 
         os.makedirs(out_dir, exist_ok=True)
         md = os.path.join(out_dir, "study.md")
-        with open(md, "w") as f:
-            f.write(self.to_markdown())
+        atomic_write_text(md, self.to_markdown())
         cs = os.path.join(out_dir, "study.csv")
-        with open(cs, "w") as f:
-            f.write(self.to_csv())
+        atomic_write_text(cs, self.to_csv())
         png = save_figure(self.figure(), os.path.join(out_dir, "study.png"))
         self.files = [md, cs, png]
         return self.files

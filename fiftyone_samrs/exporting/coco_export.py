@@ -57,10 +57,13 @@ from fiftyone_samrs.exporting.coco_rle import (
     rle_to_json,
 )
 from fiftyone_samrs.exporting.common import (
+    HOLD_NAME,
+    LOCK_NAME,
     MANIFEST_NAME,
     MANIFEST_SUFFIX,
     UNKNOWN_CHOICES,
     BackgroundWriter,
+    ExportLock,
     ExportManifest,
     ExportResult,
     Instance,
@@ -79,7 +82,7 @@ from fiftyone_samrs.exporting.common import (
     transfer_media,
 )
 from fiftyone_samrs.exporting.splits import SPLITS, SplitCounts, SplitPlan, plan_splits
-from fiftyone_samrs.fiftyone_io import image_metadata, raw_labels
+from fiftyone_samrs.fiftyone_io import check_label_field, image_metadata, raw_labels
 
 _JSON = dict(separators=(",", ":"))
 
@@ -395,6 +398,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
         self._pool: Optional[BackgroundWriter] = None
         self._timer: Optional[Timer] = None
         self._manifest: Optional[ExportManifest] = None
+        self._lock: Optional[ExportLock] = None
 
     # -- FiftyOne exporter interface ---------------------------------------
 
@@ -427,8 +431,13 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
     def setup(self) -> None:
         self._timer = Timer()
         self._manifest = ExportManifest(self._manifest_path(), self._roots(), self._format)
-        prepare_export_target(self._manifest, self._contents(), self.overwrite,
-                              "The export target %s" % (self.export_dir or self.labels_path))
+        self._lock = ExportLock(self._manifest.base).acquire()
+        try:
+            prepare_export_target(self._manifest, self._contents(), self.overwrite,
+                                  "The export target %s" % (self.export_dir or self.labels_path))
+        except BaseException:
+            self._lock.release()
+            raise
         json_files = [self.labels_path] if self._writes_json else []
         if self._writes_json and self.split_files:
             json_files += [self.split_labels_path(split) for split in SPLITS]
@@ -493,7 +502,13 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                    has_label=instances_label is not None, semantic=semantic)
 
     def close(self, *args) -> None:
-        failed = bool(args) and args[0] is not None
+        try:
+            self._close(bool(args) and args[0] is not None)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _close(self, failed: bool) -> None:
         try:
             if self._pool is not None:
                 self._pool.close(wait_errors=not failed)
@@ -504,6 +519,8 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
                         writer.abort()
                 if self._manifest is not None:
                     self._manifest.close(complete=False)
+                    if self._manifest.holds_previous:
+                        self._manifest.restore_held()  # the earlier export, as it was
                 return
         self._ensure_classes()
         self.result.instances = sum(c.instances for c in self._split_counts.values())
@@ -518,6 +535,7 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             self._write_card()
         if self._manifest is not None:
             self._manifest.close(complete=True)
+            self._manifest.drop_held()
         self.result.seconds = self._timer.seconds if self._timer else 0.0
 
     def _write_card(self) -> None:
@@ -662,7 +680,8 @@ class FolderExporter(COCOInstanceDatasetExporter):
     def _contents(self) -> List[str]:
         if not os.path.isdir(self.export_dir):
             return []
-        return [os.path.join(self.export_dir, e) for e in sorted(os.listdir(self.export_dir))]
+        return [os.path.join(self.export_dir, e) for e in sorted(os.listdir(self.export_dir))
+                if e not in (LOCK_NAME, HOLD_NAME)]
 
     def _manifest_path(self) -> str:
         return os.path.join(self.export_dir, MANIFEST_NAME)
@@ -671,8 +690,7 @@ class FolderExporter(COCOInstanceDatasetExporter):
         return [self.export_dir]
 
     def setup(self) -> None:
-        if (not self.overwrite and os.path.isdir(self.export_dir)
-                and os.listdir(self.export_dir)):
+        if not self.overwrite and self._contents():
             raise FileExistsError(
                 "Export folder %s is not empty; pass overwrite=True (CLI: --overwrite) to "
                 "replace what an earlier samrs export wrote in it (listed in its %s; other "
@@ -732,6 +750,8 @@ def run_export(exporter, sample_collection, label_field: str, prompt_field: Opti
     route of :func:`export_coco` and :func:`~fiftyone_samrs.exporting.samrs_export.export_samrs`)."""
     prompt_field = existing_field(sample_collection, prompt_field)
     quads_field = existing_field(sample_collection, quads_field)
+    if sample_collection.has_field(label_field):  # e.g. a Polylines field: say so, first
+        check_label_field(sample_collection, label_field, fol.Detections, "Label")
     ok = False
     exporter.setup()
     try:

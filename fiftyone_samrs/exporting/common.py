@@ -24,6 +24,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 import numpy as np
 
 from fiftyone_samrs.core import classes as classes_mod
+from fiftyone_samrs.core.paths import atomic_write_text
 from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.fiftyone_io import (
@@ -444,9 +445,9 @@ def normalize_export_media(export_media) -> Any:
 
 
 def write_text(path: str, text: str) -> None:
-    """Writes a small text file (split lists, rotated boxes, label lines)."""
-    with open(path, "w") as f:
-        f.write(text)
+    """Writes a small text file (split lists, rotated boxes, label lines),
+    whole or not at all (:func:`~fiftyone_samrs.core.paths.atomic_write_text`)."""
+    atomic_write_text(path, text)
 
 
 def transfer_media(src: str, dst: str, mode, where: str) -> None:
@@ -521,6 +522,9 @@ def resolve_paint_order(sample_collection, paint_order: Optional[str], label_fie
 #: export's is ``<labels file>`` + :data:`MANIFEST_SUFFIX`
 MANIFEST_NAME = "samrs_export_manifest.jsonl"
 MANIFEST_SUFFIX = ".samrs_export_manifest.jsonl"
+#: the folder (in each root of an export) holding an earlier export's files
+#: while ``overwrite`` writes the new one
+HOLD_NAME = ".samrs_overwritten"
 
 
 class ExportManifest:
@@ -551,6 +555,10 @@ class ExportManifest:
         self.what = what
         self._f = None
         self._claimed: set = set()
+        self._moved: set = set()
+        self._created: List[str] = []
+        self._held: List[Tuple[str, str]] = []
+        self._held_dirs: List[str] = []
         self.removed: List[str] = []
 
     # -- reading an earlier one ------------------------------------------
@@ -560,7 +568,7 @@ class ExportManifest:
         inside :attr:`roots`); empty when there is no manifest."""
         import json
 
-        from fiftyone_samrs.core.paths import is_inside
+        from fiftyone_samrs.core.paths import is_inside, own_location
 
         files: List[str] = []
         dirs: List[str] = []
@@ -577,30 +585,83 @@ class ExportManifest:
                 for key, out in (("f", files), ("d", dirs)):
                     rel = entry.get(key)
                     if isinstance(rel, str) and rel and not os.path.isabs(rel):
-                        p = os.path.normpath(os.path.join(self.base, rel))
-                        if any(is_inside(r, p) for r in self.roots) and p != self.path:
+                        # a link (export_media="symlink") is judged where it lies
+                        p = own_location(os.path.join(self.base, rel))
+                        if (any(is_inside(r, p, follow=False) for r in self.roots)
+                                and p != self.path):
                             out.append(p)
         return files, dirs
 
     def remove_previous(self) -> List[str]:
         """Removes what the earlier manifest lists (files, then its folders
         when empty, deepest first), then the manifest; returns the paths removed."""
-        files, dirs = self.previous()
-        removed = []
-        for p in files:
-            if os.path.islink(p) or os.path.isfile(p):
-                os.remove(p)
-                removed.append(p)
-        for d in sorted(set(dirs), key=len, reverse=True):
+        self.hold_previous()
+        return self.drop_held()
+
+    def hold_previous(self) -> None:
+        """Moves what the earlier manifest lists, and the manifest, into a
+        holding folder (:data:`HOLD_NAME` in each root: renames on the same
+        file system; a link moves as a link). The new export then writes;
+        :meth:`drop_held` removes the held files when it succeeded,
+        :meth:`restore_held` puts them back when it failed, so a refused or
+        failed ``overwrite`` leaves the earlier export as it was. A holding
+        folder left by a killed export is removed first."""
+        files, self._held_dirs = self.previous()
+        for root in self.roots:
+            shutil.rmtree(os.path.join(root, HOLD_NAME), ignore_errors=True)
+        from fiftyone_samrs.core.paths import own_location
+
+        self._held = []
+        roots = [os.path.realpath(r) for r in self.roots]
+        for p in files + [own_location(self.path)]:
+            root = next((r for r in roots if p.startswith(r.rstrip(os.sep) + os.sep)), None)
+            if root is None or not (os.path.islink(p) or os.path.isfile(p)):
+                continue
+            held = os.path.join(root, HOLD_NAME, os.path.relpath(p, root))
+            os.makedirs(os.path.dirname(held), exist_ok=True)
+            os.replace(p, held)
+            self._held.append((p, held))
+
+    @property
+    def holds_previous(self) -> bool:
+        """Whether an earlier export's files are held (see :meth:`hold_previous`)."""
+        return bool(self._held)
+
+    def drop_held(self) -> List[str]:
+        """Removes the held files of the earlier export, and its folders that
+        are empty now (deepest first); returns the paths removed."""
+        removed = [p for p, _ in self._held if not p.endswith(os.sep + os.path.basename(self.path))]
+        for root in self.roots:
+            shutil.rmtree(os.path.join(root, HOLD_NAME), ignore_errors=True)
+        for d in sorted(set(self._held_dirs), key=len, reverse=True):
             try:
                 os.rmdir(d)  # only when empty: a user's file in it keeps it
                 removed.append(d)
             except OSError:
                 pass
-        if os.path.isfile(self.path):
-            os.remove(self.path)
+        self._held, self._held_dirs = [], []
         self.removed = removed
         return removed
+
+    def restore_held(self) -> None:
+        """Undoes this export (removes the files it wrote, not the user's
+        images it moved in) and puts the earlier export back."""
+        for path in self._claimed - self._moved:
+            if os.path.islink(path) or os.path.isfile(path):
+                os.remove(path)
+        for d in sorted(self._created, key=len, reverse=True):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        if os.path.isfile(self.path):
+            os.remove(self.path)
+        for p, held in self._held:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            os.replace(held, p)
+        for root in self.roots:
+            shutil.rmtree(os.path.join(root, HOLD_NAME), ignore_errors=True)
+        self._held = []
 
     # -- writing this one -------------------------------------------------
 
@@ -644,6 +705,8 @@ class ExportManifest:
                 "%s); the export does not replace files it did not write: move it away, or "
                 "export to another folder" % (path, os.path.basename(self.path)))
         self._claimed.add(path)
+        if moved:
+            self._moved.add(path)
         self._add("m" if moved else "f", path)
         return path
 
@@ -660,6 +723,7 @@ class ExportManifest:
             p = parent
         for d in reversed(missing):
             self._add("d", d)
+            self._created.append(d)
         os.makedirs(folder, exist_ok=True)
 
     def close(self, complete: bool) -> None:
@@ -709,8 +773,78 @@ def prepare_export_target(manifest: ExportManifest, contents: Sequence[str], ove
             "what an earlier samrs export wrote there (files it did not write are kept), or "
             "choose an empty folder" % (what, ", ".join(existing[:3])))
     if overwrite:
-        manifest.remove_previous()
+        manifest.hold_previous()
     manifest.open()
+
+
+#: the lock file of an export folder while an export writes it
+LOCK_NAME = ".samrs_export.lock"
+
+
+class ExportBusy(FileExistsError):
+    """Another export is writing the folder (its lock file names it)."""
+
+
+class ExportLock:
+    """An exclusive lock file in an export folder (:data:`LOCK_NAME`) naming
+    its holder (pid, host, start): a second export of the folder is refused
+    at once, while two at once broke each other's files in 0.2.0. A lock left
+    by a process of this host that is gone is taken over.
+
+    Args:
+        folder: the export folder (created)
+    """
+
+    def __init__(self, folder: str):
+        self.path = os.path.join(os.path.abspath(folder), LOCK_NAME)
+        self.held = False
+
+    def acquire(self) -> "ExportLock":
+        import json
+        import socket
+        from datetime import datetime
+
+        from fiftyone_samrs.core.processes import process_gone
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": datetime.now().replace(microsecond=0).isoformat()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if process_gone(holder.get("host"), holder.get("pid")):
+                    os.remove(self.path)
+                    continue
+                raise ExportBusy(
+                    "%s is being written by another export (pid %s on %s, since %s); wait "
+                    "for it to end, or remove %s if that process is gone"
+                    % (os.path.dirname(self.path), holder.get("pid", "?"),
+                       holder.get("host", "?"), holder.get("started", "?"), self.path)) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me) + "\n")
+            self.held = True
+            return self
+        raise ExportBusy("%s: could not take the export lock" % self.path)
+
+    def _holder(self) -> Dict[str, Any]:
+        import json
+
+        try:
+            with open(self.path) as f:
+                holder = json.loads(f.read() or "{}")
+            return holder if isinstance(holder, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
 
 
 # --------------------------------------------------------------------------

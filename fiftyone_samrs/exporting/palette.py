@@ -17,6 +17,7 @@ from typing import List, Sequence
 import numpy as np
 
 from fiftyone_samrs.core.classes import IGNORE_INDEX
+from fiftyone_samrs.core.paths import atomic_write_text
 
 #: colour of "not covered" (pixel value 255): white, as the release
 IGNORE_COLOR = (255, 255, 255)
@@ -93,12 +94,8 @@ def write_palette_files(export_dir: str, classes: Sequence[str]) -> None:
     """Writes ``classes.txt`` (one name a line, line i = pixel value i) and
     ``palette.json`` into ``export_dir``."""
     os.makedirs(export_dir, exist_ok=True)
-    with open(os.path.join(export_dir, "classes.txt"), "w") as f:
-        f.write("".join(name + "\n" for name in classes))
-    with open(os.path.join(export_dir, "palette.json"), "w") as f:
-        json.dump(
-            {"classes": list(classes), "ignore_index": IGNORE_INDEX,
-             "palette": palette_for(classes)},
-            f,
-            indent=1,
-        )
+    atomic_write_text(os.path.join(export_dir, "classes.txt"),
+                      "".join(name + "\n" for name in classes))
+    atomic_write_text(os.path.join(export_dir, "palette.json"), json.dumps(
+        {"classes": list(classes), "ignore_index": IGNORE_INDEX,
+         "palette": palette_for(classes)}, indent=1))

@@ -50,6 +50,7 @@ import fiftyone.core.labels as fol
 import numpy as np
 
 from fiftyone_samrs.core.classes import IGNORE_INDEX, subset_name
+from fiftyone_samrs.core.paths import atomic_write_bytes, write_image
 from fiftyone_samrs.core.records import FormatError, InstanceMask
 from fiftyone_samrs.exporting.coco_export import FolderExporter, run_export
 from fiftyone_samrs.exporting.common import (
@@ -86,10 +87,7 @@ def _write_png(path: str, label: np.ndarray) -> None:
 
 
 def _write_color(path: str, label: np.ndarray) -> None:
-    import cv2
-
-    if not cv2.imwrite(path, colorize_bgr(label)):
-        raise OSError("%s: cannot write colour label" % path)
+    write_image(path, colorize_bgr(label))
 
 
 def link_or_copy(src: str, dst: str) -> None:
@@ -101,8 +99,7 @@ def link_or_copy(src: str, dst: str) -> None:
 
 
 def _write_pickle(path: str, items: List[dict]) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(items, f, protocol=4)
+    atomic_write_bytes(path, pickle.dumps(items, protocol=4))
 
 
 class SAMRSDatasetExporter(FolderExporter):

@@ -187,6 +187,7 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
                 raise FormatError(path, "%s: %s" % (where, why))
             sizes[iid] = (h, w)
             stem, _ = stems(img["file_name"])
+            self._check_files(img["file_name"], stem, w, h, where)
             images.append(dict(img, _stem=stem))
         anns = defaultdict(list)
         for k, ann in enumerate(self._list(data, "annotations")):
@@ -214,6 +215,26 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
             anns[iid].append(ann)
         self._anns = dict(anns)
         self._images = self._preprocess_list(images)
+
+    def _check_files(self, file_name: str, stem: str, width: int, height: int,
+                     where: str) -> None:
+        """An image under ``images/`` and its ``gray/`` PNG must lie in the
+        export (a link leading out of it only with ``allow_outside``), and
+        the PNG must be a whole 8-bit gray PNG of the image's size."""
+        from fiftyone_samrs.core.paths import is_inside
+
+        paths = [os.path.join(self.dataset_dir, "gray", stem + ".png")]
+        if not os.path.isabs(file_name):
+            paths.append(os.path.join(self.dataset_dir, "images", file_name))
+        for path in paths:
+            if (os.path.lexists(path) and not self.allow_outside
+                    and not is_inside(self.dataset_dir, path)):
+                raise FormatError(path, "%s: leads out of the export folder (to %s); pass "
+                                        "allow_outside=True (CLI --allow-outside) if you "
+                                        "trust it" % (where, os.path.realpath(path)))
+        why = gray_png_problem(paths[0], width, height)
+        if why:
+            raise FormatError(paths[0], "%s: %s" % (where, why))
 
     def _list(self, data: dict, key: str) -> list:
         value = data.get(key)
@@ -297,6 +318,28 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
             "samrs": {"format": "samrs-export", "subset": subset,
                       "source_dir": os.path.abspath(self.dataset_dir)},
         }
+
+
+def gray_png_problem(path: str, width: int, height: int) -> Optional[str]:
+    """What is wrong with a label PNG (None: nothing, or no file): it must
+    be a whole PNG (:func:`~fiftyone_samrs.core.paths.png_complete`), 8-bit
+    gray, ``width`` x ``height``. Reads 40 bytes."""
+    import struct
+
+    from fiftyone_samrs.core.paths import png_complete
+
+    if not os.path.lexists(path):
+        return None
+    if not png_complete(path):
+        return "not a whole PNG file (empty, cut, or another format)"
+    with open(path, "rb") as f:
+        head = f.read(33)
+    w, h, depth, color = struct.unpack(">IIBB", head[16:26])
+    if head[12:16] != b"IHDR" or depth != 8 or color != 0:
+        return "not an 8-bit gray PNG (bit depth %d, color type %d)" % (depth, color)
+    if (w, h) != (width, height):
+        return "is %dx%d, the image is %dx%d" % (w, h, width, height)
+    return None
 
 
 def _short(value, n: int = 80) -> str:

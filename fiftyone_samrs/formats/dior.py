@@ -149,6 +149,9 @@ def parse_xml(path, classes: Optional[Sequence[str]] = None,
         is_rh = hbox is None
         box = tuple(float(v) for v in (quad_to_hbox(q) if is_rh else hbox))
         degenerate = box_area(box) <= 0 or (q is not None and quad_area(q) <= 0)
+        if degenerate and report is not None:
+            report.warn("degenerate object", "%s: %s (%s): %s kept, flagged degenerate (not "
+                        "segmented)" % (path, what, label, _why_degenerate(box, q)))
         attrs = {}
         angle = number(obj, "angle", path, what)
         if angle is not None:
@@ -389,3 +392,12 @@ def scan(
         image_hint=".* in JPEGImages*/",
         label_hint=("annotation", ".xml"),
     )
+
+
+def _why_degenerate(box, quad) -> str:
+    x0, y0, x1, y1 = box
+    if x1 < x0 or y1 < y0:
+        return "inverted box (xmax < xmin or ymax < ymin: %g,%g,%g,%g)" % (x0, y0, x1, y1)
+    if box_area(box) <= 0:
+        return "zero-area box (%g,%g,%g,%g)" % (x0, y0, x1, y1)
+    return "zero-area rotated box"

@@ -45,7 +45,7 @@ _LABEL_DIR_RE = re.compile(r"^labelTxt-v(\d+\.\d+)$", re.IGNORECASE)
 
 def _parse_gsd(value: str, path: str, lineno: int, report: Optional[ImportReport]):
     v = value.strip()
-    if not v or v.lower() in ("null", "none", "nan"):
+    if not v or v.lower() in ("null", "none"):  # DOTA's own "no gsd"
         return None
     try:
         g = float(v)

@@ -25,6 +25,7 @@ from fiftyone_samrs.core.limits import (  # noqa: F401
     MAX_PIXELS_ENV,
     max_image_pixels,
 )
+from fiftyone_samrs.core.paths import atomic_write_bytes
 from fiftyone_samrs.core.records import FormatError, ImportReport
 
 #: file extensions recognised as images (compared case-insensitively)
@@ -542,7 +543,5 @@ def write_preview(src: str, dst: str, quality: int = 90) -> str:
     if not ok:
         raise FormatError(src, "the browser preview could not be encoded")
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    tmp = "%s.partial-%d" % (dst, os.getpid())
-    encoded.tofile(tmp)
-    os.replace(tmp, dst)
+    atomic_write_bytes(dst, encoded.tobytes())
     return dst

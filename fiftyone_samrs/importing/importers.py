@@ -30,7 +30,7 @@ import fiftyone.utils.data as foud
 from fiftyone_samrs.core import classes as fsc
 from fiftyone_samrs.core.records import FormatError, ImageRecord, ImportReport
 from fiftyone_samrs.fiftyone_io import dataset_dir as dataset_folder
-from fiftyone_samrs.fiftyone_io import insert_sample_docs
+from fiftyone_samrs.fiftyone_io import insert_sample_docs, made_for_this_import
 from fiftyone_samrs.formats.registry import FORMATS, get_format
 from fiftyone_samrs.importing.report import (
     import_report,
@@ -663,6 +663,16 @@ class _SAMRSImporter(foud.LabeledImageDatasetImporter, foud.BatchDatasetImporter
 
     def import_samples(self, dataset, tags=None, progress=None):
         before = len(dataset)
+        try:
+            return self._import(dataset, before, tags, progress)
+        except BaseException:
+            # as load_*: a failed import leaves no dataset behind (FiftyOne's
+            # from_dir would keep the one it made, empty)
+            if before == 0 and made_for_this_import(dataset):
+                dataset.delete()
+            raise
+
+    def _import(self, dataset, before, tags, progress):
         opts = dict(self.options)
         if progress is not None:
             opts["progress"] = bool(progress)

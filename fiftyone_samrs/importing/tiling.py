@@ -50,6 +50,7 @@ import numpy as np
 
 from fiftyone_samrs.core.geometry import box_area, clip_box, quad_area, quad_to_hbox
 from fiftyone_samrs.core.parallel import ordered_map
+from fiftyone_samrs.core.paths import write_image
 from fiftyone_samrs.core.records import (
     FormatError,
     ImageRecord,
@@ -588,11 +589,7 @@ def _write_tiles(record: ImageRecord, tiles: List[ImageRecord], size: int, pad: 
             crop = img[y : y + size, x : x + size]  # a view: no copy of the image
             if pad and crop.shape[:2] != (size, size):
                 crop = pad_tile(crop, size, pad_value)
-            stem, ext = os.path.splitext(t.filepath)
-            tmp = stem + ".partial" + ext
-            if not cv2.imwrite(tmp, crop):
-                raise OSError("could not write tile %s" % tmp)
-            os.replace(tmp, t.filepath)
+            write_image(t.filepath, crop)
             if on_tile is not None:
                 on_tile(1)
 

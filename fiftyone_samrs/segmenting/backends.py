@@ -83,6 +83,8 @@ class BackendSpec:
         extra: the pip extra that installs it (``fiftyone-samrs[<extra>]``)
         batched: it encodes images in batches and decodes boxes in chunks
             (``encoder_batch`` / ``decoder_chunk`` apply)
+        sized: its factory takes ``expected_images`` (the images the engine
+            will see: SAM compiles its encoder on a CPU only for large jobs)
     """
 
     name: str
@@ -94,6 +96,7 @@ class BackendSpec:
     checkpoint_help: Optional[str] = None
     extra: Optional[str] = None
     batched: bool = False
+    sized: bool = False
 
     @property
     def needs_model(self) -> bool:
@@ -127,7 +130,7 @@ def register_backend(spec: BackendSpec) -> BackendSpec:
 
 for _spec in (
     BackendSpec("sam", "Segment Anything", "SAM", _sam, None, _SAM_MODELS,
-                "a SAM .pth checkpoint", None, True),
+                "a SAM .pth checkpoint", None, True, True),
     BackendSpec("sam2", "SAM 2.1 (needs the sam2 package)", "SAM 2", _sam2, None, _SAM2_MODELS,
                 "a SAM 2 / 2.1 .pt checkpoint", "sam2", True),
     BackendSpec("sam_hq", "HQ-SAM (needs segment-anything-hq)", "HQ-SAM", _sam_hq, None,

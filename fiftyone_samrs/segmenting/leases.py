@@ -32,8 +32,6 @@ machines must agree to well within ``ttl``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import socket
@@ -44,7 +42,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from fiftyone_samrs.fiftyone_io import dataset_id, samrs_collection
+from fiftyone_samrs.core.processes import owner_gone, process_gone
+from fiftyone_samrs.fiftyone_io import dataset_id, is_connection_error, samrs_collection
+from fiftyone_samrs.segmenting.result import COUNTS, MAX_FAILURES_LISTED
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +54,23 @@ TTL_ENV = "SAMRS_LEASE_TTL"
 DEFAULT_TTL = 60.0
 #: claims are dropped by MongoDB this long after they last expired
 _GC_AFTER = timedelta(days=7)
-#: the counts a shard record sums over the processes that ran it
-COUNTS = ("samples_processed", "samples_skipped", "samples_by_others", "boxes",
-          "empty_masks", "samples_failed", "mask_files")
-
-#: at most this many failed samples are listed in a shard record and a run record
-MAX_FAILURES_LISTED = 100
-
-
 class LeaseConflict(ValueError):
     """Another live run writes the field with other settings."""
+
+
+class DatabaseLost(ConnectionError):
+    """The database stopped answering during a run (an ``OSError``: the CLI
+    prints it as one line). What was written is kept; a rerun resumes."""
+
+
+def database_lost(error: BaseException) -> DatabaseLost:
+    """The one-line error of a run that lost its database (``error``: pymongo's)."""
+    from fiftyone_samrs.fiftyone_io import database_address
+
+    first = (str(error).strip().splitlines() or [""])[0].split(", Timeout:")[0]
+    return DatabaseLost("lost the connection to the database at %s (%s: %s); what was written "
+                        "is kept: run the same command again to resume"
+                        % (database_address(), type(error).__name__, first[:160]))
 
 
 class LeaseLost(RuntimeError):
@@ -90,16 +97,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def settings_hash(settings) -> str:
-    """A short hash of the settings that decide a run's result (and its field)."""
-    from fiftyone_samrs.segmenting.runs import RESULT_SETTINGS
-
-    record = settings.record()
-    keyed = {k: record.get(k) for k in RESULT_SETTINGS + ("label_field",)}
-    text = json.dumps(keyed, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
-
-
 def new_owner() -> str:
     """A process-unique owner name: ``host:pid:random``."""
     return "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:6])
@@ -111,7 +108,19 @@ def _field_key(name: str) -> str:
 
 
 def _alive(entries: Dict[str, Any], now: datetime) -> Dict[str, Any]:
-    return {k: e for k, e in (entries or {}).items() if e.get("expires") and e["expires"] > now}
+    """The owners whose lease has not expired and whose process is not known
+    to have ended (a killed process of this machine frees the field at once)."""
+    return {k: e for k, e in (entries or {}).items() if e.get("expires") and e["expires"] > now
+            and not process_gone(e.get("host"), e.get("pid"))}
+
+
+def _gone(group: Optional[str], cache: Dict[str, bool]) -> bool:
+    """:func:`~fiftyone_samrs.core.processes.owner_gone`, once per group."""
+    if not group:
+        return False
+    if group not in cache:
+        cache[group] = owner_gone(group)
+    return cache[group]
 
 
 # --------------------------------------------------------------------------
@@ -177,7 +186,7 @@ class Claims:
         docs = [{"_id": self._key(s), "epoch": self.epoch, "sid": s, "group": self.group,
                  "owner": self.owner, "token": uuid.uuid4().hex, "expires": expires,
                  "gc_at": expires + _GC_AFTER, "done": False} for s in ids]
-        taken = set()
+        taken, gone = set(), {}
         try:
             coll.insert_many(docs, ordered=False)
         except BulkWriteError as e:
@@ -195,7 +204,8 @@ class Claims:
                     state[sid] = "held"
                 elif d.get("done"):
                     state[sid] = "done"
-                elif d.get("owner") == self.owner or d["expires"] <= now:
+                elif (d.get("owner") == self.owner or d["expires"] <= now
+                      or _gone(d.get("group"), gone)):
                     won = coll.update_one(
                         {"_id": d["_id"], "token": d["token"], "done": False},
                         {"$set": {"group": self.group, "owner": self.owner,
@@ -228,18 +238,25 @@ class Claims:
         claimable now (released or expired), still held by a live process."""
         ids = list(ids)
         found = {d["sid"]: d for d in samrs_collection("claims").find(
-            {"_id": {"$in": [self._key(s) for s in ids]}}, {"sid": 1, "done": 1, "expires": 1})}
-        now = _now()
+            {"_id": {"$in": [self._key(s) for s in ids]}},
+            {"sid": 1, "done": 1, "expires": 1, "group": 1})}
+        now, gone = _now(), {}
         done, free, held = [], [], []
         for sid in ids:
             d = found.get(sid)
-            if d is None or (not d.get("done") and d["expires"] <= now):
+            if d is None or (not d.get("done") and (d["expires"] <= now
+                                                    or _gone(d.get("group"), gone))):
                 free.append(sid)
             elif d.get("done"):
                 done.append(sid)
             else:
                 held.append(sid)
         return done, free, held
+
+    def holders(self, ids: Iterable[str]) -> List[str]:
+        """The processes (lease owners) holding open claims of ``ids``."""
+        return sorted(samrs_collection("claims").distinct("group", {
+            "_id": {"$in": [self._key(s) for s in ids]}, "done": False}))
 
     def heartbeat(self) -> None:
         """Keeps the group's open claims alive."""
@@ -287,7 +304,7 @@ class FieldLease:
         self.label_field = settings.label_field
         self.key = "%s:%s" % (self.dataset_id, self.label_field)
         self.settings = settings
-        self.hash = settings_hash(settings)
+        self.hash = settings.hash()
         self.shard = tuple(shard) if shard else (0, 1)
         self.shard_key = "%d/%d" % self.shard
         self.ttl = float(ttl or lease_ttl())
@@ -297,6 +314,7 @@ class FieldLease:
         self.creator = False
         self.lost = False
         self._stop = threading.Event()
+        self.db_error: Optional[BaseException] = None
         self._thread: Optional[threading.Thread] = None
         self._shard_started = False
 
@@ -402,8 +420,8 @@ class FieldLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self.epoch is None:
-            return
+        if self.epoch is None or self.db_error is not None:
+            return  # without a database: its claims expire after ttl
         coll = samrs_collection("leases")
         try:
             self.claims().release_group()
@@ -429,6 +447,9 @@ class FieldLease:
             try:
                 self.heartbeat()
             except Exception as e:
+                if is_connection_error(e):
+                    self.db_error = e  # the run stops at its next check()
+                    return
                 logger.warning("lease heartbeat failed: %s", e)
 
     def heartbeat(self) -> None:
@@ -446,7 +467,10 @@ class FieldLease:
                 {"_id": self._shard_id}, {"$set": {"owners." + self._okey: expires}})
 
     def check(self) -> None:
-        """Raises :class:`LeaseLost` when another run took the field over."""
+        """Raises :class:`LeaseLost` when another run took the field over,
+        :class:`DatabaseLost` when a heartbeat could not reach the database."""
+        if self.db_error is not None:
+            raise database_lost(self.db_error)
         if self.lost:
             raise LeaseLost(
                 "this run on field %r lost its lease: it did not heartbeat for %.0f s and "
@@ -481,11 +505,20 @@ class FieldLease:
                      "updated_at": now, "seconds": 0.0, "unknown_labels": [],
                      "owners": {self._okey: expires}}
             fresh.update({k: 0 for k in COUNTS})
+            if doc is not None and doc.get("settings_hash") == self.hash:
+                fresh["encoder_settings"] = doc.get("encoder_settings")  # a killed call's
             coll.replace_one({"_id": self._shard_id}, fresh, upsert=True)
         else:
             coll.update_one({"_id": self._shard_id},
                             {"$set": {"owners." + self._okey: expires, "updated_at": now}})
         self._shard_started = True
+
+    def note_encoder(self, settings: Optional[Dict[str, Any]]) -> None:
+        """Records the engine's settings in the shard record as soon as it is
+        built (a run killed later still leaves them to the field's record)."""
+        if settings and self._shard_started:
+            samrs_collection("shards").update_one(
+                {"_id": self._shard_id}, {"$set": {"encoder_settings": settings}})
 
     def finish_shard(self, complete: bool, counts: Dict[str, Any]) -> None:
         """Adds this process's counts to its shard record and leaves it:

@@ -212,21 +212,7 @@ def build_prompts(
         raise ValueError("image_size must be positive (height, width), got %r" % (image_size,))
     hb = np.asarray(hboxes, dtype=np.float64).reshape(-1, 4)
     n = len(hb)
-    if quads is not None:
-        q = np.asarray(quads, dtype=np.float64)
-        if q.size == 0 and n == 0:
-            q = np.zeros((0, 4, 2))
-        q = q.reshape(-1, 4, 2)
-        if len(q) != n:
-            raise ValueError("got %d quads for %d boxes" % (len(q), n))
-        has_quad = np.isfinite(q).all(axis=(1, 2))
-    else:
-        q = None
-        has_quad = np.zeros(n, dtype=bool)
-        if any(p in _ROTATED for p in parts):
-            raise ValueError(
-                "prompt %r needs rotated boxes (quads), but none were given" % prompt
-            )
+    q, has_quad = _checked_quads(quads, n, parts, prompt)
 
     box_part = next((p for p in parts if p in _BOX_PROMPTS), None)
     mask_part = next((p for p in parts if p in _MASK_PROMPTS), None)
@@ -251,17 +237,9 @@ def build_prompts(
             boxes[i] = b
             extent.append(b)
         if mask_part:
-            mp = used[parts.index(mask_part)]
-            if mp == "hbox_m":
-                masks[i] = box_mask_prompt(hb[i], (height, width), mask_frame)
-                extent.append(hb[i])
-            elif mp == "rhbox_m":
-                b = _quad_box(quad)
-                masks[i] = box_mask_prompt(b, (height, width), mask_frame)
-                extent.append(b)
-            else:  # rbox_m
-                masks[i] = box_mask_prompt(quad, (height, width), mask_frame)
-                extent.append(_quad_box(quad))
+            masks[i], b = _mask_input(used[parts.index(mask_part)], hb[i], quad,
+                                      (height, width), mask_frame)
+            extent.append(b)
         if use_cp:
             if quad is not None:
                 points[i, 0] = quad.mean(axis=0)
@@ -286,6 +264,32 @@ def build_prompts(
         quads=None if q is None else q.copy(),
         mask_frame=mask_frame,
     )
+
+
+def _checked_quads(quads, n: int, parts, prompt: str):
+    """The quads as ``(n, 4, 2)`` (or None) and which rows have one."""
+    if quads is None:
+        if any(p in _ROTATED for p in parts):
+            raise ValueError("prompt %r needs rotated boxes (quads), but none were given" % prompt)
+        return None, np.zeros(n, dtype=bool)
+    q = np.asarray(quads, dtype=np.float64)
+    if q.size == 0 and n == 0:
+        q = np.zeros((0, 4, 2))
+    q = q.reshape(-1, 4, 2)
+    if len(q) != n:
+        raise ValueError("got %d quads for %d boxes" % (len(q), n))
+    return q, np.isfinite(q).all(axis=(1, 2))
+
+
+def _mask_input(part: str, hbox: np.ndarray, quad, image_size, mask_frame: str):
+    """One object's mask prompt (``hbox_m``, ``rhbox_m`` or ``rbox_m``) and
+    the box it covers."""
+    if part == "hbox_m":
+        return box_mask_prompt(hbox, image_size, mask_frame), hbox
+    box = _quad_box(quad)
+    if part == "rhbox_m":
+        return box_mask_prompt(box, image_size, mask_frame), box
+    return box_mask_prompt(quad, image_size, mask_frame), box  # rbox_m
 
 
 def region_for_box(

@@ -9,10 +9,12 @@ shard, the samples already finished and the recorded settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
+import fiftyone as fo
 import fiftyone.core.runs as fors
 
 from fiftyone_samrs.fiftyone_io import run_key
@@ -56,6 +58,14 @@ class SegmentSettings:
         d = asdict(self)
         d["classes"] = list(self.classes)
         return d
+
+    def hash(self) -> str:
+        """A short hash of the settings that decide the result (and the
+        field): the field's lease is taken under it (:mod:`.leases`)."""
+        record = self.record()
+        keyed = {k: record.get(k) for k in RESULT_SETTINGS + ("label_field",)}
+        text = json.dumps(keyed, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
     def changed_from(self, previous: Dict[str, Any]) -> List[str]:
         """The result settings that differ from a recorded run's, as
@@ -258,14 +268,39 @@ def record_run(dataset, settings: SegmentSettings, lease, rounds: int = 6) -> Di
         the summary written
     """
     key = segment_run_key(settings.label_field)
-    summary = None
+    summary, recount = None, None
     for _ in range(rounds):
         summary = lease.summary()
+        if summary.get("status") == "complete":
+            # the calls' own counts miss what a killed call wrote: count the field
+            recount = recount or recount_field(dataset, settings)
+            summary.update(recount)
         config = SegmentRunConfig(**settings.record(), **summary)
         if _stored_config(dataset, key) == _comparable(config):
             break
         _save_record(dataset, key, config)
     return summary
+
+
+def recount_field(dataset, settings: SegmentSettings) -> Dict[str, Any]:
+    """What the field holds when its run completes (whatever calls wrote it,
+    killed ones included): ``samples_segmented`` (samples with the field),
+    ``boxes``, ``empty_masks``, ``mask_files`` and ``unknown_labels`` (labels
+    not in the class list), in one aggregation pass."""
+    from fiftyone import ViewField as F
+
+    field = settings.label_field
+    if not dataset.has_sample_field(field):
+        return {"samples_segmented": 0}
+    dets = field + ".detections"
+    samples, boxes, labels = dataset.aggregate([
+        fo.Count(field), fo.Count(dets), fo.CountValues(dets + ".label")])
+    flagged = dataset.filter_labels(field, F("empty") == True, only_matches=False)  # noqa: E712
+    files = dataset.filter_labels(field, F("mask_path").exists(), only_matches=False)
+    known = set(settings.classes)
+    return {"samples_segmented": int(samples), "boxes": int(boxes),
+            "empty_masks": int(flagged.count(dets)), "mask_files": int(files.count(dets)),
+            "unknown_labels": {k: int(v) for k, v in labels.items() if k not in known}}
 
 
 def _comparable(config: SegmentRunConfig) -> str:

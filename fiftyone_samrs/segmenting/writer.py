@@ -75,7 +75,9 @@ def build_labels(job, options: LabelOptions, stats: Counter, unknown: Counter):
     An empty mask keeps its Detection (flagged ``empty``, an all-False mask
     over the prompt box); a label outside the class list is not painted and
     counted in ``unknown``; a baseline's fallback mask (GrabCut's box where
-    it found nothing) is flagged ``fallback``.
+    it found nothing) is flagged ``fallback``; a prompt without area (an
+    inverted source box) was not sent to the engine: an empty mask flagged
+    ``fallback="degenerate"``.
     """
     results = job.results or []
     objs = job.objects

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import importlib
 import sys
 from typing import Dict, List, Optional
@@ -132,7 +133,34 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        message = one_line_error(e)
+        if message is None:
+            raise  # a bug: its traceback helps
+        print("error: %s" % message, file=sys.stderr)
+        return 1
     return int(result or 0)
+
+
+def one_line_error(error: BaseException) -> Optional[str]:
+    """What a verb's failure says in one line: a lost database (what was
+    written is kept), or an ``OSError`` naming its path (a full disk, a file
+    where a folder should be, ...); None for other errors."""
+    from fiftyone_samrs.fiftyone_io import is_connection_error
+
+    if is_connection_error(error):
+        from fiftyone_samrs.segmenting.leases import database_lost
+
+        return str(database_lost(error))
+    if not isinstance(error, OSError):
+        return None
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    for name in (error.filename, getattr(error, "filename2", None)):
+        if name and str(name) not in text:
+            text = "%s: %s" % (name, text)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT) and "disk full" not in text:
+        text += " (is the disk full?)"
+    return text
 
 
 if __name__ == "__main__":

@@ -101,19 +101,19 @@ def official_config(model_type: str) -> SamConfig:
     )
 
 
-def build_sam_from_config(cfg: SamConfig):
-    """A randomly initialised ``Sam`` with the given architecture (eval mode)."""
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
+def build_sam_from_config(cfg: SamConfig, hq: bool = False):
+    """A randomly initialised ``Sam`` with the given architecture (eval mode):
+    segment-anything's, or with ``hq`` HQ-SAM's (``segment_anything_hq``: the
+    same encoders, ``MaskDecoderHQ``)."""
+    if hq:
+        import segment_anything_hq.modeling as modeling
+    else:
+        import segment_anything.modeling as modeling
 
     grid = cfg.img_size // cfg.patch_size
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
+    decoder = modeling.MaskDecoderHQ if hq else modeling.MaskDecoder
+    sam = modeling.Sam(
+        image_encoder=modeling.ImageEncoderViT(
             depth=cfg.depth,
             embed_dim=cfg.embed_dim,
             img_size=cfg.img_size,
@@ -127,15 +127,15 @@ def build_sam_from_config(cfg: SamConfig):
             window_size=cfg.window_size,
             out_chans=cfg.prompt_embed_dim,
         ),
-        prompt_encoder=PromptEncoder(
+        prompt_encoder=modeling.PromptEncoder(
             embed_dim=cfg.prompt_embed_dim,
             image_embedding_size=(grid, grid),
             input_image_size=(cfg.img_size, cfg.img_size),
             mask_in_chans=cfg.mask_in_chans,
         ),
-        mask_decoder=MaskDecoder(
+        mask_decoder=decoder(
             num_multimask_outputs=cfg.num_multimask_outputs,
-            transformer=TwoWayTransformer(
+            transformer=modeling.TwoWayTransformer(
                 depth=cfg.decoder_depth,
                 embedding_dim=cfg.prompt_embed_dim,
                 mlp_dim=cfg.decoder_mlp_dim,
@@ -144,12 +144,44 @@ def build_sam_from_config(cfg: SamConfig):
             transformer_dim=cfg.prompt_embed_dim,
             iou_head_depth=cfg.iou_head_depth,
             iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+            **({"vit_dim": cfg.embed_dim} if hq else {}),
         ),
         pixel_mean=list(cfg.pixel_mean),
         pixel_std=list(cfg.pixel_std),
     )
-    sam.eval()
-    return sam
+    return sam.eval()
+
+
+def load_checked_state(checkpoint, state_dict, want: Optional[str], hq: bool = False):
+    """The model of ``state_dict`` (its architecture read from the tensor
+    shapes), its weights loaded: the one builder of SAM and HQ-SAM.
+
+    Args:
+        checkpoint: the file, for messages
+        state_dict: its state dict
+        want: the model type asked for (``vit_h``...), checked against the
+            checkpoint where it is an official one; None or ``tiny``: no check
+        hq: HQ-SAM
+
+    Returns:
+        ``(model, config)``
+
+    Raises:
+        ValueError: the checkpoint is another type than ``want``, or does not
+            fit the architecture read from it
+    """
+    family = "HQ-SAM" if hq else "SAM"
+    cfg = config_from_state_dict(state_dict, source=str(checkpoint))
+    if want is not None and want in _OFFICIAL and cfg.model_type != want:
+        raise ValueError("%s: checkpoint is a %s model, not %s" % (checkpoint, cfg.model_type,
+                                                                 want))
+    sam = build_sam_from_config(cfg, hq=hq)
+    try:
+        sam.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise ValueError("%s: state dict does not fit the %s architecture read from it: %s"
+                         % (checkpoint, family, str(e).splitlines()[0])) from e
+    return sam, cfg
 
 
 def config_from_state_dict(state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> SamConfig:
@@ -469,27 +501,54 @@ def _zoo_dir() -> str:
         return os.path.join(os.path.expanduser("~"), "fiftyone", "__models__")
 
 
-def _not_found_message(model_type: str, zoo_name: str, tried: List[str], why: str = "") -> str:
-    fname = SAM_CHECKPOINT_FILES[model_type]
-    lines = [
-        "no SAM checkpoint for %r (%s)%s." % (model_type, zoo_name, (": " + why) if why else ""),
-        "Looked for: " + ", ".join(tried),
-        "Download %s%s and either pass it with checkpoint=PATH (CLI: --checkpoint PATH),"
-        % (SAM_CHECKPOINT_BASE_URL, fname),
-        "or put it at %s so FiftyOne's zoo finds it (FIFTYONE_MODEL_ZOO_DIR sets that folder)."
-        % os.path.join(_zoo_dir(), fname),
-        "Official checkpoints: "
-        + ", ".join("%s: %s%s" % (k, SAM_CHECKPOINT_BASE_URL, v) for k, v in SAM_CHECKPOINT_FILES.items()),
-    ]
-    return "\n".join(lines)
+def find_zoo_checkpoint(fname: str, *, family: str, model: str, url: str,
+                        zoo_name: Optional[str] = None, download: bool = True,
+                        more: str = "") -> str:
+    """The checkpoint file ``fname`` in FiftyOne's model zoo folder
+    (``FIFTYONE_MODEL_ZOO_DIR``); if missing and ``download``, asked of
+    FiftyOne's zoo as ``zoo_name`` (where the zoo has the model and the
+    machine can download). The one finder of SAM, SAM 2 and HQ-SAM.
+
+    Args:
+        fname: the file name (as the zoo stores it)
+        family, model: for the message (``"SAM"``, ``"vit_h"``)
+        url: where the file is published
+        zoo_name: FiftyOne's zoo name, or None when the zoo has no such model
+        download: let FiftyOne's zoo download it
+        more: a last line of the message
+
+    Raises:
+        ModelNotFoundError: saying where it looked, where to get the file and
+            where to put it
+    """
+    path = os.path.join(_zoo_dir(), fname)
+    if os.path.isfile(path):
+        return path
+    why = ""
+    if download and zoo_name:
+        try:
+            import fiftyone.zoo as foz
+
+            logger.info("downloading %s with FiftyOne's model zoo", zoo_name)
+            foz.download_zoo_model(zoo_name)
+            if os.path.isfile(path):
+                return path
+            why = "the zoo download did not produce the file"
+        except Exception as e:
+            why = "download failed (%s: %s)" % (type(e).__name__,
+                                                str(e).splitlines()[0] if str(e) else "")
+    lines = ["no %s checkpoint for %r%s%s." % (family, model, " (%s)" % zoo_name if zoo_name
+                                               else "", (": " + why) if why else ""),
+             "Looked for: " + path,
+             "Download %s from %s and pass it with checkpoint=PATH (CLI: --checkpoint PATH), "
+             "or put it at %s%s (FIFTYONE_MODEL_ZOO_DIR sets that folder)."
+             % (fname, url, path, " so FiftyOne's zoo finds it" if zoo_name else "")]
+    raise ModelNotFoundError("\n".join(lines + ([more] if more else [])))
 
 
 def find_checkpoint(model: str, download: bool = True) -> str:
-    """The local checkpoint of ``vit_b``/``vit_l``/``vit_h`` or a zoo name.
-
-    Looks in FiftyOne's model zoo folder (``FIFTYONE_MODEL_ZOO_DIR``) under
-    the zoo's file name; if missing and ``download``, asks FiftyOne's zoo to
-    download it (where the machine can).
+    """The local checkpoint of ``vit_b``/``vit_l``/``vit_h`` or a zoo name
+    (:func:`find_zoo_checkpoint`).
 
     Raises:
         ModelNotFoundError: with where to put a checkpoint
@@ -502,24 +561,96 @@ def find_checkpoint(model: str, download: bool = True) -> str:
             "'samrs-tiny' (a stand-in for demos and tests), or pass checkpoint=PATH"
             % (model, ", ".join(SAM_ZOO_NAMES.values()))
         )
-    zoo_name = SAM_ZOO_NAMES[model_type]
-    path = os.path.join(_zoo_dir(), SAM_CHECKPOINT_FILES[model_type])
-    tried = [path]
-    if os.path.isfile(path):
-        return path
-    why = ""
-    if download:
-        try:
-            import fiftyone.zoo as foz
+    fname = SAM_CHECKPOINT_FILES[model_type]
+    return find_zoo_checkpoint(
+        fname, family="SAM", model=model_type, url=SAM_CHECKPOINT_BASE_URL + fname,
+        zoo_name=SAM_ZOO_NAMES[model_type], download=download,
+        more="Official checkpoints: " + ", ".join(
+            "%s: %s%s" % (k, SAM_CHECKPOINT_BASE_URL, v) for k, v in SAM_CHECKPOINT_FILES.items()))
 
-            logger.info("downloading %s with FiftyOne's model zoo", zoo_name)
-            foz.download_zoo_model(zoo_name)
-            if os.path.isfile(path):
-                return path
-            why = "the zoo download did not produce the file"
-        except Exception as e:
-            why = "download failed (%s: %s)" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-    raise ModelNotFoundError(_not_found_message(model_type, zoo_name, tried, why))
+
+# ---- the random tiny SAM (:mod:`.tiny`) and samrs-tiny (:mod:`.samrs_tiny`), which
+# load_sam builds by name
+
+
+def tiny_config(encoder_dim: int = 32, depth: int = 2) -> SamConfig:
+    """The architecture of the tiny SAM (see :func:`build_tiny_sam`)."""
+    heads = 2 if encoder_dim % 2 == 0 else 1
+    return SamConfig(
+        embed_dim=encoder_dim,
+        depth=depth,
+        num_heads=heads,
+        global_attn_indexes=(depth - 1,),
+        mlp_ratio=2.0,
+        window_size=14,
+    )
+
+
+def build_tiny_sam(seed: int = 0, encoder_dim: int = 32, depth: int = 2, hq: bool = False):
+    """A deterministic random tiny SAM (eval mode, CPU).
+
+    Args:
+        seed: the random seed: the same seed gives the same weights
+        encoder_dim: the image encoder width
+        depth: the number of encoder blocks (the last uses global attention)
+        hq: HQ-SAM's (:func:`~fiftyone_samrs.segmenting.sam_hq.models.build_tiny_sam_hq`)
+
+    Returns:
+        a ``segment_anything.modeling.Sam``
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sam = build_sam_from_config(tiny_config(encoder_dim, depth), hq=hq)
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            enc = sam.image_encoder
+            # relative positions start at zero in SAM; give them values
+            for blk in enc.blocks:
+                if getattr(blk.attn, "use_rel_pos", False):
+                    blk.attn.rel_pos_h.normal_(0.0, 0.02, generator=g)
+                    blk.attn.rel_pos_w.normal_(0.0, 0.02, generator=g)
+            enc.pos_embed.normal_(0.0, 0.02, generator=g)
+            # output tokens and the no-mask embedding start at N(0, 1)
+            dec = sam.mask_decoder
+            # the hypernetwork's last layer sets the logit scale: make it
+            # large enough that logits cross 0 within an image (HQ-SAM: its own too)
+            for mlp in [dec.output_hypernetworks_mlps[0]] + ([dec.hf_mlp] if hq else []):
+                mlp.layers[-1].weight.mul_(4.0)
+                mlp.layers[-1].bias.zero_()
+    return sam.eval()
+
+
+#: the model name accepted by ``load_sam`` / ``segment(model=...)`` / ``--model``
+SAMRS_TINY_NAME = "samrs-tiny"
+
+#: what every place showing the model says about it
+SAMRS_TINY_DISCLAIMER = (
+    "samrs-tiny is a stand-in SAM trained on generated scenes, for demos and tests; "
+    "it is not a model for real data"
+)
+
+_SAMRS_TINY_DIR = os.path.dirname(os.path.abspath(__file__))
+_SAMRS_TINY_FILE = "samrs-tiny.pth"
+
+
+def is_samrs_tiny(model) -> bool:
+    """Whether a model name means samrs-tiny (:mod:`.samrs_tiny`, the shipped
+    stand-in): ``"samrs-tiny"``, ``"samrs_tiny"``."""
+    return model is not None and str(model).strip().lower().replace("_", "-") == SAMRS_TINY_NAME
+
+
+def samrs_tiny_checkpoint() -> str:
+    """The shipped checkpoint file (inside the installed package).
+
+    Raises:
+        FileNotFoundError: the package was installed without its data files
+    """
+    path = os.path.join(_SAMRS_TINY_DIR, "weights", _SAMRS_TINY_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            "the samrs-tiny checkpoint is missing from the package (%s); reinstall "
+            "fiftyone-samrs, or retrain it with scripts/train_tiny_sam.py" % path)
+    return path
 
 
 def load_sam(
@@ -550,16 +681,12 @@ def load_sam(
         ValueError: bad names, or a checkpoint that does not match ``model``
     """
     dev = resolve_device(device)
-    from fiftyone_samrs.segmenting.sam import samrs_tiny
-
-    stand_in = samrs_tiny.is_samrs_tiny(model)
+    stand_in = is_samrs_tiny(model)
     if stand_in:
         if checkpoint is None:
-            checkpoint = samrs_tiny.checkpoint_path()
+            checkpoint = samrs_tiny_checkpoint()
         model = None  # a checkpoint like any other: the architecture is read from it
     if model is not None and str(model).lower() == "tiny" and checkpoint is None:
-        from fiftyone_samrs.segmenting.sam.tiny import build_tiny_sam
-
         return build_tiny_sam().to(dev)
     if checkpoint is None:
         if model is None:
@@ -570,22 +697,10 @@ def load_sam(
                 + "; FiftyOne's zoo keeps them in %s" % _zoo_dir()
             )
         checkpoint = find_checkpoint(str(model), download=download)
-    sd = read_state_dict(checkpoint)
-    cfg = config_from_state_dict(sd, source=str(checkpoint))
-    if model is not None and str(model).lower() != "tiny":
-        want = _ZOO_TO_TYPE.get(model, model)
-        if want in _OFFICIAL and cfg.model_type != want:
-            raise ValueError(
-                "%s: checkpoint is a %s model, not %s" % (checkpoint, cfg.model_type, want)
-            )
-    sam = build_sam_from_config(cfg)
-    try:
-        sam.load_state_dict(sd)
-    except RuntimeError as e:
-        raise ValueError("%s: state dict does not fit the SAM architecture read from it: %s"
-                         % (checkpoint, e)) from e
+    want = None if model is None else _ZOO_TO_TYPE.get(model, model)
+    sam, cfg = load_checked_state(checkpoint, read_state_dict(checkpoint), want)
     if stand_in:
-        logger.warning("loaded samrs-tiny from %s: %s", checkpoint, samrs_tiny.DISCLAIMER)
+        logger.warning("loaded samrs-tiny from %s: %s", checkpoint, SAMRS_TINY_DISCLAIMER)
     else:
         logger.info("loaded SAM %s from %s", cfg.model_type, checkpoint)
     return sam.to(dev).eval()

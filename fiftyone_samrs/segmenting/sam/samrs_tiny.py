@@ -28,36 +28,20 @@ import json
 import os
 from typing import Any, Dict
 
-#: the model name accepted by ``load_sam`` / ``segment(model=...)`` / ``--model``
-NAME = "samrs-tiny"
-
-#: what every place showing the model says about it
-DISCLAIMER = (
-    "samrs-tiny is a stand-in SAM trained on generated scenes, for demos and tests; "
-    "it is not a model for real data"
+from fiftyone_samrs.segmenting.sam.models import (  # noqa: F401 - is_samrs_tiny: its path here
+    SAMRS_TINY_DISCLAIMER,
+    SAMRS_TINY_NAME,
+    is_samrs_tiny,
+    load_sam,
+    samrs_tiny_checkpoint,
 )
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_FILE = "samrs-tiny.pth"
-
-
-def is_samrs_tiny(model) -> bool:
-    """Whether a model name means samrs-tiny (``"samrs-tiny"``, ``"samrs_tiny"``)."""
-    return model is not None and str(model).strip().lower().replace("_", "-") == NAME
-
-
-def checkpoint_path() -> str:
-    """The shipped checkpoint file (inside the installed package).
-
-    Raises:
-        FileNotFoundError: the package was installed without its data files
-    """
-    path = os.path.join(_HERE, "weights", _FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            "the samrs-tiny checkpoint is missing from the package (%s); reinstall "
-            "fiftyone-samrs, or retrain it with scripts/train_tiny_sam.py" % path)
-    return path
+#: the model name accepted by ``load_sam`` / ``segment(model=...)`` / ``--model``
+NAME = SAMRS_TINY_NAME
+#: what every place showing the model says about it
+DISCLAIMER = SAMRS_TINY_DISCLAIMER
+#: the shipped checkpoint file (:func:`~.models.samrs_tiny_checkpoint`)
+checkpoint_path = samrs_tiny_checkpoint
 
 
 def info() -> Dict[str, Any]:
@@ -82,6 +66,4 @@ def load_samrs_tiny(device=None):
     Args:
         device: None/"auto", or a device
     """
-    from fiftyone_samrs.segmenting.sam.models import load_sam
-
     return load_sam(NAME, device=device)

@@ -18,53 +18,13 @@ import os
 
 import torch
 
-from fiftyone_samrs.segmenting.sam.models import SamConfig, build_sam_from_config
-
-
-def tiny_config(encoder_dim: int = 32, depth: int = 2) -> SamConfig:
-    """The architecture of the tiny SAM (see :func:`build_tiny_sam`)."""
-    heads = 2 if encoder_dim % 2 == 0 else 1
-    return SamConfig(
-        embed_dim=encoder_dim,
-        depth=depth,
-        num_heads=heads,
-        global_attn_indexes=(depth - 1,),
-        mlp_ratio=2.0,
-        window_size=14,
-    )
-
-
-def build_tiny_sam(seed: int = 0, encoder_dim: int = 32, depth: int = 2):
-    """A deterministic random tiny SAM (eval mode, CPU).
-
-    Args:
-        seed: the random seed: the same seed gives the same weights
-        encoder_dim: the image encoder width
-        depth: the number of encoder blocks (the last uses global attention)
-
-    Returns:
-        a ``segment_anything.modeling.Sam``
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        sam = build_sam_from_config(tiny_config(encoder_dim, depth))
-        g = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            enc = sam.image_encoder
-            # relative positions start at zero in SAM; give them values
-            for blk in enc.blocks:
-                if getattr(blk.attn, "use_rel_pos", False):
-                    blk.attn.rel_pos_h.normal_(0.0, 0.02, generator=g)
-                    blk.attn.rel_pos_w.normal_(0.0, 0.02, generator=g)
-            enc.pos_embed.normal_(0.0, 0.02, generator=g)
-            # output tokens and the no-mask embedding start at N(0, 1)
-            dec = sam.mask_decoder
-            # the hypernetwork's last layer sets the logit scale: make it
-            # large enough that logits cross 0 within an image
-            last = dec.output_hypernetworks_mlps[0].layers[-1]
-            last.weight.mul_(4.0)
-            last.bias.zero_()
-    return sam.eval()
+# tiny_config and build_tiny_sam live in .models (load_sam("tiny") builds it)
+from fiftyone_samrs.segmenting.sam.models import (  # noqa: F401 - their paths here
+    build_sam_from_config,
+    build_tiny_sam,
+    official_config,
+    tiny_config,
+)
 
 
 def save_tiny_checkpoint(path, seed: int = 0) -> str:
@@ -92,8 +52,6 @@ def build_random_sam(model_type: str = "vit_b", seed: int = 0, device=None):
     Returns:
         a ``segment_anything.modeling.Sam`` in eval mode
     """
-    from fiftyone_samrs.segmenting.sam.models import official_config
-
     if model_type == "tiny":
         sam = build_tiny_sam(seed)
         return sam if device is None else sam.to(device)

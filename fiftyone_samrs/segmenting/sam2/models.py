@@ -32,7 +32,7 @@ import torch
 
 from fiftyone_samrs.segmenting.sam.models import (
     ModelNotFoundError,
-    _zoo_dir,
+    find_zoo_checkpoint,
     resolve_device,
 )
 
@@ -180,15 +180,53 @@ def build_sam2_model(
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(config_path(config))
-    items = dict(overrides or {})
-    if apply_postprocessing:
-        items.update(POSTPROCESSING)
-    for key, value in items.items():
-        OmegaConf.update(cfg, key, value, force_add=True)
-    OmegaConf.resolve(cfg)
-    model = instantiate(cfg.model, _recursive_=True)
-    return model.eval()
+    path = config_path(config)
+    try:
+        cfg = OmegaConf.load(path)
+        items = dict(overrides or {})
+        if apply_postprocessing:
+            items.update(POSTPROCESSING)
+        for key, value in items.items():
+            OmegaConf.update(cfg, key, value, force_add=True)
+        OmegaConf.resolve(cfg)
+        if "model" not in cfg:
+            raise ValueError("no 'model' section")
+        model_cfg = OmegaConf.to_container(cfg.model)
+    except Exception as e:
+        raise ValueError("%s: not a SAM 2 config: %s" % (path, _first_line(e))) from None
+    check_config_targets(model_cfg, path)
+    return instantiate(cfg.model, _recursive_=True).eval()
+
+
+#: what a SAM 2 config may build (Hydra ``_target_``): classes of the sam2 package only
+TARGET_PREFIX = "sam2."
+
+
+def check_config_targets(node, path: str, where: str = "model") -> None:
+    """Refuses a config that would build anything outside the ``sam2``
+    package: Hydra's ``instantiate`` calls whatever ``_target_`` names (e.g.
+    ``pathlib.Path.write_text``), so a config shipped with a "fine-tuned SAM 2"
+    could write files. Walked before anything is built.
+
+    Raises:
+        ValueError: naming the file, the key and the target
+    """
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = "%s.%s" % (where, key)
+            if key == "_target_" and not (isinstance(value, str)
+                                          and value.startswith(TARGET_PREFIX)):
+                raise ValueError("%s: %s is %r; a SAM 2 config may only build classes of the "
+                                 "sam2 package (%s*)" % (path, here, value, TARGET_PREFIX))
+            check_config_targets(value, path, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_config_targets(value, path, "%s[%d]" % (where, i))
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return "%s: %s" % (type(error).__name__, text.splitlines()[0] if text else "")
 
 
 def read_sam2_state_dict(path: str) -> Dict[str, torch.Tensor]:
@@ -235,27 +273,8 @@ def find_sam2_checkpoint(model: str, download: bool = True) -> str:
     """
     short = model_name(model)
     _cfg, zoo_name, fname, url = SAM2_MODELS[short]
-    path = os.path.join(_zoo_dir(), fname)
-    if os.path.isfile(path):
-        return path
-    why = ""
-    if download:
-        try:
-            import fiftyone.zoo as foz
-
-            logger.info("downloading %s with FiftyOne's model zoo", zoo_name)
-            foz.download_zoo_model(zoo_name)
-            if os.path.isfile(path):
-                return path
-            why = "the zoo download did not produce the file"
-        except Exception as e:
-            why = "download failed (%s: %s)" % (type(e).__name__,
-                                                str(e).splitlines()[0] if str(e) else "")
-    raise ModelNotFoundError(
-        "no SAM 2 checkpoint for %r (%s)%s.\nLooked for: %s\nDownload %s and pass it with "
-        "checkpoint=PATH (CLI: --checkpoint PATH), or save it as %s so FiftyOne's zoo finds it "
-        "(FIFTYONE_MODEL_ZOO_DIR sets that folder)."
-        % (model, zoo_name, (": " + why) if why else "", path, url, path))
+    return find_zoo_checkpoint(fname, family="SAM 2", model=model, url=url, zoo_name=zoo_name,
+                               download=download)
 
 
 def build_tiny_sam2(seed: int = 0, apply_postprocessing: bool = True):

@@ -67,13 +67,35 @@ def _check_database() -> Check:
             ok = dataset.count() == 1 and dataset.first()["samrs_probe"] == 1
         finally:
             dataset.delete()
-        conn = fo.config.database_uri or "embedded mongod"
-        return ("database", ok, "round trip on %s (database %r)" % (conn, fo.config.database_name),
-                "")
+        return _database_row(ok)
     except Exception as e:
         return ("database", False, "round trip failed: %s" % e,
                 "run `python -m fiftyone_samrs.tools.db ensure-mongod`, or set "
                 "FIFTYONE_DATABASE_URI=mongodb://HOST:27017 for a shared MongoDB")
+
+
+def _database_row(ok: bool) -> Check:
+    """Where the database is (address, data folder): an embedded ``mongod``
+    that another process started may serve another folder than
+    ``FIFTYONE_DATABASE_DIR`` says (FiftyOne attaches to it)."""
+    import os
+
+    import fiftyone as fo
+
+    from fiftyone_samrs.fiftyone_io import database_server
+
+    server = database_server()
+    kind = "FIFTYONE_DATABASE_URI" if fo.config.database_uri else "embedded mongod"
+    found = "round trip on %s at %s, data in %s (database %r)" % (
+        kind, server["address"], server["dbpath"] or "?", fo.config.database_name)
+    want = None if fo.config.database_uri else fo.config.database_dir
+    if want and server["dbpath"] and (os.path.realpath(server["dbpath"])
+                                      != os.path.realpath(os.path.expanduser(want))):
+        return ("database", False, found + "; FIFTYONE_DATABASE_DIR is %s" % want,
+                "another embedded database is running (at %s, serving %s) and FiftyOne "
+                "attached to it: stop that process (or its mongod) for %s to be used"
+                % (server["address"], server["dbpath"], want))
+    return ("database", ok, found, "")
 
 
 def _check_plugin() -> Check:
