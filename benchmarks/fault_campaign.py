@@ -64,7 +64,7 @@ segment(fo.load_dataset(%(name)r), backend="boxfill", seg_dir=sys.argv[1] + "/se
 import sys
 import fiftyone as fo
 from fiftyone_samrs import export_samrs
-export_samrs(fo.load_dataset(%(name)r), sys.argv[1] + "/export", classes="DOTA1.0",
+export_samrs(fo.load_dataset(%(name)r), sys.argv[1] + "/export", classes="SOTA",
              overwrite=sys.argv[2] == "1", progress=False)
 """,
 }
@@ -89,8 +89,9 @@ def run_stage(stage: str, work: str, again: bool = False, kill_after=None):
             proc.send_signal(signal.SIGKILL)
             killed = True
     _, err = proc.communicate()
-    if proc.returncode not in (0, -9) and kill_after is None and not again:
-        sys.stderr.write(err.decode()[-3000:])
+    if proc.returncode not in (0, -9) and os.environ.get("SAMRS_CAMPAIGN_VERBOSE"):
+        sys.stderr.write("%s%s: %s\n" % (stage, " (again)" if again else "",
+                                          err.decode().strip().splitlines()[-1:]))
     return proc.returncode, time.time() - t0, killed
 
 

@@ -85,3 +85,20 @@ def test_killed_import_is_marked_then_resumed_or_replaced(tree, tmp_path):
         for n in (name, name + "-2", name + "-ref"):
             if fo.dataset_exists(n):
                 fo.delete_dataset(n)
+
+
+def test_resuming_a_finished_import_imports_nothing_more(tree, tmp_path):
+    """A rerun of the resume command after the import finished (the fault
+    campaign's kill that came too late) said the dataset exists."""
+    name = "samrs-test-atomic-%s" % uuid.uuid4().hex[:8]
+    try:
+        ds = load_dota(tree["root"], name=name, version="1.0", progress=False)
+        before = _summary(ds)
+        again = load_dota(tree["root"], name=name, version="1.0", progress=False, resume=True,
+                          tile=True, tile_size=256, gap=56, tile_dir=str(tmp_path / "t"))
+        assert again.name == name and _summary(again) == before
+        assert again.info["samrs"]["import_complete"] is True
+        assert not (tmp_path / "t").exists()
+    finally:
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)

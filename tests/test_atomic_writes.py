@@ -150,3 +150,28 @@ def test_a_resume_redoes_a_sample_whose_png_was_cut(fo_dataset, tmp_path):
         read_label_png(paths[2])
     finally:
         ds.delete()
+
+
+def test_export_on_a_full_disk_names_the_file_and_leaves_no_cut_file(small_disk, fo_dataset,
+                                                                      tmp_path):
+    """The copy of an image failed on the full disk, then closing the COCO
+    part files failed again and hid it behind a bare ``OSError`` without a path."""
+    from test_exporters import make_segmented
+
+    from fiftyone_samrs import export_samrs
+
+    make_segmented(fo_dataset, str(tmp_path / "src"))
+    out = small_disk / "out"
+    filler = _fill(str(small_disk), leave=8 * 1024)
+    with pytest.raises(OSError) as err:
+        export_samrs(fo_dataset, str(out), classes="SOTA", progress=False)
+    assert str(out) in str(err.value) and "disk full" in str(err.value)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs]
+    assert not [f for f in files if os.path.getsize(f) == 0 or ".partial" in f]
+    os.remove(filler)
+    export_samrs(fo_dataset, str(out), classes="SOTA", progress=False, overwrite=True)
+    export_samrs(fo_dataset, str(tmp_path / "fresh"), classes="SOTA", progress=False)
+    for name in ("images", "gray"):
+        assert sorted(os.listdir(out / name)) == sorted(os.listdir(tmp_path / "fresh" / name))
+        for f in os.listdir(out / name):
+            assert (out / name / f).read_bytes() == (tmp_path / "fresh" / name / f).read_bytes()

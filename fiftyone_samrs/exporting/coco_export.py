@@ -272,10 +272,14 @@ class COCOJSONWriter:
         self._parts = None
 
     def abort(self) -> None:
-        """Closes and removes the part files (after an error)."""
+        """Closes and removes the part files (after an error; a close that
+        fails, e.g. on a full disk, does not hide that error)."""
         if self._parts is not None:
             for f in self._parts:
-                f.close()
+                try:
+                    f.close()
+                except OSError:
+                    pass
             self._parts = None
         self._remove_parts()
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -450,12 +451,29 @@ def write_text(path: str, text: str) -> None:
     atomic_write_text(path, text)
 
 
+def copy_whole(src: str, dst: str) -> None:
+    """Copies a file through a temporary name and a rename: ``dst`` is never
+    a cut copy (a full disk, a kill); a failure names ``dst``."""
+    tmp = "%s.partial-%d" % (dst, os.getpid())
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise OSError(e.errno, "%s: could not copy %s (%s)%s" % (
+            dst, src, e.strerror or e, "; is the disk full?" if e.errno == errno.ENOSPC
+            else "")) from e
+
+
 def transfer_media(src: str, dst: str, mode, where: str) -> None:
     """Copies, moves or links an image; error names the sample."""
     if not os.path.isfile(src):
         raise FormatError(where, "image file not found")
     if mode is True:
-        shutil.copyfile(src, dst)
+        copy_whole(src, dst)
     elif mode == "move":
         shutil.move(src, dst)
     elif mode == "symlink":

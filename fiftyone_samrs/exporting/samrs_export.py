@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 from typing import Any, Dict, List, Optional
 
 import fiftyone.core.labels as fol
@@ -58,6 +57,7 @@ from fiftyone_samrs.exporting.common import (
     ExportResult,
     Instance,
     Timer,
+    copy_whole,
     existing_field,
     resolve_paint_order,
     write_text,
@@ -95,7 +95,7 @@ def link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)
     except OSError:
-        shutil.copyfile(src, dst)
+        copy_whole(src, dst)
 
 
 def _write_pickle(path: str, items: List[dict]) -> None:

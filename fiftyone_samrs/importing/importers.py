@@ -66,6 +66,10 @@ def _unfinished(dataset: fo.Dataset) -> Optional[dict]:
     return info if info.get("import_complete") is False else None
 
 
+#: ``resumed`` of :func:`_open_target` for an import that had finished
+FINISHED = "finished"
+
+
 def _open_target(name: Optional[str], dataset, overwrite: bool, persistent: bool,
                  resume: bool = False, settings: Optional[dict] = None):
     """The dataset an import writes to: ``(dataset, created, resumed)``.
@@ -75,7 +79,8 @@ def _open_target(name: Optional[str], dataset, overwrite: bool, persistent: bool
     :func:`_finish` sets it True: a killed import leaves a dataset that says
     it is incomplete. Such a dataset is continued with ``resume=True`` (the
     samples already there are skipped) or replaced with ``overwrite=True``;
-    without either the error says so.
+    without either the error says so. ``resume=True`` on a finished import
+    imports nothing (``resumed`` is :data:`FINISHED`).
 
     Raises:
         ValueError: an existing name without ``overwrite`` (or ``resume`` for
@@ -86,6 +91,9 @@ def _open_target(name: Optional[str], dataset, overwrite: bool, persistent: bool
     if name and fo.dataset_exists(name):
         existing = fo.load_dataset(name)
         unfinished = _unfinished(existing)
+        if resume and not overwrite and unfinished is None and (
+                (existing.info or {}).get("samrs") or {}).get("import_complete") is True:
+            return existing, False, FINISHED  # a rerun of a resume that got to the end
         if unfinished is not None and resume and not overwrite:
             before = unfinished.get("import_settings")
             now = _jsonable(settings or {})
@@ -494,6 +502,10 @@ def load_format(
     }
     dataset, created, resumed = _open_target(name, dataset, overwrite, persistent, resume,
                                              settings)
+    if resumed == FINISHED:
+        logger.warning("the import into %r had finished; nothing to resume (overwrite=True "
+                       "imports again)", dataset.name)
+        return dataset
     try:
         records = spec.scan(dataset_dir, split=split, unlabeled=unlabeled, report=report,
                             **options)
