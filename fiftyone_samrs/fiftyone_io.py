@@ -849,6 +849,16 @@ def view_stages(sample_collection) -> list:
     return sample_collection._serialize()
 
 
+def without_sorting(sample_collection):
+    """The same samples without the view's ``sort_by`` stages: counting a
+    sorted view makes MongoDB sort the matched whole documents first."""
+    stages = view_stages(sample_collection)
+    kept = [s for s in stages if not str(s.get("_cls", "")).endswith(".SortBy")]
+    if len(kept) == len(stages):
+        return sample_collection
+    return view_from_stages(dataset_of(sample_collection), kept)
+
+
 def view_from_stages(dataset: fo.Dataset, stages: list):
     """The view of ``dataset`` that :func:`view_stages` described (the
     dataset itself for [])."""

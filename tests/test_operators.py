@@ -440,13 +440,16 @@ def test_qa_panel_shows_the_evaluation(hrsc):
     summary = panel.qa_summary(hrsc, "eval")
     results = evaluation.load_results(hrsc, "eval")
     assert summary["eval_key"] == "eval" and "eval" in summary["eval_keys"]
-    assert len(summary["ious"]) == int(np.isfinite(results.ious).sum()) == 6
+    assert summary["ious"]["n"] == int(np.isfinite(results.ious).sum()) == 6
+    want, _ = np.histogram(np.asarray(results.ious)[np.isfinite(results.ious)], bins=20,
+                           range=(0, 1))
+    assert summary["ious"]["counts"] == want.tolist()
     assert "mIoU_I" in summary["markdown"]
 
     requests = _panel_call(hrsc, "on_load", state={"eval_key": "eval"})
     data = [p["data"] for u, p in requests if u == "patch_panel_data"]
     hist = [d["iou_hist"] for d in data if "iou_hist" in d][0]
-    assert hist[0]["type"] == "histogram" and len(hist[0]["x"]) == 6
+    assert hist[0]["type"] == "bar" and sum(hist[0]["y"]) == 6 and len(hist[0]["x"]) == 20
     output = [p for u, p in requests if u == "show_panel_output"][0]
     assert "open_low_iou" in json.dumps(output)
     for method, name in (("open_low_iou", "low_iou_eval"),
@@ -545,7 +548,9 @@ def test_qa_panel_shows_the_paper_statistics(hrsc):
     assert bars["instances"]["x"] == list(expected.classes)
     assert bars["instances"]["y"] == [int(v) for v in expected.instances]
     assert sum(bars["pixels"]["y"]) == int(expected.sizes.sum()) > 0
-    assert len(data["stats_sizes"][0]["x"]) == expected.sizes.size == 6
+    sizes = data["stats_sizes"][0]  # binned here: 40 bars whatever the dataset's size
+    assert sizes["type"] == "bar" and len(sizes["x"]) == 40
+    assert sum(sizes["y"]) == expected.sizes.size == 6
     output = json.dumps([p for u, p in _panel_call(hrsc, "on_load", state=state)
                          if u == "show_panel_output"])
     assert "stats_classes" in output and "stats_sizes" in output

@@ -190,6 +190,9 @@ class SamrsEvaluation(foe.EvaluationMethod):
         if fields:
             dataset.delete_sample_fields(fields, error_level=1)
         remove_sidebar_group(dataset, eval_key)
+        from fiftyone_samrs.evaluating.qa import drop_qa_indexes
+
+        drop_qa_indexes(dataset, eval_key)
 
     def _validate_run(self, samples, eval_key, existing_info):
         self._validate_fields_match(eval_key, "pred_field", existing_info)

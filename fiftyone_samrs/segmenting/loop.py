@@ -34,7 +34,7 @@ import numpy as np
 
 from fiftyone_samrs.core.paths import png_complete
 from fiftyone_samrs.core.records import FormatError, InstanceMask
-from fiftyone_samrs.fiftyone_io import ObjectInputs, object_inputs
+from fiftyone_samrs.fiftyone_io import ObjectInputs, object_inputs, raw_labels, raw_values
 from fiftyone_samrs.formats.images import read_image
 from fiftyone_samrs.segmenting.base import Engine, MaskResult
 from fiftyone_samrs.segmenting.options import LoopOptions
@@ -352,12 +352,15 @@ class SampleLoop:
         return [s for s in got.mine if s not in gone]
 
     def _read(self, ids: List[str]) -> List[Future]:
-        """The batch's jobs: each image decoding in the pool (a future each)."""
-        cols = self.view.select(ids, ordered=True).values(self.fields)
+        """The batch's jobs: each image decoding in the pool (a future each).
+        The labels are read as raw documents (building FiftyOne label objects
+        took most of a boxfill run)."""
+        cols = raw_values(self.view.select(ids, ordered=True), self.fields)
         return [self._submit(row) for row in zip(*cols)]
 
     def _submit(self, row) -> Future:
-        sid, fp, w, h, dets = row[:5]
+        sid, fp, w, h = str(row[0]), row[1], row[2], row[3]
+        dets = raw_labels(row[4])
         settings = self.settings
         if not w or not h:
             error = FormatError(fp, "sample %s has no image size in its metadata "
@@ -365,7 +368,7 @@ class SampleLoop:
             if not self.options.skip_failures:
                 raise error
             return _done_future(_Job(sid, fp, 0, 0, None, failed=str(error)))
-        polylines = (row[5] or []) if settings.obb_field else None
+        polylines = raw_labels(row[5]) if settings.obb_field else None
         png = (os.path.join(settings.seg_dir, self.png_names[sid])
                if settings.seg_field else None)
         job = _make_job(sid, fp, w, h, dets, polylines, settings.prompt, settings.margin,

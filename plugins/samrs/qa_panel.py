@@ -39,7 +39,7 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
     Returns:
         a dict with ``eval_keys`` (mask evaluations of the dataset, oldest
         first), ``eval_key`` (the one shown), ``markdown`` (dataset and
-        per-class mIoU), ``ious`` (per-instance IoU, for the histogram),
+        per-class mIoU), ``ious`` (the instance IoUs binned: :func:`histogram`),
         ``low_iou`` and ``suspicious`` (what each button opens: ``view``
         (a saved view name, or None when built on the spot), ``count``,
         ``text`` (one line for the panel) and ``reason`` (why it is empty,
@@ -59,7 +59,8 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
     out["eval_key"] = key
     out["pred_field"] = getattr(results.config, "pred_field", None)
     out["markdown"] = results_markdown(results)
-    out["ious"] = [float(v) for v in results.ious if v == v]  # NaN: empty union
+    ious = np.asarray(results.ious, dtype=np.float64)
+    out["ious"] = histogram(ious[np.isfinite(ious)], HIST_BINS, (0.0, 1.0))  # NaN: empty union
     out["low_iou"] = _describe(dataset, *low_iou_view(dataset, key))
     suspicious = suspicious_view(dataset)
     pred_field = out["pred_field"]
@@ -80,16 +81,28 @@ def stats_summary(dataset, label_field: str) -> Dict[str, Any]:
     Returns:
         a dict with ``field``, ``markdown`` (:meth:`DatasetStats.to_markdown`),
         ``classes`` (a Plotly bar chart of instances and pixels per class, log
-        scale) and ``sizes`` (a Plotly histogram of log10 mask areas)
+        scale) and ``sizes`` (a Plotly bar chart of log10 mask areas, binned here)
     """
     from fiftyone_samrs.evaluating.stats import dataset_stats
 
     st = dataset_stats(dataset, label_field, progress=False)
     bars = [{"type": "bar", "x": list(st.classes), "y": [int(v) for v in values], "name": name}
             for values, name in ((st.instances, "instances"), (st.pixels, "pixels"))]
-    sizes = [{"type": "histogram", "x": [float(v) for v in np.log10(np.maximum(st.sizes, 1))],
-              "name": "log10 mask pixels", "nbinsx": 40, "marker": {"color": "#3572a5"}}]
+    logs = np.log10(np.maximum(np.asarray(st.sizes, dtype=np.float64), 1))
+    hist = histogram(logs, 40, (0.0, max(float(logs.max()) if logs.size else 1.0, 1.0)))
+    sizes = [{"type": "bar", "x": hist["centres"], "y": hist["counts"], "width": hist["width"],
+              "name": "log10 mask pixels", "marker": {"color": "#3572a5"}}]
     return {"field": label_field, "markdown": st.to_markdown(), "classes": bars, "sizes": sizes}
+
+
+def histogram(values: np.ndarray, bins: int, span) -> Dict[str, Any]:
+    """Values binned here (``np.histogram``), so that the browser gets a few
+    KB whatever the dataset's size: ``counts``, bin ``centres``, ``width``
+    and ``n`` (values counted)."""
+    counts, edges = np.histogram(values, bins=bins, range=span)
+    return {"counts": [int(c) for c in counts],
+            "centres": [round(float(c), 6) for c in (edges[:-1] + edges[1:]) / 2],
+            "width": float(edges[1] - edges[0]), "n": int(counts.sum())}
 
 
 def low_iou_view(dataset, eval_key: str):
@@ -115,7 +128,9 @@ def suspicious_view(dataset):
 
 
 def _describe(dataset, view, name, eval_key, threshold, pred_field=None) -> Dict[str, Any]:
-    count = view.count()
+    from fiftyone_samrs.fiftyone_io import without_sorting
+
+    count = without_sorting(view).count()  # the match alone: served by the QA indexes
     if eval_key is not None:
         what = "low IoU (`%s_iou_i` < %s)" % (eval_key, "%g" % threshold
                                               if threshold is not None else "?")
@@ -237,7 +252,8 @@ class QAPanel(foo.Panel):
         try:
             summary = qa_summary(ctx.dataset, eval_key or ctx.panel.get_state("eval_key"))
         except Exception as e:
-            summary = {"eval_keys": [], "eval_key": None, "ious": [], "low_iou": None,
+            summary = {"eval_keys": [], "eval_key": None, "ious": histogram(
+                np.zeros(0), HIST_BINS, (0.0, 1.0)), "low_iou": None,
                        "suspicious": None,
                        "markdown": "Could not read the evaluation: %s" % e}
         ctx.panel.set_state("eval_key", summary["eval_key"])
@@ -245,12 +261,12 @@ class QAPanel(foo.Panel):
         ctx.panel.set_state("markdown", summary["markdown"])
         ctx.panel.set_state("low_iou", summary["low_iou"])
         ctx.panel.set_state("suspicious", summary["suspicious"])
-        ctx.panel.set_state("n_ious", len(summary["ious"]))
+        hist = summary["ious"]
+        ctx.panel.set_state("n_ious", hist["n"])
         ctx.panel.set_state("pred_field", summary.get("pred_field"))
         ctx.panel.set_data("iou_hist", [{
-            "type": "histogram", "x": summary["ious"], "name": "instance IoU",
-            "xbins": {"start": 0.0, "end": 1.0, "size": 1.0 / HIST_BINS},
-            "marker": {"color": "#ff6d04"},
+            "type": "bar", "x": hist["centres"], "y": hist["counts"], "width": hist["width"],
+            "name": "instance IoU", "marker": {"color": "#ff6d04"},
         }])
 
     # ------------------------------------------------------------ layout

@@ -1,0 +1,89 @@
+"""The QA views at SAMRS size (issue 23, items 1 and 2).
+
+0.2.0: ``low_iou`` and ``suspicious_masks`` were ``match`` + ``sort_by`` on
+unindexed fields, so every count made MongoDB sort the matched whole
+documents (masks included): 2.1 s at 30k images, ~7.5 s at SAMRS size, and
+the panel counted them at every refresh; the panel sent one number per
+instance to the browser (~30 MB at SAMRS size).
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def scored(fo_dataset):
+    """2,000 samples with an evaluation's IoU, quality signals and a bulky field
+    (what masks make of a document)."""
+    import fiftyone as fo
+
+    rng = np.random.default_rng(0)
+    blob = "x" * 4000
+    samples = [fo.Sample(filepath="/s/%05d.png" % i, eval_iou_i=float(rng.random()),
+                         q_suspicious=int(rng.integers(0, 4)), q_min_confidence=float(rng.random()),
+                         bulk=blob) for i in range(2000)]
+    fo_dataset.add_samples(samples, progress=False)
+    return fo_dataset
+
+
+def _winning_plan(view) -> str:
+    """The query plan MongoDB picks for a view's aggregation (test-only use of
+    FiftyOne's private pipeline)."""
+    import fiftyone.core.odm as foo
+
+    db = foo.get_db_conn()
+    coll = view._dataset._sample_collection_name
+    out = db.command("aggregate", coll, pipeline=view._pipeline(), explain=True)
+    return json.dumps(out, default=str)
+
+
+def test_the_qa_views_are_served_by_indexes(scored):
+    from fiftyone_samrs.evaluating import qa
+    from fiftyone_samrs.fiftyone_io import without_sorting
+
+    saved = qa.save_qa_views(scored, "eval", low_iou=0.3)
+    indexes = scored.list_indexes()
+    assert "eval_iou_i" in indexes and "q_suspicious_-1_q_min_confidence_1" in indexes
+    low = scored.load_saved_view(qa.LOW_IOU_VIEW)
+    susp = scored.load_saved_view(qa.SUSPICIOUS_VIEW)
+    assert saved[qa.LOW_IOU_VIEW] == len(low) == int(np.sum(np.array(
+        scored.values("eval_iou_i")) < 0.3))
+    assert saved[qa.SUSPICIOUS_VIEW] == len(susp) == int(np.sum(np.array(
+        scored.values("q_suspicious")) > 0))
+    for view in (low, susp):
+        plan = _winning_plan(view)
+        assert "IXSCAN" in plan and '"SORT"' not in plan  # no blocking sort of documents
+        unsorted = without_sorting(view)
+        assert "sort" not in json.dumps(unsorted._serialize()).lower()
+        assert unsorted.count() == view.count()
+    ious = low.values("eval_iou_i")
+    assert ious == sorted(ious)  # the saved view is still worst first
+
+    from fiftyone_samrs.evaluating.qa import drop_qa_indexes
+
+    drop_qa_indexes(scored, "eval")
+    assert "eval_iou_i" not in scored.list_indexes()
+
+
+def test_the_panel_payload_is_binned_on_the_server():
+    import importlib.util
+    import os
+    import sys
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "plugins", "samrs")
+    if "samrs_plugin" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "samrs_plugin", os.path.join(folder, "__init__.py"),
+            submodule_search_locations=[folder])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["samrs_plugin"] = module
+        spec.loader.exec_module(module)
+    panel = importlib.import_module("samrs_plugin.qa_panel")
+    ious = np.random.default_rng(0).random(1_670_000)  # SAMRS's instances
+    hist = panel.histogram(ious, panel.HIST_BINS, (0.0, 1.0))
+    assert hist["n"] == len(ious) and sum(hist["counts"]) == len(ious)
+    assert hist["counts"] == np.histogram(ious, bins=panel.HIST_BINS, range=(0, 1))[0].tolist()
+    assert len(json.dumps(hist)) < 2000  # was one number per instance (~30 MB)
