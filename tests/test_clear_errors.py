@@ -110,3 +110,40 @@ def test_one_line_errors_name_the_path():
     assert one_line_error(NotADirectoryError(errno.ENOTDIR, "Not a directory",
                                              "/x/plots.txt")).count("/x/plots.txt") == 1
     assert one_line_error(ValueError("x")) is None  # not ours to shorten: a bug's traceback
+
+
+def test_load_samrs_streams_grouped_annotations_and_reads_others_whole(exported):
+    """Issue 23, item 3: ``load_samrs`` read the whole JSON (1.55 KB per
+    instance); it now streams it, annotations beside their images when they
+    come grouped (this package's exports), and reads a JSON whose
+    annotations are shuffled whole, with the same result."""
+    import json
+
+    from fiftyone_samrs import load_samrs
+    from fiftyone_samrs.exporting.samrs_import import SAMRSDatasetImporter
+
+    out, _ = exported
+    importer = SAMRSDatasetImporter(out)
+    importer.setup()
+    assert importer._grouped and not hasattr(importer, "_anns")
+
+    def summary(ds):
+        return sorted((os.path.basename(s.filepath), sorted(
+            (d.label, [round(v, 6) for v in d.bounding_box], int(d.mask.sum()))
+            for d in s.sam.detections)) for s in ds)
+
+    first = load_samrs(out, persistent=False, progress=False)
+    path = os.path.join(out, "annotations.json")
+    data = json.load(open(path))
+    data["annotations"] = data["annotations"][::-1]
+    json.dump(data, open(path, "w"))
+    importer = SAMRSDatasetImporter(out)
+    importer.setup()
+    assert not importer._grouped
+    second = load_samrs(out, persistent=False, progress=False)
+    try:
+        assert summary(first) == summary(second) and len(first) > 0
+        assert sum(len(s[1]) for s in summary(first)) > 0
+    finally:
+        first.delete()
+        second.delete()

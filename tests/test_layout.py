@@ -115,3 +115,15 @@ def test_one_version_source():
     assert importlib.metadata.version("fiftyone-samrs") == fsr.__version__
     manifest = open(os.path.join(root, "fiftyone.yml")).read()
     assert "\nversion: %s\n" % fsr.__version__ in manifest
+
+
+def test_exporting_and_the_card_do_not_import_torch():
+    """The export's card asks whether a run used samrs-tiny; when that
+    question imported torch, every export took 500 MB more (issue 23's
+    rehearsal found it)."""
+
+    code = ("import sys; import fiftyone_samrs.exporting.samrs_export, "
+            "fiftyone_samrs.exporting.card, fiftyone_samrs.segmenting.sam.samrs_tiny; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -167,3 +167,32 @@ def test_region_for_box_degenerate_and_outside():
     np.testing.assert_allclose(region_for_box([120, 10, 130, 20], (100, 100)), [100, 2, 100, 28])
     with pytest.raises(ValueError, match="not finite"):
         region_for_box([np.nan, 0, 1, 1], (10, 10))
+
+
+@pytest.mark.parametrize("prompt", ["hbox_m", "rbox_m", "rhbox_m", "hbox+rbox_m"])
+def test_prompts_without_mask_inputs_have_the_same_regions(prompt):
+    """The baselines do not read mask prompts: building them (a 256 x 256
+    raster per object) was half a rotated-box boxfill run (issue 23)."""
+    import numpy as np
+
+    from fiftyone_samrs.segmenting.baselines import BoxFillBackend
+    from fiftyone_samrs.segmenting.prompts import build_prompts
+
+    rng = np.random.default_rng(0)
+    quads = rng.uniform(10, 200, (12, 4, 2))
+    quads = np.stack([np.array([[q[:, 0].min(), q[:, 1].min()], [q[:, 0].max(), q[:, 1].min()],
+                                [q[:, 0].max(), q[:, 1].max()], [q[:, 0].min(), q[:, 1].max()]])
+                      for q in quads])
+    hboxes = np.concatenate([quads.min(1), quads.max(1)], axis=1)
+    full = build_prompts(hboxes, quads, prompt, (240, 260))
+    light = build_prompts(hboxes, quads, prompt, (240, 260), mask_inputs=False)
+    assert full.mask_inputs is not None and light.mask_inputs is None
+    for name in ("regions", "base_boxes", "boxes", "quads"):
+        a, b = getattr(full, name), getattr(light, name)
+        assert (a is None and b is None) or np.array_equal(a, b), name
+    assert full.names == light.names
+    assert BoxFillBackend.mask_prompts is False
+    image = np.zeros((240, 260, 3), np.uint8)
+    for x, y in zip(BoxFillBackend().predict(image, full), BoxFillBackend().predict(image, light)):
+        assert np.array_equal(x.mask.mask, y.mask.mask) and (x.mask.x0, x.mask.y0) == (
+            y.mask.x0, y.mask.y0)

@@ -68,20 +68,9 @@ def test_the_qa_views_are_served_by_indexes(scored):
 
 
 def test_the_panel_payload_is_binned_on_the_server():
-    import importlib.util
-    import os
-    import sys
+    from test_file_safety import _plugin_module
 
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "plugins", "samrs")
-    if "samrs_plugin" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "samrs_plugin", os.path.join(folder, "__init__.py"),
-            submodule_search_locations=[folder])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["samrs_plugin"] = module
-        spec.loader.exec_module(module)
-    panel = importlib.import_module("samrs_plugin.qa_panel")
+    panel = _plugin_module("qa_panel")
     ious = np.random.default_rng(0).random(1_670_000)  # SAMRS's instances
     hist = panel.histogram(ious, panel.HIST_BINS, (0.0, 1.0))
     assert hist["n"] == len(ious) and sum(hist["counts"]) == len(ious)

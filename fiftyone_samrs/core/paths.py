@@ -96,8 +96,14 @@ def atomic_write_bytes(path: str, data: bytes, fsync: bool = False) -> None:
             os.remove(tmp)
         except OSError:
             pass
-        raise OSError(e.errno, "%s: could not write the file (%s)%s" % (
-            path, e.strerror or e, "; is the disk full?" if e.errno in _NO_ROOM else "")) from e
+        raise write_error(e, path) from e
+
+
+def write_error(error: OSError, path: str, doing: str = "could not write the file") -> OSError:
+    """``error`` as one line naming ``path`` (and the disk being full where it is)."""
+    return OSError(error.errno, "%s: %s (%s)%s" % (
+        path, doing, error.strerror or error,
+        "; is the disk full?" if error.errno in _NO_ROOM else ""))
 
 
 def _write_all(fd: int, data: memoryview) -> None:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import time
@@ -25,7 +24,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 import numpy as np
 
 from fiftyone_samrs.core import classes as classes_mod
-from fiftyone_samrs.core.paths import atomic_write_text
+from fiftyone_samrs.core.paths import atomic_write_text, write_error
 from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.fiftyone_io import (
@@ -463,9 +462,7 @@ def copy_whole(src: str, dst: str) -> None:
             os.remove(tmp)
         except OSError:
             pass
-        raise OSError(e.errno, "%s: could not copy %s (%s)%s" % (
-            dst, src, e.strerror or e, "; is the disk full?" if e.errno == errno.ENOSPC
-            else "")) from e
+        raise write_error(e, dst, "could not copy %s" % src) from e
 
 
 def transfer_media(src: str, dst: str, mode, where: str) -> None:

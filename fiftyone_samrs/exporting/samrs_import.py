@@ -5,7 +5,10 @@ box), ``gray/<stem>.png`` (the semantic label, referenced by ``mask_path``),
 ``classes.txt`` and the images. Export, then import, gives the same masks,
 classes and boxes (boxes are the tight boxes of the masks).
 
-Like FiftyOne's own COCO importer it reads the JSON file whole. Every entry
+The JSON is streamed (``ijson``) in two passes, so memory stays flat
+whatever the export's size: a check of every entry, then the load, the
+annotations read beside their images (an export of this package writes
+them grouped by image; a JSON that does not is read whole). Every entry
 is checked before a sample is made (a FormatError names the file and the
 entry, and no dataset is left): image file names must stay inside the
 export's ``images/`` folder (absolute names, as a labels-only export writes
@@ -16,7 +19,6 @@ decodes garbage into some mask without complaint).
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from typing import Any, Dict, List, Optional
@@ -118,7 +120,8 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
         self.allow_outside = allow_outside
         self._labels_path = os.path.join(dataset_dir, "annotations.json")
         self._images: List[dict] = []
-        self._anns: Dict[int, List[dict]] = {}
+        self._grouped = True
+        self._anns_of = None
         self._classes: List[str] = []
         self._cat_index: Dict[int, int] = {}
         self._iter = None
@@ -136,25 +139,79 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
         return {self.instances_field: fol.Detections, self.seg_field: fol.Segmentation}
 
     def setup(self) -> None:
+        """Checks the whole export before any sample is made, streaming the
+        JSON (flat memory: the images' ids and sizes are kept, not the
+        annotations): categories and classes, every image, every annotation."""
         path = self._labels_path
         if not os.path.isfile(path):
             raise FormatError(path, "not found: not a SAMRS export folder")
-        try:
-            with open(path, "rb") as f:
-                data = json.loads(f.read().decode("utf-8"))
-        except json.JSONDecodeError as e:
-            raise FormatError(path, "invalid JSON: %s" % e, line=e.lineno) from None
-        except (UnicodeDecodeError, RecursionError, MemoryError) as e:
-            raise FormatError(path, "unreadable JSON (%s)" % type(e).__name__) from None
-        if not isinstance(data, dict):
-            raise FormatError(path, "the top level must be an object, found %s"
-                              % type(data).__name__)
-        info = data.get("info") or {}
-        start = info.get("category_id_start", 0) if isinstance(info, dict) else 0
+        info = self._stream_one("info") or {}
+        if not isinstance(info, dict):
+            info = {}
+        start = info.get("category_id_start", 0)
         if not _is_int(start):
             raise FormatError(path, "info.category_id_start must be an integer, found %r"
                               % (start,))
-        categories = self._list(data, "categories")
+        self._read_categories(self._stream_list("categories"), start)
+        images, sizes, order = [], {}, {}
+        stems = StemMaker()
+        for k, img in enumerate(self._stream_list("images")):
+            where = "images[%d]" % k
+            iid = self._check_image(img, where, sizes)
+            sizes[iid] = (img["height"], img["width"])
+            order[iid] = k
+            stem, _ = stems(img["file_name"])
+            self._check_files(img["file_name"], stem, img["width"], img["height"], where)
+            images.append({"id": iid, "file_name": img["file_name"], "width": img["width"],
+                           "height": img["height"], "_stem": stem})
+        self._grouped = self._check_annotations(sizes, order)
+        self._images = self._preprocess_list(images)
+
+    # -- streaming the JSON ------------------------------------------------
+
+    def _stream(self, prefix: str):
+        """The items at ``prefix`` of the JSON, streamed (ijson); a syntax
+        error is a FormatError naming the file."""
+        import ijson
+
+        with open(self._labels_path, "rb") as f:
+            try:
+                yield from ijson.items(f, prefix, use_float=True)
+            except ijson.JSONError as e:
+                raise FormatError(self._labels_path, "invalid JSON: %s"
+                                  % str(e).strip().splitlines()[0][:200]) from None
+            except (UnicodeDecodeError, RecursionError, MemoryError) as e:
+                raise FormatError(self._labels_path, "unreadable JSON (%s)"
+                                  % type(e).__name__) from None
+
+    def _stream_one(self, key: str):
+        return next(iter(self._stream(key)), None)
+
+    def _stream_list(self, key: str):
+        """The entries of a top-level list (``images``...); it must be a list."""
+        import ijson
+
+        with open(self._labels_path, "rb") as f:
+            try:
+                for prefix, event, _ in ijson.parse(f):
+                    if prefix == "" and event not in ("start_map", "map_key", "end_map"):
+                        raise FormatError(self._labels_path, "the top level must be an "
+                                          "object, found %s" % _JSON_KINDS.get(event, event))
+                    if prefix == key:
+                        if event != "start_array":
+                            raise FormatError(self._labels_path, "%r must be a list, found %s"
+                                              % (key, _JSON_KINDS.get(event, event)))
+                        break
+                    if prefix == "" and event == "end_map":
+                        return  # no such key: an empty list
+            except ijson.JSONError as e:
+                raise FormatError(self._labels_path, "invalid JSON: %s"
+                                  % str(e).strip().splitlines()[0][:200]) from None
+        yield from self._stream(key + ".item")
+
+    def _read_categories(self, categories, start: int) -> None:
+        path = self._labels_path
+        categories = list(categories)
         for k, c in enumerate(categories):
             if not isinstance(c, dict) or not _is_int(c.get("id")) or not isinstance(
                     c.get("name"), str):
@@ -169,52 +226,56 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
             if name not in index:
                 raise FormatError(path, "category %r is not in classes.txt" % name)
             self._cat_index[cid] = index[name]
-        images = []
-        sizes: Dict[int, tuple] = {}
-        stems = StemMaker()
-        for k, img in enumerate(self._list(data, "images")):
-            where = "images[%d]" % k
-            if not isinstance(img, dict):
-                raise FormatError(path, "%s: must be an object, found %r" % (where, _short(img)))
-            iid, w, h = img.get("id"), img.get("width"), img.get("height")
-            if not _is_int(iid) or not (_is_int(w) and w > 0) or not (_is_int(h) and h > 0):
-                raise FormatError(path, "%s: needs an integer 'id' and positive integer "
-                                        "'width' and 'height', found %r" % (where, _short(img)))
-            if iid in sizes:
-                raise FormatError(path, "%s: image id %d is repeated" % (where, iid))
-            why = safe_file_name(img.get("file_name"), self.allow_outside)
-            if why:
-                raise FormatError(path, "%s: %s" % (where, why))
-            sizes[iid] = (h, w)
-            stem, _ = stems(img["file_name"])
-            self._check_files(img["file_name"], stem, w, h, where)
-            images.append(dict(img, _stem=stem))
-        anns = defaultdict(list)
-        for k, ann in enumerate(self._list(data, "annotations")):
-            where = "annotations[%d]" % k
-            if not isinstance(ann, dict):
-                raise FormatError(path, "%s: must be an object, found %r" % (where, _short(ann)))
-            where = "%s (id %r)" % (where, ann.get("id"))
-            iid = ann.get("image_id")
-            if not _is_int(iid) or iid not in sizes:
-                raise FormatError(path, "%s: image_id %r is not the id of an image"
-                                  % (where, iid))
-            if ann.get("category_id") not in self._cat_index:
-                raise FormatError(path, "%s: unknown category_id %r"
-                                  % (where, ann.get("category_id")))
-            for key in ("bbox", "prompt_bbox"):
-                if ann.get(key) is not None and not _numbers(ann[key], 4):
-                    raise FormatError(path, "%s: %s must be 4 finite numbers, found %r"
-                                      % (where, key, _short(ann[key])))
-            score = ann.get("score")
-            if score is not None and not _numbers([score]):
-                raise FormatError(path, "%s: score must be a finite number, found %r"
-                                  % (where, _short(score)))
-            h, w = sizes[iid]
-            self._check_segmentation(ann.get("segmentation"), h, w, path, where)
-            anns[iid].append(ann)
-        self._anns = dict(anns)
-        self._images = self._preprocess_list(images)
+
+    def _check_image(self, img, where: str, sizes: dict) -> int:
+        path = self._labels_path
+        if not isinstance(img, dict):
+            raise FormatError(path, "%s: must be an object, found %r" % (where, _short(img)))
+        iid, w, h = img.get("id"), img.get("width"), img.get("height")
+        if not _is_int(iid) or not (_is_int(w) and w > 0) or not (_is_int(h) and h > 0):
+            raise FormatError(path, "%s: needs an integer 'id' and positive integer "
+                                    "'width' and 'height', found %r" % (where, _short(img)))
+        if iid in sizes:
+            raise FormatError(path, "%s: image id %d is repeated" % (where, iid))
+        why = safe_file_name(img.get("file_name"), self.allow_outside)
+        if why:
+            raise FormatError(path, "%s: %s" % (where, why))
+        return iid
+
+    def _check_annotations(self, sizes: dict, order: dict) -> bool:
+        """Checks every annotation; returns whether they come grouped by
+        image in the images' order (this package's exports: they are then
+        streamed again beside the images, else read whole)."""
+        grouped, last = True, -1
+        for k, ann in enumerate(self._stream_list("annotations")):
+            iid = self._check_annotation(ann, k, sizes)
+            grouped = grouped and order[iid] >= last
+            last = order[iid]
+        return grouped
+
+    def _check_annotation(self, ann, k: int, sizes: dict) -> int:
+        path = self._labels_path
+        where = "annotations[%d]" % k
+        if not isinstance(ann, dict):
+            raise FormatError(path, "%s: must be an object, found %r" % (where, _short(ann)))
+        where = "%s (id %r)" % (where, ann.get("id"))
+        iid = ann.get("image_id")
+        if not _is_int(iid) or iid not in sizes:
+            raise FormatError(path, "%s: image_id %r is not the id of an image" % (where, iid))
+        if ann.get("category_id") not in self._cat_index:
+            raise FormatError(path, "%s: unknown category_id %r"
+                              % (where, ann.get("category_id")))
+        for key in ("bbox", "prompt_bbox"):
+            if ann.get(key) is not None and not _numbers(ann[key], 4):
+                raise FormatError(path, "%s: %s must be 4 finite numbers, found %r"
+                                  % (where, key, _short(ann[key])))
+        score = ann.get("score")
+        if score is not None and not _numbers([score]):
+            raise FormatError(path, "%s: score must be a finite number, found %r"
+                              % (where, _short(score)))
+        h, w = sizes[iid]
+        self._check_segmentation(ann.get("segmentation"), h, w, path, where)
+        return iid
 
     def _check_files(self, file_name: str, stem: str, width: int, height: int,
                      where: str) -> None:
@@ -236,15 +297,6 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
         if why:
             raise FormatError(paths[0], "%s: %s" % (where, why))
 
-    def _list(self, data: dict, key: str) -> list:
-        value = data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise FormatError(self._labels_path, "%r must be a list, found %s"
-                              % (key, type(value).__name__))
-        return value
-
     @staticmethod
     def _check_segmentation(seg, height: int, width: int, path: str, where: str) -> None:
         if isinstance(seg, list):  # polygons
@@ -264,7 +316,32 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
 
     def __iter__(self):
         self._iter = iter(self._images)
+        self._anns_of = self._annotations_by_image()
         return self
+
+    def _annotations_by_image(self):
+        """``image id -> its annotations``, one image after the other: the
+        annotations streamed beside the images when they come grouped in
+        the images' order (this package's exports), else read whole."""
+        anns = self._stream_list("annotations")
+        if not self._grouped or self.shuffle:
+            by_image = defaultdict(list)
+            for ann in anns:
+                by_image[ann["image_id"]].append(ann)
+            return lambda iid: by_image.pop(iid, [])
+        pending: List[dict] = []
+
+        def take(iid):
+            out = [a for a in pending if a["image_id"] == iid]
+            pending[:] = [a for a in pending if a["image_id"] != iid]
+            for ann in anns:
+                if ann["image_id"] != iid:
+                    pending.append(ann)  # the next image's first annotation
+                    break
+                out.append(ann)
+            return out
+
+        return take
 
     def __next__(self):
         img = next(self._iter)
@@ -273,7 +350,7 @@ class SAMRSDatasetImporter(foud.LabeledImageDatasetImporter):
             self.dataset_dir, "images", file_name))
         width, height = int(img["width"]), int(img["height"])
         metadata = fom.ImageMetadata(width=width, height=height)
-        dets = [self._detection(ann, width, height) for ann in self._anns.get(img["id"], [])]
+        dets = [self._detection(ann, width, height) for ann in self._anns_of(img["id"])]
         gray = os.path.join(self.dataset_dir, "gray", img["_stem"] + ".png")
         seg = fol.Segmentation(mask_path=gray) if os.path.isfile(gray) else None
         return image_path, metadata, {self.instances_field: fol.Detections(detections=dets),
@@ -340,6 +417,11 @@ def gray_png_problem(path: str, width: int, height: int) -> Optional[str]:
     if (w, h) != (width, height):
         return "is %dx%d, the image is %dx%d" % (w, h, width, height)
     return None
+
+
+#: what a JSON event means, for messages
+_JSON_KINDS = {"start_map": "dict", "start_array": "list", "string": "str", "number": "int",
+               "boolean": "bool", "null": "NoneType"}
 
 
 def _short(value, n: int = 80) -> str:

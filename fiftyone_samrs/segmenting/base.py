@@ -85,12 +85,16 @@ class Engine:
             resized frame; ``"square"``: SAM 2's)
         encodes: whether :meth:`encode` / :meth:`decode` exist (the prompt
             study then encodes each image once for all its configurations)
+        mask_prompts: whether it reads the prompts' mask inputs (SAM's
+            low-resolution mask prompts); False spares building them (the
+            baselines)
     """
 
     name: str = "engine"
     default_margin: Optional[float] = None
     mask_frame: str = "sam"
     encodes: bool = False
+    mask_prompts: bool = True
 
     def preprocess(self, image: np.ndarray) -> Any:
         """Work done in the loader threads on each image (SAM: resize and

@@ -77,6 +77,7 @@ class _Baseline(Engine):
     name = "baseline"
     #: the prompt box grown by 10%: GrabCut's surroundings (see ``segment``)
     default_margin = 0.1
+    mask_prompts = False  # the box (or rotated box) is all they use
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """Checks and converts an image to RGB uint8 (thread-safe; mirrors SamEngine)."""

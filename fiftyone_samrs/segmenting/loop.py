@@ -73,7 +73,7 @@ class _Job:
 
 
 def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margin,
-              png_path, mask_frame: str = "sam") -> _Job:
+              png_path, mask_frame: str = "sam", mask_prompts: bool = True) -> _Job:
     objs = object_inputs(dets, polylines, width, height)
     n = len(objs)
     if polylines is None and n and needs_quads(prompt, objs.has_hbox):
@@ -85,7 +85,7 @@ def _make_job(sample_id, filepath, width, height, dets, polylines, prompt, margi
     if n:
         job.prompts = build_prompts(objs.hboxes, objs.quads, prompt, (int(height), int(width)),
                                     has_hbox=objs.has_hbox, margin=margin,
-                                    mask_frame=mask_frame)
+                                    mask_frame=mask_frame, mask_inputs=mask_prompts)
         bad = _degenerate(job.prompts)
         if bad.any():
             job.sent = np.flatnonzero(~bad)
@@ -372,7 +372,8 @@ class SampleLoop:
         png = (os.path.join(settings.seg_dir, self.png_names[sid])
                if settings.seg_field else None)
         job = _make_job(sid, fp, w, h, dets, polylines, settings.prompt, settings.margin,
-                        png, mask_frame=self.engine.mask_frame)
+                        png, mask_frame=self.engine.mask_frame,
+                        mask_prompts=self.engine.mask_prompts)
         if job.prompts is None or not len(job.prompts):
             return _done_future(job)
         return self._pool.submit(_load_image_or_fail, job, self.engine,

@@ -180,6 +180,7 @@ def build_prompts(
     margin: Optional[float] = 0.1,
     min_margin: float = 8.0,
     mask_frame: str = "sam",
+    mask_inputs: bool = True,
 ) -> PromptSet:
     """Builds the SAM prompts of one image's objects.
 
@@ -197,6 +198,9 @@ def build_prompts(
         min_margin: the smallest growth in pixels
         mask_frame: the frame of the mask prompts, :data:`MASK_FRAMES`
             (``"square"`` for SAM 2)
+        mask_inputs: compute the mask prompts (False for engines that do not
+            read them, the baselines: ``mask_inputs`` is then None; the
+            regions are the same)
 
     Returns:
         the :class:`PromptSet`
@@ -221,7 +225,8 @@ def build_prompts(
     boxes = np.zeros((n, 4), dtype=np.float64) if box_part else None
     points = np.zeros((n, 1, 2), dtype=np.float64) if use_cp else None
     labels = np.ones((n, 1), dtype=np.int64) if use_cp else None
-    masks = np.zeros((n, 1, SAM_MASK_SIZE, SAM_MASK_SIZE), dtype=np.float32) if mask_part else None
+    masks = (np.zeros((n, 1, SAM_MASK_SIZE, SAM_MASK_SIZE), dtype=np.float32)
+             if mask_part and mask_inputs else None)
     regions = np.zeros((n, 4), dtype=np.float64)
     bases = np.zeros((n, 4), dtype=np.float64)
     names: List[str] = []
@@ -237,9 +242,12 @@ def build_prompts(
             boxes[i] = b
             extent.append(b)
         if mask_part:
-            masks[i], b = _mask_input(used[parts.index(mask_part)], hb[i], quad,
-                                      (height, width), mask_frame)
-            extent.append(b)
+            part = used[parts.index(mask_part)]
+            if masks is None:
+                extent.append(hb[i] if part == "hbox_m" else _quad_box(quad))
+            else:
+                masks[i], b = _mask_input(part, hb[i], quad, (height, width), mask_frame)
+                extent.append(b)
         if use_cp:
             if quad is not None:
                 points[i, 0] = quad.mean(axis=0)

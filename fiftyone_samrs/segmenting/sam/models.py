@@ -17,6 +17,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from fiftyone_samrs.segmenting.sam.catalog import (
+    SAMRS_TINY_DISCLAIMER,
+    is_samrs_tiny,
+    samrs_tiny_checkpoint,
+)
+
 logger = logging.getLogger(__name__)
 
 #: model type -> FiftyOne zoo model name
@@ -569,8 +575,7 @@ def find_checkpoint(model: str, download: bool = True) -> str:
             "%s: %s%s" % (k, SAM_CHECKPOINT_BASE_URL, v) for k, v in SAM_CHECKPOINT_FILES.items()))
 
 
-# ---- the random tiny SAM (:mod:`.tiny`) and samrs-tiny (:mod:`.samrs_tiny`), which
-# load_sam builds by name
+# ---- the random tiny SAM (:mod:`.tiny`), which load_sam builds by name
 
 
 def tiny_config(encoder_dim: int = 32, depth: int = 2) -> SamConfig:
@@ -618,39 +623,6 @@ def build_tiny_sam(seed: int = 0, encoder_dim: int = 32, depth: int = 2, hq: boo
                 mlp.layers[-1].weight.mul_(4.0)
                 mlp.layers[-1].bias.zero_()
     return sam.eval()
-
-
-#: the model name accepted by ``load_sam`` / ``segment(model=...)`` / ``--model``
-SAMRS_TINY_NAME = "samrs-tiny"
-
-#: what every place showing the model says about it
-SAMRS_TINY_DISCLAIMER = (
-    "samrs-tiny is a stand-in SAM trained on generated scenes, for demos and tests; "
-    "it is not a model for real data"
-)
-
-_SAMRS_TINY_DIR = os.path.dirname(os.path.abspath(__file__))
-_SAMRS_TINY_FILE = "samrs-tiny.pth"
-
-
-def is_samrs_tiny(model) -> bool:
-    """Whether a model name means samrs-tiny (:mod:`.samrs_tiny`, the shipped
-    stand-in): ``"samrs-tiny"``, ``"samrs_tiny"``."""
-    return model is not None and str(model).strip().lower().replace("_", "-") == SAMRS_TINY_NAME
-
-
-def samrs_tiny_checkpoint() -> str:
-    """The shipped checkpoint file (inside the installed package).
-
-    Raises:
-        FileNotFoundError: the package was installed without its data files
-    """
-    path = os.path.join(_SAMRS_TINY_DIR, "weights", _SAMRS_TINY_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            "the samrs-tiny checkpoint is missing from the package (%s); reinstall "
-            "fiftyone-samrs, or retrain it with scripts/train_tiny_sam.py" % path)
-    return path
 
 
 def load_sam(

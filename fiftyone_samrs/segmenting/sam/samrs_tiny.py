@@ -28,11 +28,10 @@ import json
 import os
 from typing import Any, Dict
 
-from fiftyone_samrs.segmenting.sam.models import (  # noqa: F401 - is_samrs_tiny: its path here
+from fiftyone_samrs.segmenting.sam.catalog import (  # noqa: F401 - is_samrs_tiny: its path here
     SAMRS_TINY_DISCLAIMER,
     SAMRS_TINY_NAME,
     is_samrs_tiny,
-    load_sam,
     samrs_tiny_checkpoint,
 )
 
@@ -66,4 +65,6 @@ def load_samrs_tiny(device=None):
     Args:
         device: None/"auto", or a device
     """
+    from fiftyone_samrs.segmenting.sam.models import load_sam
+
     return load_sam(NAME, device=device)
