@@ -1,4 +1,4 @@
-"""Set-up shared by ``bench_import.py`` and ``bench_export.py``.
+"""Set-up shared by the benchmarks.
 
 Importing this module (before FiftyOne) gives the benchmark its own FiftyOne
 database (``samrs-bench-<random>``) unless ``FIFTYONE_DATABASE_NAME`` is set,
@@ -19,6 +19,19 @@ os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def checkout(ref: str, dest: str, paths=("fiftyone_samrs",)) -> str:
+    """``paths`` of the repository at git ``ref``, unpacked under ``dest``
+    (the package of an earlier version, to time it beside this tree)."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.makedirs(dest, exist_ok=True)
+    archive = subprocess.run(["git", "-C", repo, "archive", ref, *paths],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest
 
 
 def rate(n: float, seconds: float) -> float:

@@ -48,7 +48,7 @@ import tempfile
 import time
 import uuid
 
-from _common import drop_own_database, rate, write_results  # before FiftyOne: sets the DB
+from _common import checkout, drop_own_database, rate, write_results  # before FiftyOne: sets the DB
 
 
 def _blob(rng, h, w):
@@ -134,22 +134,10 @@ def _export_in_child(src: str, dataset: str, out: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _checkout(ref: str, dest: str) -> str:
-    """The package at git ``ref``, unpacked under ``dest``."""
-    import subprocess
-
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    os.makedirs(dest, exist_ok=True)
-    archive = subprocess.run(["git", "-C", repo, "archive", ref, "fiftyone_samrs"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
-    return dest
-
-
 def against_ref(ds, ref: str, tmp: str, rounds: int) -> dict:
     """``export_samrs`` of this tree vs the package at ``ref`` (see the module doc)."""
     ours_src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    base_src = _checkout(ref, os.path.join(tmp, "ref-src"))
+    base_src = checkout(ref, os.path.join(tmp, "ref-src"))
     runs = {"ours": [], "ref": []}
     for i in range(rounds):
         for name, src in (("ref", base_src), ("ours", ours_src)):

@@ -197,14 +197,6 @@ def run_stage(name: str, work: str, database: str, tree: str = ROOT) -> dict:
     return out
 
 
-def _checkout(ref: str, dest: str) -> str:
-    archive = subprocess.run(["git", "-C", ROOT, "archive", ref, "fiftyone_samrs", "plugins"],
-                             check=True, capture_output=True).stdout
-    os.makedirs(dest, exist_ok=True)
-    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
-    return dest
-
-
 def drop_database(name: str) -> None:
     env = dict(os.environ, FIFTYONE_DATABASE_NAME=name)
     subprocess.run([sys.executable, "-c", "import fiftyone.core.odm as foo, os; "
@@ -294,7 +286,10 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="samrs-rehearsal-")
     trees = {"this tree": ROOT}
     if args.against:
-        trees = {"0.2.0 (%s)" % args.against: _checkout(args.against, os.path.join(tmp, "ref")),
+        from _common import checkout
+
+        trees = {"0.2.0 (%s)" % args.against: checkout(args.against, os.path.join(tmp, "ref"),
+                                                         ("fiftyone_samrs", "plugins")),
                  "this tree": ROOT}
     results = {label: [] for label in trees}
     try:

@@ -78,7 +78,7 @@ def atomic_write_bytes(path: str, data: bytes, fsync: bool = False) -> None:
             temporary file is removed and ``path`` is left as it was
     """
     path = os.fspath(path)
-    tmp = "%s.partial-%d-%d" % (path, os.getpid(), threading.get_ident())
+    tmp = _temporary_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
@@ -92,11 +92,34 @@ def atomic_write_bytes(path: str, data: bytes, fsync: bool = False) -> None:
             raise OSError(errno.EIO, "wrote %d of %d bytes" % (size, len(data)))
         os.replace(tmp, path)
     except OSError as e:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise write_error(e, path) from e
+
+
+def atomic_copy(src: str, dst: str) -> None:
+    """Copies a file through a temporary name and a rename, as
+    :func:`atomic_write_bytes` writes: ``dst`` is never a cut copy (a full
+    disk, a kill); a failure names ``dst``."""
+    import shutil
+
+    tmp = _temporary_name(dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        _discard(tmp)
+        raise write_error(e, dst, "could not copy %s" % src) from e
+
+
+def _temporary_name(path: str) -> str:
+    return "%s.partial-%d-%d" % (path, os.getpid(), threading.get_ident())
+
+
+def _discard(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def write_error(error: OSError, path: str, doing: str = "could not write the file") -> OSError:

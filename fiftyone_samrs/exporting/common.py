@@ -24,7 +24,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 import numpy as np
 
 from fiftyone_samrs.core import classes as classes_mod
-from fiftyone_samrs.core.paths import atomic_write_text, write_error
+from fiftyone_samrs.core.paths import atomic_copy, atomic_write_text, own_location
 from fiftyone_samrs.core.records import FormatError
 from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.fiftyone_io import (
@@ -450,27 +450,12 @@ def write_text(path: str, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def copy_whole(src: str, dst: str) -> None:
-    """Copies a file through a temporary name and a rename: ``dst`` is never
-    a cut copy (a full disk, a kill); a failure names ``dst``."""
-    tmp = "%s.partial-%d" % (dst, os.getpid())
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except OSError as e:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise write_error(e, dst, "could not copy %s" % src) from e
-
-
 def transfer_media(src: str, dst: str, mode, where: str) -> None:
     """Copies, moves or links an image; error names the sample."""
     if not os.path.isfile(src):
         raise FormatError(where, "image file not found")
     if mode is True:
-        copy_whole(src, dst)
+        atomic_copy(src, dst)
     elif mode == "move":
         shutil.move(src, dst)
     elif mode == "symlink":
@@ -573,6 +558,7 @@ class ExportManifest:
         self._moved: set = set()
         self._created: List[str] = []
         self._held: List[Tuple[str, str]] = []
+        self._held_manifest: Optional[Tuple[str, str]] = None
         self._held_dirs: List[str] = []
         self.removed: List[str] = []
 
@@ -583,7 +569,7 @@ class ExportManifest:
         inside :attr:`roots`); empty when there is no manifest."""
         import json
 
-        from fiftyone_samrs.core.paths import is_inside, own_location
+        from fiftyone_samrs.core.paths import is_inside
 
         files: List[str] = []
         dirs: List[str] = []
@@ -622,39 +608,43 @@ class ExportManifest:
         failed ``overwrite`` leaves the earlier export as it was. A holding
         folder left by a killed export is removed first."""
         files, self._held_dirs = self.previous()
+        self._clear_holding()
+        self._held = [h for h in map(self._hold, files) if h]
+        self._held_manifest = self._hold(own_location(self.path))
+
+    def _hold(self, path: str) -> Optional[Tuple[str, str]]:
+        """Moves one file (or link) of a root into its holding folder;
+        returns ``(path, held)``, or None when there is nothing to move."""
+        root = next((r for r in map(os.path.realpath, self.roots)
+                     if path.startswith(r.rstrip(os.sep) + os.sep)), None)
+        if root is None or not (os.path.islink(path) or os.path.isfile(path)):
+            return None
+        held = os.path.join(root, HOLD_NAME, os.path.relpath(path, root))
+        os.makedirs(os.path.dirname(held), exist_ok=True)
+        os.replace(path, held)
+        return path, held
+
+    def _clear_holding(self) -> None:
         for root in self.roots:
             shutil.rmtree(os.path.join(root, HOLD_NAME), ignore_errors=True)
-        from fiftyone_samrs.core.paths import own_location
-
-        self._held = []
-        roots = [os.path.realpath(r) for r in self.roots]
-        for p in files + [own_location(self.path)]:
-            root = next((r for r in roots if p.startswith(r.rstrip(os.sep) + os.sep)), None)
-            if root is None or not (os.path.islink(p) or os.path.isfile(p)):
-                continue
-            held = os.path.join(root, HOLD_NAME, os.path.relpath(p, root))
-            os.makedirs(os.path.dirname(held), exist_ok=True)
-            os.replace(p, held)
-            self._held.append((p, held))
 
     @property
     def holds_previous(self) -> bool:
         """Whether an earlier export's files are held (see :meth:`hold_previous`)."""
-        return bool(self._held)
+        return bool(self._held) or self._held_manifest is not None
 
     def drop_held(self) -> List[str]:
         """Removes the held files of the earlier export, and its folders that
         are empty now (deepest first); returns the paths removed."""
-        removed = [p for p, _ in self._held if not p.endswith(os.sep + os.path.basename(self.path))]
-        for root in self.roots:
-            shutil.rmtree(os.path.join(root, HOLD_NAME), ignore_errors=True)
+        removed = [p for p, _ in self._held]
+        self._clear_holding()
         for d in sorted(set(self._held_dirs), key=len, reverse=True):
             try:
                 os.rmdir(d)  # only when empty: a user's file in it keeps it
                 removed.append(d)
             except OSError:
                 pass
-        self._held, self._held_dirs = [], []
+        self._held, self._held_dirs, self._held_manifest = [], [], None
         self.removed = removed
         return removed
 
@@ -671,12 +661,11 @@ class ExportManifest:
                 pass
         if os.path.isfile(self.path):
             os.remove(self.path)
-        for p, held in self._held:
+        for p, held in self._held + ([self._held_manifest] if self._held_manifest else []):
             os.makedirs(os.path.dirname(p), exist_ok=True)
             os.replace(held, p)
-        for root in self.roots:
-            shutil.rmtree(os.path.join(root, HOLD_NAME), ignore_errors=True)
-        self._held = []
+        self._clear_holding()
+        self._held, self._held_manifest = [], None
 
     # -- writing this one -------------------------------------------------
 

@@ -49,7 +49,7 @@ import fiftyone.core.labels as fol
 import numpy as np
 
 from fiftyone_samrs.core.classes import IGNORE_INDEX, subset_name
-from fiftyone_samrs.core.paths import atomic_write_bytes, write_image
+from fiftyone_samrs.core.paths import atomic_copy, atomic_write_bytes, write_image
 from fiftyone_samrs.core.records import FormatError, InstanceMask
 from fiftyone_samrs.exporting.coco_export import FolderExporter, run_export
 from fiftyone_samrs.exporting.common import (
@@ -57,7 +57,6 @@ from fiftyone_samrs.exporting.common import (
     ExportResult,
     Instance,
     Timer,
-    copy_whole,
     existing_field,
     resolve_paint_order,
     write_text,
@@ -95,7 +94,7 @@ def link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)
     except OSError:
-        copy_whole(src, dst)
+        atomic_copy(src, dst)
 
 
 def _write_pickle(path: str, items: List[dict]) -> None:

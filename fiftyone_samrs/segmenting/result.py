@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import fiftyone.core.utils as fou
 
@@ -62,14 +62,13 @@ class Counts:
                    failures=self.failures[:MAX_FAILURES_LISTED])
         return out
 
-    def merge(self, other: Union["Counts", dict]) -> None:
-        """Adds ``other`` (counts, or a record of them) to these."""
-        get = other.get if isinstance(other, dict) else (lambda k, d=None: getattr(other, k, d))
+    def merge(self, other: "Counts") -> None:
+        """Adds ``other``'s counts (a Ray worker's chunk) to these."""
         for key in COUNTS:
-            setattr(self, key, getattr(self, key) + int(get(key, 0) or 0))
-        self.unknown_labels.update(get("unknown_labels") or {})
-        self.failures.extend(get("failures") or [])
-        self.seconds = max(self.seconds, float(get("seconds", 0.0) or 0.0))
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.unknown_labels.update(other.unknown_labels)
+        self.failures.extend(other.failures)
+        self.seconds = max(self.seconds, other.seconds)
 
     def add_failure(self, sample_id: str, filepath: str, error: str) -> None:
         """Counts a sample left out (``skip_failures``)."""
