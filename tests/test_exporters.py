@@ -91,6 +91,37 @@ def test_area_and_bbox_come_from_the_mask_also_past_255_objects():
     assert np.array_equal(_full(back, bx, by, H, W), _full(crop, x0, y0, H, W))
 
 
+def test_rle_to_crop_decodes_what_pycocotools_decodes():
+    """The crop decoder (no full-size mask) against ``pycocotools.mask.decode``
+    cropped to ``toBbox``: compressed (bytes and str) and uncompressed
+    counts; noisy, boxed, full and empty masks; a 1024-pixel-tall image."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(23)
+    for t in range(400):
+        h, w = (1024, 9) if t == 0 else rng.integers(1, 40, 2)
+        m = np.zeros((h, w), bool)
+        if t % 4 == 0:
+            m = rng.random((h, w)) > rng.random()
+        elif t % 4 == 1:
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            m[y : y + rng.integers(1, 15), x : x + rng.integers(1, 15)] = True
+        elif t % 4 == 2:
+            m[:] = True
+        rle = mask_utils.encode(np.asfortranarray(m))
+        runs = [int(v) for v in coco_rle.rle_counts(rle["counts"])]
+        assert sum(runs) == h * w
+        for counts in (rle["counts"], rle["counts"].decode(), runs):
+            crop, x0, y0 = coco_rle.rle_to_crop({"size": [int(h), int(w)], "counts": counts})
+            if not m.any():
+                assert crop.shape == (0, 0)
+                continue
+            x, y, bw, bh = (int(v) for v in mask_utils.toBbox(rle))
+            assert (x0, y0, crop.shape) == (x, y, (bh, bw))
+            assert np.array_equal(crop, mask_utils.decode(rle).astype(bool)[y : y + bh,
+                                                                              x : x + bw])
+
+
 def test_palette_is_the_releases_fixed_distinct_and_255_is_white():
     from fiftyone_samrs.exporting.palette import RELEASE_COLORS
 

@@ -14,7 +14,7 @@ Pure numpy + pycocotools; no FiftyOne.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -139,25 +139,34 @@ def rle_to_json(rle: Dict[str, object]) -> Dict[str, object]:
     return {"size": [int(s) for s in rle["size"]], "counts": counts}
 
 
-def rle_to_crop(
-    rle: Dict[str, object], bbox: Optional[Sequence[float]] = None
-) -> Tuple[np.ndarray, int, int]:
-    """Decodes an RLE and crops it to ``bbox`` (default: its tight box).
+def rle_to_crop(rle: Dict[str, object]) -> Tuple[np.ndarray, int, int]:
+    """Decodes an RLE (compressed or not) straight into the crop of its
+    tight box, without the full-size mask: the same pixels as
+    ``pycocotools.mask.decode`` cropped to ``pycocotools.mask.toBbox``, at a
+    cost proportional to the crop's columns times the image height.
 
     Returns:
-        ``(crop, x0, y0)``, the crop a bool array
+        ``(crop, x0, y0)``, the crop a bool array; ``(0, 0)``-shaped at
+        ``(0, 0)`` for an empty mask
     """
-    if isinstance(rle.get("counts"), list):
-        h, w = rle["size"]
-        rle = mask_utils.frPyObjects(rle, h, w)
-    full = mask_utils.decode(rle).astype(bool)
-    if bbox is None:
-        bbox = mask_utils.toBbox(rle)
-    x, y, w, h = (int(round(v)) for v in bbox)
-    return full[y : y + h, x : x + w], x, y
+    height = int(rle["size"][0])
+    ends = np.cumsum(rle_counts(rle["counts"]))
+    on_start, on_end = ends[:-1][0::2], ends[1::2]  # runs alternate off, on
+    keep = on_end > on_start
+    on_start, on_end = on_start[keep], on_end[keep]
+    if not on_start.size:
+        return np.zeros((0, 0), dtype=bool), 0, 0
+    x0, x1 = on_start[0] // height, (on_end[-1] - 1) // height + 1
+    lo = x0 * height
+    edges = np.zeros((x1 - x0) * height + 1, dtype=np.int32)
+    edges[on_start - lo] += 1
+    edges[on_end - lo] -= 1
+    block = (np.cumsum(edges[:-1]) > 0).reshape(x1 - x0, height).T  # column-major
+    rows = np.flatnonzero(block.any(axis=1))
+    return np.ascontiguousarray(block[rows[0] : rows[-1] + 1]), int(x0), int(rows[0])
 
 
-def rle_counts(counts) -> List[int]:
+def rle_counts(counts) -> np.ndarray:
     """The run lengths of a COCO RLE ``counts`` value: a list as given, or a
     compressed string decoded as ``pycocotools`` does (``rleFrString``).
 
@@ -167,40 +176,49 @@ def rle_counts(counts) -> List[int]:
             negative run
     """
     if isinstance(counts, (list, tuple)):
-        out = []
         for v in counts:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ValueError("run lengths must be integers, found %r" % (v,))
             if v < 0:
                 raise ValueError("negative run length %d" % v)
-            out.append(int(v))
-        return out
+            if v >= 1 << 60:
+                raise ValueError("run length %d is too large (garbage RLE)" % v)
+        return np.asarray(counts, dtype=np.int64).reshape(-1)
     if isinstance(counts, str):
         counts = counts.encode("latin-1", errors="replace")
     if not isinstance(counts, (bytes, bytearray)):
         raise ValueError("counts must be a list or a string, found %s" % type(counts).__name__)
-    out: List[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x, k, more = 0, 0, True
-        while more:
-            if p >= n:
-                raise ValueError("compressed counts cut inside a number")
-            c = counts[p] - 48
-            if not 0 <= c < 64:
-                raise ValueError("byte 0x%02x is not in the RLE alphabet" % counts[p])
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(out) > 2:
-            x += out[-2]
-        if x < 0:
-            raise ValueError("negative run length %d at run %d" % (x, len(out)))
-        out.append(x)
-    return out
+    runs = _string_numbers(counts)
+    # each number after the third is a difference to the one two before it
+    runs[3::2] = np.cumsum(runs[1::2])[1:]
+    runs[4::2] = np.cumsum(runs[2::2])[1:]
+    if runs.size and runs.min() < 0:
+        k = int(np.argmax(runs < 0))
+        raise ValueError("negative run length %d at run %d" % (runs[k], k))
+    return runs
+
+
+def _string_numbers(data: bytes) -> np.ndarray:
+    """The signed numbers of a compressed counts string: characters from
+    ``'0'``, 5 bits each, least significant first, bit 0x20 meaning another
+    character follows, bit 0x10 of the last one the sign (vectorised)."""
+    c = np.frombuffer(bytes(data), dtype=np.uint8).astype(np.int64) - 48
+    bad = (c < 0) | (c >= 64)
+    if bad.any():
+        raise ValueError("byte 0x%02x is not in the RLE alphabet" % data[int(np.argmax(bad))])
+    if not c.size:
+        return np.zeros(0, dtype=np.int64)
+    last = np.flatnonzero((c & 0x20) == 0)
+    if not last.size or last[-1] != c.size - 1:
+        raise ValueError("compressed counts cut inside a number")
+    first = np.concatenate(([0], last[:-1] + 1))
+    digit = np.arange(c.size) - np.repeat(first, last - first + 1)
+    if digit.max() > 11:
+        raise ValueError("a run length of more than 60 bits (garbage RLE)")
+    numbers = np.add.reduceat((c & 0x1F) << (5 * digit), first)
+    negative = (c[last] & 0x10) != 0
+    numbers[negative] -= np.left_shift(1, 5 * (digit[last[negative]] + 1))
+    return numbers
 
 
 def check_rle(rle, height: int, width: int) -> None:
@@ -218,8 +236,7 @@ def check_rle(rle, height: int, width: int) -> None:
                                                else None for v in size] != [height, width]:
         raise ValueError("mask size %r disagrees with the image %dx%d (size is [height, width])"
                          % (size, width, height))
-    runs = rle_counts(rle["counts"])
-    total = sum(runs)
+    total = int(rle_counts(rle["counts"]).sum())
     if total != height * width:
         raise ValueError("its runs cover %d pixels, the %dx%d image has %d (garbage or cut RLE)"
                          % (total, width, height, height * width))
