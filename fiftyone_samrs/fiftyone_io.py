@@ -4,35 +4,40 @@ document built by hand, is in this module.
 The rest of the package reads and writes datasets through these functions
 (and FiftyOne's public API). The fast paths need a few private FiftyOne
 names, because their public equivalents build a FiftyOne object per sample
-or label, which dominates at millions of masks:
+or label, which dominates at millions of masks. Each is a
+:class:`FastPath` with a public fallback:
 
-======================================  =====================================
-private use                              what it saves; its canary test
-======================================  =====================================
-``values(..., _raw=True)``               label documents without building
-                                         labels (:func:`raw_values`)
-``SampleCollection._aggregate``          one projected cursor over a view
-                                         (:func:`iter_raw_docs`)
-``Dataset._sample_collection``           ``insert_many`` of sample documents,
-                                         the label positions of
-                                         :func:`write_values` and the stored
-                                         sizes of :func:`document_sizes`
-``Dataset._bulk_write``                  one ``$set`` per sample
-                                         (:func:`bulk_set`)
-``Dataset._expand_schema``               declaring the schema of a probe
-                                         sample (:func:`insert_sample_docs`)
-``fiftyone.core.odm.sample._generate_rand``  the ``_rand`` of a sample document
-``Dataset._doc.id``                      the ``_dataset_id`` of a sample document
-``DatasetView._root_dataset``            the dataset object a view runs on
-                                         (:func:`dataset_of`): the App server
-                                         has no dataset singletons, so
-                                         ``fo.load_dataset`` there is another
-                                         object, whose new fields the view
-                                         would not see
-``DatasetView._serialize`` / ``_build``  a view sent to another process
-                                         (:func:`view_stages`,
-                                         :func:`view_from_stages`)
-======================================  =====================================
+=======================  ==================================  ===============================
+fast path                private FiftyOne use                public fallback
+=======================  ==================================  ===============================
+``raw_values``           ``values(..., _raw=True)``          ``values()``, labels ``to_dict()``
+``iter_raw_docs``        ``SampleCollection._aggregate``     ``values()`` in batches
+``insert_sample_docs``   ``Dataset._sample_collection``,     ``add_samples`` of
+                         ``_expand_schema``, ``_doc.id``,    ``Sample.from_dict``
+                         ``odm.sample._generate_rand``
+``bulk_set``             ``Dataset._bulk_write``             ``sample.save()`` per sample
+``label_positions``      ``Dataset._sample_collection``      ``values("<list>.id")``
+``document_sizes``       ``Dataset._sample_collection``      ``Sample.to_mongo_dict`` sizes
+``dataset_of``           ``DatasetView._root_dataset``       ``fo.load_dataset`` (in the App
+                                                             server another object, whose
+                                                             new fields the view misses)
+``view_stages``          ``DatasetView._serialize/_build``   a saved view
+                                                             (``samrs-transport-*``)
+``made_for_this_import`` the frames of ``Dataset.from_dir``  False (FiftyOne may leave an
+                                                             empty dataset on a failure)
+``clear_plugin_cache``   ``operators.decorators.cache``      FiftyOne's own check of its
+                                                             plugins dir
+=======================  ==================================  ===============================
+
+Each fast path checks itself once per process, at its first use
+(:meth:`FastPath.usable`): it compares its result with the public path's
+on the data of that call (or a tiny probe, e.g. a temporary dataset for
+the hand-built documents). Where the private name is missing or the two
+disagree (a future FiftyOne), it warns once (:class:`FastPathWarning`,
+naming the fast path) and the package goes on through the public API:
+slower, the same results. ``tests/test_fiftyone_io.py`` compares each
+with the public path, and ``tests/test_fast_path_fallbacks.py`` takes
+each private name away and checks the results stay identical.
 
 The package's own MongoDB collections (``samrs.leases``, ``samrs.claims``,
 ``samrs.shards``: concurrent runs, :mod:`fiftyone_samrs.segmenting.leases`)
@@ -40,10 +45,9 @@ live in FiftyOne's database, reached through its public
 ``fiftyone.core.odm.get_db_conn`` (:func:`samrs_collection`); their canary
 checks that they sit beside the datasets.
 
-Each has a canary in ``tests/test_fiftyone_io.py`` that compares it with
-FiftyOne's public slow path, so an upgrade that changes one fails there
-first. The ``fiftyone`` version range in ``pyproject.toml`` is the one CI
-tests.
+The ``fiftyone`` range in ``pyproject.toml`` and ``fiftyone.yml`` is the one
+CI tests: the whole suite on the newest, the boundary tests and one pass
+through every stage on the oldest (``make test-oldest``).
 """
 
 from __future__ import annotations
@@ -72,6 +76,104 @@ LABEL_LISTS = {fol.Detections: "detections", fol.Polylines: "polylines"}
 
 
 # --------------------------------------------------------------------------
+# fast paths: private FiftyOne uses, each checked once against the public API
+
+
+class FastPathWarning(RuntimeWarning):
+    """A private FiftyOne fast path is off in this process (FiftyOne changed)."""
+
+
+class FastPath:
+    """One private FiftyOne use and the check that it still does what
+    FiftyOne's public API does.
+
+    :meth:`usable` runs the check at the first use in a process (on the
+    data of that call, or a tiny probe); where the private name is missing,
+    raises, or gives another result than the public path, it warns once
+    (:class:`FastPathWarning`, naming the fast path) and answers False from
+    then on: the caller takes the public path, slower but the same.
+    """
+
+    def __init__(self, name: str, private: str):
+        self.name = name
+        self.private = private
+        self.on: Optional[bool] = None
+
+    def usable(self, check, *args) -> bool:
+        if self.on is None:
+            try:
+                self.on = bool(check(*args))
+                why = "it disagrees with FiftyOne's public API"
+            except Exception as e:  # a name missing or changed
+                self.on, why = False, "%s: %s" % (type(e).__name__, str(e)[:120])
+            if not self.on:
+                import warnings
+
+                warnings.warn("fiftyone-samrs fast path %r off with FiftyOne %s (%s uses %s; "
+                              "%s); using FiftyOne's public API instead, which is slower"
+                              % (self.name, fo.__version__, self.name, self.private, why),
+                              FastPathWarning, stacklevel=3)
+        return self.on
+
+
+#: name -> its fast path; :func:`reset_fast_paths` makes them check again
+FAST_PATHS = {fp.name: fp for fp in (
+    FastPath("raw_values", "values(..., _raw=True)"),
+    FastPath("iter_raw_docs", "SampleCollection._aggregate"),
+    FastPath("insert_sample_docs", "Dataset._sample_collection.insert_many, "
+                                   "Dataset._expand_schema, Dataset._doc.id, "
+                                   "fiftyone.core.odm.sample._generate_rand"),
+    FastPath("bulk_set", "Dataset._bulk_write"),
+    FastPath("label_positions", "Dataset._sample_collection.find"),
+    FastPath("document_sizes", "Dataset._sample_collection.aggregate"),
+    FastPath("dataset_of", "DatasetView._root_dataset"),
+    FastPath("view_stages", "DatasetView._serialize, DatasetView._build"),
+    FastPath("made_for_this_import", "the frames of Dataset.from_dir / from_importer"),
+    FastPath("clear_plugin_cache", "fiftyone.operators.decorators.cache, dir_cache"),
+)}
+
+
+def fast_path_on(name: str, check, *args) -> bool:
+    """Whether the fast path ``name`` is on (its check runs at the first use)."""
+    return FAST_PATHS[name].usable(check, *args)
+
+
+def reset_fast_paths() -> None:
+    """Forgets every check's answer (the next use checks again)."""
+    for fp in FAST_PATHS.values():
+        fp.on = None
+
+
+def _plain(value):
+    """A value read through FiftyOne's public API in the shape of its raw
+    document: labels and embedded documents as dicts (``to_dict()``),
+    ``SON`` as dict, ``Binary`` as bytes; lists and dicts element by element."""
+    if hasattr(value, "to_dict") and not isinstance(value, dict):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Binary):
+        return bytes(value)
+    return value
+
+
+def _same(a, b) -> bool:
+    """Whether two values read through the fast and the public path are the
+    same documents (keys holding None count as absent)."""
+    return _no_none(_plain(a)) == _no_none(_plain(b))
+
+
+def _no_none(value):
+    if isinstance(value, dict):
+        return {k: _no_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_no_none(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------
 # collections
 
 
@@ -80,10 +182,14 @@ def dataset_of(sample_collection) -> fo.Dataset:
     runs on, so that fields added through it are fields of the view."""
     if isinstance(sample_collection, fo.Dataset):
         return sample_collection
-    root = getattr(sample_collection, "_root_dataset", None)
-    if isinstance(root, fo.Dataset):
-        return root
+    if fast_path_on("dataset_of", _root_dataset_agrees, sample_collection):
+        return sample_collection._root_dataset
     return fo.load_dataset(sample_collection.dataset_name)
+
+
+def _root_dataset_agrees(view) -> bool:
+    root = view._root_dataset
+    return isinstance(root, fo.Dataset) and root.name == view.dataset_name
 
 
 def collection_name(sample_collection) -> str:
@@ -109,9 +215,11 @@ def dataset_dir(dataset, *parts: str) -> str:
     return folder_under(fo.config.default_dataset_dir, name, *parts)
 
 
-def dataset_id(dataset: fo.Dataset) -> ObjectId:
-    """The dataset's id, as its sample documents store it in ``_dataset_id``."""
-    return dataset._doc.id
+def dataset_id(dataset: fo.Dataset) -> Optional[ObjectId]:
+    """The dataset's id, as its sample documents store it in ``_dataset_id``
+    (None without the private ``_doc``: :func:`insert_sample_docs` then
+    adds samples through FiftyOne, which sets it)."""
+    return getattr(getattr(dataset, "_doc", None), "id", None)
 
 
 def label_list_path(sample_collection, field: str) -> Optional[str]:
@@ -365,7 +473,15 @@ def label_mask(label, where: Optional[str] = None) -> Optional[np.ndarray]:
 
 def raw_values(sample_collection, fields: Sequence[str]) -> list:
     """``values(fields)`` with label lists as raw documents (no label objects)."""
-    return sample_collection.values(list(fields), _raw=True)
+    fields = list(fields)
+    if fast_path_on("raw_values", _raw_values_agree, sample_collection, fields):
+        return sample_collection.values(fields, _raw=True)
+    return _plain(sample_collection.values(fields))
+
+
+def _raw_values_agree(sample_collection, fields: List[str]) -> bool:
+    head = sample_collection.limit(2)
+    return _same(head.values(fields, _raw=True), head.values(fields))
 
 
 def iter_batches(sample_collection, fields: Sequence[str], batch_size: int = 256,
@@ -387,10 +503,34 @@ def iter_raw_docs(sample_collection, fields: Sequence[str]) -> Iterator[dict]:
     """Streams the raw documents of a view, projected on ``_id``, ``filepath``,
     ``metadata`` and ``fields``, through one database cursor (view stages
     such as ``filter_labels`` apply)."""
-    view = sample_collection.select_fields(list(fields))
+    fields = list(fields)
+    if fast_path_on("iter_raw_docs", _raw_docs_agree, sample_collection, fields):
+        return _aggregated_docs(sample_collection, fields)
+    return _public_docs(sample_collection, fields)
+
+
+def _aggregated_docs(sample_collection, fields: List[str]) -> Iterator[dict]:
     project = {"_id": 1, "filepath": 1, "metadata": 1}
     project.update({f: 1 for f in fields})
+    view = sample_collection.select_fields(fields)
     return view._aggregate(pipeline=[{"$project": project}])
+
+
+def _public_docs(sample_collection, fields: List[str]) -> Iterator[dict]:
+    """The documents of :func:`iter_raw_docs` through ``values()``, in batches."""
+    names = ["filepath", "metadata"] + fields
+    for ids, values in iter_batches(sample_collection, names, raw=False):
+        for k, sid in enumerate(ids):
+            doc = {"_id": ObjectId(sid)}
+            doc.update({f: _plain(values[f][k]) for f in names})
+            yield doc
+
+
+def _raw_docs_agree(sample_collection, fields: List[str]) -> bool:
+    head = sample_collection.limit(1)
+    keys = ["_id", "filepath", "metadata"] + fields
+    ours = [{k: d.get(k) for k in keys} for d in _aggregated_docs(head, fields)]
+    return _same(ours, [{k: d.get(k) for k in keys} for d in _public_docs(head, fields)])
 
 
 def sample_size(filepath: str, width, height) -> Tuple[int, int]:
@@ -485,11 +625,38 @@ def bulk_set(dataset: fo.Dataset, updates: Dict[str, dict]) -> None:
 
     if not updates:
         return
+    if not fast_path_on("bulk_set", lambda: callable(dataset._bulk_write)):
+        return _set_through_samples(dataset, updates)
     now = datetime.utcnow()
     ids = list(updates)
     ops = [UpdateOne({"_id": ObjectId(sid)}, {"$set": dict(updates[sid], last_modified_at=now)})
            for sid in ids]
     dataset._bulk_write(ops, ids=ids)
+
+
+def _set_through_samples(dataset: fo.Dataset, updates: Dict[str, dict]) -> None:
+    """:func:`bulk_set` through FiftyOne's sample objects (one save each)."""
+    for sample in dataset.select(list(updates)):
+        for path, value in updates[sample.id].items():
+            *parents, last = path.split(".")
+            node = sample
+            for part in parents:
+                node = node[int(part)] if part.isdigit() else node[part]
+            value = _from_document(value)
+            if last.isdigit():
+                node[int(last)] = value
+            else:
+                node[last] = value
+        sample.save()
+
+
+def _from_document(value):
+    """A label document (a dict with ``_cls``) as its FiftyOne object."""
+    if isinstance(value, list):
+        return [_from_document(v) for v in value]
+    if isinstance(value, dict) and isinstance(getattr(fol, str(value.get("_cls")), None), type):
+        return getattr(fol, value["_cls"]).from_dict(value)
+    return value
 
 
 def write_values(sample_collection, sample_sets: Dict[str, dict],
@@ -512,18 +679,7 @@ def write_values(sample_collection, sample_sets: Dict[str, dict],
     if not ids:
         return
     paths = sorted({p for per in label_sets.values() for p in per})
-    positions: Dict[str, Dict[str, Dict[str, int]]] = {}
-    if paths:
-        projection = {p + "._id": 1 for p in paths}
-        query = {"_id": {"$in": [ObjectId(i) for i in ids]}}
-        for doc in dataset._sample_collection.find(query, projection):
-            pos = {}
-            for p in paths:
-                node = doc
-                for part in p.split("."):
-                    node = node.get(part) if isinstance(node, dict) else None
-                pos[p] = {str(e["_id"]): k for k, e in enumerate(node or []) if "_id" in e}
-            positions[str(doc["_id"])] = pos
+    positions = label_positions(dataset, ids, paths) if paths else {}
     updates: Dict[str, dict] = {}
     for sid in ids:
         update = dict(sample_sets.get(sid, {}))
@@ -540,6 +696,28 @@ def write_values(sample_collection, sample_sets: Dict[str, dict],
     bulk_set(dataset, updates)
 
 
+def label_positions(dataset: fo.Dataset, ids: Sequence[str],
+                    paths: Sequence[str]) -> Dict[str, Dict[str, Dict[str, int]]]:
+    """``{sample_id: {list_path: {label_id: position}}}`` in the dataset's
+    own documents (not a view's, which may filter labels)."""
+    if not fast_path_on("label_positions", lambda: callable(dataset._sample_collection.find)):
+        values = dataset.select(list(ids)).values(["id"] + [p + ".id" for p in paths])
+        return {sid: {p: {str(lid): k for k, lid in enumerate(v or [])}
+                      for p, v in zip(paths, per)}
+                for sid, *per in zip(*values)}
+    positions = {}
+    query = {"_id": {"$in": [ObjectId(i) for i in ids]}}
+    for doc in dataset._sample_collection.find(query, {p + "._id": 1 for p in paths}):
+        pos = {}
+        for p in paths:
+            node = doc
+            for part in p.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            pos[p] = {str(e["_id"]): k for k, e in enumerate(node or []) if "_id" in e}
+        positions[str(doc["_id"])] = pos
+    return positions
+
+
 def document_sizes(dataset: fo.Dataset, ids: Sequence[str],
                    without: Sequence[str] = ()) -> Dict[str, int]:
     """The stored size (BSON bytes) of sample documents, less the size of the
@@ -551,6 +729,13 @@ def document_sizes(dataset: fo.Dataset, ids: Sequence[str],
     """
     if not ids:
         return {}
+    ids, without = list(ids), [f for f in without if f]
+    if fast_path_on("document_sizes", _sizes_agree, dataset, ids[:1], without):
+        return _aggregated_sizes(dataset, ids, without)
+    return _public_sizes(dataset, ids, without)
+
+
+def _aggregated_sizes(dataset: fo.Dataset, ids: List[str], without: List[str]) -> Dict[str, int]:
     minus = [{"$ifNull": [{"$bsonSize": {"$cond": [{"$eq": [{"$type": "$" + f}, "object"]},
                                                    "$" + f, None]}}, 0]}
              for f in without if f]
@@ -561,6 +746,20 @@ def document_sizes(dataset: fo.Dataset, ids: Sequence[str],
                 {"$project": {"size": size}}]
     return {str(d["_id"]): int(d["size"])
             for d in dataset._sample_collection.aggregate(pipeline)}
+
+
+def _public_sizes(dataset: fo.Dataset, ids: List[str], without: List[str]) -> Dict[str, int]:
+    out = {}
+    for sample in dataset.select(ids):
+        doc = {k: v for k, v in sample.to_mongo_dict(include_id=True).items()
+               if v is not None}  # as stored: no None fields
+        out[sample.id] = bson_size(doc) - sum(bson_size(doc[f]) for f in without
+                                              if isinstance(doc.get(f), dict))
+    return out
+
+
+def _sizes_agree(dataset: fo.Dataset, ids: List[str], without: List[str]) -> bool:
+    return _aggregated_sizes(dataset, ids, without) == _public_sizes(dataset, ids, without)
 
 
 def insert_sample_docs(dataset: fo.Dataset, docs: List[dict],
@@ -574,10 +773,57 @@ def insert_sample_docs(dataset: fo.Dataset, docs: List[dict],
             the documents have that the schema may lack; FiftyOne's own schema
             inference declares them from it first
     """
+    if not fast_path_on("insert_sample_docs", _documents_agree):
+        return _add_through_samples(dataset, docs, probe)
     if probe is not None:
         dataset._expand_schema(probe, dynamic=True)
     if docs:
         dataset._sample_collection.insert_many(docs, ordered=False)
+
+
+#: the keys of a sample document that FiftyOne sets itself when adding a sample
+_ADDED_KEYS = ("_id", "_dataset_id", "_rand", "created_at", "last_modified_at")
+
+
+def _add_through_samples(dataset: fo.Dataset, docs: List[dict],
+                         probe: Optional[fo.Sample]) -> None:
+    """:func:`insert_sample_docs` through ``add_samples`` (the probe's
+    fields declared by adding it and deleting it again)."""
+    if docs:
+        samples = [fo.Sample.from_dict({k: v for k, v in d.items() if k not in _ADDED_KEYS})
+                   for d in docs]
+        dataset.add_samples(samples, dynamic=probe is not None, progress=False)
+    elif probe is not None:
+        dataset.delete_samples(dataset.add_samples([probe.copy()], dynamic=True,
+                                                   progress=False))
+
+
+def _documents_agree() -> bool:
+    """The document :func:`sample_doc` builds equals what ``add_sample``
+    stores for the same sample (on a temporary dataset), and the private
+    names the insertion uses are there."""
+    import uuid
+
+    tmp = fo.Dataset("samrs-canary-%s" % uuid.uuid4().hex[:12])  # not persistent
+    try:
+        tmp.media_type = "image"
+        mask = np.eye(3, dtype=bool)
+        det = fo.Detection(label="a", bounding_box=[0.1, 0.2, 0.3, 0.4], mask=mask, k=1)
+        tmp.add_sample(fo.Sample(filepath="/samrs-canary.png", tags=["t"], s="v",
+                                 metadata=fo.ImageMetadata(width=3, height=3),
+                                 d=fo.Detections(detections=[det])))
+        theirs = tmp._sample_collection.find_one()
+        fields = {"s": "v", "d": label_list_doc(fol.Detections, [detection_doc(
+            "a", [0.1, 0.2, 0.3, 0.4], mask, oid=ObjectId(det.id), k=1)])}
+        ours = sample_doc(tmp, "/samrs-canary.png", {"width": 3, "height": 3}, ["t"], fields,
+                          theirs["created_at"])
+        same = _same({k: v for k, v in ours.items() if k not in ("_rand", "last_modified_at")},
+                     {k: v for k, v in theirs.items() if k not in ("_id", "_rand",
+                                                                   "last_modified_at")})
+        return (same and type(ours["_rand"]) is type(theirs["_rand"])
+                and callable(tmp._expand_schema) and callable(tmp._sample_collection.insert_many))
+    finally:
+        tmp.delete()
 
 
 # --------------------------------------------------------------------------
@@ -593,13 +839,20 @@ def sample_doc(dataset: fo.Dataset, filepath: str, metadata: Dict[str, Any],
         "tags": list(tags),
         "metadata": dict(metadata, _cls="ImageMetadata"),
         "_media_type": "image",
-        "_rand": foos._generate_rand(),
+        "_rand": _generate_rand(),
     }
     doc.update(fields)
     doc["_dataset_id"] = dataset_id(dataset)
     doc["created_at"] = when
     doc["last_modified_at"] = when
     return doc
+
+
+def _generate_rand() -> Optional[float]:
+    """FiftyOne's ``_rand`` of a new sample (None where it moved:
+    :func:`insert_sample_docs` then adds samples through FiftyOne)."""
+    make = getattr(foos, "_generate_rand", None)
+    return make() if callable(make) else None
 
 
 def label_doc(cls: str, oid: ObjectId, label: Optional[str], attributes: Dict[str, Any],
@@ -791,6 +1044,8 @@ def made_for_this_import(dataset) -> bool:
     ``from_importer`` created for the import running now: it leaves that
     dataset behind, empty, when the import fails (FiftyOne internal: the
     caller's frame and its local ``dataset``; canary in tests/test_fiftyone_io.py)."""
+    if not fast_path_on("made_for_this_import", _import_frames_known):
+        return False
     frame = inspect.currentframe()
     while frame is not None:
         if (frame.f_code.co_name in ("from_dir", "from_importer")
@@ -799,6 +1054,22 @@ def made_for_this_import(dataset) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _import_frames_known() -> bool:
+    return all("dataset" in getattr(fo.Dataset, name).__code__.co_varnames
+               for name in ("from_dir", "from_importer"))
+
+
+def clear_plugin_cache() -> None:
+    """Makes a running process see a new or removed plugin now (FiftyOne
+    caches its plugin contexts; without the private cache it notices a
+    change of its plugins dir by itself)."""
+    from fiftyone.operators import decorators
+
+    if fast_path_on("clear_plugin_cache",
+                    lambda: decorators.cache.clear() is None and "state" in decorators.dir_cache):
+        decorators.dir_cache["state"] = None
 
 
 def database_address() -> str:
@@ -846,13 +1117,34 @@ def view_stages(sample_collection) -> list:
     it elsewhere with :func:`view_from_stages`."""
     if isinstance(sample_collection, fo.Dataset):
         return []
-    return sample_collection._serialize()
+    if fast_path_on("view_stages", _stages_round_trip, sample_collection):
+        return sample_collection._serialize()
+    import uuid
+
+    name = "samrs-transport-%s" % uuid.uuid4().hex[:12]
+    dataset_of(sample_collection).save_view(name, sample_collection)
+    return [{_SAVED_VIEW: name}]
+
+
+#: the stage list of a view sent as a saved view (the public fallback)
+_SAVED_VIEW = "_samrs_saved_view"
+
+
+def _stages_round_trip(view) -> bool:
+    import fiftyone.core.view as fov
+
+    stages = view._serialize()
+    rebuilt = fov.DatasetView._build(dataset_of(view), stages)
+    return rebuilt._serialize(include_uuids=False) == view._serialize(include_uuids=False)
 
 
 def without_sorting(sample_collection):
     """The same samples without the view's ``sort_by`` stages: counting a
     sorted view makes MongoDB sort the matched whole documents first."""
-    stages = view_stages(sample_collection)
+    if isinstance(sample_collection, fo.Dataset) or not fast_path_on(
+            "view_stages", _stages_round_trip, sample_collection):
+        return sample_collection  # the same samples, counted sorted
+    stages = sample_collection._serialize()
     kept = [s for s in stages if not str(s.get("_cls", "")).endswith(".SortBy")]
     if len(kept) == len(stages):
         return sample_collection
@@ -864,6 +1156,8 @@ def view_from_stages(dataset: fo.Dataset, stages: list):
     dataset itself for [])."""
     if not stages:
         return dataset
+    if _SAVED_VIEW in stages[0]:
+        return dataset.load_saved_view(stages[0][_SAVED_VIEW])
     import fiftyone.core.view as fov
 
     return fov.DatasetView._build(dataset, stages)

@@ -20,6 +20,19 @@ def link_plugin(plugins_dir: Path) -> Path:
     return plugins_dir
 
 
+def plugin_module(name: str):
+    """The module ``name`` of the plugin FiftyOne has loaded now (it imports
+    it under a synthetic package name that differs between its versions):
+    found beside the module of the live ``run_sam`` operator."""
+    import sys
+
+    import fiftyone.operators as foo
+
+    operator = foo.get_operator("@samrs/samrs/run_sam")  # loads the plugin
+    package = type(operator).__module__.rsplit(".", 1)[0]
+    return sys.modules[package + "." + name]
+
+
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
     """FiftyOne sees the plugin through a plugins dir holding a link to the repo."""

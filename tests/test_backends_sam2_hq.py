@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 import pytest
-from plugin_fixtures import plugin  # noqa: F401 - fixture
+from plugin_fixtures import plugin, plugin_module  # noqa: F401 - fixtures
 from test_pipeline import OBJECTS, H, W, geometry_full, make_dataset
 
 
@@ -217,7 +217,6 @@ def test_sam2_loading_configs_zoo_names_and_errors(tmp_path, monkeypatch):
 def test_app_forms_offer_the_backends(plugin, fo_dataset, tmp_path):
     """Run SAM offers sam2 / sam_hq with their own models; the prompt study offers the
     model backends only; the form's choice reaches fsr.segment's arguments."""
-    import sys
 
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
@@ -235,7 +234,7 @@ def test_app_forms_offer_the_backends(plugin, fo_dataset, tmp_path):
     assert "segment-anything-2.1-hiera-tiny-image-torch" in props["model"].type.values
     props = run_sam.resolve_input(ctx(backend="sam_hq")).type.properties
     assert props["model"].type.values == ["vit_h", "vit_l", "vit_b"] and "checkpoint" in props
-    seg = sys.modules["fiftyone.plugins.orgs.samrs.samrs.segmenting"]
+    seg = plugin_module("segmenting")
     kw = seg.model_kwargs(ctx(backend="sam2", model="segment-anything-2.1-hiera-tiny-image-torch",
                               device="cpu"))
     assert kw == {"backend": "sam2", "checkpoint": None, "device": "cpu",

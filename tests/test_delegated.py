@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from plugin_fixtures import checkpoint, generated_dota_dataset, plugin  # noqa: F401 - fixtures
+from plugin_fixtures import checkpoint, generated_dota_dataset, plugin, plugin_module  # noqa: F401 - fixtures
 
 URI = "@samrs/samrs/run_sam"
 
@@ -83,13 +83,12 @@ def test_run_sam_is_queued_then_run_by_the_service(dataset, checkpoint, recorded
 
 
 def test_run_sam_runs_now_unless_scheduled(dataset, checkpoint, monkeypatch):
-    import sys
 
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
 
     foo.list_operators()
-    common = sys.modules["fiftyone.plugins.orgs.samrs.samrs.common"]
+    common = plugin_module("common")
     monkeypatch.setattr(common, "SMALL_VIEW", 2)  # the dataset has 3 samples: a large view
     # the form's defaults run now, whatever the view's size
     result = foo.execute_operator(URI, ctx={"view": dataset.limit(2), "params": {
@@ -104,7 +103,6 @@ def test_run_sam_runs_now_unless_scheduled(dataset, checkpoint, monkeypatch):
 
 def test_the_form_asks_whether_a_worker_runs(dataset, checkpoint, monkeypatch):
     """With Schedule available, the form notices operations left waiting."""
-    import sys
 
     import fiftyone as fo
     import fiftyone.operators as foo
@@ -112,7 +110,7 @@ def test_the_form_asks_whether_a_worker_runs(dataset, checkpoint, monkeypatch):
     from fiftyone.operators.executor import ExecutionContext
 
     foo.list_operators()
-    common = sys.modules["fiftyone.plugins.orgs.samrs.samrs.common"]
+    common = plugin_module("common")
     monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
     original = common.waiting_operations
     monkeypatch.setattr(common, "waiting_operations", lambda: original(min_age_s=0))

@@ -189,3 +189,15 @@ def test_format_error_survives_pickling_with_its_file_and_line():
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is FormatError and str(back) == str(err)
         assert (back.path, back.line, back.message) == (err.path, err.line, err.message)
+
+
+def test_the_tests_use_their_own_database():
+    """conftest.py chooses the database before anything imports fiftyone
+    (a pytest option importing the package first, e.g. a warning filter
+    naming one of its classes, made FiftyOne use the user's database)."""
+    import fiftyone as fo
+    import fiftyone.core.odm as foo
+
+    assert fo.config.database_name == os.environ["FIFTYONE_DATABASE_NAME"]
+    assert fo.config.database_name.startswith("samrs-test-")
+    assert foo.get_db_conn().name == fo.config.database_name

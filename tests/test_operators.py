@@ -10,12 +10,11 @@ finds them.
 
 import asyncio
 import json
-import sys
 import uuid
 
 import numpy as np
 import pytest
-from plugin_fixtures import checkpoint, plugin  # noqa: F401 - fixtures
+from plugin_fixtures import checkpoint, plugin, plugin_module  # noqa: F401 - fixtures
 
 PLUGIN = "@samrs/samrs"
 
@@ -80,14 +79,6 @@ def _stages(serialized):
     """A serialized view without the per-serialization stage uuids."""
     stages = json.loads(json.dumps(serialized))  # as the App receives it
     return [{k: v for k, v in stage.items() if k != "_uuid"} for stage in stages]
-
-
-def _operator_module(name):
-    """A loaded module of the plugin (FiftyOne imports it under a synthetic name)."""
-    import fiftyone.operators as foo
-
-    foo.list_operators()  # loads the plugin
-    return sys.modules["fiftyone.plugins.orgs.samrs.samrs." + name]
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +176,7 @@ def test_run_sam_runs_where_it_opens(dota, checkpoint, monkeypatch):
 
     dataset = dota["dataset"]
     op = foo.get_operator("%s/run_sam" % PLUGIN)
-    common = _operator_module("common")
+    common = plugin_module("common")
 
     def ctx(**params):
         return ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
@@ -436,7 +427,7 @@ def test_qa_panel_shows_the_evaluation(hrsc):
     from fiftyone_samrs.evaluating import evaluation
     if "eval" not in evaluation.list_runs(hrsc):
         execute("evaluate_masks", dataset=hrsc, delegate=False)
-    panel = _operator_module("qa_panel")
+    panel = plugin_module("qa_panel")
     summary = panel.qa_summary(hrsc, "eval")
     results = evaluation.load_results(hrsc, "eval")
     assert summary["eval_key"] == "eval" and "eval" in summary["eval_keys"]

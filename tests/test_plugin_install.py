@@ -193,3 +193,107 @@ def test_demo_says_when_the_app_finds_another_copy(plugins_dir, tmp_path, capsys
     out = capsys.readouterr().out
     assert "another copy of the plugin (%s)" % os.path.realpath(other) in out
     assert "samrs plugin install --overwrite" in out
+
+
+# --------------------------------------------------------------------------
+# issue 25: installed the way FiftyOne plugins install
+
+
+def _repo_zip(tmp_path) -> Path:
+    """The repository as a zip archive of its files, as GitHub serves it
+    (one top folder); untracked files included, ignored ones not."""
+    import subprocess
+    import zipfile
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    archive = tmp_path / "fiftyone-samrs-main.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in filter(None, files):
+            if (REPO / name).is_file():
+                z.write(REPO / name, "fiftyone-samrs-main/" + name)
+    return archive
+
+
+def _serve(folder):
+    """A loopback HTTP server of ``folder`` (no network); returns (server, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "http://127.0.0.1:%d" % server.server_address[1]
+
+
+def test_fiftyone_plugins_download_of_a_zip_then_requirements_install(plugins_dir, tmp_path):
+    """The App user's path, offline: ``fiftyone plugins download <zip URL>``
+    (a local zip of this repository served on loopback) gives a plugin
+    FiftyOne discovers and loads; ``fiftyone plugins requirements @samrs/samrs
+    --install`` installs the package the plugin needs (here from a wheel
+    built from the repository, into a target folder)."""
+    import subprocess
+    import sys
+
+    archive = _repo_zip(tmp_path)
+    server, url = _serve(archive.parent)
+    env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins_dir))
+    fiftyone = [sys.executable, "-c", "import sys; from fiftyone.core.cli import main; "
+                "sys.argv[0] = 'fiftyone'; main()"]
+    try:
+        done = subprocess.run(fiftyone + ["plugins", "download", url + "/" + archive.name],
+                              env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr[-2000:]
+    installed = [p for p in plugins_dir.rglob("fiftyone.yml")]
+    assert len(installed) == 1
+    definition, names = _registered(str(installed[0].parent))
+    assert definition.name == "@samrs/samrs" and "run_sam" in names
+
+    shown = subprocess.run(fiftyone + ["plugins", "requirements", "@samrs/samrs", "--print"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert "fiftyone-samrs==%s" % fiftyone_samrs.__version__ in shown.stdout, shown.stdout
+
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(wheels), str(REPO)], check=True, capture_output=True,
+                   timeout=600)
+    pip_env = dict(env, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels), PIP_TARGET=str(target),
+                   PIP_NO_DEPS="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    done = subprocess.run(fiftyone + ["plugins", "requirements", "@samrs/samrs", "--install"],
+                          env=pip_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dist = list(target.glob("fiftyone_samrs-*.dist-info"))
+    assert [d.name for d in dist] == ["fiftyone_samrs-%s.dist-info" % fiftyone_samrs.__version__]
+    assert (target / "fiftyone_samrs" / "__init__.py").is_file()
+
+
+def test_requirements_pin_the_manifests_version():
+    manifest = yaml.safe_load((REPO / "fiftyone.yml").read_text())
+    lines = [x.strip() for x in (REPO / "requirements.txt").read_text().splitlines()
+             if x.strip() and not x.startswith("#")]
+    assert lines == ["fiftyone-samrs==%s" % manifest["version"]]
+
+
+def test_operators_say_what_to_run_without_the_package(monkeypatch):
+    """At load time the plugin checks the package: missing, or of another
+    version than the manifest, FiftyOne gets an error naming the command."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "samrs_plugin_check", REPO / "plugins" / "samrs" / "__init__.py",
+        submodule_search_locations=[str(REPO / "plugins" / "samrs")])
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    assert entry.package_problem(fiftyone_samrs.__version__) is None
+    monkeypatch.setattr(fiftyone_samrs, "__version__", "0.0.1")
+    problem = entry.package_problem(entry.manifest_version())
+    assert "needs fiftyone-samrs %s, this Python has 0.0.1" % entry.manifest_version() in problem
+    assert "fiftyone plugins requirements @samrs/samrs --install" in problem
+    with pytest.raises(ImportError, match="plugins requirements"):
+        entry.register(object())
+    monkeypatch.setitem(sys.modules, "fiftyone_samrs", None)
+    assert "not importable" in entry.package_problem("0.2.0")

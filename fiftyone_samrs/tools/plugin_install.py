@@ -182,14 +182,10 @@ def install_plugin(link: bool = True, plugins_dir: Optional[str] = None,
 
 
 def _clear_plugin_cache() -> None:
-    """Makes a running process see the new plugin (when FiftyOne caches plugin contexts)."""
-    try:
-        from fiftyone.operators import decorators
+    """Makes a running process see the new plugin now."""
+    from fiftyone_samrs.fiftyone_io import clear_plugin_cache
 
-        decorators.cache.clear()
-        decorators.dir_cache["state"] = None
-    except Exception:
-        pass
+    clear_plugin_cache()
 
 
 def uninstall_plugin(plugins_dir: Optional[str] = None, quiet: bool = False) -> bool:
@@ -237,6 +233,7 @@ def plugin_status(plugins_dir: Optional[str] = None) -> Tuple[bool, str, str]:
 
 
 def _plugin_status(plugins_dir: str) -> Tuple[bool, str, str]:
+    import fiftyone as fo
     import fiftyone.plugins as fop
 
     install_fix = ("run `samrs plugin install` (links the plugin into %s), or set "
@@ -276,6 +273,8 @@ def _plugin_status(plugins_dir: str) -> Tuple[bool, str, str]:
         return (False, "%s %s at %s, but fiftyone-samrs is %s"
                 % (PLUGIN_NAME, definition.version, definition.directory, __version__),
                 "samrs plugin install --overwrite")
-    return (True, "%s %s at %s (%d operators and panels: %s)"
-            % (PLUGIN_NAME, definition.version, definition.directory, len(names),
+    return (True, "%s %s at %s; package fiftyone-samrs %s; manifest: fiftyone %s (this is %s); "
+                  "%d operators and panels: %s"
+            % (PLUGIN_NAME, definition.version, definition.directory, __version__,
+               definition.fiftyone_compatibility or "any", fo.__version__, len(names),
                ", ".join(names)), "")

@@ -16,23 +16,56 @@ samrs_qa (panel)   one evaluation's per-class mIoU, IoU histogram, its QA views
 =================  =========================================================
 """
 
-from .evaluating import EvaluateMasks, PromptStudy
-from .exporting import ExportDataset
-from .importing import ImportDataset
-from .qa_panel import QAPanel
-from .segmenting import RunSam
+import os
+import sys
 
-OPERATORS = [ImportDataset, RunSam, EvaluateMasks, PromptStudy, ExportDataset, QAPanel]
+PLUGIN = "@samrs/samrs"
+
+
+def manifest_version() -> str:
+    """The plugin's version, from its ``fiftyone.yml``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fiftyone.yml")
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("version:"):
+                return line.split(":", 1)[1].strip().strip("'\"")
+    return "?"
+
+
+def package_problem(version: str):
+    """Why the operators cannot run in this Python (None when they can):
+    ``fiftyone_samrs`` must be importable, at the plugin's version, and the
+    fix to run."""
+    fix = ("run `fiftyone plugins requirements %s --install` (it installs "
+           "fiftyone-samrs==%s into %s), then restart the App" % (PLUGIN, version, sys.executable))
+    try:
+        import fiftyone_samrs
+    except ImportError as e:
+        return "%s needs the fiftyone-samrs package, not importable here (%s): %s" % (
+            PLUGIN, e, fix)
+    if fiftyone_samrs.__version__ != version:
+        return "%s %s needs fiftyone-samrs %s, this Python has %s (%s): %s" % (
+            PLUGIN, version, version, fiftyone_samrs.__version__,
+            os.path.dirname(fiftyone_samrs.__file__), fix)
+    return None
 
 
 def register(p):
-    """Registers every operator and the panel on the plugin context ``p``
-    (and quiets FiftyOne's notice on the embedded MongoDB 6.0, as the CLI)."""
-    try:
-        import fiftyone_samrs
+    """Registers every operator and the panel on the plugin context ``p``,
+    after checking the package (a clear error naming the fix otherwise;
+    FiftyOne logs it and ``samrs doctor`` shows it), and quiets FiftyOne's
+    notice on the embedded MongoDB 6.0, as the CLI."""
+    problem = package_problem(manifest_version())
+    if problem:
+        raise ImportError(problem)
+    import fiftyone_samrs
 
-        fiftyone_samrs.quiet_database_notice()
-    except Exception:
-        pass
-    for cls in OPERATORS:
+    fiftyone_samrs.quiet_database_notice()
+    from .evaluating import EvaluateMasks, PromptStudy
+    from .exporting import ExportDataset
+    from .importing import ImportDataset
+    from .qa_panel import QAPanel
+    from .segmenting import RunSam
+
+    for cls in (ImportDataset, RunSam, EvaluateMasks, PromptStudy, ExportDataset, QAPanel):
         p.register(cls)
