@@ -75,6 +75,7 @@ def test_wheel_layout_is_found_and_loads(tmp_path):
     shared = prefix / plugin_install.SHARE_SUBDIR
     plugin_install.copy_plugin(str(REPO), str(shared))
     assert not list(shared.rglob("__pycache__"))
+    assert (shared / "requirements.txt").read_text() == (REPO / "requirements.txt").read_text()
 
     found = plugin_install.find_plugin_dir([tmp_path / "no-clone-here", shared])
     assert found == str(shared)
@@ -122,7 +123,7 @@ def test_install_links_and_fiftyone_discovers_it(plugins_dir, monkeypatch, capsy
 def test_install_copy_and_stale_copies_are_reported(plugins_dir):
     target = plugin_install.install_plugin(link=False, quiet=True)
     assert not os.path.islink(target)
-    assert sorted(os.listdir(target)) == ["fiftyone.yml", "plugins"]
+    assert sorted(os.listdir(target)) == ["fiftyone.yml", "plugins", "requirements.txt"]
     assert os.path.isfile(os.path.join(target, "plugins", "samrs", "__init__.py"))
     ok, found, _ = plugin_install.plugin_status()
     assert ok, found

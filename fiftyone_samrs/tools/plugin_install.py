@@ -113,9 +113,12 @@ def install_target(plugins_dir: Optional[str] = None) -> str:
 
 
 def copy_plugin(src: str, dst: str) -> None:
-    """Copies the plugin files (manifest + ``plugins/samrs``) of ``src`` into a new ``dst``."""
+    """Copies the plugin files (manifest, its ``requirements.txt`` and
+    ``plugins/samrs``) of ``src`` into a new ``dst``."""
     os.makedirs(dst)
-    shutil.copy2(os.path.join(src, MANIFEST), os.path.join(dst, MANIFEST))
+    for name in (MANIFEST, "requirements.txt"):
+        if os.path.isfile(os.path.join(src, name)):
+            shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
     shutil.copytree(
         os.path.join(src, os.path.dirname(PY_ENTRY)),
         os.path.join(dst, os.path.dirname(PY_ENTRY)),
