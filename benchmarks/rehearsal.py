@@ -192,8 +192,9 @@ def run_stage(name: str, work: str, database: str, tree: str = ROOT) -> dict:
         elif line.startswith("TIME "):
             wall, rss = line.split()[1:]
             out.update(wall_s=float(wall), rss_mb=int(rss) / 1024)
-    if done.returncode != 0:
-        out["error"] = (done.stderr.strip().splitlines() or ["?"])[-1][:200]
+    if done.returncode != 0:  # the last line of the error, not /usr/bin/time's
+        lines = [x for x in done.stderr.strip().splitlines() if not x.startswith("TIME ")]
+        out["error"] = (lines or ["?"])[-1][:200]
     return out
 
 
@@ -204,8 +205,8 @@ def drop_database(name: str) -> None:
                    env=env, cwd=ROOT, capture_output=True)
 
 
-def rehearse(n: int, trees: dict, tmp: str) -> dict:
-    """Every stage at ``n`` images for each package tree; ``{tree: [rows]}``."""
+def rehearse(n: int, trees: dict, tmp: str, stages=tuple(STAGES)) -> dict:
+    """The ``stages`` at ``n`` images for each package tree; ``{tree: [rows]}``."""
     data = os.path.join(tmp, "data-%d" % n)
     objects = make_tree(os.path.join(data, "D"), n)
     rows = {}
@@ -215,7 +216,7 @@ def rehearse(n: int, trees: dict, tmp: str) -> dict:
         os.symlink(os.path.join(data, "D"), os.path.join(work, "D"))
         database = "samrs-rehearsal-%s" % uuid.uuid4().hex[:8]
         try:
-            rows[label] = [run_stage(s, work, database, tree) for s in STAGES]
+            rows[label] = [run_stage(s, work, database, tree) for s in stages]
         finally:
             drop_database(database)
             shutil.rmtree(work, ignore_errors=True)
@@ -230,7 +231,9 @@ def slopes(runs: list) -> dict:
     largest size, and the linear projection to :data:`SAMRS_IMAGES`."""
     first, last = runs[0], runs[-1]
     out = {}
-    for a, b in zip(first, last):
+    if len(runs) < 2:
+        return out
+    for a, b in zip(first, last):  # the same stages, in order
         if "error" in a or "error" in b or not a.get("seconds") or not b.get("seconds"):
             continue
         ta, tb = max(a["seconds"], 1e-3), max(b["seconds"], 1e-3)
@@ -251,7 +254,7 @@ def table(results: dict, sizes: list) -> str:
                   + " | slope | flag | RSS ratio | projected to %d images |" % SAMRS_IMAGES,
                   "| --- |" + " ---: |" * (len(sizes) + 4)]
         fit = slopes(runs)
-        for k, stage in enumerate(STAGES):
+        for k, stage in enumerate(r["stage"] for r in runs[0]):
             cells = []
             for run in runs:
                 r = run[k]
@@ -279,6 +282,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="500,2000", help="comma-separated image counts")
     p.add_argument("--against", default=None, metavar="REF", help="also the package at REF")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help="comma-separated stages, in the order above (later ones need "
+                        "the earlier ones they read: evaluate needs segment and gt rbox)")
     p.add_argument("--out", default=os.path.join(HERE, "out"))
     args = p.parse_args(argv)
     sys.path.insert(0, ROOT)
@@ -294,7 +300,11 @@ def main(argv=None) -> int:
     results = {label: [] for label in trees}
     try:
         for n in sizes:
-            for label, rows in rehearse(n, trees, tmp).items():
+            stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+            unknown = sorted(set(stages) - set(STAGES))
+            if unknown:
+                p.error("unknown stages: %s" % ", ".join(unknown))
+            for label, rows in rehearse(n, trees, tmp, stages).items():
                 results[label].append(rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
