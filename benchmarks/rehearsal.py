@@ -36,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -192,6 +193,9 @@ def run_stage(name: str, work: str, database: str, tree: str = ROOT) -> dict:
         elif line.startswith("TIME "):
             wall, rss = line.split()[1:]
             out.update(wall_s=float(wall), rss_mb=int(rss) / 1024)
+    off = re.findall(r"fiftyone-samrs fast path '(\w+)' off", done.stderr)
+    if off:  # a stage on FiftyOne's public API times the fallback, not the package
+        out["fast_paths_off"] = sorted(set(off))
     if done.returncode != 0:  # the last line of the error, not /usr/bin/time's
         lines = [x for x in done.stderr.strip().splitlines() if not x.startswith("TIME ")]
         out["error"] = (lines or ["?"])[-1][:200]
@@ -271,6 +275,10 @@ def table(results: dict, sizes: list) -> str:
             lines += ["", "QA panel at %d images: low_iou count %.3f s, refresh %.2f s, "
                       "payload %.1f KB." % (sizes[-1], extra[0]["seconds"],
                                              extra[0]["refresh_s"], extra[0]["payload_kb"])]
+        off = ["%s at %d (%s)" % (r["stage"], r["images"], ", ".join(r["fast_paths_off"]))
+               for run in runs for r in run if r.get("fast_paths_off")]
+        if off:
+            lines += ["", "**Fast paths off** (FiftyOne's public API timed): " + "; ".join(off)]
         rb = [r for r in runs[-1] if r["stage"] == "gt rbox" and r.get("seconds")]
         if rb:
             lines += ["Rotated-box boxfill: %.0f boxes/s." % (rb[0]["items"] / rb[0]["seconds"])]

