@@ -416,6 +416,22 @@ class SamEngine(Engine):
         Returns:
             one :class:`MaskResult` per prompt, in order
         """
+        return [masks[0] for masks in self._decode(embedding, prompts, multimask=False)]
+
+    def decode_multimask(self, embedding: ImageEmbedding, prompts: PromptSet
+                         ) -> List[List[MaskResult]]:
+        """SAM's three candidate masks of each prompt (``multimask_output=True``,
+        as ``SamPredictor.predict``), each with its predicted IoU and stability
+        score, in SAM's order; one embedding serves them all. Runs SAM's own
+        mask decoder (the fast decoder computes the single-mask output only).
+
+        Returns:
+            per prompt, in order, its three :class:`MaskResult`
+        """
+        return self._decode(embedding, prompts, multimask=True)
+
+    def _decode(self, embedding: ImageEmbedding, prompts: PromptSet, multimask: bool
+                ) -> List[List[MaskResult]]:
         n = len(prompts)
         if prompts.image_size is not None and tuple(prompts.image_size) != tuple(embedding.original_size):
             raise ValueError(
@@ -429,41 +445,48 @@ class SamEngine(Engine):
         height, width = embedding.original_size
         up = self._upsampler(embedding)
         regions = _region_ints(prompts.regions, height, width)
-        results: List[MaskResult] = []
+        results: List[List[MaskResult]] = []
         for start in range(0, n, self.decoder_chunk):
             sl = slice(start, min(start + self.decoder_chunk, n))
             chunk_regions = regions[sl]
             windows = [
                 up.lowres_window(r) if (r[2] > r[0] and r[3] > r[1]) else None for r in chunk_regions
             ]
-            with torch.inference_mode():
-                points, boxes, masks = self._prompt_tensors(prompts, embedding, sl)
-                sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
-                if self._fast is not None:
-                    iou, logit_windows = self._fast.decode(
-                        embedding,
-                        sparse,
-                        dense if masks is not None else None,
-                        windows,
-                        image_pe=self._dense_pe,
-                    )
-                else:
-                    low, iou_all = self.sam.mask_decoder(
-                        image_embeddings=embedding.features,
-                        image_pe=self._dense_pe,
-                        sparse_prompt_embeddings=sparse,
-                        dense_prompt_embeddings=dense,
-                        multimask_output=False,
-                    )
-                    iou = iou_all[:, 0]
-                    logit_windows = [(low[i, 0], (0, 0)) if w is not None else None
-                                     for i, w in enumerate(windows)]
-                iou = iou.float().cpu().numpy()
-                for i, region in enumerate(chunk_regions):
-                    results.append(region_mask(
-                        up, logit_windows[i], region, float(iou[i]), self.mask_threshold,
-                        whole=region == (0, 0, width, height), img_size=self.img_size))
+            iou, logit_windows = self._decode_chunk(embedding, prompts, sl, windows, multimask)
+            for i, region in enumerate(chunk_regions):
+                results.append([region_mask(
+                    up, logit_windows[i][k] if logit_windows[i] is not None else None, region,
+                    float(iou[i, k]), self.mask_threshold,
+                    whole=region == (0, 0, width, height), img_size=self.img_size)
+                    for k in range(iou.shape[1])])
         return results
+
+    def _decode_chunk(self, embedding, prompts, sl, windows, multimask: bool):
+        """Predicted IoUs ``(n, k)`` and, per prompt, its ``k`` low-res logit
+        windows (None where the prompt has no region)."""
+        with torch.inference_mode():
+            points, boxes, masks = self._prompt_tensors(prompts, embedding, sl)
+            sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            if self._fast is not None and not multimask:
+                iou, logit_windows = self._fast.decode(
+                    embedding,
+                    sparse,
+                    dense if masks is not None else None,
+                    windows,
+                    image_pe=self._dense_pe,
+                )
+                return (iou.float().cpu().numpy()[:, None],
+                        [[w] if w is not None else None for w in logit_windows])
+            low, iou = self.sam.mask_decoder(
+                image_embeddings=embedding.features,
+                image_pe=self._dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+            logit_windows = [[(low[i, k], (0, 0)) for k in range(low.shape[1])]
+                             if w is not None else None for i, w in enumerate(windows)]
+            return iou.float().cpu().numpy(), logit_windows
 
     def predict_batch(
         self, images: Sequence[Union[np.ndarray, Preprocessed]], prompts: Sequence[PromptSet]

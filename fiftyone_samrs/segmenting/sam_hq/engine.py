@@ -99,3 +99,8 @@ class HqSamEngine(SamEngine):
                     feats[i : i + 1].clone() if b > 1 else feats, p.input_size, p.original_size,
                     interm=early[i : i + 1].clone() if b > 1 else early))
         return out
+
+    def decode_multimask(self, embedding, prompts):
+        """Not for HQ-SAM: its decoder's extra token gives one refined mask."""
+        raise NotImplementedError("HQ-SAM gives one mask per prompt; SAM's three candidate "
+                                  "masks need backend='sam'")
