@@ -39,6 +39,7 @@ _EXPORTS = {
     "prompt_study": "evaluating.study",
     "compute_quality": "evaluating.quality",
     "save_qa_views": "evaluating.qa",
+    "resegment": "evaluating.review",
     "dataset_stats": "evaluating.stats",
     # exporting
     "export_samrs": "exporting.samrs_export",

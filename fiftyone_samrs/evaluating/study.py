@@ -256,6 +256,56 @@ def _clip(res_mask: InstanceMask, quad: Optional[np.ndarray], margin: float) -> 
     return InstanceMask(np.asarray(res_mask.mask, dtype=bool) & keep, res_mask.x0, res_mask.y0)
 
 
+@dataclass
+class ConfigInputs:
+    """One image's objects, as :func:`config_masks` prompts them.
+
+    Attributes:
+        image: the RGB image
+        hboxes: ``(N, 4)`` xyxy boxes
+        quads: ``(N, 4, 2)`` rotated boxes (NaN rows: none), or None
+        has_hbox: whether the boxes are H-Boxes (see ``ObjectInputs``)
+        embedding: the image's embedding where the engine encodes, or None
+    """
+
+    image: np.ndarray
+    hboxes: np.ndarray
+    quads: Optional[np.ndarray]
+    has_hbox: bool
+    embedding: object = None
+
+
+def config_masks(config: StudyConfig, inputs: ConfigInputs, engine, margin: Optional[float],
+                 rbox_margin: float = 2.0):
+    """The masks of one configuration for the objects of one image: decoded
+    on ``inputs.embedding`` where there is one, else predicted by ``engine``
+    (the study's SAM engine, or the configuration's baseline backend); with
+    ``clip_rbox``, each mask ANDed with its dilated rotated box.
+
+    Returns:
+        ``(results, prompt names)``: one ``MaskResult`` per object, and the
+        prompt each object got (a rotated prompt falls back to the H-Box)
+
+    Raises:
+        ValueError: when the prompts cannot be built
+    """
+    from fiftyone_samrs.segmenting.prompts import build_prompts
+
+    size = inputs.image.shape[:2]
+    ps = build_prompts(inputs.hboxes, inputs.quads, config.prompt, size,
+                       has_hbox=inputs.has_hbox, margin=margin,
+                       mask_frame=engine.mask_frame if config.backend == "sam" else "sam")
+    if config.backend == "sam" and inputs.embedding is not None:
+        res = engine.decode(inputs.embedding, ps)
+    else:
+        res = engine.predict_batch([inputs.image], [ps])[0]
+    if config.clip_rbox:
+        qd = inputs.quads
+        for i, r in enumerate(res):
+            r.mask = _clip(r.mask, qd[i] if qd is not None else None, rbox_margin)
+    return res, list(ps.names)
+
+
 def prompt_study(
     sample_collection,
     backend: str = "sam",
@@ -313,7 +363,7 @@ def prompt_study(
     from fiftyone_samrs.fiftyone_io import check_label_field, object_inputs
     from fiftyone_samrs.formats.images import read_image
     from fiftyone_samrs.segmenting.backends import make_backend
-    from fiftyone_samrs.segmenting.prompts import TABLE1, build_prompts
+    from fiftyone_samrs.segmenting.prompts import TABLE1
 
     names = list(configs) if configs is not None else list(TABLE1) + list(EXTRA_CONFIGS)
     parsed = [parse_config(c) for c in names]
@@ -369,29 +419,19 @@ def prompt_study(
             if used:
                 t0 = time.perf_counter()
                 try:
-                    ps = build_prompts(
-                        hb, qd, p.prompt, size, has_hbox=objs.has_hbox,
-                        margin=margin if p.backend == "sam" else baseline_margin,
-                        mask_frame=engine.mask_frame if p.backend == "sam" else "sam")
+                    res, names = config_masks(
+                        p, ConfigInputs(image, hb, qd, objs.has_hbox, emb),
+                        engine if p.backend == "sam" else baselines[p.backend],
+                        margin if p.backend == "sam" else baseline_margin, rbox_margin)
                 except ValueError as e:
                     notes[c][str(e)] += 1
-                    ps = None
-                if ps is not None:
-                    fell_back = [n for n in ps.names if n != p.prompt]
-                    if fell_back and p.prompt != "auto":
-                        notes[c]["%d objects without a rotated box used %s"
-                                 % (len(fell_back), fell_back[0])] += 1
-                    if p.backend == "sam" and emb is not None:
-                        res = engine.decode(emb, ps)
-                    elif p.backend == "sam":
-                        res = engine.predict_batch([image], [ps])[0]
-                    else:
-                        res = baselines[p.backend].predict_batch([image], [ps])[0]
-                    for i, r in enumerate(res):
-                        m = r.mask
-                        if p.clip_rbox:
-                            m = _clip(m, qd[i] if qd is not None else None, rbox_margin)
-                        masks[used[i]] = m
+                    res, names = [], []
+                fell_back = [n for n in names if n != p.prompt]
+                if fell_back and p.prompt != "auto":
+                    notes[c]["%d objects without a rotated box used %s"
+                             % (len(fell_back), fell_back[0])] += 1
+                for i, r in enumerate(res):
+                    masks[used[i]] = r.mask
                 seconds[c] += time.perf_counter() - t0
             for r, gt in gts:
                 pred = masks.get(r) if r is not None else None

@@ -1,0 +1,261 @@
+"""Reviewing flagged masks: alternatives for chosen labels (issue 26, first part).
+
+:func:`resegment` computes, for chosen labels of a segmented field, other
+masks a reviewer can pick from: SAM's three candidate masks of the H-Box
+(``"multimask"``), the paper's other prompts (``"rhbox"``, ``"hbox+cp"``, the
+R-Box clip ``"hbox+clip_rbox"``), GrabCut (``"grabcut"``) and the filled box
+(``"box"``). Each image is encoded once for all its chosen labels and all
+the SAM alternatives.
+
+The alternatives are stored in a side field, ``<label_field>_alternatives``
+(Detections), so that the App shows them beside the current masks: one
+Detection per alternative, with the label's class, its mask and box, and
+
+- ``of``: the id of the label it is an alternative for;
+- ``alternative``: its name (``multimask_0`` .. ``multimask_2`` for SAM's
+  three; the configuration otherwise);
+- ``confidence``: the model's predicted IoU (None for GrabCut and the box);
+- ``stability``: SAM's stability score (NaN where the backend has none);
+- ``iou_current``: its IoU with the label's current mask.
+
+Computing alternatives again for a label replaces that label's alternatives
+and keeps the others of the sample.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+#: the alternatives :func:`resegment` computes by default
+DEFAULT_ALTERNATIVES = ("multimask", "rhbox", "hbox+cp", "hbox+clip_rbox", "grabcut", "box")
+
+#: attributes of the alternatives' Detections, declared on the side field
+ALTERNATIVE_ATTRIBUTES = {"of": "StringField", "alternative": "StringField",
+                          "stability": "FloatField", "iou_current": "FloatField"}
+
+
+def alternatives_field(label_field: str) -> str:
+    """The side field of a label field's alternatives: ``<label_field>_alternatives``."""
+    return "%s_alternatives" % label_field
+
+
+@dataclass
+class ResegmentResult:
+    """What :func:`resegment` did.
+
+    Attributes:
+        labels: labels that got alternatives
+        alternatives: alternatives stored
+        images: images encoded (once each)
+        skipped: why labels got no alternatives, counted
+        field: the side field written
+    """
+
+    labels: int = 0
+    alternatives: int = 0
+    images: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    field: str = ""
+
+
+def _config_name(name: str) -> str:
+    """An alternative's name as a prompt-study configuration (``"box"``: boxfill)."""
+    return "boxfill" if name == "box" else name
+
+
+def _check_names(alternatives: Sequence[str]) -> list:
+    from fiftyone_samrs.evaluating.study import parse_config
+
+    out = []
+    for name in alternatives:
+        if name == "multimask":
+            out.append((name, None))
+        else:
+            out.append((name, parse_config(_config_name(name))))
+    if not out:
+        raise ValueError("no alternatives asked for; use e.g. %s" % ", ".join(DEFAULT_ALTERNATIVES))
+    return out
+
+
+def _settings(sample_collection, label_field: str, box_field, obb_field):
+    """The prompt fields: the given ones, else those of the run that wrote
+    ``label_field``, else ``hbb`` / ``obb``."""
+    from fiftyone_samrs.segmenting.runs import get_segment_run
+
+    run = get_segment_run(sample_collection, label_field) or {}
+    box_field = box_field or run.get("box_field") or "hbb"
+    obb_field = obb_field or run.get("obb_field") or "obb"
+    if not sample_collection.has_field(obb_field):
+        obb_field = None
+    return box_field, obb_field
+
+
+def resegment(
+    sample_collection,
+    label_ids: Optional[Sequence[str]] = None,
+    alternatives: Sequence[str] = DEFAULT_ALTERNATIVES,
+    *,
+    label_field: str = "sam",
+    box_field: Optional[str] = None,
+    obb_field: Optional[str] = None,
+    backend: str = "sam",
+    model: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    engine=None,
+    device=None,
+    margin: Optional[float] = None,
+    baseline_margin: Optional[float] = 0.1,
+    rbox_margin: float = 2.0,
+    progress: bool = True,
+) -> ResegmentResult:
+    """Computes alternative masks for chosen labels (see the module docstring).
+
+    Args:
+        sample_collection: a dataset or view (e.g. the ``low_iou`` saved view)
+        label_ids: the labels of ``label_field`` to re-segment; None: every
+            label in the view
+        alternatives: names from :data:`DEFAULT_ALTERNATIVES`, or any prompt
+            study configuration (``"hbox"``, ``"rbox_m"``, ``"grabcut:rhbox"``...)
+        label_field: the segmented Detections (each label's ``source_id``
+            names its prompt box)
+        box_field, obb_field: the prompt boxes and rotated boxes (default:
+            those the run of ``label_field`` used)
+        backend, model, checkpoint, device: the model (as ``segment``)
+        engine: an already-built engine (overrides ``backend``...)
+        margin: region margin of the SAM masks (None: whole masks)
+        baseline_margin: region margin of GrabCut and the box
+        rbox_margin: dilation of the rotated box for ``+clip_rbox``
+        progress: show a progress bar
+
+    Returns:
+        a :class:`ResegmentResult`
+    """
+    import fiftyone as fo
+
+    from fiftyone_samrs.evaluating.loop import for_each_sample
+    from fiftyone_samrs.fiftyone_io import check_label_field, dataset_of, declare_label_field
+    from fiftyone_samrs.segmenting.backends import make_backend
+    from fiftyone_samrs.segmenting.base import as_engine
+
+    check_label_field(sample_collection, label_field, fo.Detections, "segmented")
+    names = _check_names(alternatives)
+    box_field, obb_field = _settings(sample_collection, label_field, box_field, obb_field)
+    if engine is None and any(c is None or c.backend == "sam" for _, c in names):
+        engine = make_backend(backend, model=model, checkpoint=checkpoint, device=device)
+    models = {"sam": as_engine(engine)}
+    for _, c in names:
+        if c is not None and c.backend != "sam" and c.backend not in models:
+            models[c.backend] = make_backend(c.backend)
+    out = ResegmentResult(field=alternatives_field(label_field))
+    declare_label_field(dataset_of(sample_collection), out.field, fo.Detections,
+                        {k: getattr(fo, v) for k, v in ALTERNATIVE_ATTRIBUTES.items()})
+    job = _Job(names, models, set(label_ids) if label_ids is not None else None, label_field,
+               box_field, obb_field, (margin, baseline_margin, rbox_margin), out)
+    fields = [label_field, box_field, out.field] + ([obb_field] if obb_field else [])
+    for_each_sample(sample_collection, fields, job.sample, progress=progress, batch_size=16)
+    return out
+
+
+@dataclass
+class _Job:
+    """What :func:`resegment` computes per sample (its inputs passed explicitly)."""
+
+    names: list
+    models: Dict[str, object]
+    wanted: Optional[set]
+    label_field: str
+    box_field: str
+    obb_field: Optional[str]
+    margins: tuple
+    out: ResegmentResult
+
+    def sample(self, row):
+        import fiftyone as fo
+
+        from fiftyone_samrs.fiftyone_io import label_list_doc, object_inputs
+
+        chosen = [(d, inst) for d, inst in zip(row.labels[self.label_field],
+                                               row.instances(self.label_field))
+                  if self.wanted is None or d.id in self.wanted]
+        if not chosen:
+            return None
+        objs = object_inputs(row.labels[self.box_field],
+                             row.labels[self.obb_field] if self.obb_field else None,
+                             row.width, row.height)
+        row_of = {sid: k for k, sid in enumerate(objs.ids)}
+        found = [(d, inst, row_of.get(d.get("source_id"))) for d, inst in chosen]
+        for d, _, k in found:
+            if k is None:
+                self.out.skipped["no prompt box (source_id) in %r" % self.box_field] += 1
+        found = [f for f in found if f[2] is not None]
+        if not found:
+            return None
+        docs = self._alternatives(row, objs, found)
+        redone = {d.id for d, _, _ in found}
+        kept = [a.doc for a in row.labels[self.out.field] if a.get("of") not in redone]
+        self.out.labels += len(found)
+        self.out.alternatives += len(docs)
+        return {self.out.field: label_list_doc(fo.Detections, kept + docs)}, None
+
+    def _alternatives(self, row, objs, found) -> List[dict]:
+        from fiftyone_samrs.evaluating.study import ConfigInputs, config_masks
+        from fiftyone_samrs.formats.images import read_image
+
+        rows = [k for _, _, k in found]
+        image = read_image(row.filepath)
+        sam = self.models.get("sam")
+        emb = sam.encode([image])[0] if sam is not None and sam.encodes else None
+        self.out.images += 1
+        quads = objs.quads[rows] if objs.quads is not None else None
+        inputs = ConfigInputs(image, objs.hboxes[rows], quads, objs.has_hbox, emb)
+        margin, baseline_margin, rbox_margin = self.margins
+        per_name = []
+        for name, config in self.names:
+            if config is None:
+                per_name.extend(self._multimask(inputs, sam, margin))
+                continue
+            model = self.models[config.backend]
+            res, _ = config_masks(config, inputs, model,
+                                  margin if config.backend == "sam" else baseline_margin,
+                                  rbox_margin)
+            per_name.append((name, res, config.backend == "sam"))
+        return [_alternative_doc(d, inst, name, res[i], scored, row.width, row.height)
+                for name, res, scored in per_name
+                for i, (d, inst, _) in enumerate(found)]
+
+    def _multimask(self, inputs, sam, margin):
+        from fiftyone_samrs.segmenting.prompts import build_prompts
+
+        if sam is None or not callable(getattr(sam, "decode_multimask", None)) \
+                or inputs.embedding is None:
+            self.out.skipped["multimask: the engine gives one mask per prompt"] += 1
+            return []
+        ps = build_prompts(inputs.hboxes, inputs.quads, "hbox", inputs.image.shape[:2],
+                           has_hbox=inputs.has_hbox, margin=margin, mask_frame=sam.mask_frame)
+        three = sam.decode_multimask(inputs.embedding, ps)
+        return [("multimask_%d" % j, [masks[j] for masks in three], True) for j in range(3)]
+
+
+def _alternative_doc(label, current, name: str, res, scored: bool, width: int,
+                     height: int) -> dict:
+    """The Detection document of one alternative of ``label``."""
+    from fiftyone_samrs.core.masks import relative_box
+    from fiftyone_samrs.core.metrics import mask_iou
+    from fiftyone_samrs.fiftyone_io import detection_doc
+
+    tight = res.mask.clipped(height, width).tight()
+    if tight.area:
+        mask, box = tight.mask, relative_box(tight.box, width, height)
+    else:
+        mask, box = np.zeros((1, 1), bool), label.bounding_box
+    iou = float("nan")
+    if current is not None:
+        inter, union = mask_iou(tight, current, size=(height, width))
+        iou = inter / union if union else float("nan")
+    return detection_doc(label.label, box, mask, confidence=float(res.score) if scored else None,
+                         of=label.id, alternative=name, iou_current=iou,
+                         stability=float("nan") if res.stability is None else float(res.stability))
