@@ -40,6 +40,7 @@ _EXPORTS = {
     "compute_quality": "evaluating.quality",
     "save_qa_views": "evaluating.qa",
     "resegment": "evaluating.review",
+    "decide": "evaluating.review",
     "dataset_stats": "evaluating.stats",
     # exporting
     "export_samrs": "exporting.samrs_export",

@@ -75,10 +75,19 @@ def test_unknown_class_is_not_painted():
     assert (label[:4, :4] == 4).all()
 
 
-@pytest.mark.parametrize("bad", [-1, 256])
+@pytest.mark.parametrize("bad", [-2, 256])
 def test_bad_class_index(bad):
     with pytest.raises(ValueError, match="8-bit"):
         paint_semantic(4, 4, [(_rect(0, 0, 1, 1), bad)])
+
+
+def test_a_rejected_instance_is_ignore_in_its_turn():
+    from fiftyone_samrs.core.painting import REJECTED
+
+    a, b, c = _rect(0, 0, 3, 3), _rect(1, 1, 4, 4), _rect(2, 2, 4, 4)
+    label = paint_semantic(4, 4, [(a, 1), (b, REJECTED), (c, 2)])
+    assert label[0, 0] == 1 and label[1, 1] == 255 and label[2, 2] == 2 and label[3, 3] == 2
+    assert label[1, 3] == 255 and label[0, 3] == 255  # painted 255 / never painted
 
 
 def test_bad_order():

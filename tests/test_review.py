@@ -3,9 +3,10 @@ encodes each image once for all its chosen labels and every SAM alternative,
 stores them beside the labels, and its ``hbox`` alternative is the mask
 ``segment`` gave on the same weights."""
 
+import numpy as np
 import pytest
 import torch
-from test_pipeline import make_dataset
+from test_pipeline import H, W, make_dataset
 
 from fiftyone_samrs.evaluating.review import alternatives_field, resegment
 from fiftyone_samrs.segmenting.sam.engine import SamEngine
@@ -81,3 +82,127 @@ def test_unknown_alternative_is_a_clear_error(segmented):
     ds, engine = segmented
     with pytest.raises(ValueError, match="unknown|Unknown"):
         resegment(ds, alternatives=["nonsense"], engine=engine, progress=False)
+
+
+def _fresh_paint(ds, sample):
+    """What a full run paints over the sample's final instances (rejected: 255)."""
+    from fiftyone_samrs.core.classes import SOTA
+    from fiftyone_samrs.core.painting import REJECTED, paint_semantic
+    from fiftyone_samrs.fiftyone_io import instance_from_label
+
+    items = [(instance_from_label(d, W, H),
+              REJECTED if getattr(d, "review", None) == "rejected" else SOTA.index(d.label))
+             for d in sample.sam.detections if not d.empty]
+    return paint_semantic(H, W, items)
+
+
+def test_decisions_are_recorded_and_the_png_repainted(segmented):
+    from fiftyone_samrs.core.painting import read_label_png
+    from fiftyone_samrs.evaluating.review import decide
+
+    ds, engine = segmented
+    dets = ds.first().sam.detections
+    resegment(ds, alternatives=["multimask", "box"], engine=engine, progress=False)
+    before = read_label_png(ds.first().sam_seg.mask_path)
+    a, b, c = dets[0].id, dets[1].id, dets[2].id
+    assert decide(ds, [a], "replace", alternative="box", user="ana").decided == 1
+    res = decide(ds, [b], "replace")  # the best predicted IoU
+    assert res.decided == 1 and res.repainted == 1
+    decide(ds, [c], "reject")
+    assert decide(ds, [dets[3].id], "accept").repainted == 0  # nothing to repaint
+    assert decide(ds, ["nope", "0" * 24], "accept").missing == ["0" * 24, "nope"]
+
+    ds.reload()  # the decisions survive a reload
+    s = ds.first()
+    got = {d.id: d for d in s.sam.detections}
+    assert got[a].review == "replaced" and got[a].review_choice == "box"
+    assert got[a].reviewed_by == "ana" and got[a].reviewed_at is not None
+    assert got[a].mask.all()  # the filled box
+    alts = [x for x in s.sam_alternatives.detections if x.of == b and x.confidence is not None]
+    best = max(alts, key=lambda x: x.confidence)
+    assert got[b].review_choice == best.alternative and got[b].confidence == best.confidence
+    assert (got[b].mask == best.mask).all()
+    assert got[c].review == "rejected" and got[dets[3].id].review == "accepted"
+    after = read_label_png(s.sam_seg.mask_path)
+    np.testing.assert_array_equal(after, _fresh_paint(ds, s))
+    assert (after != before).any()
+    from fiftyone_samrs.fiftyone_io import instance_from_label
+
+    order = [d.id for d in s.sam.detections]
+    later = np.zeros((H, W), bool)
+    for d in s.sam.detections[order.index(c) + 1:]:
+        later |= instance_from_label(d, W, H).to_full(H, W)
+    own = instance_from_label(got[c], W, H).to_full(H, W) & ~later
+    assert own.any() and (after[own] == 255).all()  # the rejected instance is ignore
+
+
+def test_unknown_action_and_missing_alternative(segmented):
+    from fiftyone_samrs.evaluating.review import decide
+
+    ds, _ = segmented
+    det = ds.first().sam.detections[0]
+    with pytest.raises(ValueError, match="action must be one of"):
+        decide(ds, [det.id], "delete")
+    with pytest.raises(ValueError, match="run resegment"):
+        decide(ds, [det.id], "replace", alternative="multimask_0")
+
+
+def test_exports_leave_rejected_instances_out(segmented, tmp_path):
+    import json
+
+    from fiftyone_samrs import export_coco, export_samrs
+    from fiftyone_samrs.core.painting import read_label_png
+    from fiftyone_samrs.evaluating.review import decide
+    from fiftyone_samrs.fiftyone_io import instance_from_label
+
+    ds, _ = segmented
+    dets = ds.first().sam.detections
+    rejected = dets[4]
+    decide(ds, [rejected.id], "reject")
+    coco = export_coco(ds, str(tmp_path / "coco" / "annotations.json"), classes="SOTA",
+                       export_media=False, progress=False)
+    anns = json.load(open(tmp_path / "coco" / "annotations.json"))["annotations"]
+    assert coco.skipped["rejected in review"] == 1
+    kept = [d for d in dets if d.id != rejected.id and not d.empty]
+    assert len(anns) == len(kept) == coco.instances
+    samrs = export_samrs(ds, str(tmp_path / "samrs"), classes="SOTA", progress=False)
+    assert samrs.skipped["rejected in review"] == 1
+    stem = ds.first().filepath.rsplit("/", 1)[1].rsplit(".", 1)[0]
+    gray = read_label_png(tmp_path / "samrs" / "gray" / (stem + ".png"))
+    later = np.zeros((H, W), bool)
+    for d in dets[5:]:
+        later |= instance_from_label(d, W, H).to_full(H, W)
+    own = instance_from_label(rejected, W, H).to_full(H, W) & ~later
+    assert own.any() and (gray[own] == 255).all()
+    card = open(tmp_path / "samrs" / "README.md").read()
+    assert "rejected in review" in card
+
+
+def test_a_resumed_segment_keeps_the_decisions(segmented, tmp_path):
+    from fiftyone_samrs.evaluating.review import decide
+    from fiftyone_samrs.segmenting.pipeline import segment
+
+    ds, engine = segmented
+    det = ds.first().sam.detections[0]
+    resegment(ds, label_ids=[det.id], alternatives=["box"], engine=engine, progress=False)
+    decide(ds, [det.id], "replace", alternative="box")
+    res = segment(ds, engine=engine, seg_dir=str(tmp_path / "seg"), progress=False)
+    assert res.samples_skipped == 1
+    again = ds.first().sam.detections[0]
+    assert again.review == "replaced" and again.mask.all()
+
+
+def test_overwrite_says_how_many_reviewed_labels_it_replaces(segmented, tmp_path, caplog):
+    import logging
+
+    from fiftyone_samrs.evaluating.review import decide
+    from fiftyone_samrs.segmenting.pipeline import segment
+
+    ds, engine = segmented
+    dets = ds.first().sam.detections
+    decide(ds, [dets[0].id, dets[1].id], "accept")
+    with caplog.at_level(logging.WARNING, logger="fiftyone_samrs.segmenting.pipeline"):
+        segment(ds, engine=engine, seg_dir=str(tmp_path / "seg"), overwrite=True,
+                progress=False)
+    assert "overwrite=True replaces 2 reviewed labels of 'sam'" in caplog.text
+    assert all(getattr(d, "review", None) is None for d in ds.first().sam.detections)

@@ -26,6 +26,10 @@ from fiftyone_samrs.core.records import FormatError, InstanceMask
 PAINT_ORDERS = ("annotation", "small_last")
 
 
+#: the class index of an instance rejected in review: painted as 255 (ignore)
+REJECTED = -1
+
+
 def paint_semantic(
     height: int,
     width: int,
@@ -41,7 +45,8 @@ def paint_semantic(
             crop may reach beyond the image (the outside part is ignored); a
             class index of None or 255 (:data:`~fiftyone_samrs.core.classes.IGNORE_INDEX`)
             marks an object whose class is not in the list: it is not painted
-            (the caller counts it)
+            (the caller counts it); :data:`REJECTED` marks an object rejected
+            in review: its pixels are set to 255 (ignore) in its turn
         order: ``"annotation"``: in the given order, later wins (SAMRS);
             ``"small_last"``: larger masks (pixel count) first, ties in the
             given order, so small objects stay visible
@@ -65,6 +70,9 @@ def paint_semantic(
         if index is None:
             continue
         index = int(index)
+        if index == REJECTED:
+            items.append((mask, IGNORE_INDEX))
+            continue
         if not 0 <= index <= IGNORE_INDEX:
             raise ValueError("Class index %d does not fit an 8-bit label (0..254, 255 = none)"
                              % index)

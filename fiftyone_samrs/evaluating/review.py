@@ -30,6 +30,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from fiftyone_samrs.fiftyone_io import label_attr
+
 #: the alternatives :func:`resegment` computes by default
 DEFAULT_ALTERNATIVES = ("multimask", "rhbox", "hbox+cp", "hbox+clip_rbox", "grabcut", "box")
 
@@ -259,3 +261,160 @@ def _alternative_doc(label, current, name: str, res, scored: bool, width: int,
     return detection_doc(label.label, box, mask, confidence=float(res.score) if scored else None,
                          of=label.id, alternative=name, iou_current=iou,
                          stability=float("nan") if res.stability is None else float(res.stability))
+
+
+# --------------------------------------------------------------------------
+# decisions
+
+#: what :func:`decide` records in each label's ``review``
+REVIEW_STATUS = {"accept": "accepted", "replace": "replaced", "reject": "rejected"}
+
+#: the attributes :func:`decide` records on the labels
+REVIEW_ATTRIBUTES = {"review": "StringField", "review_choice": "StringField",
+                     "reviewed_at": "DateTimeField", "reviewed_by": "StringField"}
+
+
+@dataclass
+class ReviewResult:
+    """What :func:`decide` did.
+
+    Attributes:
+        decided: labels whose decision was recorded
+        repainted: samples whose semantic PNG was repainted
+        missing: label ids not found in the field
+    """
+
+    decided: int = 0
+    repainted: int = 0
+    missing: List[str] = field(default_factory=list)
+
+
+def decide(
+    sample_collection,
+    label_ids: Sequence[str],
+    action: str = "replace",
+    *,
+    alternative: str = "best",
+    label_field: str = "sam",
+    user: Optional[str] = None,
+) -> ReviewResult:
+    """Records a review decision on labels of ``label_field``.
+
+    - ``"accept"``: the mask stays;
+    - ``"replace"``: the mask, box, confidence and stability become those of
+      the label's alternative named ``alternative`` (see :func:`resegment`);
+      ``"best"``: the one with the highest predicted IoU;
+    - ``"reject"``: the instance becomes "ignore": 255 in the semantic PNG,
+      left out of the exports' instances (counted).
+
+    Each label records ``review`` (accepted, replaced, rejected),
+    ``review_choice`` (the alternative taken), ``reviewed_at`` (UTC) and
+    ``reviewed_by``. The semantic PNGs of the samples whose instances
+    changed are repainted as the run that wrote ``label_field`` painted them.
+
+    Raises:
+        ValueError: for an unknown action, or a replace without that alternative
+    """
+    import fiftyone as fo
+
+    from fiftyone_samrs.fiftyone_io import dataset_of, declare_fields
+
+    if action not in REVIEW_STATUS:
+        raise ValueError("action must be one of %s, got %r" % (", ".join(REVIEW_STATUS), action))
+    dataset = dataset_of(sample_collection)
+    declare_fields(dataset, {"%s.detections.%s" % (label_field, k): getattr(fo, v)
+                             for k, v in REVIEW_ATTRIBUTES.items()})
+    from bson import ObjectId
+
+    out = ReviewResult(missing=sorted(i for i in set(label_ids) if not ObjectId.is_valid(i)))
+    wanted = set(label_ids) - set(out.missing)
+    view = dataset.select_labels(ids=list(wanted), fields=label_field)
+    for sid in view.values("id"):
+        sample = dataset[sid]
+        changed = _decide_sample(sample, wanted, action, alternative, label_field, user, out)
+        sample.save()
+        if changed and repaint(sample, label_field):
+            out.repainted += 1
+    out.missing = sorted(set(out.missing) | (wanted - _ids_in(dataset, label_field, wanted)))
+    return out
+
+
+def _ids_in(dataset, label_field: str, wanted: set) -> set:
+    view = dataset.select_labels(ids=list(wanted), fields=label_field)
+    return {i for ids in view.values("%s.detections.id" % label_field) for i in ids or []}
+
+
+def _decide_sample(sample, wanted: set, action: str, alternative: str, label_field: str,
+                   user: Optional[str], out: ReviewResult) -> bool:
+    """Records the decision on the sample's wanted labels; whether pixels changed."""
+    from datetime import datetime, timezone
+
+    alts = sample[alternatives_field(label_field)] if sample.has_field(
+        alternatives_field(label_field)) else None
+    changed = False
+    for det in sample[label_field].detections:
+        if det.id not in wanted:
+            continue
+        choice = None
+        if action == "replace":
+            alt = _alternative_of(alts, det.id, alternative)
+            _take(det, alt)
+            choice = alt.alternative
+        changed = changed or action != "accept" or label_attr(det, "review") == "rejected"
+        det["review"] = REVIEW_STATUS[action]
+        det["review_choice"] = choice
+        det["reviewed_at"] = datetime.now(timezone.utc)
+        det["reviewed_by"] = user
+        out.decided += 1
+    return changed
+
+
+def _alternative_of(alts, label_id: str, name: str):
+    mine = [a for a in (alts.detections if alts else []) if a.of == label_id]
+    if name == "best":
+        mine = [a for a in mine if a.confidence is not None]
+        if mine:
+            return max(mine, key=lambda a: a.confidence)
+    else:
+        for a in mine:
+            if a.alternative == name:
+                return a
+    raise ValueError("label %s has no alternative %r: run resegment(...) for it first"
+                     % (label_id, name))
+
+
+def _take(det, alt) -> None:
+    """The label ``det`` takes the mask of ``alt``."""
+    mask = np.asarray(alt.mask, dtype=bool)
+    det.mask = mask
+    det.bounding_box = list(alt.bounding_box)
+    det.confidence = alt.confidence
+    det["stability"] = label_attr(alt, "stability")
+    det["area"] = int(mask.sum())
+    det["empty"] = not mask.any()
+
+
+def repaint(sample, label_field: str = "sam") -> bool:
+    """Repaints a sample's semantic PNG from its final instances, as the run
+    that wrote ``label_field`` painted it (its class list and paint order);
+    rejected instances are 255. Returns False where the run wrote none."""
+    from fiftyone_samrs.core.painting import REJECTED, paint_semantic, write_label_png
+    from fiftyone_samrs.fiftyone_io import instance_from_label
+    from fiftyone_samrs.segmenting.runs import get_segment_run
+
+    run = get_segment_run(sample._dataset, label_field) or {}
+    seg_field = run.get("seg_field")
+    seg = sample[seg_field] if seg_field and sample.has_field(seg_field) else None
+    if seg is None or not seg.mask_path:
+        return False
+    width, height = sample.metadata.width, sample.metadata.height
+    index = {name: i for i, name in enumerate(run.get("classes") or [])}
+    items = []
+    for det in sample[label_field].detections:
+        if label_attr(det, "empty"):
+            continue
+        idx = REJECTED if label_attr(det, "review") == "rejected" else index.get(det.label)
+        items.append((instance_from_label(det, width, height), idx))
+    write_label_png(seg.mask_path, paint_semantic(height, width, items,
+                                                  order=run.get("paint_order") or "annotation"))
+    return True

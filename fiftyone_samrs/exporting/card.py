@@ -178,6 +178,9 @@ def render_card(card: Dict[str, Any], stats: Dict[str, Any]) -> str:
               "", "## Statistics", "",
               "%d instances with a mask, %d mask pixels (`stats.json`: per class, and the "
               "mask-size histogram)." % (stats["instances"], stats["pixels"]), ""]
+    if card.get("skipped"):
+        lines += ["Objects left out, by reason: %s." % ", ".join(
+            "%s %d" % kv for kv in sorted(card["skipped"].items())), ""]
     return "\n".join(lines)
 
 

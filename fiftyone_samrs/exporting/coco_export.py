@@ -93,10 +93,10 @@ Written = Tuple[Instance, int, Dict[str, Any], int]
 def kept_instances(instances, indices, keep_empty: bool, filepath: str,
                    result: ExportResult) -> List[Tuple[Instance, int]]:
     """The objects to write: a known class, and a mask unless ``keep_empty``
-    (an empty mask is skipped and counted)."""
+    (an empty mask is skipped and counted); not one rejected in review."""
     keep: List[Tuple[Instance, int]] = []
     for i, (inst, idx) in enumerate(zip(instances, indices)):
-        if idx is None:
+        if idx is None or inst.rejected:
             continue
         if not keep_empty and inst.empty:
             result.skip("empty mask", "%s: object %d (%r) has an empty mask"

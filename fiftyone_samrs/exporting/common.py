@@ -65,6 +65,8 @@ class Instance:
             or derived from the mask by :func:`derive_rboxes`; None until then
         rbox_source: ``"source"`` or ``"mask"`` (derived)
         difficult: the source's ``difficult`` flag (0 when it has none)
+        rejected: rejected in review (``review == "rejected"``): left out of
+            the instances, 255 in the label PNG
     """
 
     label: str
@@ -78,6 +80,7 @@ class Instance:
     rbox: Optional[np.ndarray] = None
     rbox_source: Optional[str] = None
     difficult: int = 0
+    rejected: bool = False
 
     @property
     def empty(self) -> bool:
@@ -302,6 +305,7 @@ def instances_of(
             prompt=label_attr(det, "prompt"),
             rbox=rbox, rbox_source=None if rbox is None else "source",
             difficult=int(hard if hard is not None else quad_difficult or 0),
+            rejected=label_attr(det, "review") == "rejected",
         ))
     return out
 
@@ -345,14 +349,21 @@ def class_indices(
     classes: Sequence[str],
 ) -> List[Optional[int]]:
     """The class index of each instance; None (counted) for an unknown class
-    with ``unknown="ignore"``.
+    with ``unknown="ignore"``; :data:`~fiftyone_samrs.core.painting.REJECTED`
+    (counted) for one rejected in review (255 in the label PNG, no instance).
 
     Raises:
         FormatError: naming the sample, for an unknown class with
             ``unknown="error"``
     """
+    from fiftyone_samrs.core.painting import REJECTED
+
     out: List[Optional[int]] = []
     for i, inst in enumerate(instances):
+        if inst.rejected:
+            result.skip("rejected in review", "%s: object %d (%r)" % (filepath, i, inst.label))
+            out.append(REJECTED)
+            continue
         idx = index.get(inst.label)
         if idx is None:
             if unknown == "error":

@@ -230,6 +230,8 @@ def _run_leased(sample_collection, settings: SegmentSettings, lease: FieldLease,
                        get_segment_run(dataset, settings.label_field), settings,
                        options.overwrite)
     result = _new_result(settings, plan, shard, ray_options.workers)
+    if options.overwrite:
+        _warn_reviewed(sample_collection, settings.label_field)
     if lease.creator or plan.todo:
         _set_up_fields(dataset, settings, declare=bool(plan.todo))
     lease.set_ready()
@@ -245,6 +247,19 @@ def _run_leased(sample_collection, settings: SegmentSettings, lease: FieldLease,
         raise
     _record_end(dataset, settings, shard, lease, result, start, engine, complete=True)
     return result
+
+
+def _warn_reviewed(sample_collection, label_field: str) -> int:
+    """Says, before an ``overwrite`` run replaces them, how many labels of the
+    field carry a review decision (``fsr.decide``); returns that number."""
+    path = "%s.detections.review" % label_field
+    if not sample_collection.has_field(path):
+        return 0
+    n = sample_collection.count(path)
+    if n:
+        logger.warning("overwrite=True replaces %d reviewed label%s of %r: their review "
+                       "decisions are lost", n, "" if n == 1 else "s", label_field)
+    return n
 
 
 def _new_result(settings: SegmentSettings, plan: ResumePlan, shard, workers) -> SegmentResult:
