@@ -206,3 +206,45 @@ def test_overwrite_says_how_many_reviewed_labels_it_replaces(segmented, tmp_path
                 progress=False)
     assert "overwrite=True replaces 2 reviewed labels of 'sam'" in caplog.text
     assert all(getattr(d, "review", None) is None for d in ds.first().sam.detections)
+
+
+def test_the_cli_verbs_reach_the_same_calls(segmented, capsys):
+    from fiftyone_samrs.tools.cli import main
+
+    ds, _ = segmented
+    det = ds.first().sam.detections[0]
+    assert main(["resegment", ds.name, "--label-id", det.id, "--model", "samrs-tiny",
+                 "--device", "cpu", "--alternatives", "multimask,box", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "4 alternatives for 1 labels in 'sam_alternatives' (1 images encoded)" in out
+    assert main(["decide", ds.name, det.id]) == 0  # replace by the best predicted IoU
+    assert "replace: 1 labels, 1 semantic PNGs repainted" in capsys.readouterr().out
+    ds.reload()
+    assert ds.first().sam.detections[0].review_choice.startswith("multimask_")
+    assert main(["decide", ds.name, "0" * 24, "--action", "reject"]) == 1
+    assert "no label %s in 'sam'" % ("0" * 24) in capsys.readouterr().err
+
+
+def test_resegment_without_flags_uses_the_runs_model(fo_dataset, tmp_path, capsys):
+    from test_pipeline import OBJECTS
+
+    from fiftyone_samrs.segmenting.pipeline import segment
+    from fiftyone_samrs.tools.cli import main
+
+    ds = make_dataset(fo_dataset, tmp_path, objects=OBJECTS[:1])
+    segment(ds, backend="sam", model="samrs-tiny", device="cpu", seg_dir=str(tmp_path / "s"),
+            progress=False)
+    assert main(["resegment", ds.name, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "24 alternatives for 3 labels in 'sam_alternatives' (1 images encoded)" in out
+
+
+def test_alternatives_a_source_cannot_give_are_skipped_and_counted(fo_dataset, tmp_path):
+    from fiftyone_samrs.segmenting.pipeline import segment
+
+    ds = make_dataset(fo_dataset, tmp_path, objects=TWENTY, with_obb=False)
+    segment(ds, backend="boxfill", seg_dir=str(tmp_path / "s"), progress=False)
+    res = resegment(ds, alternatives=["rhbox", "box"], backend="boxfill", progress=False)
+    assert res.labels == 20 and res.alternatives == 20
+    assert res.skipped == {"rhbox: prompt 'rhbox' needs rotated boxes (quads), but none "
+                           "were given": 1}

@@ -84,8 +84,8 @@ def _check_names(alternatives: Sequence[str]) -> list:
 
 
 def _settings(sample_collection, label_field: str, box_field, obb_field):
-    """The prompt fields: the given ones, else those of the run that wrote
-    ``label_field``, else ``hbb`` / ``obb``."""
+    """The prompt fields (the given ones, else those of the run that wrote
+    ``label_field``, else ``hbb`` / ``obb``) and that run's record."""
     from fiftyone_samrs.segmenting.runs import get_segment_run
 
     run = get_segment_run(sample_collection, label_field) or {}
@@ -93,7 +93,17 @@ def _settings(sample_collection, label_field: str, box_field, obb_field):
     obb_field = obb_field or run.get("obb_field") or "obb"
     if not sample_collection.has_field(obb_field):
         obb_field = None
-    return box_field, obb_field
+    return box_field, obb_field, run
+
+
+def _model_of(run: dict, backend: Optional[str], model, checkpoint):
+    """The model to build: the one given, else the run's (when it was a model)."""
+    from fiftyone_samrs.segmenting.backends import model_backends
+
+    if backend is None and model is None and checkpoint is None \
+            and run.get("backend") in model_backends():
+        return run["backend"], run.get("model"), run.get("checkpoint")
+    return backend or "sam", model, checkpoint
 
 
 def resegment(
@@ -104,7 +114,7 @@ def resegment(
     label_field: str = "sam",
     box_field: Optional[str] = None,
     obb_field: Optional[str] = None,
-    backend: str = "sam",
+    backend: Optional[str] = None,
     model: Optional[str] = None,
     checkpoint: Optional[str] = None,
     engine=None,
@@ -126,7 +136,9 @@ def resegment(
             names its prompt box)
         box_field, obb_field: the prompt boxes and rotated boxes (default:
             those the run of ``label_field`` used)
-        backend, model, checkpoint, device: the model (as ``segment``)
+        backend, model, checkpoint, device: the model (as ``segment``); by
+            default the one of the run that wrote ``label_field`` (SAM, SAM 2,
+            HQ-SAM), else ``"sam"``
         engine: an already-built engine (overrides ``backend``...)
         margin: region margin of the SAM masks (None: whole masks)
         baseline_margin: region margin of GrabCut and the box
@@ -145,7 +157,8 @@ def resegment(
 
     check_label_field(sample_collection, label_field, fo.Detections, "segmented")
     names = _check_names(alternatives)
-    box_field, obb_field = _settings(sample_collection, label_field, box_field, obb_field)
+    box_field, obb_field, run = _settings(sample_collection, label_field, box_field, obb_field)
+    backend, model, checkpoint = _model_of(run, backend, model, checkpoint)
     if engine is None and any(c is None or c.backend == "sam" for _, c in names):
         engine = make_backend(backend, model=model, checkpoint=checkpoint, device=device)
     models = {"sam": as_engine(engine)}
@@ -220,10 +233,13 @@ class _Job:
             if config is None:
                 per_name.extend(self._multimask(inputs, sam, margin))
                 continue
-            model = self.models[config.backend]
-            res, _ = config_masks(config, inputs, model,
-                                  margin if config.backend == "sam" else baseline_margin,
-                                  rbox_margin)
+            try:
+                res, _ = config_masks(config, inputs, self.models[config.backend],
+                                      margin if config.backend == "sam" else baseline_margin,
+                                      rbox_margin)
+            except ValueError as e:  # e.g. a rotated prompt where the source has none
+                self.out.skipped["%s: %s" % (name, e)] += 1
+                continue
             per_name.append((name, res, config.backend == "sam"))
         return [_alternative_doc(d, inst, name, res[i], scored, row.width, row.height)
                 for name, res, scored in per_name

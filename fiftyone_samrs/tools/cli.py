@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "importing",
     "segmenting",
     "evaluating",
+    "reviewing",
     "exporting",
     "plugin",
 ]
