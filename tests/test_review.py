@@ -248,3 +248,16 @@ def test_alternatives_a_source_cannot_give_are_skipped_and_counted(fo_dataset, t
     assert res.labels == 20 and res.alternatives == 20
     assert res.skipped == {"rhbox: prompt 'rhbox' needs rotated boxes (quads), but none "
                            "were given": 1}
+
+
+def test_hq_sam_alternatives_skip_multimask_and_say_why(segmented):
+    pytest.importorskip("segment_anything_hq", reason="segment-anything-hq is not installed")
+    from fiftyone_samrs.segmenting.sam_hq.engine import HqSamEngine
+    from fiftyone_samrs.segmenting.sam_hq.models import build_tiny_sam_hq
+
+    ds, _ = segmented
+    hq = HqSamEngine(build_tiny_sam_hq(0), device="cpu")
+    res = resegment(ds, alternatives=["multimask", "hbox"], engine=hq, progress=False)
+    assert res.alternatives == 20
+    assert list(res.skipped) == ["multimask: HQ-SAM gives one mask per prompt; SAM's three "
+                                 "candidate masks need backend='sam'"]

@@ -254,7 +254,11 @@ class _Job:
             return []
         ps = build_prompts(inputs.hboxes, inputs.quads, "hbox", inputs.image.shape[:2],
                            has_hbox=inputs.has_hbox, margin=margin, mask_frame=sam.mask_frame)
-        three = sam.decode_multimask(inputs.embedding, ps)
+        try:
+            three = sam.decode_multimask(inputs.embedding, ps)
+        except NotImplementedError as e:  # HQ-SAM
+            self.out.skipped["multimask: %s" % e] += 1
+            return []
         return [("multimask_%d" % j, [masks[j] for masks in three], True) for j in range(3)]
 
 
