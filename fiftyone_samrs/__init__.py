@@ -41,6 +41,7 @@ _EXPORTS = {
     "save_qa_views": "evaluating.qa",
     "resegment": "evaluating.review",
     "decide": "evaluating.review",
+    "review_progress": "evaluating.review",
     "dataset_stats": "evaluating.stats",
     # exporting
     "export_samrs": "exporting.samrs_export",

@@ -159,12 +159,15 @@ def test_exports_leave_rejected_instances_out(segmented, tmp_path):
     dets = ds.first().sam.detections
     rejected = dets[4]
     decide(ds, [rejected.id], "reject")
+    decide(ds, [dets[0].id], "accept")
     coco = export_coco(ds, str(tmp_path / "coco" / "annotations.json"), classes="SOTA",
                        export_media=False, progress=False)
     anns = json.load(open(tmp_path / "coco" / "annotations.json"))["annotations"]
     assert coco.skipped["rejected in review"] == 1
     kept = [d for d in dets if d.id != rejected.id and not d.empty]
     assert len(anns) == len(kept) == coco.instances
+    assert [a.get("review") for a in anns].count("accepted") == 1
+    assert sum("review" in a for a in anns) == 1
     samrs = export_samrs(ds, str(tmp_path / "samrs"), classes="SOTA", progress=False)
     assert samrs.skipped["rejected in review"] == 1
     stem = ds.first().filepath.rsplit("/", 1)[1].rsplit(".", 1)[0]
@@ -176,6 +179,10 @@ def test_exports_leave_rejected_instances_out(segmented, tmp_path):
     assert own.any() and (gray[own] == 255).all()
     card = open(tmp_path / "samrs" / "README.md").read()
     assert "rejected in review" in card
+    assert "Review decisions on the objects: accepted 1, rejected 1" in card
+    stats = json.load(open(tmp_path / "samrs" / "stats.json"))
+    assert stats["reviews"] == {"accepted": 1, "rejected": 1}
+    assert stats["instances"] == len(kept)
 
 
 def test_a_resumed_segment_keeps_the_decisions(segmented, tmp_path):
@@ -261,3 +268,94 @@ def test_hq_sam_alternatives_skip_multimask_and_say_why(segmented):
     assert res.alternatives == 20
     assert list(res.skipped) == ["multimask: HQ-SAM gives one mask per prompt; SAM's three "
                                  "candidate masks need backend='sam'"]
+
+
+def test_the_first_pass_replaces_where_the_best_alternative_predicts_more(segmented):
+    from fiftyone_samrs.core.painting import read_label_png
+
+    ds, engine = segmented
+    before = {d.id: d for d in ds.first().sam.detections}
+    res = resegment(ds, alternatives=["multimask"], engine=engine, replace_best=True,
+                    progress=False)
+    ds.reload()
+    s = ds.first()
+    alts = s.sam_alternatives.detections
+    replaced = 0
+    for det in s.sam.detections:
+        mine = [a for a in alts if a.of == det.id]
+        best = max(mine, key=lambda a: a.confidence)
+        old = before[det.id]
+        if best.confidence > old.confidence:
+            replaced += 1
+            assert det.review == "auto-replaced" and det.review_choice == best.alternative
+            assert det.reviewed_by == "samrs first pass"
+            assert (det.mask == best.mask).all() and det.confidence == best.confidence
+        else:
+            assert getattr(det, "review", None) is None
+            assert (det.mask == old.mask).all()
+    assert res.replaced == replaced > 0 and res.repainted == 1
+    np.testing.assert_array_equal(read_label_png(s.sam_seg.mask_path), _fresh_paint(ds, s))
+
+
+def _evaluated(ds):
+    """``segmented`` with its prompt boxes as ground truth (filled), evaluated
+    as ``eval``: ``[(label id, IoU)]``."""
+    import fiftyone as fo
+
+    from fiftyone_samrs.evaluating.evaluation import evaluate
+
+    s = ds.first()
+    s["gt"] = fo.Detections(detections=[
+        fo.Detection(label=d.label, bounding_box=d.bounding_box,
+                     mask=np.ones((round(d.bounding_box[3] * H), round(d.bounding_box[2] * W)),
+                                  bool)) for d in s.hbb.detections])
+    s.save()
+    evaluate(ds, pred_field="sam", gt_field="gt", eval_key="eval", progress=False)
+    return [(d.id, d.eval_iou) for d in ds.first().sam.detections]
+
+
+def test_review_progress_counts_flagged_labels_and_decisions(segmented):
+    from fiftyone_samrs.evaluating.review import decide, review_progress
+
+    ds, engine = segmented
+    ious = _evaluated(ds)
+    # one label of 20 replaced raises the sample's mean IoU by 0.05 at most:
+    # the sample stays in the low-IoU view
+    t = float(np.mean([v for _, v in ious])) + 0.1
+    flagged = [i for i, v in ious if v < t]
+    assert len(flagged) >= 4 and ds.first().eval_iou_i < t - 0.05
+    p = review_progress(ds, "eval", threshold=t)
+    assert (p.samples, p.flagged, p.to_review, p.reviewed) == (1, len(flagged), len(flagged), 0)
+    assert p.next_sample == ds.first().id and p.next_labels == flagged
+    resegment(ds, label_ids=flagged[:2], alternatives=["box"], engine=engine, progress=False)
+    decide(ds, flagged[:1], "accept")
+    decide(ds, flagged[1:2], "replace", alternative="box")
+    decide(ds, flagged[2:3], "reject")
+    p = review_progress(ds, "eval", threshold=t)
+    assert p.decisions == {"accepted": 1, "replaced": 1, "rejected": 1} and p.reviewed == 3
+    assert p.to_review == len(flagged) - 3 and p.next_labels == flagged[3:]
+    assert "3 reviewed (1 accepted, 1 replaced, 1 rejected)" in p.to_markdown()
+    decide(ds, flagged[3:], "accept")
+    p = review_progress(ds, "eval", threshold=t)
+    assert p.to_review == 0 and p.next_sample is None
+    # re-evaluating updates which labels are flagged: the filled box is the GT
+    _evaluated(ds)
+    p = review_progress(ds, "eval", threshold=t)
+    assert p.flagged == len(flagged) - 1 and p.decisions["replaced"] == 1
+
+
+def test_stats_count_the_decisions(segmented):
+    from fiftyone_samrs.evaluating.review import decide
+    from fiftyone_samrs.evaluating.stats import dataset_stats
+
+    ds, _ = segmented
+    dets = [d for d in ds.first().sam.detections if not d.empty]
+    whole = dataset_stats(ds, "sam", progress=False)
+    decide(ds, [dets[0].id], "reject")
+    decide(ds, [dets[1].id, dets[2].id], "accept")
+    st = dataset_stats(ds, "sam", progress=False)
+    assert st.reviews == {"rejected": 1, "accepted": 2}
+    assert st.sizes.size == whole.sizes.size - 1  # the rejected instance is left out
+    assert st.pixels.sum() == whole.pixels.sum() - dets[0].area
+    assert st.to_dict()["reviews"] == {"rejected": 1, "accepted": 2}
+    assert "1 rejected in review left out" in st.to_markdown()

@@ -55,13 +55,19 @@ class ResegmentResult:
         images: images encoded (once each)
         skipped: why labels got no alternatives, counted
         field: the side field written
+        ids: the ids of the labels that got alternatives
+        replaced: labels the first pass (``replace_best=True``) replaced
+        repainted: semantic PNGs the first pass repainted
     """
 
     labels: int = 0
     alternatives: int = 0
     images: int = 0
     skipped: Counter = field(default_factory=Counter)
-    field: str = ""
+    ids: List[str] = field(default_factory=list)
+    replaced: int = 0
+    repainted: int = 0
+    field: str = ""  # last: the name ``field`` is the dataclass helper above it
 
 
 def _config_name(name: str) -> str:
@@ -122,6 +128,7 @@ def resegment(
     margin: Optional[float] = None,
     baseline_margin: Optional[float] = 0.1,
     rbox_margin: float = 2.0,
+    replace_best: bool = False,
     progress: bool = True,
 ) -> ResegmentResult:
     """Computes alternative masks for chosen labels (see the module docstring).
@@ -143,6 +150,10 @@ def resegment(
         margin: region margin of the SAM masks (None: whole masks)
         baseline_margin: region margin of GrabCut and the box
         rbox_margin: dilation of the rotated box for ``+clip_rbox``
+        replace_best: the automatic first pass: each label whose best
+            alternative by predicted IoU predicts more than its current mask
+            takes it, recorded as ``review="auto-replaced"`` (still to
+            review); off by default (measured: ``docs/evaluation.md``)
         progress: show a progress bar
 
     Returns:
@@ -172,6 +183,10 @@ def resegment(
                box_field, obb_field, (margin, baseline_margin, rbox_margin), out)
     fields = [label_field, box_field, out.field] + ([obb_field] if obb_field else [])
     for_each_sample(sample_collection, fields, job.sample, progress=progress, batch_size=16)
+    if replace_best and out.ids:
+        done = _record(dataset_of(sample_collection), out.ids,
+                       _Decision("replace", "best", label_field, FIRST_PASS, AUTO_STATUS, True))
+        out.replaced, out.repainted = done.decided, done.repainted
     return out
 
 
@@ -213,6 +228,7 @@ class _Job:
         redone = {d.id for d, _, _ in found}
         kept = [a.doc for a in row.labels[self.out.field] if a.get("of") not in redone]
         self.out.labels += len(found)
+        self.out.ids.extend(redone)
         self.out.alternatives += len(docs)
         return {self.out.field: label_list_doc(fo.Detections, kept + docs)}, None
 
@@ -289,6 +305,13 @@ def _alternative_doc(label, current, name: str, res, scored: bool, width: int,
 #: what :func:`decide` records in each label's ``review``
 REVIEW_STATUS = {"accept": "accepted", "replace": "replaced", "reject": "rejected"}
 
+#: the ``review`` of a label the first pass (``resegment(replace_best=True)``)
+#: replaced: a machine's choice, still to review
+AUTO_STATUS = "auto-replaced"
+
+#: the ``reviewed_by`` of the first pass
+FIRST_PASS = "samrs first pass"
+
 #: the attributes :func:`decide` records on the labels
 REVIEW_ATTRIBUTES = {"review": "StringField", "review_choice": "StringField",
                      "reviewed_at": "DateTimeField", "reviewed_by": "StringField"}
@@ -307,6 +330,28 @@ class ReviewResult:
     decided: int = 0
     repainted: int = 0
     missing: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """One decision, as :func:`_record` applies it to each label.
+
+    Attributes:
+        action: ``accept``, ``replace`` or ``reject``
+        alternative: for replace: an alternative's name or ``"best"``
+        label_field: the reviewed field
+        user: recorded as ``reviewed_by``
+        status: recorded as ``review``
+        only_better: replace only where the alternative's predicted IoU beats
+            the label's (the first pass)
+    """
+
+    action: str
+    alternative: str
+    label_field: str
+    user: Optional[str]
+    status: str
+    only_better: bool = False
 
 
 def decide(
@@ -335,23 +380,30 @@ def decide(
     Raises:
         ValueError: for an unknown action, or a replace without that alternative
     """
-    import fiftyone as fo
-
-    from fiftyone_samrs.fiftyone_io import dataset_of, declare_fields
+    from fiftyone_samrs.fiftyone_io import dataset_of
 
     if action not in REVIEW_STATUS:
         raise ValueError("action must be one of %s, got %r" % (", ".join(REVIEW_STATUS), action))
-    dataset = dataset_of(sample_collection)
-    declare_fields(dataset, {"%s.detections.%s" % (label_field, k): getattr(fo, v)
-                             for k, v in REVIEW_ATTRIBUTES.items()})
+    return _record(dataset_of(sample_collection), label_ids,
+                   _Decision(action, alternative, label_field, user, REVIEW_STATUS[action]))
+
+
+def _record(dataset, label_ids: Sequence[str], decision: _Decision) -> ReviewResult:
+    """Applies ``decision`` to the labels, sample by sample, and repaints."""
+    import fiftyone as fo
     from bson import ObjectId
 
+    from fiftyone_samrs.fiftyone_io import declare_fields
+
+    label_field = decision.label_field
+    declare_fields(dataset, {"%s.detections.%s" % (label_field, k): getattr(fo, v)
+                             for k, v in REVIEW_ATTRIBUTES.items()})
     out = ReviewResult(missing=sorted(i for i in set(label_ids) if not ObjectId.is_valid(i)))
     wanted = set(label_ids) - set(out.missing)
     view = dataset.select_labels(ids=list(wanted), fields=label_field)
     for sid in view.values("id"):
         sample = dataset[sid]
-        changed = _decide_sample(sample, wanted, action, alternative, label_field, user, out)
+        changed = _decide_sample(sample, wanted, decision, out)
         sample.save()
         if changed and repaint(sample, label_field):
             out.repainted += 1
@@ -364,32 +416,43 @@ def _ids_in(dataset, label_field: str, wanted: set) -> set:
     return {i for ids in view.values("%s.detections.id" % label_field) for i in ids or []}
 
 
-def _decide_sample(sample, wanted: set, action: str, alternative: str, label_field: str,
-                   user: Optional[str], out: ReviewResult) -> bool:
+def _decide_sample(sample, wanted: set, decision: _Decision, out: ReviewResult) -> bool:
     """Records the decision on the sample's wanted labels; whether pixels changed."""
     from datetime import datetime, timezone
 
-    alts = sample[alternatives_field(label_field)] if sample.has_field(
-        alternatives_field(label_field)) else None
+    alts_field = alternatives_field(decision.label_field)
+    alts = sample[alts_field] if sample.has_field(alts_field) else None
     changed = False
-    for det in sample[label_field].detections:
+    for det in sample[decision.label_field].detections:
         if det.id not in wanted:
             continue
         choice = None
-        if action == "replace":
-            alt = _alternative_of(alts, det.id, alternative)
+        if decision.action == "replace":
+            alt = _alternative_of(alts, det.id, decision.alternative,
+                                  required=not decision.only_better)
+            if decision.only_better and not _beats(alt, det):
+                continue
             _take(det, alt)
             choice = alt.alternative
-        changed = changed or action != "accept" or label_attr(det, "review") == "rejected"
-        det["review"] = REVIEW_STATUS[action]
+        changed = changed or decision.action != "accept" or label_attr(det, "review") == "rejected"
+        det["review"] = decision.status
         det["review_choice"] = choice
         det["reviewed_at"] = datetime.now(timezone.utc)
-        det["reviewed_by"] = user
+        det["reviewed_by"] = decision.user
         out.decided += 1
     return changed
 
 
-def _alternative_of(alts, label_id: str, name: str):
+def _beats(alt, det) -> bool:
+    """Whether an alternative (or None) predicts a higher IoU than the label."""
+    if alt is None or alt.confidence is None:
+        return False
+    return det.confidence is None or alt.confidence > det.confidence
+
+
+def _alternative_of(alts, label_id: str, name: str, required: bool = True):
+    """The label's alternative ``name`` (``"best"``: highest predicted IoU);
+    without one: a ValueError, or None where not ``required``."""
     mine = [a for a in (alts.detections if alts else []) if a.of == label_id]
     if name == "best":
         mine = [a for a in mine if a.confidence is not None]
@@ -399,6 +462,8 @@ def _alternative_of(alts, label_id: str, name: str):
         for a in mine:
             if a.alternative == name:
                 return a
+    if not required:
+        return None
     raise ValueError("label %s has no alternative %r: run resegment(...) for it first"
                      % (label_id, name))
 
@@ -438,3 +503,110 @@ def repaint(sample, label_field: str = "sam") -> bool:
     write_label_png(seg.mask_path, paint_semantic(height, width, items,
                                                   order=run.get("paint_order") or "annotation"))
     return True
+
+
+# --------------------------------------------------------------------------
+# progress
+
+#: the threshold of :func:`review_progress` where none was saved with the views
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass
+class ReviewProgress:
+    """How far the review of an evaluation's low-IoU samples is.
+
+    Attributes:
+        eval_key: the evaluation
+        label_field: the field it scored
+        threshold: the low-IoU threshold (samples, and each flagged label)
+        samples: samples of the low-IoU view
+        flagged: labels of those samples whose ``<eval_key>_iou`` is below
+            the threshold
+        decisions: labels of those samples with a decision, by ``review``
+            (accepted, replaced, rejected, auto-replaced)
+        to_review: flagged labels without a reviewer's decision (those the
+            first pass replaced count here)
+        next_sample: the worst low-IoU sample with a label to review (None:
+            done)
+        next_labels: that sample's labels to review
+    """
+
+    eval_key: str
+    label_field: str
+    threshold: float
+    samples: int = 0
+    flagged: int = 0
+    decisions: Counter = field(default_factory=Counter)
+    to_review: int = 0
+    next_sample: Optional[str] = None
+    next_labels: List[str] = field(default_factory=list)
+
+    @property
+    def reviewed(self) -> int:
+        """Labels with a reviewer's decision (not the first pass's)."""
+        return sum(n for k, n in self.decisions.items() if k != AUTO_STATUS)
+
+    def to_markdown(self) -> str:
+        """One line for the QA panel."""
+        parts = ", ".join("%d %s" % (self.decisions[k], k) for k in
+                          list(REVIEW_STATUS.values()) + [AUTO_STATUS] if self.decisions[k])
+        return ("**Review of `%s`**: %d flagged mask%s (`%s_iou` < %g) in %d sample%s; "
+                "%d reviewed%s; **%d to review**" % (
+                    self.eval_key, self.flagged, "" if self.flagged == 1 else "s",
+                    self.eval_key, self.threshold, self.samples,
+                    "" if self.samples == 1 else "s", self.reviewed,
+                    " (%s)" % parts if parts else "", self.to_review))
+
+
+def review_progress(sample_collection, eval_key: str = "eval", threshold: Optional[float] = None,
+                    view=None) -> ReviewProgress:
+    """Flagged labels and decisions in an evaluation's low-IoU samples.
+
+    Args:
+        sample_collection: the dataset (or a view) evaluated
+        eval_key: the evaluation
+        threshold: the low-IoU threshold; default the one its saved views
+            used, else :data:`DEFAULT_THRESHOLD`
+        view: the low-IoU view to count in (default: built from the two above)
+
+    Returns:
+        a :class:`ReviewProgress`; run ``evaluate`` again after decisions
+        to update which labels are flagged
+    """
+    from fiftyone_samrs.evaluating import qa
+    from fiftyone_samrs.fiftyone_io import dataset_of
+
+    dataset = dataset_of(sample_collection)
+    pred_field = dataset.get_evaluation_info(eval_key).config.pred_field
+    if threshold is None:
+        threshold = qa.low_iou_threshold(dataset, eval_key)
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    if view is None:
+        view = qa.low_iou_view(sample_collection, eval_key, threshold)
+    out = ReviewProgress(eval_key, pred_field, threshold)
+    paths = ["%s.detections.%s" % (pred_field, k) for k in ("id", "%s_iou" % eval_key, "review")]
+    known = [p for p in paths if dataset.get_field(p) is not None]
+    columns = dict(zip(["id"] + known, view.values(["id"] + known)))
+    for k, sid in enumerate(columns["id"]):
+        out.samples += 1
+        _count_sample(out, sid, *[columns[p][k] if p in columns else None for p in paths])
+    return out
+
+
+def _count_sample(out: ReviewProgress, sample_id: str, ids, ious, reviews) -> None:
+    ids = ids or []
+    ious = ious or [None] * len(ids)
+    reviews = reviews or [None] * len(ids)
+    todo = []
+    for label_id, iou, review in zip(ids, ious, reviews):
+        if review:
+            out.decisions[review] += 1
+        if iou is None or not iou < out.threshold:
+            continue
+        out.flagged += 1
+        if review in (None, AUTO_STATUS):
+            todo.append(label_id)
+    out.to_review += len(todo)
+    if todo and out.next_sample is None:
+        out.next_sample, out.next_labels = sample_id, todo

@@ -47,6 +47,9 @@ class DatasetStats:
         images: samples measured
         empty: instances with an empty mask (left out, as the release)
         other: non-empty instances whose label is not in ``classes``, by label
+        reviews: instances with a review decision, by ``review`` (accepted,
+            replaced, rejected, auto-replaced); rejected ones are left out of
+            the other figures, as the exports leave them out
     """
 
     field: str
@@ -57,6 +60,7 @@ class DatasetStats:
     images: int = 0
     empty: int = 0
     other: Dict[str, int] = field(default_factory=dict)
+    reviews: Dict[str, int] = field(default_factory=dict)
 
     def size_table(self) -> List[Dict[str, object]]:
         """Instances per mask-size bin (:data:`SIZE_BINS`)."""
@@ -72,6 +76,7 @@ class DatasetStats:
         return {
             "field": self.field, "images": self.images, "instances": int(self.sizes.size),
             "pixels": int(self.sizes.sum()), "empty": self.empty, "other": dict(self.other),
+            "reviews": dict(self.reviews),
             "classes": [{"name": c, "pixels": int(p), "instances": int(n)}
                         for c, p, n in zip(self.classes, self.pixels, self.instances)],
             "mask_size": {
@@ -83,14 +88,20 @@ class DatasetStats:
 
     def to_markdown(self) -> str:
         """The per-class table and the mask-size bins as Markdown."""
+        left_out = ["%d empty masks" % self.empty] if self.empty else []
+        if self.reviews.get("rejected"):
+            left_out.append("%d rejected in review" % self.reviews["rejected"])
         lines = ["%d images, %d instances, %d mask pixels in %r%s"
                  % (self.images, int(self.sizes.size), int(self.sizes.sum()), self.field,
-                    " (%d empty masks left out)" % self.empty if self.empty else ""), "",
+                    " (%s left out)" % ", ".join(left_out) if left_out else ""), "",
                  "| class | instances | pixels |", "|---|---:|---:|"]
         for c, p, n in zip(self.classes, self.pixels, self.instances):
             lines.append("| %s | %d | %d |" % (c, n, p))
         for c, n in sorted(self.other.items()):
             lines.append("| %s (not in the class list) | %d | - |" % (c, n))
+        if self.reviews:
+            lines += ["", "Review decisions: %s" % ", ".join(
+                "%s %d" % kv for kv in sorted(self.reviews.items()))]
         lines += ["", "| mask size (px) | instances |", "|---|---:|"]
         for row in self.size_table():
             lines.append("| %s - %s | %d |" % (row["from"], row["to"] or "", row["instances"]))
@@ -183,12 +194,18 @@ def dataset_stats(
     counts = np.zeros(len(class_list), dtype=np.int64)
     sizes: List[int] = []
     other: Dict[str, int] = {}
+    reviews: Dict[str, int] = {}
     state = {"images": 0, "empty": 0}
 
     def compute(row: SampleRow):
         state["images"] += 1
         dets = row.labels[label_field]
         for d, inst in zip(dets, _areas(dets, row, label_field)):
+            review = d.get("review")
+            if review:
+                reviews[review] = reviews.get(review, 0) + 1
+            if review == "rejected":
+                continue
             if inst <= 0:
                 state["empty"] += 1
                 continue
@@ -205,7 +222,7 @@ def dataset_stats(
                     batch_size=batch_size)
     return DatasetStats(label_field, class_list, pixels, counts,
                         np.asarray(sizes, dtype=np.int64), images=state["images"],
-                        empty=state["empty"], other=other)
+                        empty=state["empty"], other=other, reviews=reviews)
 
 
 def _areas(dets, row, field: str) -> List[int]:

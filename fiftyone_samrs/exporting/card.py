@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from array import array
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -45,6 +46,7 @@ class ExportStats:
     pixels: np.ndarray = None
     sizes: array = field(default_factory=lambda: array("q"))
     images: int = 0
+    reviews: Counter = field(default_factory=Counter)
 
     def __post_init__(self):
         n = len(self.classes)
@@ -54,20 +56,27 @@ class ExportStats:
     def add(self, written: Sequence) -> None:
         """Counts one image's written ``(instance, class index, rle, area)``."""
         self.images += 1
-        for _, idx, _, area in written:
+        for inst, idx, _, area in written:
+            if inst.review:
+                self.reviews[inst.review] += 1
             if area:
                 self.instances[idx] += 1
                 self.pixels[idx] += int(area)
                 self.sizes.append(int(area))
 
-    def to_dict(self, field_name: str) -> Dict[str, Any]:
+    def to_dict(self, field_name: str, rejected: int = 0) -> Dict[str, Any]:
+        """The figures as ``stats.json`` has them; ``rejected``: instances
+        left out as rejected in review (counted in ``reviews``)."""
         from fiftyone_samrs.evaluating.stats import DatasetStats
 
+        reviews = Counter(self.reviews)
+        if rejected:
+            reviews["rejected"] += rejected
         stats = DatasetStats(field=field_name, classes=list(self.classes), pixels=self.pixels,
                              instances=self.instances,
                              sizes=np.frombuffer(self.sizes, dtype=np.int64)
                              if self.sizes else np.zeros(0, np.int64),
-                             images=self.images)
+                             images=self.images, reviews=dict(reviews))
         return stats.to_dict()
 
 
@@ -178,6 +187,9 @@ def render_card(card: Dict[str, Any], stats: Dict[str, Any]) -> str:
               "", "## Statistics", "",
               "%d instances with a mask, %d mask pixels (`stats.json`: per class, and the "
               "mask-size histogram)." % (stats["instances"], stats["pixels"]), ""]
+    if stats.get("reviews"):
+        lines += ["Review decisions on the objects: %s (`review` in the COCO JSONs)." % ", ".join(
+            "%s %d" % kv for kv in sorted(stats["reviews"].items())), ""]
     if card.get("skipped"):
         lines += ["Objects left out, by reason: %s." % ", ".join(
             "%s %d" % kv for kv in sorted(card["skipped"].items())), ""]

@@ -14,7 +14,8 @@ mask with ``pycocotools.mask.toBbox`` / ``area`` (not the prompt box),
 ``iscrowd`` 0, plus ``score`` (SAM's predicted IoU), ``prompt_bbox`` (the
 prompt box, ``[x, y, w, h]`` pixels) where known, and ``rbox`` (the rotated
 box, ``[x1, y1, ..., x4, y4]``) with ``rbox_source`` (``"source"``, or
-``"mask"`` where it is derived from the mask). Category ids are the class
+``"mask"`` where it is derived from the mask), and ``review`` (the review
+decision, where one was made; rejected instances are left out). Category ids are the class
 list positions plus ``category_id_start`` (1 by default; the SAMRS layout
 passes 0, as the release and MTP: category id = pixel value in its PNG).
 
@@ -225,6 +226,8 @@ class COCOJSONWriter:
         if inst.rbox is not None:
             ann["rbox"] = np.round(inst.rbox, 2).ravel().tolist()
             ann["rbox_source"] = inst.rbox_source
+        if inst.review:
+            ann["review"] = inst.review
         return ann
 
     def add_lines(self, image_line: str, annotation_lines: List[str]) -> None:
@@ -559,7 +562,8 @@ class COCOInstanceDatasetExporter(foud.LabeledImageDatasetExporter, foud.ExportP
             category_id_start=self.category_id_start, model=model_provenance(run),
             source=import_provenance(coll.info if coll is not None else None),
             splits=self.result.splits, plan=self.result.split_rule, result=self.result)
-        write_card(self._card_paths(), card, self._stats.to_dict(self.instances_field))
+        write_card(self._card_paths(), card, self._stats.to_dict(
+            self.instances_field, rejected=self.result.skipped.get("rejected in review", 0)))
 
     # -- shared by both routes ---------------------------------------------
 

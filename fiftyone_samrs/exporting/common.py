@@ -65,8 +65,9 @@ class Instance:
             or derived from the mask by :func:`derive_rboxes`; None until then
         rbox_source: ``"source"`` or ``"mask"`` (derived)
         difficult: the source's ``difficult`` flag (0 when it has none)
-        rejected: rejected in review (``review == "rejected"``): left out of
-            the instances, 255 in the label PNG
+        review: the label's review decision (``accepted``, ``replaced``,
+            ``rejected``, ``auto-replaced``) or None; a rejected instance is
+            left out of the instances, 255 in the label PNG
     """
 
     label: str
@@ -80,7 +81,11 @@ class Instance:
     rbox: Optional[np.ndarray] = None
     rbox_source: Optional[str] = None
     difficult: int = 0
-    rejected: bool = False
+    review: Optional[str] = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.review == "rejected"
 
     @property
     def empty(self) -> bool:
@@ -305,7 +310,7 @@ def instances_of(
             prompt=label_attr(det, "prompt"),
             rbox=rbox, rbox_source=None if rbox is None else "source",
             difficult=int(hard if hard is not None else quad_difficult or 0),
-            rejected=label_attr(det, "review") == "rejected",
+            review=label_attr(det, "review"),
         ))
     return out
 
