@@ -39,13 +39,15 @@ def execute(operator, dataset=None, view=None, **params):
     return foo.execute_operator("%s/%s" % (PLUGIN, operator), ctx=ctx)
 
 
-def execute_collect(operator, dataset=None, view=None, _into=None, **params):
+def execute_collect(operator, dataset=None, view=None, _into=None, _selected_labels=None,
+                    **params):
     """Runs a generator operator as the App does and returns what it sends
     back: a list of ``(operator_uri, params)`` invocation requests (also
-    appended to ``_into`` as they come, for operators that raise)."""
+    appended to ``_into`` as they come, for operators that raise);
+    ``_selected_labels``: the labels selected in the App."""
     from fiftyone.operators.executor import _parse_ctx, execute_or_delegate_operator
 
-    ctx = {"params": params}
+    ctx = {"params": params, "selected_labels": _selected_labels or []}
     if dataset is not None:
         ctx["dataset"] = dataset
     if view is not None:
@@ -113,7 +115,7 @@ def test_operators_are_discovered(plugin):
 
     uris = {op.uri for op in foo.list_operators()}
     for name in ("import_dataset", "run_sam", "evaluate_masks", "prompt_study",
-                 "export_dataset", "samrs_qa"):
+                 "export_dataset", "resegment_labels", "review_labels", "samrs_qa"):
         assert "%s/%s" % (PLUGIN, name) in uris
 
 
@@ -225,7 +227,7 @@ def test_every_operator_can_execute_with_fiftyone_defaults(dota, monkeypatch):
     monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
     ctx = ExecutionContext(request_params={"dataset_name": dota["dataset"].name, "params": {}})
     for name in ("import_dataset", "run_sam", "evaluate_masks", "prompt_study",
-                 "export_dataset"):
+                 "export_dataset", "resegment_labels", "review_labels"):
         op = foo.get_operator("%s/%s" % (PLUGIN, name))
         app = app_choices(op.resolve_execution_options(ctx))
         assert app["default"] == "execute" and not app["requires_setup"], name
@@ -545,3 +547,92 @@ def test_qa_panel_shows_the_paper_statistics(hrsc):
     output = json.dumps([p for u, p in _panel_call(hrsc, "on_load", state=state)
                          if u == "show_panel_output"])
     assert "stats_classes" in output and "stats_sizes" in output
+
+
+# --------------------------------------------------------------------------
+# the review loop (runs last: it changes the masks of ``hrsc``)
+
+
+def _selected(sample, det, field="sam"):
+    return [{"label_id": det.id, "sample_id": sample.id, "field": field, "frame_number": None}]
+
+
+def _form(operator, dataset, selected):
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+
+    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {},
+                                           "selected_labels": selected})
+    return foo.get_operator("%s/%s" % (PLUGIN, operator)).resolve_input(ctx).type.properties
+
+
+def test_review_operators_act_on_the_selected_labels(hrsc):
+    from fiftyone_samrs.evaluating.review import DEFAULT_ALTERNATIVES
+
+    s = hrsc.first()
+    det = s.sam.detections[0]
+    sel = _selected(s, det)
+    form = _form("resegment_labels", hrsc, sel)  # as it opens
+    assert form["label_field"].default == "sam" and not form["replace_best"].default
+    assert "1 selected label of `sam`" in json.dumps(form["which"].view.to_json())
+    messages = execute_collect("resegment_labels", dataset=hrsc, _selected_labels=sel,
+                               delegate=False)
+    summary = _only(messages, "show_output")[0]["results"]["summary"]
+    assert "alternatives for 1 labels in `sam_alternatives` (1 images encoded)" in summary
+    assert _only(messages, "set_selected_labels")[0]["labels"] == sel  # kept for the decision
+    hrsc.reload()
+    alts = [a for a in hrsc.first().sam_alternatives.detections if a.of == det.id]
+    names = {a.alternative for a in alts}
+    assert names == {"multimask_0", "multimask_1", "multimask_2"} | (
+        set(DEFAULT_ALTERNATIVES) - {"multimask"})
+
+    # Review decision with its defaults: replace by the best predicted IoU
+    form = _form("review_labels", hrsc, sel)
+    assert form["action"].default == "replace" and form["alternative"].default == "best"
+    messages = execute_collect("review_labels", dataset=hrsc, _selected_labels=sel,
+                               delegate=False)
+    summary = _only(messages, "show_output")[0]["results"]["summary"]
+    assert "replace: 1 label, 1 semantic PNG repainted" in summary
+    best = max((a for a in alts if a.confidence is not None), key=lambda a: a.confidence)
+    got = hrsc.first().sam.detections[0]
+    assert got.review == "replaced" and got.review_choice == best.alternative
+    assert (got.mask == best.mask).all()
+    # a selected alternative takes its label's place
+    box = [a for a in alts if a.alternative == "box"][0]
+    form = _form("review_labels", hrsc, _selected(s, box, "sam_alternatives"))
+    assert "`box` replaces 1 label" in json.dumps(form["which"].view.to_json())
+    execute_collect("review_labels", dataset=hrsc,
+                    _selected_labels=_selected(s, box, "sam_alternatives"), delegate=False)
+    assert hrsc.first().sam.detections[0].review_choice == "box"
+    # nothing selected: the form says so, and a programmatic call fails clearly
+    assert form_invalid(_form("review_labels", hrsc, []))
+    with pytest.raises(Exception, match="select labels"):
+        execute_collect("review_labels", dataset=hrsc, delegate=False)
+
+
+def form_invalid(properties):
+    return any(getattr(p, "invalid", False) for p in properties.values())
+
+
+def test_qa_panel_shows_review_progress_and_opens_the_next_sample(hrsc):
+    import fiftyone_samrs as fsr
+
+    execute("evaluate_masks", dataset=hrsc, eval_key="eval_review", low_iou=1.0, delegate=False)
+    hrsc.reload()
+    expected = fsr.review_progress(hrsc, "eval_review")
+    assert expected.flagged and expected.to_review and expected.next_sample
+    state = _panel_state(_panel_call(hrsc, "on_load", state={"eval_key": "eval_review"}))
+    assert state["review"]["markdown"] == expected.to_markdown()
+    assert state["review"]["to_review"] == expected.to_review
+    output = json.dumps([p for u, p in _panel_call(hrsc, "on_load", state=state)
+                         if u == "show_panel_output"])
+    assert "Next to review (%d)" % expected.to_review in output
+    requests = _panel_call(hrsc, "next_to_review", state=state)
+    assert [p.get("id") for u, p in requests if u == "open_sample"] == [expected.next_sample]
+    view = _stages(hrsc.load_saved_view("low_iou_eval_review")._serialize())
+    assert [_stages(p["view"]) for u, p in requests if u == "set_view"] == [view]
+    # every flagged label decided: nothing left, the panel says so
+    fsr.decide(hrsc, [i for ids in hrsc.values("sam.detections.id") for i in ids], "accept")
+    requests = _panel_call(hrsc, "next_to_review", state=state)
+    assert not [p for u, p in requests if u == "open_sample"]
+    assert "nothing left to review" in [p["message"] for u, p in requests if u == "notify"][0]

@@ -12,7 +12,10 @@ run_sam            ``fsr.segment`` (Execute; Schedule where the App can schedule
 evaluate_masks     ``fsr.evaluate`` + ``qa.save_qa_views``; opens ``low_iou_<key>``
 prompt_study       ``fsr.prompt_study``; shows the table
 export_dataset     ``fsr.export_samrs`` / ``fsr.export_coco``
-samrs_qa (panel)   one evaluation's per-class mIoU, IoU histogram, its QA views
+resegment_labels   ``fsr.resegment`` on the selected labels (or the view's)
+review_labels      ``fsr.decide`` on the selected labels / alternatives
+samrs_qa (panel)   one evaluation's per-class mIoU, IoU histogram, its QA views,
+                   its review progress (``fsr.review_progress``)
 =================  =========================================================
 """
 
@@ -65,7 +68,9 @@ def register(p):
     from .exporting import ExportDataset
     from .importing import ImportDataset
     from .qa_panel import QAPanel
+    from .reviewing import ResegmentLabels, ReviewLabels
     from .segmenting import RunSam
 
-    for cls in (ImportDataset, RunSam, EvaluateMasks, PromptStudy, ExportDataset, QAPanel):
+    for cls in (ImportDataset, RunSam, EvaluateMasks, PromptStudy, ExportDataset,
+                ResegmentLabels, ReviewLabels, QAPanel):
         p.register(cls)

@@ -1,8 +1,10 @@
 """``samrs_qa``: a panel with an evaluation's per-class mIoU, its IoU histogram
 and buttons opening that evaluation's low-IoU samples and the suspicious masks,
-and, on demand, the SAMRS paper's statistics of the evaluated field (its Figs.
-5 and 6: instances and pixels per class, the mask-size distribution, from
-:func:`fiftyone_samrs.dataset_stats`).
+the review progress of its flagged masks (:func:`fiftyone_samrs.review_progress`:
+flagged, reviewed, accepted, replaced, rejected) with a button opening the next
+sample to review, and, on demand, the SAMRS paper's statistics of the evaluated
+field (its Figs. 5 and 6: instances and pixels per class, the mask-size
+distribution, from :func:`fiftyone_samrs.dataset_stats`).
 
 Everything the panel shows and opens belongs to the evaluation chosen at its
 top (default: the newest): the low-IoU button opens ``low_iou_<eval_key>``
@@ -43,13 +45,14 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
         ``low_iou`` and ``suspicious`` (what each button opens: ``view``
         (a saved view name, or None when built on the spot), ``count``,
         ``text`` (one line for the panel) and ``reason`` (why it is empty,
-        or None)) and ``pred_field`` (the evaluated field, which the
-        statistics button measures)
+        or None)), ``review`` (:func:`review_summary`) and ``pred_field``
+        (the evaluated field, which the statistics button measures)
     """
     from fiftyone_samrs.evaluating import evaluation
     keys = _eval_keys_by_time(dataset, evaluation.list_runs(dataset)) if dataset else []
     out: Dict[str, Any] = {"eval_keys": keys, "eval_key": None, "markdown": "", "ious": [],
-                           "low_iou": None, "suspicious": None, "pred_field": None}
+                           "low_iou": None, "suspicious": None, "pred_field": None,
+                           "review": None}
     if not keys:
         out["markdown"] = ("No mask evaluation yet: run **SAMRS: Evaluate masks** "
                            "(press `` ` `` and search for it).")
@@ -61,7 +64,9 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
     out["markdown"] = results_markdown(results)
     ious = np.asarray(results.ious, dtype=np.float64)
     out["ious"] = histogram(ious[np.isfinite(ious)], HIST_BINS, (0.0, 1.0))  # NaN: empty union
-    out["low_iou"] = _describe(dataset, *low_iou_view(dataset, key))
+    low = low_iou_view(dataset, key)
+    out["low_iou"] = _describe(dataset, *low)
+    out["review"] = review_summary(dataset, key, low[3], low[0])
     suspicious = suspicious_view(dataset)
     pred_field = out["pred_field"]
     out["suspicious"] = _describe(dataset, *suspicious, pred_field=pred_field) if suspicious \
@@ -69,6 +74,19 @@ def qa_summary(dataset, eval_key: Optional[str] = None) -> Dict[str, Any]:
               "(Evaluate masks with Mask-quality signals checked)",
               "reason": qa.empty_reason(dataset, qa.SUSPICIOUS_VIEW)}
     return out
+
+
+def review_summary(dataset, eval_key: str, threshold: float, view) -> Optional[Dict[str, Any]]:
+    """The review progress the panel shows: ``markdown`` (one line),
+    ``to_review`` and ``next_sample`` (None when nothing is left), or None
+    where the evaluated field is gone."""
+    from fiftyone_samrs.evaluating.review import review_progress
+
+    try:
+        p = review_progress(dataset, eval_key, threshold, view=view)
+    except ValueError:
+        return None
+    return {"markdown": p.to_markdown(), "to_review": p.to_review, "next_sample": p.next_sample}
 
 
 def stats_summary(dataset, label_field: str) -> Dict[str, Any]:
@@ -222,6 +240,22 @@ class QAPanel(foo.Panel):
             return
         self._open(ctx, found[0], qa.SUSPICIOUS_VIEW, None, None)
 
+    def next_to_review(self, ctx):
+        """Opens the worst low-IoU sample that still has a flagged label to review."""
+        key = ctx.panel.get_state("eval_key") or _newest_eval(ctx.dataset)
+        if not key:
+            ctx.ops.notify("no evaluation: run SAMRS: Evaluate masks", variant="warning")
+            return
+        view, _, _, threshold = low_iou_view(ctx.dataset, key)
+        review = review_summary(ctx.dataset, key, threshold, view)
+        self._refresh(ctx)
+        if not review or not review["next_sample"]:
+            ctx.ops.notify("nothing left to review in the low-IoU samples of %s" % key,
+                           variant="info")
+            return
+        ctx.ops.set_view(view=view)
+        ctx.ops.open_sample(id=review["next_sample"])
+
     def show_stats(self, ctx):
         """Computes the paper's statistics of the shown evaluation's predicted field."""
         key = ctx.panel.get_state("eval_key")
@@ -261,6 +295,7 @@ class QAPanel(foo.Panel):
         ctx.panel.set_state("markdown", summary["markdown"])
         ctx.panel.set_state("low_iou", summary["low_iou"])
         ctx.panel.set_state("suspicious", summary["suspicious"])
+        ctx.panel.set_state("review", summary.get("review"))
         hist = summary["ious"]
         ctx.panel.set_state("n_ious", hist["n"])
         ctx.panel.set_state("pred_field", summary.get("pred_field"))
@@ -293,6 +328,9 @@ class QAPanel(foo.Panel):
                     lines.append("- %s%s" % (item["text"], (": %s" % item["reason"])
                                              if item.get("reason") else ""))
             panel.md("\n".join(lines), name="views")
+        review = ctx.panel.get_state("review") or {}
+        if review:
+            panel.md(review["markdown"], name="review")
         buttons = panel.h_stack("buttons", align_x="left", gap=2)
         buttons.btn("open_low_iou", label="Open low-IoU samples%s" % (
                         " (%d)" % low["count"] if low else ""),
@@ -302,6 +340,10 @@ class QAPanel(foo.Panel):
                         " (%d)" % susp["count"] if susp else ""),
                     icon="report", variant="outlined", on_click=self.open_suspicious,
                     disabled=not susp.get("count"))
+        buttons.btn("next_to_review", label="Next to review%s" % (
+                        " (%d)" % review["to_review"] if review else ""),
+                    icon="rate_review", variant="outlined", on_click=self.next_to_review,
+                    disabled=not review.get("to_review"))
         buttons.btn("show_stats", label="Dataset statistics", icon="bar_chart",
                     variant="outlined", on_click=self.show_stats, disabled=not key)
         buttons.btn("refresh", label="Refresh", icon="refresh", on_click=self.refresh)
