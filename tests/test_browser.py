@@ -38,6 +38,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from plugin_fixtures import checkpoint, link_plugin  # noqa: F401 - fixture
 
@@ -495,6 +496,116 @@ def test_tiff_previews_and_the_qa_workspace(page, app_url, hrsc, tmp_path):
     page.get_by_role("button", name=re.compile(r"Open low-IoU samples \(\d+\)")).wait_for()
     assert wait_grid(page, len(ds)) == 0
     shot(page, "17-samrs-app-workspace.png")
+
+
+def click_label(page, sample, label_id, field="sam"):
+    """Clicks, in the open modal, a pixel of a label's mask (the one nearest
+    its centre), which selects the label as a reviewer's click does."""
+    det = [d for d in sample[field].detections if d.id == label_id][0]
+    width, height = sample.metadata.width, sample.metadata.height
+    box = page.locator(MODAL_LOADED).first.bounding_box()
+    scale = min(box["width"] / width, box["height"] / height)  # the image fits, centred
+    left = box["x"] + (box["width"] - width * scale) / 2
+    top = box["y"] + (box["height"] - height * scale) / 2
+    pixels = np.argwhere(det.mask)
+    py, px = pixels[np.argmin(((pixels - pixels.mean(0)) ** 2).sum(1))]
+    x, y = det.bounding_box[0] * width + px + 0.5, det.bounding_box[1] * height + py + 0.5
+    page.mouse.click(left + x * scale, top + y * scale)
+
+
+def run_operator(page, label, wait_text, done_text, shot_name):
+    """Opens an operator from the modal (its selection kept), waits for its
+    form to say ``wait_text``, executes it as it comes and waits for
+    ``done_text`` in its output."""
+    page.keyboard.press("`")
+    search = page.get_by_placeholder("Search operations by name...")
+    search.wait_for()
+    search.fill("SAMRS")
+    page.get_by_text(label, exact=True).click()
+    page.get_by_text(wait_text, exact=False).first.wait_for()
+    shot(page, shot_name)
+    page.get_by_role("button", name="Execute", exact=True).click()
+    page.get_by_text(done_text, exact=False).first.wait_for()
+
+
+def test_review_loop_in_the_app(page, app_url, hrsc, tmp_path):
+    """A reviewer's loop: the QA panel opens the low-IoU samples and the next
+    one to review, a click selects a flagged mask, Re-segment (as it comes)
+    computes its alternatives, Review decision (as it comes) takes the best;
+    the label, its semantic PNG, the panel's counts and an export follow."""
+    import json
+
+    import fiftyone_samrs as fsr
+    from fiftyone_samrs.core.painting import read_label_png
+    from fiftyone_samrs.evaluating.review import repaint
+    from fiftyone_samrs.segmenting.runs import get_segment_run
+    from fiftyone_samrs.tools.app import QA_WORKSPACE
+
+    ds = hrsc["dataset"]
+    if ds is None or "eval" not in ds.list_evaluations():
+        pytest.skip("needs the evaluation of test_evaluate_qa_panel_and_export_in_the_app")
+    todo = fsr.review_progress(ds, "eval")
+    assert todo.to_review and todo.next_sample, todo
+    page.goto("%s/datasets/%s?workspace=%s" % (app_url, ds.name, QA_WORKSPACE),
+              wait_until="load")
+    page.get_by_role("combobox").filter(has_text="eval_none").click()  # the newest
+    page.get_by_role("option", name="eval", exact=True).click()
+    page.get_by_text(re.compile(r"Review of eval: %d flagged masks" % todo.flagged)).wait_for()
+    page.get_by_role("button", name="Open low-IoU samples", exact=False).click()
+    assert wait_grid(page, todo.samples) == 0
+    page.get_by_role("button", name="Next to review (%d)" % todo.to_review).click()
+    page.locator(MODAL_LOADED).first.wait_for()
+    page.get_by_text(todo.next_sample, exact=True).first.wait_for()  # the modal's sample id
+    settle(page)
+
+    sample = ds[todo.next_sample]
+    png = sample[get_segment_run(ds, "sam")["seg_field"]].mask_path
+    before = read_label_png(png)
+    click_label(page, sample, todo.next_labels[0])
+    run_operator(page, "SAMRS: Re-segment labels", "1 selected label of", "alternatives for 1 "
+                 "labels", "19-resegment-form.png")
+    shot(page, "20-resegment-done.png")
+    page.get_by_role("button", name="Done").click()
+    ds.reload()
+    alts = ds[todo.next_sample].sam_alternatives.detections
+    (label_id,) = {a.of for a in alts}  # the clicked label, and only it
+    assert label_id in todo.next_labels
+    run_operator(page, "SAMRS: Review decision", "1 selected label of", "replace: 1 label",
+                 "21-review-decision-form.png")
+    page.get_by_role("button", name="Done").click()
+
+    # the label took its best alternative, and the semantic PNG followed
+    ds.reload()
+    sample = ds[todo.next_sample]
+    got = [d for d in sample.sam.detections if d.id == label_id][0]
+    best = max((a for a in alts if a.of == label_id and a.confidence is not None),
+               key=lambda a: a.confidence)
+    assert got.review == "replaced" and got.review_choice == best.alternative
+    assert (got.mask == best.mask).all()
+    after = read_label_png(png)
+    assert (after != before).any()
+    repaint(sample, "sam")  # what the run paints: the same pixels
+    np.testing.assert_array_equal(read_label_png(png), after)
+
+    # the panel counts the decision
+    page.keyboard.press("Escape")
+    page.locator(MODAL_LOADED).first.wait_for(state="detached")
+    page.get_by_role("button", name="Refresh").click()
+    page.get_by_text(re.compile(r"1 reviewed \(1 replaced\)")).wait_for()
+    page.get_by_role("button", name="Next to review (%d)" % (todo.to_review - 1)).wait_for()
+    shot(page, "22-review-progress.png")
+
+    # an export of the low-IoU view carries the decision
+    out = tmp_path / "reviewed"
+    open_operator(page, "SAMRS: Export")
+    page.get_by_text("Export folder", exact=True).wait_for()
+    fill(page, "Export folder", str(out))
+    page.get_by_role("button", name="Execute", exact=True).click()
+    page.get_by_text("Exported (samrs)", exact=False).first.wait_for()
+    page.get_by_role("button", name="Done").click()
+    assert "Review decisions on the objects: replaced 1" in (out / "README.md").read_text()
+    anns = json.loads((out / "annotations.json").read_text())["annotations"]
+    assert [a.get("review") for a in anns].count("replaced") == 1
 
 
 # --------------------------------------------------------------------------

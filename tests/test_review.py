@@ -359,3 +359,10 @@ def test_stats_count_the_decisions(segmented):
     assert st.pixels.sum() == whole.pixels.sum() - dets[0].area
     assert st.to_dict()["reviews"] == {"rejected": 1, "accepted": 2}
     assert "1 rejected in review left out" in st.to_markdown()
+
+
+def test_resegment_says_which_model_to_pass_when_the_run_recorded_none(segmented):
+    ds, _ = segmented  # segmented with an engine object: no model name, no checkpoint
+    with pytest.raises(ValueError, match="the run that wrote 'sam' recorded no model name or "
+                                         "checkpoint.*pass model="):
+        resegment(ds, progress=False)

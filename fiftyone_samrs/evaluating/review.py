@@ -112,6 +112,17 @@ def _model_of(run: dict, backend: Optional[str], model, checkpoint):
     return backend or "sam", model, checkpoint
 
 
+def _check_model(label_field: str, run: dict, backend: str, model, checkpoint) -> None:
+    """Raises, saying what to pass, where no model can be built."""
+    from fiftyone_samrs.segmenting.backends import model_backends
+
+    if backend in model_backends() and model is None and checkpoint is None:
+        why = ("the run that wrote %r recorded no model name or checkpoint (it was given an "
+               "engine object)" % label_field) if run else "no segment run wrote %r" % label_field
+        raise ValueError("resegment: %s; pass model=... (e.g. vit_h, samrs-tiny), "
+                         "checkpoint=PATH or engine=..." % why)
+
+
 def resegment(
     sample_collection,
     label_ids: Optional[Sequence[str]] = None,
@@ -171,6 +182,7 @@ def resegment(
     box_field, obb_field, run = _settings(sample_collection, label_field, box_field, obb_field)
     backend, model, checkpoint = _model_of(run, backend, model, checkpoint)
     if engine is None and any(c is None or c.backend == "sam" for _, c in names):
+        _check_model(label_field, run, backend, model, checkpoint)
         engine = make_backend(backend, model=model, checkpoint=checkpoint, device=device)
     models = {"sam": as_engine(engine)}
     for _, c in names:

@@ -330,7 +330,7 @@ class QAPanel(foo.Panel):
             panel.md("\n".join(lines), name="views")
         review = ctx.panel.get_state("review") or {}
         if review:
-            panel.md(review["markdown"], name="review")
+            panel.md(review["markdown"], name="review_md")
         buttons = panel.h_stack("buttons", align_x="left", gap=2)
         buttons.btn("open_low_iou", label="Open low-IoU samples%s" % (
                         " (%d)" % low["count"] if low else ""),

@@ -132,7 +132,7 @@ class ResegmentLabels(common.SamrsOperator):
                          "semantic PNGs repainted" % (res.replaced, res.repainted))
         lines += ["skipped %d: %s" % (n, why) for why, n in sorted(res.skipped.items())]
         lines.append("next: compare them in the sample, then **SAMRS: Review decision**")
-        triggers = [] if ctx.delegated else [ctx.ops.reload_dataset()]
+        triggers = [] if ctx.delegated else [ctx.ops.reload_dataset(), ctx.ops.reload_samples()]
         if not ctx.delegated and ctx.selected_labels:
             triggers.append(ctx.ops.set_selected_labels(ctx.selected_labels))
         return (yield from common.finish(
@@ -207,7 +207,7 @@ class ReviewLabels(common.SamrsOperator):
             res = fsr.decide(ctx.dataset, ids, action, label_field=label_field, user=user,
                              alternative=common.param_str(ctx, "alternative", "best"))
             lines.append(_decided_line(action, res))
-        triggers = [] if ctx.delegated else [ctx.ops.reload_dataset(),
+        triggers = [] if ctx.delegated else [ctx.ops.reload_dataset(), ctx.ops.reload_samples(),
                                              ctx.ops.clear_selected_labels()]
         return (yield from common.finish(
             ctx, self.title, common.markdown_lines("Decided", lines), "decided", triggers))
