@@ -366,3 +366,20 @@ def test_resegment_says_which_model_to_pass_when_the_run_recorded_none(segmented
     with pytest.raises(ValueError, match="the run that wrote 'sam' recorded no model name or "
                                          "checkpoint.*pass model="):
         resegment(ds, progress=False)
+
+
+def test_the_cli_first_pass(fo_dataset, tmp_path, capsys):
+    from test_pipeline import OBJECTS
+
+    from fiftyone_samrs.segmenting.pipeline import segment
+    from fiftyone_samrs.tools.cli import main
+
+    ds = make_dataset(fo_dataset, tmp_path, objects=OBJECTS[:1])
+    segment(ds, backend="sam", model="samrs-tiny", device="cpu", seg_dir=str(tmp_path / "s"),
+            progress=False)
+    assert main(["resegment", ds.name, "--replace-best", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    ds.reload()
+    auto = [d for d in ds.first().sam.detections if getattr(d, "review", None) == "auto-replaced"]
+    assert auto, "samrs-tiny's multimask candidates beat some of its single masks here"
+    assert "first pass: %d labels replaced" % len(auto) in out

@@ -31,11 +31,14 @@ def execute_resegment(args: argparse.Namespace) -> int:
         res = resegment(_view(dataset, args), label_ids=args.label_id or None, alternatives=names,
                         label_field=args.label_field, backend=args.backend, model=args.model,
                         checkpoint=args.checkpoint, device=args.device,
-                        progress=not args.no_progress)
+                        replace_best=args.replace_best, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as e:
         return fail(e)
     print("%d alternatives for %d labels in %r (%d images encoded)"
           % (res.alternatives, res.labels, res.field, res.images))
+    if res.replaced:
+        print("first pass: %d labels replaced by their best alternative (review "
+              "'auto-replaced'), %d semantic PNGs repainted" % (res.replaced, res.repainted))
     for why, n in sorted(res.skipped.items()):
         print("  skipped %d: %s" % (n, why))
     return 0
@@ -82,6 +85,10 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="as `samrs segment --model`")
     p.add_argument("--checkpoint", default=None, help="a local checkpoint")
     p.add_argument("--device", default=None, help="cuda, cpu... (default: auto)")
+    p.add_argument("--replace-best", action="store_true",
+                   help="first pass: replace each label by its alternative of best predicted "
+                   "IoU where that beats its own (recorded auto-replaced; off by default: "
+                   "it did not help on every generated scene set measured)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_view_tag_argument(p)
     p.set_defaults(func=execute_resegment)
