@@ -226,12 +226,10 @@ class QAPanel(foo.Panel):
         self._refresh(ctx, ctx.params.get("value"))
 
     def open_low_iou(self, ctx):
-        key = ctx.panel.get_state("eval_key") or _newest_eval(ctx.dataset)
-        if not key:
-            ctx.ops.notify("no evaluation: run SAMRS: Evaluate masks", variant="warning")
-            return
-        view, _, _, threshold = low_iou_view(ctx.dataset, key)
-        self._open(ctx, view, qa.LOW_IOU_VIEW, key, threshold)
+        key = self._eval_key(ctx)
+        if key:
+            view, _, _, threshold = low_iou_view(ctx.dataset, key)
+            self._open(ctx, view, qa.LOW_IOU_VIEW, key, threshold)
 
     def open_suspicious(self, ctx):
         found = suspicious_view(ctx.dataset)
@@ -242,9 +240,8 @@ class QAPanel(foo.Panel):
 
     def next_to_review(self, ctx):
         """Opens the worst low-IoU sample that still has a flagged label to review."""
-        key = ctx.panel.get_state("eval_key") or _newest_eval(ctx.dataset)
+        key = self._eval_key(ctx)
         if not key:
-            ctx.ops.notify("no evaluation: run SAMRS: Evaluate masks", variant="warning")
             return
         view, _, _, threshold = low_iou_view(ctx.dataset, key)
         review = review_summary(ctx.dataset, key, threshold, view)
@@ -273,6 +270,13 @@ class QAPanel(foo.Panel):
             field, " (the field evaluated by `%s`)" % key if key else "", st["markdown"]))
         ctx.panel.set_data("stats_classes", st["classes"])
         ctx.panel.set_data("stats_sizes", st["sizes"])
+
+    def _eval_key(self, ctx) -> Optional[str]:
+        """The evaluation shown (else the newest); None, said, without one."""
+        key = ctx.panel.get_state("eval_key") or _newest_eval(ctx.dataset)
+        if not key:
+            ctx.ops.notify("no evaluation: run SAMRS: Evaluate masks", variant="warning")
+        return key
 
     def _open(self, ctx, view, kind, eval_key, threshold):
         if not view.count():
