@@ -273,7 +273,11 @@ def test_hq_sam_alternatives_skip_multimask_and_say_why(segmented):
 def test_the_first_pass_replaces_where_the_best_alternative_predicts_more(segmented):
     from fiftyone_samrs.core.painting import read_label_png
 
+    from fiftyone_samrs.evaluating.review import decide
+
     ds, engine = segmented
+    kept = ds.first().sam.detections[0].id
+    decide(ds, [kept], "accept", user="ana")  # a reviewer's decision: the first pass keeps it
     before = {d.id: d for d in ds.first().sam.detections}
     res = resegment(ds, alternatives=["multimask"], engine=engine, replace_best=True,
                     progress=False)
@@ -285,7 +289,9 @@ def test_the_first_pass_replaces_where_the_best_alternative_predicts_more(segmen
         mine = [a for a in alts if a.of == det.id]
         best = max(mine, key=lambda a: a.confidence)
         old = before[det.id]
-        if best.confidence > old.confidence:
+        if det.id == kept:
+            assert det.review == "accepted" and (det.mask == old.mask).all()
+        elif best.confidence > old.confidence:
             replaced += 1
             assert det.review == "auto-replaced" and det.review_choice == best.alternative
             assert det.reviewed_by == "samrs first pass"

@@ -164,7 +164,8 @@ def resegment(
         replace_best: the automatic first pass: each label whose best
             alternative by predicted IoU predicts more than its current mask
             takes it, recorded as ``review="auto-replaced"`` (still to
-            review); off by default (measured: ``docs/evaluation.md``)
+            review; labels a reviewer decided on are left alone); off by
+            default (measured: ``docs/evaluation.md``)
         progress: show a progress bar
 
     Returns:
@@ -436,8 +437,9 @@ def _decide_sample(sample, wanted: set, decision: _Decision, out: ReviewResult) 
     alts = sample[alts_field] if sample.has_field(alts_field) else None
     changed = False
     for det in sample[decision.label_field].detections:
-        if det.id not in wanted:
-            continue
+        if det.id not in wanted or (decision.only_better
+                                    and label_attr(det, "review") in REVIEW_STATUS.values()):
+            continue  # the first pass leaves a reviewer's decision alone
         choice = None
         if decision.action == "replace":
             alt = _alternative_of(alts, det.id, decision.alternative,
