@@ -272,7 +272,6 @@ def test_hq_sam_alternatives_skip_multimask_and_say_why(segmented):
 
 def test_the_first_pass_replaces_where_the_best_alternative_predicts_more(segmented):
     from fiftyone_samrs.core.painting import read_label_png
-
     from fiftyone_samrs.evaluating.review import decide
 
     ds, engine = segmented

@@ -113,8 +113,8 @@ class ResegmentLabels(common.SamrsOperator):
         ids = ids + [i for v in alts.values() for i in v]
         samples = sorted({sel["sample_id"] for sel in ctx.selected_labels or []})
         view = ctx.dataset.select(samples) if ids else ctx.view  # whole samples: their boxes
-        kwargs = {"alternatives": common.param_list(ctx, "alternatives")} \
-            if common.param_list(ctx, "alternatives") else {}
+        alternatives = common.param_list(ctx, "alternatives")
+        kwargs = {"alternatives": alternatives} if alternatives else {}  # else the SDK's
 
         def work(report):
             report(0.0, "re-segmenting: loading the model")
