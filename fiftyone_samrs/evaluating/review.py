@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.fiftyone_io import label_attr
 
 #: the alternatives :func:`resegment` computes by default
@@ -414,19 +415,16 @@ def _record(dataset, label_ids: Sequence[str], decision: _Decision) -> ReviewRes
     out = ReviewResult(missing=sorted(i for i in set(label_ids) if not ObjectId.is_valid(i)))
     wanted = set(label_ids) - set(out.missing)
     view = dataset.select_labels(ids=list(wanted), fields=label_field)
+    found = set()
     for sid in view.values("id"):
         sample = dataset[sid]
+        found.update(d.id for d in sample[label_field].detections if d.id in wanted)
         changed = _decide_sample(sample, wanted, decision, out)
         sample.save()
         if changed and repaint(sample, label_field):
             out.repainted += 1
-    out.missing = sorted(set(out.missing) | (wanted - _ids_in(dataset, label_field, wanted)))
+    out.missing = sorted(set(out.missing) | (wanted - found))
     return out
-
-
-def _ids_in(dataset, label_field: str, wanted: set) -> set:
-    view = dataset.select_labels(ids=list(wanted), fields=label_field)
-    return {i for ids in view.values("%s.detections.id" % label_field) for i in ids or []}
 
 
 def _decide_sample(sample, wanted: set, decision: _Decision, out: ReviewResult) -> bool:
@@ -565,11 +563,10 @@ class ReviewProgress:
         """One line for the QA panel."""
         parts = ", ".join("%d %s" % (self.decisions[k], k) for k in
                           list(REVIEW_STATUS.values()) + [AUTO_STATUS] if self.decisions[k])
-        return ("**Review of `%s`**: %d flagged mask%s (`%s_iou` < %g) in %d sample%s; "
-                "%d reviewed%s; **%d to review**" % (
-                    self.eval_key, self.flagged, "" if self.flagged == 1 else "s",
-                    self.eval_key, self.threshold, self.samples,
-                    "" if self.samples == 1 else "s", self.reviewed,
+        return ("**Review of `%s`**: %s (`%s_iou` < %g) in %s; %d reviewed%s; "
+                "**%d to review**" % (
+                    self.eval_key, plural(self.flagged, "flagged mask"), self.eval_key,
+                    self.threshold, plural(self.samples, "sample"), self.reviewed,
                     " (%s)" % parts if parts else "", self.to_review))
 
 

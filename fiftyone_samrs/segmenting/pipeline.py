@@ -36,6 +36,7 @@ from typing import Optional, Tuple
 
 import fiftyone as fo
 
+from fiftyone_samrs.core.text import plural
 from fiftyone_samrs.fiftyone_io import (
     dataset_of,
     declare_label_field,
@@ -257,8 +258,8 @@ def _warn_reviewed(sample_collection, label_field: str) -> int:
         return 0
     n = sample_collection.count(path)
     if n:
-        logger.warning("overwrite=True replaces %d reviewed label%s of %r: their review "
-                       "decisions are lost", n, "" if n == 1 else "s", label_field)
+        logger.warning("overwrite=True replaces %s of %r: their review decisions are lost",
+                       plural(n, "reviewed label"), label_field)
     return n
 
 

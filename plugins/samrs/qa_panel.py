@@ -243,14 +243,12 @@ class QAPanel(foo.Panel):
         key = self._eval_key(ctx)
         if not key:
             return
-        view, _, _, threshold = low_iou_view(ctx.dataset, key)
-        review = review_summary(ctx.dataset, key, threshold, view)
-        self._refresh(ctx)
+        review = self._refresh(ctx, key).get("review")
         if not review or not review["next_sample"]:
             ctx.ops.notify("nothing left to review in the low-IoU samples of %s" % key,
                            variant="info")
             return
-        ctx.ops.set_view(view=view)
+        ctx.ops.set_view(view=low_iou_view(ctx.dataset, key)[0])
         ctx.ops.open_sample(id=review["next_sample"])
 
     def show_stats(self, ctx):
@@ -286,7 +284,9 @@ class QAPanel(foo.Panel):
             return
         ctx.ops.set_view(view=view)
 
-    def _refresh(self, ctx, eval_key=None):
+    def _refresh(self, ctx, eval_key=None) -> Dict[str, Any]:
+        """Recomputes what the panel shows (:func:`qa_summary`) into its
+        state and data; returns that summary."""
         try:
             summary = qa_summary(ctx.dataset, eval_key or ctx.panel.get_state("eval_key"))
         except Exception as e:
@@ -307,6 +307,7 @@ class QAPanel(foo.Panel):
             "type": "bar", "x": hist["centres"], "y": hist["counts"], "width": hist["width"],
             "name": "instance IoU", "marker": {"color": "#ff6d04"},
         }])
+        return summary
 
     # ------------------------------------------------------------ layout
 

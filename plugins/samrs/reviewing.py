@@ -18,6 +18,8 @@ from typing import Dict, List, Tuple
 import fiftyone as fo
 import fiftyone.operators.types as types
 
+from fiftyone_samrs.core.text import plural
+
 from . import common
 
 SUFFIX = "_alternatives"
@@ -88,7 +90,7 @@ class ResegmentLabels(common.SamrsOperator):
         ids, alts = chosen(ctx, label_field)
         n = len(ids) + sum(len(v) for v in alts.values())
         inputs.view("which", types.Notice(label=(
-            "%d selected label%s of `%s`" % (n, "" if n == 1 else "s", label_field) if n else
+            "%s of `%s`" % (plural(n, "selected label"), label_field) if n else
             "No label of `%s` selected: every label of the current view (%d samples)"
             % (label_field, ctx.view.count()))))
         inputs.list("alternatives", types.String(), default=None, required=False,
@@ -165,9 +167,8 @@ class ReviewLabels(common.SamrsOperator):
             return types.Property(inputs, view=types.View(label="Review decision"))
         lines = []
         if ids:
-            lines.append("%d selected label%s of `%s`" % (len(ids), "" if len(ids) == 1
-                                                          else "s", label_field))
-        lines += ["`%s` replaces %d label%s" % (name, len(of), "" if len(of) == 1 else "s")
+            lines.append("%s of `%s`" % (plural(len(ids), "selected label"), label_field))
+        lines += ["`%s` replaces %s" % (name, plural(len(of), "label"))
                   for name, of in sorted(alts.items())]
         inputs.view("which", types.Notice(label="; ".join(lines)))
         if ids:
@@ -214,9 +215,8 @@ class ReviewLabels(common.SamrsOperator):
 
 
 def _decided_line(what: str, res) -> str:
-    line = "%s: %d label%s, %d semantic PNG%s repainted" % (
-        what, res.decided, "" if res.decided == 1 else "s", res.repainted,
-        "" if res.repainted == 1 else "s")
+    line = "%s: %s, %s repainted" % (what, plural(res.decided, "label"),
+                                      plural(res.repainted, "semantic PNG"))
     return line + ("; not found: %s" % ", ".join(res.missing) if res.missing else "")
 
 
